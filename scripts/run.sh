@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The local stack in the foreground: Redis, webdis, the mock provider and
+# capture sink, and Envoy with the filter. Ctrl-C drains Envoy, then stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export LLMGW_PORT="${LLMGW_PORT:-10000}" LLMGW_ADMIN_PORT="${LLMGW_ADMIN_PORT:-9901}"
+export LLMGW_MOCK_PORT="${LLMGW_MOCK_PORT:-18080}" LLMGW_SINK_PORT="${LLMGW_SINK_PORT:-18081}"
+export LLMGW_REDIS_PORT="${LLMGW_REDIS_PORT:-16379}" LLMGW_WEBDIS_PORT="${LLMGW_WEBDIS_PORT:-17379}"
+ENVOY="${ENVOY_BIN:-.venv/bin/envoy}"
+RUN=.run
+mkdir -p "$RUN"
+
+# Providers without a key in the environment are served by the mock, which accepts "mock-key".
+mocked=""
+for p in OPENAI ANTHROPIC GEMINI; do
+  var="LLM_GATEWAY_${p}_API_KEY"
+  if [ -z "${!var:-}" ]; then
+    mocked="$mocked ${p,,}"
+    export "$var=mock-key"
+  fi
+done
+export LLMGW_MOCKED="$mocked"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  # Drain first so queued analytics are flushed before Envoy exits (DESIGN.md).
+  curl -s -X POST "http://127.0.0.1:$LLMGW_ADMIN_PORT/drain_listeners?graceful" >/dev/null 2>&1 || true
+  sleep "${LLMGW_DRAIN_SECONDS:-2}"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+redis-server --port "$LLMGW_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$RUN/redis.log" 2>&1 &
+pids+=($!)
+cat >"$RUN/webdis.json" <<JSON
+{"redis_host": "127.0.0.1", "redis_port": $LLMGW_REDIS_PORT, "http_host": "127.0.0.1",
+ "http_port": $LLMGW_WEBDIS_PORT, "threads": 2, "daemonize": false, "database": 0,
+ "verbosity": 1, "logfile": "$RUN/webdis.log"}
+JSON
+webdis "$RUN/webdis.json" >/dev/null 2>&1 &
+pids+=($!)
+target/release/mock-stack --provider-port "$LLMGW_MOCK_PORT" --sink-port "$LLMGW_SINK_PORT" &
+pids+=($!)
+
+python3 scripts/render-envoy.py "$RUN/envoy.yaml"
+"$ENVOY" -c "$RUN/envoy.yaml" --disable-hot-restart --concurrency "${LLMGW_CONCURRENCY:-2}" -l warning &
+pids+=($!)
+wait -n "${pids[@]}"

