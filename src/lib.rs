@@ -3,12 +3,15 @@
 //! Everything but `filter` is pure logic with no proxy-wasm import, so it is
 //! tested natively and on `wasm32-wasip1`; `filter` is the only host adapter.
 
+pub mod capture;
 pub mod config;
 pub mod errors;
 pub mod forward;
+pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod routes;
+pub mod usage;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod filter;

@@ -1,0 +1,1 @@
+//! `$ai_generation` events and their delivery queues.

@@ -1,0 +1,1 @@
+//! Token usage from provider responses (JSON and SSE).
