@@ -38,6 +38,10 @@ run: build
 	@$(CARGO) build --release -p llm-gateway-e2e --bin mock-stack
 	@scripts/run.sh
 
+# A fresh key for the running local stack: make key TEAM=1 SCOPES=llm_gateway:read PRODUCTS=
+key:
+	@scripts/key.sh "$(or $(TEAM),1)" "$(or $(SCOPES),llm_gateway:read)" "$(PRODUCTS)"
+
 fmt:
 	@$(CARGO) fmt --all
 

@@ -32,6 +32,7 @@ def main(out_path):
         "MOCK_PORT": env["LLMGW_MOCK_PORT"],
         "SINK_PORT": env["LLMGW_SINK_PORT"],
         "WEBDIS_PORT": env["LLMGW_WEBDIS_PORT"],
+        "AUTH_PORT": env.get("LLMGW_AUTH_PORT", env["LLMGW_WEBDIS_PORT"]),
     }
     with open(os.path.join(ROOT, "envoy/envoy.yaml.tmpl")) as f:
         rendered = string.Template(f.read()).substitute(values)

@@ -45,7 +45,10 @@ pids+=($!)
 target/release/mock-stack --provider-port "$LLMGW_MOCK_PORT" --sink-port "$LLMGW_SINK_PORT" &
 pids+=($!)
 
+for _ in $(seq 50); do redis-cli -p "$LLMGW_REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+demo_key=$(scripts/key.sh 1 llm_gateway:read "" local-dev)
 python3 scripts/render-envoy.py "$RUN/envoy.yaml"
+echo "demo API key (team 1, all products): $demo_key   (make key for more)"
 "$ENVOY" -c "$RUN/envoy.yaml" --disable-hot-restart --concurrency "${LLMGW_CONCURRENCY:-2}" -l warning &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -9,14 +9,7 @@ use serde::Deserialize;
 
 use crate::providers::Provider;
 
-pub const DEFAULT_PRODUCTS: [&str; 6] = [
-    "llm_gateway",
-    "array",
-    "wizard",
-    "django",
-    "posthog_code",
-    "slack_app",
-];
+pub const DEFAULT_PRODUCTS: [&str; 6] = ["llm_gateway", "array", "wizard", "django", "posthog_code", "slack_app"];
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS: u64 = 600_000;
 
@@ -31,6 +24,36 @@ struct RawConfig {
     route_header: Option<String>,
     max_request_body_bytes: Option<usize>,
     anthropic_version: Option<String>,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    cluster: Option<String>,
+    authority: Option<String>,
+    path_prefix: Option<String>,
+    path_suffix: Option<String>,
+    timeout_ms: Option<u64>,
+    required_scope: Option<String>,
+    cache_ttl_seconds: Option<u64>,
+    negative_cache_ttl_seconds: Option<u64>,
+    cache_max_entries: Option<usize>,
+}
+
+/// The auth service: `GET {path_prefix}{sha256_hex(key)}{path_suffix}` on `cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub path_prefix: String,
+    pub path_suffix: String,
+    pub timeout_ms: u64,
+    pub required_scope: String,
+    pub cache_ttl_ms: u64,
+    pub negative_cache_ttl_ms: u64,
+    pub cache_max_entries: usize,
 }
 
 #[derive(Deserialize)]
@@ -69,17 +92,13 @@ pub struct ModelRoute {
 pub struct Config {
     /// `products[0]` serves unprefixed paths.
     pub products: Vec<String>,
-    providers: (
-        ProviderSettings,
-        ProviderSettings,
-        ProviderSettings,
-        ProviderSettings,
-    ),
+    providers: (ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings),
     pub models: HashMap<String, ModelRoute>,
     /// Request header the Envoy route reads (`cluster_header`) to pick the upstream.
     pub route_header: String,
     pub max_request_body_bytes: usize,
     pub anthropic_version: String,
+    pub auth: AuthSettings,
 }
 
 impl Config {
@@ -104,57 +123,37 @@ impl Config {
 }
 
 fn compile(raw: RawConfig) -> Result<Config, String> {
-    let products = raw
-        .products
-        .unwrap_or_else(|| DEFAULT_PRODUCTS.iter().map(|s| s.to_string()).collect());
+    let products = raw.products.unwrap_or_else(|| DEFAULT_PRODUCTS.iter().map(|s| s.to_string()).collect());
     if products.is_empty() {
-        return Err(
-            "products: must name at least one product (the first serves unprefixed paths)".into(),
-        );
+        return Err("products: must name at least one product (the first serves unprefixed paths)".into());
     }
     for p in &products {
-        let valid = !p.is_empty()
-            && p != "v1"
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid =
+            !p.is_empty() && p != "v1" && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
-            return Err(format!(
-                "products: invalid product name {p:?} (use letters, digits, '_' or '-', not 'v1')"
-            ));
+            return Err(format!("products: invalid product name {p:?} (use letters, digits, '_' or '-', not 'v1')"));
         }
     }
     for name in raw.providers.keys() {
         if Provider::from_name(name).is_none() {
-            return Err(format!(
-                "providers.{name}: unknown provider (known: openai, anthropic, gemini, bedrock)"
-            ));
+            return Err(format!("providers.{name}: unknown provider (known: openai, anthropic, gemini, bedrock)"));
         }
     }
     let settings = |p: Provider| -> Result<ProviderSettings, String> {
         let raw_p = raw.providers.get(p.name());
-        let timeout_ms = raw_p
-            .and_then(|r| r.timeout_ms)
-            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let timeout_ms = raw_p.and_then(|r| r.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
         if timeout_ms == 0 {
             return Err(format!("providers.{p}.timeout_ms: must be greater than 0"));
         }
-        let base_path = raw_p
-            .and_then(|r| r.base_path.clone())
-            .unwrap_or_else(|| p.default_base_path().into());
+        let base_path = raw_p.and_then(|r| r.base_path.clone()).unwrap_or_else(|| p.default_base_path().into());
         if !base_path.starts_with('/') || base_path.ends_with('/') {
-            return Err(format!(
-                "providers.{p}.base_path: must start with '/' and not end with '/'"
-            ));
+            return Err(format!("providers.{p}.base_path: must start with '/' and not end with '/'"));
         }
         Ok(ProviderSettings {
-            cluster: non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || {
-                format!("providers.{p}.cluster")
+            cluster: non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || format!("providers.{p}.cluster"))?,
+            authority: non_empty(raw_p.and_then(|r| r.authority.clone()), p.default_authority(), || {
+                format!("providers.{p}.authority")
             })?,
-            authority: non_empty(
-                raw_p.and_then(|r| r.authority.clone()),
-                p.default_authority(),
-                || format!("providers.{p}.authority"),
-            )?,
             base_path,
             timeout_ms,
         })
@@ -169,38 +168,47 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     for (name, m) in raw.models {
         let provider = Provider::from_name(&m.provider)
             .ok_or_else(|| format!("models.{name}.provider: unknown provider {:?}", m.provider))?;
-        models.insert(
-            name,
-            ModelRoute {
-                provider,
-                upstream_model: m.model,
-            },
-        );
+        models.insert(name, ModelRoute { provider, upstream_model: m.model });
     }
     let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_request_body_bytes == 0 {
         return Err("max_request_body_bytes: must be greater than 0".into());
     }
+    let a = raw.auth;
+    let auth = AuthSettings {
+        cluster: non_empty(a.cluster, "auth", || "auth.cluster".into())?,
+        authority: non_empty(a.authority, "auth", || "auth.authority".into())?,
+        path_prefix: a.path_prefix.unwrap_or_else(|| "/GET/llmgw:key:".into()),
+        path_suffix: a.path_suffix.unwrap_or_else(|| ".txt".into()),
+        timeout_ms: positive(a.timeout_ms.unwrap_or(1000), "auth.timeout_ms")?,
+        required_scope: non_empty(a.required_scope, "llm_gateway:read", || "auth.required_scope".into())?,
+        cache_ttl_ms: a.cache_ttl_seconds.unwrap_or(60).saturating_mul(1000),
+        negative_cache_ttl_ms: a.negative_cache_ttl_seconds.unwrap_or(5).saturating_mul(1000),
+        cache_max_entries: positive(a.cache_max_entries.unwrap_or(10_000) as u64, "auth.cache_max_entries")? as usize,
+    };
+    if !auth.path_prefix.starts_with('/') {
+        return Err("auth.path_prefix: must start with '/'".into());
+    }
     Ok(Config {
+        auth,
         products,
         providers,
         models,
-        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || {
-            "route_header".into()
-        })?
-        .to_ascii_lowercase(),
+        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?
+            .to_ascii_lowercase(),
         max_request_body_bytes,
-        anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || {
-            "anthropic_version".into()
-        })?,
+        anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
     })
 }
 
-fn non_empty(
-    value: Option<String>,
-    default: &str,
-    field: impl Fn() -> String,
-) -> Result<String, String> {
+fn positive(value: u64, field: &str) -> Result<u64, String> {
+    if value == 0 {
+        return Err(format!("{field}: must be greater than 0"));
+    }
+    Ok(value)
+}
+
+fn non_empty(value: Option<String>, default: &str, field: impl Fn() -> String) -> Result<String, String> {
     match value {
         None => Ok(default.to_string()),
         Some(v) if v.trim().is_empty() => Err(format!("{}: must not be empty", field())),
@@ -220,10 +228,7 @@ mod tests {
         assert_eq!(c.provider(Provider::Gemini).base_path, "/v1beta/openai");
         assert_eq!(c.provider(Provider::OpenAi).cluster, "openai");
         assert_eq!(c.max_request_body_bytes, DEFAULT_MAX_BODY_BYTES);
-        assert_eq!(
-            Config::parse(b"{}").unwrap().route_header,
-            "x-llm-gateway-cluster"
-        );
+        assert_eq!(Config::parse(b"{}").unwrap().route_header, "x-llm-gateway-cluster");
     }
 
     #[test]
@@ -241,24 +246,17 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_field() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"{", "invalid configuration"),
             (br#"{"prodcts":[]}"#, "unknown field `prodcts`"),
             (br#"{"products":[]}"#, "products"),
             (br#"{"products":["a/b"]}"#, "products"),
             (br#"{"providers":{"azure":{}}}"#, "providers.azure"),
-            (
-                br#"{"providers":{"openai":{"timeout_ms":0}}}"#,
-                "providers.openai.timeout_ms",
-            ),
-            (
-                br#"{"providers":{"openai":{"clusterr":"x"}}}"#,
-                "unknown field `clusterr`",
-            ),
-            (
-                br#"{"models":{"x":{"provider":"nope"}}}"#,
-                "models.x.provider",
-            ),
+            (br#"{"providers":{"openai":{"timeout_ms":0}}}"#, "providers.openai.timeout_ms"),
+            (br#"{"providers":{"openai":{"clusterr":"x"}}}"#, "unknown field `clusterr`"),
+            (br#"{"models":{"x":{"provider":"nope"}}}"#, "models.x.provider"),
+            (br#"{"auth":{"timeout_ms":0}}"#, "auth.timeout_ms"),
+            (br#"{"auth":{"path_prefix":"x"}}"#, "auth.path_prefix"),
         ];
         for (json, needle) in cases {
             let err = Config::parse(json).unwrap_err();

@@ -65,10 +65,9 @@ impl ErrorKind {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest
-            | ErrorKind::NotFound
-            | ErrorKind::MethodNotAllowed
-            | ErrorKind::TooLarge => "invalid_request_error",
+            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::TooLarge => {
+                "invalid_request_error"
+            }
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
@@ -127,13 +126,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError {
-            kind,
-            message: message.into(),
-            param: None,
-            code: kind.default_code(),
-            headers: Vec::new(),
-        }
+        ApiError { kind, message: message.into(), param: None, code: kind.default_code(), headers: Vec::new() }
     }
 
     pub fn param(mut self, param: &'static str) -> Self {
@@ -172,11 +165,7 @@ impl ApiError {
         };
         let mut headers = self.headers;
         headers.push(("content-type", "application/json".to_string()));
-        LocalReply {
-            status: self.kind.status(),
-            headers,
-            body: body.to_string(),
-        }
+        LocalReply { status: self.kind.status(), headers, body: body.to_string() }
     }
 }
 
@@ -187,9 +176,7 @@ mod tests {
 
     #[test]
     fn openai_shape_has_all_four_keys() {
-        let r = ApiError::new(ErrorKind::InvalidRequest, "bad")
-            .param("model")
-            .reply(ApiFormat::OpenAi);
+        let r = ApiError::new(ErrorKind::InvalidRequest, "bad").param("model").reply(ApiFormat::OpenAi);
         assert_eq!(r.status, 400);
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["error"]["message"], "bad");
@@ -227,30 +214,18 @@ pub fn from_envoy_reply(status: u16, code_details: &str, upstream: &str) -> Opti
         return None;
     }
     let (kind, message) = if code_details.contains("timeout") {
-        (
-            ErrorKind::Timeout,
-            format!("The provider {upstream} did not answer in time"),
-        )
+        (ErrorKind::Timeout, format!("The provider {upstream} did not answer in time"))
     } else if code_details.contains("payload_too_large") {
-        (
-            ErrorKind::TooLarge,
-            "Request body is larger than the gateway accepts".to_string(),
-        )
+        (ErrorKind::TooLarge, "Request body is larger than the gateway accepts".to_string())
     } else if code_details.starts_with("upstream_reset")
         || code_details.contains("no_healthy_upstream")
         || code_details.contains("cluster_not_found")
         || code_details.contains("no_route")
     {
-        (
-            ErrorKind::BadGateway,
-            format!("The provider {upstream} could not be reached"),
-        )
+        (ErrorKind::BadGateway, format!("The provider {upstream} could not be reached"))
     } else {
         let kind = ErrorKind::from_status(status);
-        (
-            kind,
-            format!("The gateway could not complete the request ({status})"),
-        )
+        (kind, format!("The gateway could not complete the request ({status})"))
     };
     Some(ApiError::new(kind, message))
 }
@@ -262,24 +237,14 @@ mod envoy_reply_tests {
     #[test]
     fn maps_envoy_local_replies() {
         let cases = [
-            (
-                503,
-                "upstream_reset_before_response_started{remote_connection_failure}",
-                502,
-            ),
+            (503, "upstream_reset_before_response_started{remote_connection_failure}", 502),
             (503, "no_healthy_upstream", 502),
             (504, "response_timeout", 504),
             (413, "request_payload_too_large", 413),
             (500, "filter_chain_not_found", 500),
         ];
         for (status, details, want) in cases {
-            assert_eq!(
-                from_envoy_reply(status, details, "openai")
-                    .unwrap()
-                    .status(),
-                want,
-                "{details}"
-            );
+            assert_eq!(from_envoy_reply(status, details, "openai").unwrap().status(), want, "{details}");
         }
         assert!(from_envoy_reply(500, "via_upstream", "openai").is_none());
         assert!(from_envoy_reply(200, "", "openai").is_none());

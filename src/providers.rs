@@ -11,12 +11,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
-        Provider::OpenAi,
-        Provider::Anthropic,
-        Provider::Gemini,
-        Provider::Bedrock,
-    ];
+    pub const ALL: [Provider; 4] = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini, Provider::Bedrock];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -77,16 +72,7 @@ pub fn infer(model: &str) -> Option<(Provider, &str)> {
     if is_bedrock_id(model) {
         return Some((Provider::Bedrock, model));
     }
-    const OPENAI: [&str; 8] = [
-        "gpt-",
-        "o1",
-        "o3",
-        "o4",
-        "chatgpt-",
-        "codex-",
-        "computer-use-",
-        "gpt5",
-    ];
+    const OPENAI: [&str; 8] = ["gpt-", "o1", "o3", "o4", "chatgpt-", "codex-", "computer-use-", "gpt5"];
     if OPENAI.iter().any(|p| model.starts_with(p)) {
         return Some((Provider::OpenAi, model));
     }
@@ -102,10 +88,7 @@ pub fn infer(model: &str) -> Option<(Provider, &str)> {
 /// Bedrock model ids and inference profiles: `anthropic.…`, `us.anthropic.…`, ARNs.
 pub fn is_bedrock_id(model: &str) -> bool {
     const REGION_PREFIXES: [&str; 7] = ["us.", "eu.", "apac.", "global.", "jp.", "au.", "us-gov."];
-    let bare = REGION_PREFIXES
-        .iter()
-        .find_map(|p| model.strip_prefix(p))
-        .unwrap_or(model);
+    let bare = REGION_PREFIXES.iter().find_map(|p| model.strip_prefix(p)).unwrap_or(model);
     bare.starts_with("anthropic.") || model.starts_with("arn:aws:bedrock:")
 }
 
@@ -120,11 +103,7 @@ mod tests {
             ("o3-mini", Provider::OpenAi, "o3-mini"),
             ("o4-mini", Provider::OpenAi, "o4-mini"),
             ("chatgpt-4o-latest", Provider::OpenAi, "chatgpt-4o-latest"),
-            (
-                "claude-sonnet-4-5",
-                Provider::Anthropic,
-                "claude-sonnet-4-5",
-            ),
+            ("claude-sonnet-4-5", Provider::Anthropic, "claude-sonnet-4-5"),
             ("gemini-2.5-flash", Provider::Gemini, "gemini-2.5-flash"),
             ("gemini/gemini-2.5-pro", Provider::Gemini, "gemini-2.5-pro"),
             (
@@ -132,11 +111,7 @@ mod tests {
                 Provider::Bedrock,
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
             ),
-            (
-                "anthropic.claude-haiku-4-5-20251001-v1:0",
-                Provider::Bedrock,
-                "anthropic.claude-haiku-4-5-20251001-v1:0",
-            ),
+            ("anthropic.claude-haiku-4-5-20251001-v1:0", Provider::Bedrock, "anthropic.claude-haiku-4-5-20251001-v1:0"),
             (
                 "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
                 Provider::Bedrock,

@@ -29,10 +29,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     if out.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom(format_args!(
-                            "duplicate key `{}`",
-                            key.escape_debug()
-                        )));
+                        return Err(de::Error::custom(format_args!("duplicate key `{}`", key.escape_debug())));
                     }
                     out.push((key, map.next_value()?));
                 }
@@ -50,13 +47,7 @@ impl<'a> Fields<'a> {
 
     /// Re-emits the object with `set` fields replaced (or appended) and `remove` fields dropped.
     pub fn rewrite(&self, set: &[(&str, String)], remove: &[&str]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.0
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 64,
-        );
+        let mut out = Vec::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
         out.push(b'{');
         let push = |out: &mut Vec<u8>, key: &str, raw: &str| {
             if out.len() > 1 {
@@ -109,20 +100,16 @@ pub struct BodyError {
 }
 
 fn err(message: impl Into<String>, param: Option<&'static str>) -> BodyError {
-    BodyError {
-        message: message.into(),
-        param,
-    }
+    BodyError { message: message.into(), param }
 }
 
 pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(err("Request body is empty; expected a JSON object", None));
     }
-    let fields: Fields =
-        serde_json::from_slice(body).map_err(|e| err(format!("Invalid JSON body: {e}"), None))?;
-    let model: Cow<str> = field(&fields, "model")?
-        .ok_or_else(|| err("Missing required parameter: 'model'", Some("model")))?;
+    let fields: Fields = serde_json::from_slice(body).map_err(|e| err(format!("Invalid JSON body: {e}"), None))?;
+    let model: Cow<str> =
+        field(&fields, "model")?.ok_or_else(|| err("Missing required parameter: 'model'", Some("model")))?;
     if model.is_empty() {
         return Err(err("'model' must not be empty", Some("model")));
     }
@@ -137,17 +124,9 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, BodyE
     };
     if let Some(name) = list_field {
         match fields.get(name) {
-            None => {
-                return Err(err(
-                    format!("Missing required parameter: '{name}'"),
-                    Some(static_name(name)),
-                ))
-            }
+            None => return Err(err(format!("Missing required parameter: '{name}'"), Some(static_name(name)))),
             Some(raw) if !raw.get().starts_with('[') => {
-                return Err(err(
-                    format!("'{name}' must be an array"),
-                    Some(static_name(name)),
-                ))
+                return Err(err(format!("'{name}' must be an array"), Some(static_name(name))))
             }
             Some(_) => {}
         }
@@ -164,15 +143,7 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, BodyE
         .into_iter()
         .flatten()
         .next();
-    Ok(ParsedRequest {
-        fields,
-        model,
-        stream,
-        include_usage,
-        user,
-        metadata_user_id,
-        max_output_tokens,
-    })
+    Ok(ParsedRequest { fields, model, stream, include_usage, user, metadata_user_id, max_output_tokens })
 }
 
 fn static_name(name: &str) -> &'static str {
@@ -183,19 +154,13 @@ fn static_name(name: &str) -> &'static str {
 }
 
 /// Decodes one top-level field; `null` counts as absent. A wrong type names the field.
-fn field<'a, T: Deserialize<'a>>(
-    fields: &Fields<'a>,
-    key: &'static str,
-) -> Result<Option<T>, BodyError> {
+fn field<'a, T: Deserialize<'a>>(fields: &Fields<'a>, key: &'static str) -> Result<Option<T>, BodyError> {
     match fields.get(key) {
         None => Ok(None),
         Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|e| {
-            err(
-                format!("Invalid type for '{key}': {}", first_clause(&e.to_string())),
-                Some(key),
-            )
-        }),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|e| err(format!("Invalid type for '{key}': {}", first_clause(&e.to_string())), Some(key))),
     }
 }
 
@@ -233,7 +198,8 @@ mod tests {
 
     #[test]
     fn anthropic_metadata_and_safety_identifier() {
-        let body = br#"{"model":"claude-x","messages":[],"metadata":{"user_id":"abc"},"safety_identifier":"s","user":"u"}"#;
+        let body =
+            br#"{"model":"claude-x","messages":[],"metadata":{"user_id":"abc"},"safety_identifier":"s","user":"u"}"#;
         let p = parse(body, Endpoint::Messages).unwrap();
         assert_eq!(p.metadata_user_id.as_deref(), Some("abc"));
         assert_eq!(p.user.as_deref(), Some("s"));
@@ -247,49 +213,17 @@ mod tests {
             (b"{", Endpoint::ChatCompletions, "Invalid JSON"),
             (b"[1]", Endpoint::ChatCompletions, "Invalid JSON"),
             (br#"{"messages":[]}"#, Endpoint::ChatCompletions, "'model'"),
-            (
-                br#"{"model":5,"messages":[]}"#,
-                Endpoint::ChatCompletions,
-                "Invalid type for 'model'",
-            ),
-            (
-                br#"{"model":"","messages":[]}"#,
-                Endpoint::ChatCompletions,
-                "must not be empty",
-            ),
-            (
-                br#"{"model":"m","messages":[],"stream":"yes"}"#,
-                Endpoint::ChatCompletions,
-                "'stream'",
-            ),
-            (
-                br#"{"model":"m","messages":"hi"}"#,
-                Endpoint::Messages,
-                "'messages' must be an array",
-            ),
-            (
-                br#"{"model":"m"}"#,
-                Endpoint::ChatCompletions,
-                "Missing required parameter: 'messages'",
-            ),
-            (
-                br#"{"model":"m","model":"n","messages":[]}"#,
-                Endpoint::ChatCompletions,
-                "duplicate key",
-            ),
-            (
-                b"{\"model\":\"\xff\",\"messages\":[]}",
-                Endpoint::ChatCompletions,
-                "Invalid JSON",
-            ),
+            (br#"{"model":5,"messages":[]}"#, Endpoint::ChatCompletions, "Invalid type for 'model'"),
+            (br#"{"model":"","messages":[]}"#, Endpoint::ChatCompletions, "must not be empty"),
+            (br#"{"model":"m","messages":[],"stream":"yes"}"#, Endpoint::ChatCompletions, "'stream'"),
+            (br#"{"model":"m","messages":"hi"}"#, Endpoint::Messages, "'messages' must be an array"),
+            (br#"{"model":"m"}"#, Endpoint::ChatCompletions, "Missing required parameter: 'messages'"),
+            (br#"{"model":"m","model":"n","messages":[]}"#, Endpoint::ChatCompletions, "duplicate key"),
+            (b"{\"model\":\"\xff\",\"messages\":[]}", Endpoint::ChatCompletions, "Invalid JSON"),
         ];
         for (body, ep, needle) in cases {
             let e = parse(body, ep).err().unwrap();
-            assert!(
-                e.message.contains(needle),
-                "{} should contain {needle}",
-                e.message
-            );
+            assert!(e.message.contains(needle), "{} should contain {needle}", e.message);
         }
         assert!(parse(br#"{"model":"m","input":"x"}"#, Endpoint::Responses).is_ok());
     }
@@ -297,17 +231,10 @@ mod tests {
     #[test]
     fn deep_nesting_inside_skipped_fields_does_not_recurse() {
         // Raw fields are skipped without recursion; the provider judges their content.
-        let deep = format!(
-            r#"{{"model":"m","messages":{}{}}}"#,
-            "[".repeat(100_000),
-            "]".repeat(100_000)
-        );
+        let deep = format!(r#"{{"model":"m","messages":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse(deep.as_bytes(), Endpoint::ChatCompletions).is_ok());
-        let deep_meta = format!(
-            r#"{{"model":"m","messages":[],"metadata":{}{}}}"#,
-            "[".repeat(100_000),
-            "]".repeat(100_000)
-        );
+        let deep_meta =
+            format!(r#"{{"model":"m","messages":[],"metadata":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse(deep_meta.as_bytes(), Endpoint::ChatCompletions).is_err());
     }
 
@@ -316,10 +243,7 @@ mod tests {
         let body = br#"{"model":"alias","messages":[ {"a" : 1} ],"x\"y":2}"#;
         let p = parse(body, Endpoint::ChatCompletions).unwrap();
         let out = p.fields.rewrite(
-            &[
-                ("model", "\"real\"".into()),
-                ("stream_options", r#"{"include_usage":true}"#.into()),
-            ],
+            &[("model", "\"real\"".into()), ("stream_options", r#"{"include_usage":true}"#.into())],
             &["x\"y"],
         );
         assert_eq!(

@@ -1,18 +1,22 @@
 //! Per-request context: a phase enum driven by host callbacks.
 //!
-//! Headers: resolve the route, strip client credentials, pause. Body: pause
-//! until it is complete, parse it once, plan the upstream, set headers (and
-//! the body if it changed), continue. Responses from the provider pass
-//! through untouched; Envoy's own error replies are rewritten into the
-//! client's API error format.
+//! Headers: resolve the route, check the credential, start the principal
+//! lookup (cache, shared data, or one callout per key per worker), strip
+//! client credentials, pause. Body: pause until complete. Whichever of the
+//! lookup and the body finishes last parses the body once, plans the
+//! upstream, sets headers (and the body if it changed) and lets the request
+//! go. Provider responses pass through untouched; Envoy's own error replies
+//! are rewritten into the client's API error format.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host;
 use super::root::Shared;
+use crate::auth::{self, Cached, Lookup, Principal};
 use crate::errors::{self, ApiError, ApiFormat, ErrorKind};
 use crate::forward::{self, CREDENTIAL_HEADERS};
 use crate::request;
@@ -21,34 +25,53 @@ use crate::routes::{self, Route};
 enum Phase {
     /// Waiting for request headers.
     Start,
-    /// Headers accepted; buffering the body.
-    ReadingBody { route: Route },
-    /// Sent upstream; the provider's response is streaming back.
-    Forwarded {
-        format: ApiFormat,
-        provider: &'static str,
+    /// Headers accepted; waiting for the principal and the whole body.
+    Pending {
+        route: Route,
+        principal: Option<Rc<Principal>>,
+        /// Buffered body size once the body is complete.
+        body_size: Option<usize>,
     },
+    /// Sent upstream; the provider's response is streaming back.
+    Forwarded { format: ApiFormat, provider: &'static str },
     /// Envoy replied with an error instead of the provider; replacing its body.
     RewritingError { body: String },
     /// The filter replied itself; nothing more to do.
     Replied { format: ApiFormat },
 }
 
-pub struct HttpFilter {
+/// Per-request state, shared (weakly) with the requests waiting on the same key.
+pub struct Request {
     id: u32,
     shared: Rc<Shared>,
     phase: Phase,
+    /// Key hash, while this request's callout is the one in flight for it
+    /// (kept outside `phase`: a request may reply early with its callout still out).
+    leading: Option<String>,
+}
+
+/// A request waiting for another request's auth callout.
+pub type Waiter = (u32, Weak<RefCell<Request>>);
+
+pub struct HttpFilter {
+    req: Rc<RefCell<Request>>,
 }
 
 impl HttpFilter {
     pub fn new(id: u32, shared: Rc<Shared>) -> Self {
-        HttpFilter {
-            id,
-            shared,
-            phase: Phase::Start,
-        }
+        HttpFilter { req: Rc::new(RefCell::new(Request { id, shared, phase: Phase::Start, leading: None })) }
     }
+}
 
+/// What an auth lookup ended with, for the requests waiting on it.
+#[derive(Clone)]
+enum AuthOutcome {
+    Known(Rc<Principal>),
+    Unknown,
+    Failed,
+}
+
+impl Request {
     fn reply(&mut self, error: ApiError, format: ApiFormat) -> Action {
         log::info!("#{} local reply {}", self.id, error.status());
         host::increment(self.shared.metrics.local_replies, 1);
@@ -59,13 +82,137 @@ impl HttpFilter {
 
     fn format(&self) -> ApiFormat {
         match &self.phase {
-            Phase::ReadingBody { route } => route.endpoint.format(),
+            Phase::Pending { route, .. } => route.endpoint.format(),
             Phase::Forwarded { format, .. } | Phase::Replied { format } => *format,
             _ => ApiFormat::OpenAi,
         }
     }
 
-    /// The whole body is here: parse it, decide the upstream, send it on.
+    fn on_headers(&mut self, end_of_stream: bool, me: &Rc<RefCell<Request>>) -> Action {
+        host::increment(self.shared.metrics.requests, 1);
+        let method = host::request_header(":method").unwrap_or_default();
+        let path = host::request_header(":path").unwrap_or_default();
+        let route = match routes::resolve(&method, &path, &self.shared.config.products) {
+            Ok(r) => r,
+            Err((e, format)) => return self.reply(e, format),
+        };
+        let format = route.endpoint.format();
+        if end_of_stream {
+            let e = ApiError::new(ErrorKind::InvalidRequest, "Request body is empty; expected a JSON object");
+            return self.reply(e, format);
+        }
+        let token = auth::credentials(
+            host::request_header("authorization").as_deref(),
+            host::request_header("x-api-key").as_deref(),
+        );
+        for name in CREDENTIAL_HEADERS {
+            host::set_request_header(name, None);
+        }
+        // Only the filter chooses the upstream and its timeout; the body may change size.
+        host::set_request_header(&self.shared.config.route_header, None);
+        host::set_request_header("x-envoy-upstream-rq-timeout-ms", None);
+        host::set_request_header("content-length", None);
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => {
+                host::increment(self.shared.metrics.auth_rejected, 1);
+                return self.reply(e, format);
+            }
+        };
+        self.phase = Phase::Pending { route, principal: None, body_size: None };
+        let hash = token.hash();
+        match self.shared.cached_principal(&hash) {
+            Some(Cached::Known(p)) => {
+                host::increment(self.shared.metrics.auth_cache_hits, 1);
+                self.on_auth(AuthOutcome::Known(p), false)
+            }
+            Some(Cached::Unknown) => {
+                host::increment(self.shared.metrics.auth_cache_hits, 1);
+                self.on_auth(AuthOutcome::Unknown, false)
+            }
+            None => self.start_lookup(hash, me),
+        }
+    }
+
+    /// Joins the callout in flight for this key, or starts one.
+    fn start_lookup(&mut self, hash: String, me: &Rc<RefCell<Request>>) -> Action {
+        if self.shared.join_flight(&hash, (self.id, Rc::downgrade(me))) {
+            return Action::Pause;
+        }
+        let a = &self.shared.config.auth;
+        let path = format!("{}{}{}", a.path_prefix, hash, a.path_suffix);
+        let headers = [(":method", "GET"), (":path", path.as_str()), (":authority", a.authority.as_str())];
+        host::increment(self.shared.metrics.auth_lookups, 1);
+        match host::http_call(&a.cluster, &headers, None, a.timeout_ms) {
+            Some(token) => {
+                self.shared.start_flight(token, hash.clone());
+                self.leading = Some(hash);
+                Action::Pause
+            }
+            None => self.on_auth(AuthOutcome::Failed, false),
+        }
+    }
+
+    /// The lookup finished. `resume` is set outside the request's own callbacks.
+    fn on_auth(&mut self, outcome: AuthOutcome, resume: bool) -> Action {
+        self.leading = None;
+        let Phase::Pending { route, principal, body_size } = &mut self.phase else {
+            return Action::Continue;
+        };
+        let format = route.endpoint.format();
+        let p = match outcome {
+            AuthOutcome::Known(p) => p,
+            AuthOutcome::Unknown => {
+                host::increment(self.shared.metrics.auth_rejected, 1);
+                return self.reply(ApiError::new(ErrorKind::Authentication, "Invalid API key"), format);
+            }
+            AuthOutcome::Failed => {
+                host::increment(self.shared.metrics.auth_unavailable, 1);
+                let e = ApiError::new(ErrorKind::Unavailable, "Authentication service unavailable; try again")
+                    .code("auth_unavailable");
+                return self.reply(e, format);
+            }
+        };
+        let product = self.shared.config.products.get(route.product).map_or("", String::as_str);
+        if let Err(e) = auth::authorize(&p, &self.shared.config.auth.required_scope, product) {
+            host::increment(self.shared.metrics.auth_rejected, 1);
+            return self.reply(e, format);
+        }
+        *principal = Some(p);
+        let Some(size) = *body_size else {
+            return Action::Pause;
+        };
+        let route = route.clone();
+        let action = self.forward(route, size);
+        if resume && matches!(action, Action::Continue) {
+            host::resume_request();
+        }
+        action
+    }
+
+    fn on_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Phase::Pending { route, principal, body_size, .. } = &mut self.phase else {
+            return Action::Continue;
+        };
+        let limit = self.shared.config.max_request_body_bytes;
+        if size > limit {
+            let format = route.endpoint.format();
+            let e =
+                ApiError::new(ErrorKind::TooLarge, format!("Request body exceeds the gateway limit of {limit} bytes"));
+            return self.reply(e, format);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        *body_size = Some(size);
+        if principal.is_none() {
+            return Action::Pause;
+        }
+        let route = route.clone();
+        self.forward(route, size)
+    }
+
+    /// Authenticated and the whole body is here: parse it, decide the upstream, send it on.
     fn forward(&mut self, route: Route, body_size: usize) -> Action {
         let format = route.endpoint.format();
         let body = host::request_body(body_size);
@@ -77,12 +224,7 @@ impl HttpFilter {
                 return self.reply(err, format);
             }
         };
-        let upstream = match forward::plan(
-            &self.shared.config,
-            &self.shared.keys,
-            route.endpoint,
-            &parsed,
-        ) {
+        let upstream = match forward::plan(&self.shared.config, &self.shared.keys, route.endpoint, &parsed) {
             Ok(u) => u,
             Err(e) => return self.reply(e, format),
         };
@@ -97,63 +239,11 @@ impl HttpFilter {
         if let Some(new_body) = &upstream.body {
             host::set_request_body(body_size, new_body);
         }
-        self.phase = Phase::Forwarded {
-            format,
-            provider: upstream.provider.name(),
-        };
+        self.phase = Phase::Forwarded { format, provider: upstream.provider.name() };
         Action::Continue
     }
-}
 
-impl Context for HttpFilter {}
-
-impl HttpContext for HttpFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        host::increment(self.shared.metrics.requests, 1);
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
-        let route = match routes::resolve(&method, &path, &self.shared.config.products) {
-            Ok(r) => r,
-            Err((e, format)) => return self.reply(e, format),
-        };
-        if end_of_stream {
-            let e = ApiError::new(
-                ErrorKind::InvalidRequest,
-                "Request body is empty; expected a JSON object",
-            );
-            return self.reply(e, route.endpoint.format());
-        }
-        for name in CREDENTIAL_HEADERS {
-            host::set_request_header(name, None);
-        }
-        // Only the filter chooses the upstream and its timeout; the body may change size.
-        host::set_request_header(&self.shared.config.route_header, None);
-        host::set_request_header("x-envoy-upstream-rq-timeout-ms", None);
-        host::set_request_header("content-length", None);
-        self.phase = Phase::ReadingBody { route };
-        Action::Pause
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Phase::ReadingBody { route } = &self.phase else {
-            return Action::Continue;
-        };
-        let route = route.clone();
-        let limit = self.shared.config.max_request_body_bytes;
-        if body_size > limit {
-            let e = ApiError::new(
-                ErrorKind::TooLarge,
-                format!("Request body exceeds the gateway limit of {limit} bytes"),
-            );
-            return self.reply(e, route.endpoint.format());
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.forward(route, body_size)
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_response_headers(&mut self) -> Action {
         // Our own JSON reply passes; Envoy's plain-text one may still overtake it
         // (a body over Envoy's buffer limit arriving before our reply is sent).
         if matches!(self.phase, Phase::Replied { .. })
@@ -161,25 +251,17 @@ impl HttpContext for HttpFilter {
         {
             return Action::Continue;
         }
-        let status = host::response_header(":status")
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(0);
+        let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         let details = host::property(&["response", "code_details"]).unwrap_or_default();
         let upstream = match &self.phase {
             Phase::Forwarded { provider, .. } => provider,
             _ => "provider",
         };
-        let Some(error) =
-            errors::from_envoy_reply(status, &String::from_utf8_lossy(&details), upstream)
-        else {
+        let Some(error) = errors::from_envoy_reply(status, &String::from_utf8_lossy(&details), upstream) else {
             return Action::Continue;
         };
         host::increment(self.shared.metrics.upstream_failures, 1);
-        log::info!(
-            "#{} envoy reply {status} rewritten to {}",
-            self.id,
-            error.status()
-        );
+        log::info!("#{} envoy reply {status} rewritten to {}", self.id, error.status());
         let reply = error.reply(self.format());
         host::set_response_header(":status", Some(&reply.status.to_string()));
         host::set_response_header("content-length", None);
@@ -190,7 +272,7 @@ impl HttpContext for HttpFilter {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Phase::RewritingError { body } = &self.phase else {
             return Action::Continue;
         };
@@ -199,5 +281,90 @@ impl HttpContext for HttpFilter {
         }
         host::set_response_body(body_size, body.as_bytes());
         Action::Continue
+    }
+}
+
+impl HttpFilter {
+    /// Hands a lookup's outcome to this request and every request waiting on the same key.
+    fn finish_lookup(&self, token: u32, body_size: usize) {
+        let shared = Rc::clone(&self.req.borrow().shared);
+        let Some(hash) = shared.end_flight_token(token) else {
+            return;
+        };
+        let (status, body) = host::call_response(body_size);
+        let outcome = match auth::lookup_result(status, &body) {
+            Lookup::Found(p) => AuthOutcome::Known(shared.remember_principal(&hash, p, &body)),
+            Lookup::Unknown => {
+                shared.remember_unknown(&hash);
+                AuthOutcome::Unknown
+            }
+            Lookup::Failed(why) => {
+                log::warn!("auth lookup failed: {why}");
+                AuthOutcome::Failed
+            }
+        };
+        let me = self.req.borrow().id;
+        self.req.borrow_mut().on_auth(outcome.clone(), true);
+        for (id, waiter) in shared.take_waiters(&hash) {
+            if let Some(w) = waiter.upgrade() {
+                if host::set_effective_context(id) {
+                    w.borrow_mut().on_auth(outcome.clone(), true);
+                }
+            }
+        }
+        host::set_effective_context(me);
+    }
+
+    /// This request ends with its lookup still in flight: the first live waiter takes over.
+    fn abandon_lookup(&self) {
+        let (hash, shared, me) = {
+            let mut r = self.req.borrow_mut();
+            let Some(hash) = r.leading.take() else {
+                return;
+            };
+            (hash, Rc::clone(&r.shared), r.id)
+        };
+        shared.end_flight_hash(&hash);
+        let mut waiters = shared.take_waiters(&hash).into_iter();
+        for (id, waiter) in waiters.by_ref() {
+            let Some(w) = waiter.upgrade() else { continue };
+            if host::set_effective_context(id) {
+                w.borrow_mut().start_lookup(hash.clone(), &w);
+                for rest in waiters {
+                    shared.join_flight(&hash, rest);
+                }
+                break;
+            }
+        }
+        host::set_effective_context(me);
+    }
+}
+
+impl Context for HttpFilter {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        self.finish_lookup(token_id, body_size);
+    }
+}
+
+impl HttpContext for HttpFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let me = Rc::clone(&self.req);
+        self.req.borrow_mut().on_headers(end_of_stream, &me)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.req.borrow_mut().on_body(body_size, end_of_stream)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.req.borrow_mut().on_response_headers()
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.req.borrow_mut().on_response_body(body_size, end_of_stream)
+    }
+
+    fn on_log(&mut self) {
+        self.abandon_lookup();
     }
 }

@@ -1,13 +1,17 @@
-//! Per-VM root context: compiles the configuration and creates HTTP contexts.
+//! Per-VM root context: compiles the configuration, owns what HTTP contexts
+//! share (config, keys, metrics, the principal cache and in-flight lookups).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::host;
-use super::http::HttpFilter;
+use super::http::{HttpFilter, Waiter};
 use super::metrics::Metrics;
+use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
 use crate::forward::ProviderKeys;
 
@@ -16,6 +20,79 @@ pub struct Shared {
     pub config: Config,
     pub keys: ProviderKeys,
     pub metrics: Metrics,
+    cache: RefCell<PrincipalCache>,
+    flights: RefCell<Flights>,
+}
+
+/// Auth callouts in flight on this worker.
+#[derive(Default)]
+struct Flights {
+    /// Callout token → key hash.
+    by_token: HashMap<u32, String>,
+    /// Key hash → requests waiting for that callout.
+    waiters: HashMap<String, Vec<Waiter>>,
+}
+
+const SHARED_PREFIX: &str = "llm_gateway:principal:";
+
+impl Shared {
+    /// Local cache first, then the cross-worker shared data (positive answers only).
+    pub fn cached_principal(&self, hash: &str) -> Option<Cached> {
+        let now = host::now_ms();
+        if let Some(c) = self.cache.borrow_mut().get(hash, now) {
+            return Some(c);
+        }
+        let data = host::shared_data(&format!("{SHARED_PREFIX}{hash}"))?;
+        let (principal, expires) = auth::decode_shared(&data, now)?;
+        let known = Cached::Known(Rc::new(principal));
+        self.cache.borrow_mut().insert(hash.to_string(), known.clone(), expires, now);
+        Some(known)
+    }
+
+    pub fn remember_principal(&self, hash: &str, principal: Principal, json: &[u8]) -> Rc<Principal> {
+        let now = host::now_ms();
+        let expires = now + self.config.auth.cache_ttl_ms;
+        let p = Rc::new(principal);
+        self.cache.borrow_mut().insert(hash.to_string(), Cached::Known(Rc::clone(&p)), expires, now);
+        host::set_shared_data(&format!("{SHARED_PREFIX}{hash}"), &auth::encode_shared(expires, json));
+        p
+    }
+
+    pub fn remember_unknown(&self, hash: &str) {
+        let now = host::now_ms();
+        let expires = now + self.config.auth.negative_cache_ttl_ms;
+        self.cache.borrow_mut().insert(hash.to_string(), Cached::Unknown, expires, now);
+    }
+
+    /// Registers `waiter` if a lookup for `hash` is in flight; false if none is.
+    pub fn join_flight(&self, hash: &str, waiter: Waiter) -> bool {
+        match self.flights.borrow_mut().waiters.get_mut(hash) {
+            Some(waiters) => {
+                waiters.push(waiter);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn start_flight(&self, token: u32, hash: String) {
+        let mut f = self.flights.borrow_mut();
+        f.waiters.entry(hash.clone()).or_default();
+        f.by_token.insert(token, hash);
+    }
+
+    /// The key hash a finished callout was for, if it was an auth callout.
+    pub fn end_flight_token(&self, token: u32) -> Option<String> {
+        self.flights.borrow_mut().by_token.remove(&token)
+    }
+
+    pub fn end_flight_hash(&self, hash: &str) {
+        self.flights.borrow_mut().by_token.retain(|_, h| h != hash);
+    }
+
+    pub fn take_waiters(&self, hash: &str) -> Vec<Waiter> {
+        self.flights.borrow_mut().waiters.remove(hash).unwrap_or_default()
+    }
 }
 
 #[derive(Default)]
@@ -31,11 +108,9 @@ impl RootContext for Root {
             Ok(config) => {
                 let keys = ProviderKeys::from_env(|name| std::env::var(name).ok());
                 log::info!("llm_gateway {} configured", env!("CARGO_PKG_VERSION"));
-                self.shared = Some(Rc::new(Shared {
-                    config,
-                    keys,
-                    metrics: Metrics::define(),
-                }));
+                let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
+                let metrics = Metrics::define();
+                self.shared = Some(Rc::new(Shared { config, keys, metrics, cache, flights: RefCell::default() }));
                 true
             }
             Err(e) => {

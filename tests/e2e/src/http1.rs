@@ -27,10 +27,7 @@ pub struct Request {
 impl Request {
     /// First value of a header; `name` must be lowercase.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The path without its query string.
@@ -61,11 +58,7 @@ impl Responder<'_> {
     /// head and body together.
     pub fn send(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> io::Result<()> {
         self.state = State::Closed;
-        let mut out = head(
-            status,
-            headers,
-            &format!("content-length: {}\r\n", body.len()),
-        );
+        let mut out = head(status, headers, &format!("content-length: {}\r\n", body.len()));
         out.extend_from_slice(body);
         (&*self.conn).write_all(&out)?;
         self.state = State::Done;
@@ -74,20 +67,11 @@ impl Responder<'_> {
 
     /// Sends the head of a chunked response; the body follows through the
     /// returned writer.
-    pub fn start_chunked(
-        &mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-    ) -> io::Result<Chunked<'_>> {
+    pub fn start_chunked(&mut self, status: u16, headers: &[(&str, &str)]) -> io::Result<Chunked<'_>> {
         // Until `finish`, the response is incomplete and the connection unusable.
         self.state = State::Closed;
         (&*self.conn).write_all(&head(status, headers, "transfer-encoding: chunked\r\n"))?;
-        Ok(Chunked {
-            conn: self.conn,
-            state: &mut self.state,
-            gap: Duration::ZERO,
-            sent: 0,
-        })
+        Ok(Chunked { conn: self.conn, state: &mut self.state, gap: Duration::ZERO, sent: 0 })
     }
 
     /// Resets the connection without answering.
@@ -144,10 +128,7 @@ impl Chunked<'_> {
 /// timeout), the way a crashed upstream looks to Envoy. The close itself
 /// happens when the connection's thread lets go of the socket.
 fn reset(conn: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: a valid fd and a pointer to a properly sized, live `linger`.
     unsafe {
         libc::setsockopt(
@@ -220,12 +201,7 @@ impl Server {
             let (stop, conns) = (stop.clone(), conns.clone());
             thread::spawn(move || accept_loop(&listener, &stop, &conns, &handler))
         };
-        Ok(Server {
-            addr,
-            stop,
-            conns,
-            acceptor: Some(acceptor),
-        })
+        Ok(Server { addr, stop, conns, acceptor: Some(acceptor) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -252,12 +228,7 @@ impl Drop for Server {
     }
 }
 
-fn accept_loop(
-    listener: &TcpListener,
-    stop: &AtomicBool,
-    conns: &Connections,
-    handler: &Arc<Handler>,
-) {
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, conns: &Connections, handler: &Arc<Handler>) {
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -285,13 +256,8 @@ fn accept_loop(
 fn serve(conn: &TcpStream, handler: &Handler) {
     let mut reader = BufReader::new(conn);
     while let Ok(Some(request)) = read_request(&mut reader, conn) {
-        let close = request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let mut responder = Responder {
-            conn,
-            state: State::Pending,
-        };
+        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let mut responder = Responder { conn, state: State::Pending };
         handler(request, &mut responder);
         if close || responder.state != State::Done {
             return;
@@ -310,32 +276,19 @@ fn read_request(reader: &mut impl BufRead, conn: &TcpStream) -> io::Result<Optio
     let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
         return Err(invalid("malformed request line"));
     };
-    let mut request = Request {
-        method: method.into(),
-        path: path.into(),
-        ..Request::default()
-    };
+    let mut request = Request { method: method.into(), path: path.into(), ..Request::default() };
     loop {
         let line = read_line(reader)?;
         if line.is_empty() {
             break;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid("malformed header"))?;
-        request
-            .headers
-            .push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid("malformed header"))?;
+        request.headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
-    if request
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
+    if request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         (&*conn).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
-    let chunked = request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = request.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         request.body = read_chunked(reader)?;
     } else if let Some(len) = request.header("content-length") {
@@ -429,14 +382,8 @@ mod tests {
             )
             .unwrap();
         let mut reader = BufReader::new(&conn);
-        assert_eq!(
-            read_response(&mut reader),
-            ("HTTP/1.1 200 OK".into(), b"abcde".to_vec())
-        );
-        assert_eq!(
-            read_response(&mut reader),
-            ("HTTP/1.1 200 OK".into(), b"xyz".to_vec())
-        );
+        assert_eq!(read_response(&mut reader), ("HTTP/1.1 200 OK".into(), b"abcde".to_vec()));
+        assert_eq!(read_response(&mut reader), ("HTTP/1.1 200 OK".into(), b"xyz".to_vec()));
     }
 
     #[test]

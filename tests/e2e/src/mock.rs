@@ -45,8 +45,7 @@ impl ProviderKeys {
     /// `LLM_GATEWAY_BEDROCK_API_KEY`, each `"mock-key"` when unset.
     pub fn from_env() -> ProviderKeys {
         let key = |provider: &str| {
-            std::env::var(format!("LLM_GATEWAY_{provider}_API_KEY"))
-                .unwrap_or_else(|_| "mock-key".into())
+            std::env::var(format!("LLM_GATEWAY_{provider}_API_KEY")).unwrap_or_else(|_| "mock-key".into())
         };
         ProviderKeys {
             openai: key("OPENAI"),
@@ -157,12 +156,7 @@ impl Directives {
         };
         let status = match req.header("x-mock-status") {
             None => None,
-            Some(v) => Some(
-                v.parse()
-                    .ok()
-                    .filter(|s| (100..600).contains(s))
-                    .ok_or_else(|| bad("x-mock-status"))?,
-            ),
+            Some(v) => Some(v.parse().ok().filter(|s| (100..600).contains(s)).ok_or_else(|| bad("x-mock-status"))?),
         };
         let fault = match req.header("x-mock-fault") {
             None => None,
@@ -176,12 +170,7 @@ impl Directives {
         };
         let usage = match req.header("x-mock-usage") {
             None => None,
-            Some(v) => Some(
-                serde_json::from_str(v)
-                    .ok()
-                    .filter(Value::is_object)
-                    .ok_or_else(|| bad("x-mock-usage"))?,
-            ),
+            Some(v) => Some(serde_json::from_str(v).ok().filter(Value::is_object).ok_or_else(|| bad("x-mock-usage"))?),
         };
         Ok(Directives {
             status,
@@ -207,42 +196,22 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
         return Ok(());
     }
     if route.is_none() {
-        return send_error(
-            res,
-            api,
-            404,
-            &format!("Unknown request URL: {} {}.", req.method, req.route()),
-        );
+        return send_error(res, api, 404, &format!("Unknown request URL: {} {}.", req.method, req.route()));
     }
     if let Err((status, message)) = check_auth(keys, api, req) {
         return send_error(res, api, status, message);
     }
     if let Some(status) = d.status {
-        return send_error(
-            res,
-            api,
-            status,
-            &format!("mock: injected {status} (x-mock-status)"),
-        );
+        return send_error(res, api, status, &format!("mock: injected {status} (x-mock-status)"));
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
-        return send_error(
-            res,
-            api,
-            400,
-            "We could not parse the JSON body of your request.",
-        );
+        return send_error(res, api, 400, "We could not parse the JSON body of your request.");
     };
     let model = match api {
         // Bedrock names the model in the path, not the body.
         Api::Bedrock if body["anthropic_version"].is_string() => bedrock_model(req.route()),
         Api::Bedrock => {
-            return send_error(
-                res,
-                api,
-                400,
-                "Malformed input request: required key [anthropic_version] not found",
-            )
+            return send_error(res, api, 400, "Malformed input request: required key [anthropic_version] not found")
         }
         _ => match body["model"].as_str() {
             Some(model) => model.to_owned(),
@@ -250,11 +219,7 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
         },
     };
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
-    let parts = [
-        "Hello".to_owned(),
-        " from".to_owned(),
-        format!(" mock-{}.", api.vendor()),
-    ];
+    let parts = ["Hello".to_owned(), " from".to_owned(), format!(" mock-{}.", api.vendor())];
     // Bedrock streams use AWS event-stream framing on another path; not mocked.
     if body["stream"] == true && api != Api::Bedrock {
         let include_usage = body["stream_options"]["include_usage"] == true;
@@ -278,18 +243,10 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
 fn check_auth(keys: &ProviderKeys, api: Api, req: &Request) -> Result<(), (u16, &'static str)> {
     let bearer = |key: &str| req.header("authorization") == Some(format!("Bearer {key}").as_str());
     match api {
-        Api::OpenAi | Api::Responses if !bearer(&keys.openai) => {
-            Err((401, "Incorrect API key provided."))
-        }
-        Api::Gemini if !bearer(&keys.gemini) => {
-            Err((401, "API key not valid. Please pass a valid API key."))
-        }
-        Api::Bedrock if !bearer(&keys.bedrock) => {
-            Err((403, "Authentication failed: invalid API key."))
-        }
-        Api::Anthropic if req.header("x-api-key") != Some(keys.anthropic.as_str()) => {
-            Err((401, "invalid x-api-key"))
-        }
+        Api::OpenAi | Api::Responses if !bearer(&keys.openai) => Err((401, "Incorrect API key provided.")),
+        Api::Gemini if !bearer(&keys.gemini) => Err((401, "API key not valid. Please pass a valid API key.")),
+        Api::Bedrock if !bearer(&keys.bedrock) => Err((403, "Authentication failed: invalid API key.")),
+        Api::Anthropic if req.header("x-api-key") != Some(keys.anthropic.as_str()) => Err((401, "invalid x-api-key")),
         Api::Anthropic if req.header("anthropic-version").is_none() => {
             Err((400, "anthropic-version: header is required"))
         }
@@ -300,15 +257,11 @@ fn check_auth(keys: &ProviderKeys, api: Api, req: &Request) -> Result<(), (u16, 
 /// The model of `/model/{id}/invoke`; clients percent-encode the `:` and `/`
 /// of versioned IDs and ARNs.
 fn bedrock_model(path: &str) -> String {
-    let id = path
-        .trim_start_matches("/model/")
-        .trim_end_matches("/invoke");
+    let id = path.trim_start_matches("/model/").trim_end_matches("/invoke");
     let mut out = Vec::with_capacity(id.len());
     let mut rest = id.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
-        let hex = tail
-            .get(..2)
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let hex = tail.get(..2).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match hex.filter(|_| byte == b'%') {
             Some(decoded) => {
                 out.push(decoded);
@@ -357,12 +310,7 @@ fn chat_json(model: &str, text: &str, usage: &Value) -> Value {
 }
 
 fn responses_json(model: &str, text: &str, usage: &Value) -> Value {
-    response_object(
-        model,
-        "completed",
-        json!([output_message(text)]),
-        usage.clone(),
-    )
+    response_object(model, "completed", json!([output_message(text)]), usage.clone())
 }
 
 fn response_object(model: &str, status: &str, output: Value, usage: Value) -> Value {
@@ -398,15 +346,8 @@ fn chat_stream(model: &str, parts: &[String], usage: &Value, include_usage: bool
     let choice = |delta: Value, finish: Value| {
         chunk(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]))
     };
-    let mut events = vec![data(&choice(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    ))];
-    events.extend(
-        parts
-            .iter()
-            .map(|p| data(&choice(json!({"content": p}), Value::Null))),
-    );
+    let mut events = vec![data(&choice(json!({"role": "assistant", "content": ""}), Value::Null))];
+    events.extend(parts.iter().map(|p| data(&choice(json!({"content": p}), Value::Null))));
     events.push(data(&choice(json!({}), json!("stop"))));
     if include_usage {
         let mut last = chunk(json!([]));
@@ -455,9 +396,11 @@ fn messages_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>>
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         json!({"type": "ping"}),
     ];
-    bodies.extend(parts.iter().map(|p| {
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})
-    }));
+    bodies.extend(
+        parts
+            .iter()
+            .map(|p| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})),
+    );
     bodies.extend([
         json!({"type": "content_block_stop", "index": 0}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
@@ -480,19 +423,14 @@ fn named(body: &Value) -> Vec<u8> {
 /// The error a provider sends inside a stream that had started well.
 fn error_event(api: Api) -> Vec<u8> {
     match api {
-        Api::Anthropic | Api::Bedrock => named(
-            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-        ),
+        Api::Anthropic | Api::Bedrock => {
+            named(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        }
         // It follows the first two events, numbered 0 and 1.
-        Api::Responses => named(
-            &json!({"type": "error", "code": "server_error", "param": null,
+        Api::Responses => named(&json!({"type": "error", "code": "server_error", "param": null,
                                         "message": "The server had an error while processing your request.",
-                                        "sequence_number": 2}),
-        ),
-        Api::OpenAi | Api::Gemini => data(&openai_error(
-            500,
-            "The server had an error while processing your request.",
-        )),
+                                        "sequence_number": 2})),
+        Api::OpenAi | Api::Gemini => data(&openai_error(500, "The server had an error while processing your request.")),
     }
 }
 
@@ -519,12 +457,7 @@ fn headers(api: Api, content_type: &'static str) -> Vec<(&'static str, &'static 
 
 /// Each event is its own chunk, so the gateway sees the stream as it would
 /// from the network; faults strike after the second event.
-fn send_stream(
-    res: &mut Responder,
-    api: Api,
-    events: &[Vec<u8>],
-    d: &Directives,
-) -> io::Result<()> {
+fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives) -> io::Result<()> {
     let mut headers = headers(api, content_type(d, "text/event-stream"));
     headers.push(("cache-control", "no-cache"));
     let mut body = res.start_chunked(200, &headers)?;
@@ -638,12 +571,7 @@ mod tests {
     }
 
     /// Status, content type and body of a POST, whatever the status.
-    fn post(
-        mock: &MockProvider,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (u16, String, String) {
+    fn post(mock: &MockProvider, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
         let mut req = ureq::post(&format!("http://127.0.0.1:{}{path}", mock.port()));
         for (name, value) in headers {
             req = req.set(name, value);
@@ -652,16 +580,11 @@ mod tests {
             Ok(res) | Err(ureq::Error::Status(_, res)) => res,
             Err(e) => panic!("transport error: {e}"),
         };
-        (
-            res.status(),
-            res.content_type().to_owned(),
-            res.into_string().unwrap(),
-        )
+        (res.status(), res.content_type().to_owned(), res.into_string().unwrap())
     }
 
     const OPENAI: &[(&str, &str)] = &[("authorization", "Bearer sk-o")];
-    const ANTHROPIC: &[(&str, &str)] =
-        &[("x-api-key", "sk-a"), ("anthropic-version", "2023-06-01")];
+    const ANTHROPIC: &[(&str, &str)] = &[("x-api-key", "sk-a"), ("anthropic-version", "2023-06-01")];
 
     /// The JSON payloads of a stream's `data:` lines, `[DONE]` excluded.
     fn payloads(stream: &str) -> Vec<Value> {
@@ -676,19 +599,11 @@ mod tests {
     #[test]
     fn openai_json_echoes_model_with_default_usage() {
         let mock = mock();
-        let (status, ctype, body) = post(
-            &mock,
-            "/v1/chat/completions",
-            OPENAI,
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        );
+        let (status, ctype, body) = post(&mock, "/v1/chat/completions", OPENAI, r#"{"model":"gpt-4o","messages":[]}"#);
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!((status, ctype.as_str()), (200, "application/json"));
         assert_eq!(body["model"], "gpt-4o");
-        assert_eq!(
-            body["choices"][0]["message"]["content"],
-            "Hello from mock-openai."
-        );
+        assert_eq!(body["choices"][0]["message"]["content"], "Hello from mock-openai.");
         assert_eq!(body["usage"]["prompt_tokens"], 19);
         assert_eq!(mock.requests().len(), 1);
         mock.clear();
@@ -701,22 +616,13 @@ mod tests {
         let bad_key = [("authorization", "Bearer nope")];
         let (status, _, body) = post(&mock, "/v1/chat/completions", &bad_key, r#"{"model":"m"}"#);
         assert_eq!(status, 401);
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
-            "invalid_api_key"
-        );
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "invalid_api_key");
         assert_eq!(post(&mock, "/v1/nothing", OPENAI, "{}").0, 404);
         let (status, _, body) = post(&mock, "/v1/messages", ANTHROPIC, "{not json");
         assert_eq!(status, 400);
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap()["error"]["type"],
-            "invalid_request_error"
-        );
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "invalid_request_error");
         let no_version = [("x-api-key", "sk-a")];
-        assert_eq!(
-            post(&mock, "/v1/messages", &no_version, r#"{"model":"m"}"#).0,
-            400
-        );
+        assert_eq!(post(&mock, "/v1/messages", &no_version, r#"{"model":"m"}"#).0, 400);
     }
 
     #[test]
@@ -728,18 +634,12 @@ mod tests {
             .set("anthropic-version", "2023-06-01")
             .set("x-mock-status", "429")
             .send_string(r#"{"model":"claude-sonnet-4-5"}"#);
-        let Err(ureq::Error::Status(429, res)) = res else {
-            panic!("expected 429")
-        };
+        let Err(ureq::Error::Status(429, res)) = res else { panic!("expected 429") };
         assert_eq!(res.header("retry-after"), Some("1"));
         let body: Value = res.into_json().unwrap();
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "rate_limit_error");
-        assert_eq!(
-            post(&mock, "/v1/messages", &headers, "{}").0,
-            429,
-            "status wins over body checks"
-        );
+        assert_eq!(post(&mock, "/v1/messages", &headers, "{}").0, 429, "status wins over body checks");
     }
 
     #[test]
@@ -754,13 +654,8 @@ mod tests {
         let (last, rest) = chunks.split_last().unwrap();
         assert_eq!(last["choices"], json!([]));
         assert_eq!(last["usage"]["total_tokens"], 29);
-        assert!(rest
-            .iter()
-            .all(|c| c["usage"].is_null() && c.get("usage").is_some()));
-        let text: String = rest
-            .iter()
-            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-            .collect();
+        assert!(rest.iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+        let text: String = rest.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
         assert_eq!(text, "Hello from mock-openai.");
 
         let (_, _, stream) = post(&mock, path, OPENAI, r#"{"model":"gpt-4o","stream":true}"#);
@@ -775,16 +670,8 @@ mod tests {
             r#""cache_creation":{"ephemeral_5m_input_tokens":148,"ephemeral_1h_input_tokens":100},"output_tokens":503}"#
         );
         let headers = [ANTHROPIC, &[("x-mock-usage", usage)]].concat();
-        let (_, _, stream) = post(
-            &mock,
-            "/v1/messages",
-            &headers,
-            r#"{"model":"claude-sonnet-4-5","stream":true}"#,
-        );
-        let names: Vec<&str> = stream
-            .lines()
-            .filter_map(|l| l.strip_prefix("event: "))
-            .collect();
+        let (_, _, stream) = post(&mock, "/v1/messages", &headers, r#"{"model":"claude-sonnet-4-5","stream":true}"#);
+        let names: Vec<&str> = stream.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
         assert_eq!(names.first(), Some(&"message_start"));
         assert_eq!(names.last(), Some(&"message_stop"));
         assert!(names.contains(&"ping"));
@@ -792,22 +679,14 @@ mod tests {
         let start = &events[0]["message"]["usage"];
         assert_eq!(start["cache_creation"]["ephemeral_1h_input_tokens"], 100);
         assert_eq!(start["output_tokens"], 1);
-        let delta = events
-            .iter()
-            .find(|e| e["type"] == "message_delta")
-            .unwrap();
+        let delta = events.iter().find(|e| e["type"] == "message_delta").unwrap();
         assert_eq!(delta["usage"], json!({"output_tokens": 503}));
     }
 
     #[test]
     fn responses_stream_ends_with_completed_usage() {
         let mock = mock();
-        let (_, _, stream) = post(
-            &mock,
-            "/v1/responses",
-            OPENAI,
-            r#"{"model":"gpt-5","input":"hi","stream":true}"#,
-        );
+        let (_, _, stream) = post(&mock, "/v1/responses", OPENAI, r#"{"model":"gpt-5","input":"hi","stream":true}"#);
         let events = payloads(&stream);
         assert_eq!(events[0]["type"], "response.created");
         assert!(events[0]["response"]["usage"].is_null());
@@ -835,28 +714,20 @@ mod tests {
         let last = lines.map(Result::unwrap).filter(|l| !l.is_empty()).last();
         assert_eq!(last.unwrap(), r#"data: {"type":"message_stop"}"#);
         // Nine events with 100 ms between them: the first must not wait for the rest.
-        assert!(
-            first < Duration::from_millis(300) && started.elapsed() >= Duration::from_millis(800)
-        );
+        assert!(first < Duration::from_millis(300) && started.elapsed() >= Duration::from_millis(800));
     }
 
     #[test]
     fn chunked_request_body_is_read_and_recorded() {
         let mock = mock();
         let body = br#"{"model":"gemini-2.5-flash","messages":[]}"#;
-        let res = ureq::post(&format!(
-            "http://127.0.0.1:{}/v1beta/openai/chat/completions",
-            mock.port()
-        ))
-        .set("authorization", "Bearer sk-g")
-        .send(&body[..])
-        .unwrap();
+        let res = ureq::post(&format!("http://127.0.0.1:{}/v1beta/openai/chat/completions", mock.port()))
+            .set("authorization", "Bearer sk-g")
+            .send(&body[..])
+            .unwrap();
         let json: Value = res.into_json().unwrap();
         assert_eq!(json["model"], "gemini-2.5-flash");
-        assert_eq!(
-            json["choices"][0]["message"]["content"],
-            "Hello from mock-gemini."
-        );
+        assert_eq!(json["choices"][0]["message"]["content"], "Hello from mock-gemini.");
         let seen = mock.requests();
         assert_eq!(seen[0].header("transfer-encoding"), Some("chunked"));
         assert_eq!(seen[0].body, body);
@@ -873,37 +744,19 @@ mod tests {
                 .send_string(body)
                 .map_err(Box::new)
         };
-        assert!(matches!(
-            call("reset", "{}").map_err(|e| *e),
-            Err(ureq::Error::Transport(_))
-        ));
+        assert!(matches!(call("reset", "{}").map_err(|e| *e), Err(ureq::Error::Transport(_))));
         let stream = r#"{"model":"m","stream":true}"#;
         // The reset may beat the client to the head: either way the body never completes.
-        let broken =
-            call("reset-mid-stream", stream).map_or(true, |res| res.into_string().is_err());
+        let broken = call("reset-mid-stream", stream).map_or(true, |res| res.into_string().is_err());
         assert!(broken);
         let text = call("error-event", stream).unwrap().into_string().unwrap();
-        assert_eq!(
-            payloads(&text).last().unwrap()["error"]["type"],
-            "server_error"
-        );
-        let text = call("malformed-sse", stream)
-            .unwrap()
-            .into_string()
-            .unwrap();
+        assert_eq!(payloads(&text).last().unwrap()["error"]["type"], "server_error");
+        let text = call("malformed-sse", stream).unwrap().into_string().unwrap();
         assert!(text.contains("this is not sse") && text.ends_with("data: [DONE]\n\n"));
         let res = call("invalid-json", r#"{"model":"m"}"#).unwrap();
         assert!(res.into_json::<Value>().is_err());
-        assert_eq!(
-            call("wrong-content-type", r#"{"model":"m"}"#)
-                .unwrap()
-                .content_type(),
-            "text/plain"
-        );
-        assert_eq!(
-            call("no-such-fault", "{}").unwrap_err().kind(),
-            ureq::ErrorKind::HTTP
-        );
+        assert_eq!(call("wrong-content-type", r#"{"model":"m"}"#).unwrap().content_type(), "text/plain");
+        assert_eq!(call("no-such-fault", "{}").unwrap_err().kind(), ureq::ErrorKind::HTTP);
     }
 
     #[test]
@@ -911,18 +764,10 @@ mod tests {
         let mock = mock();
         let headers = [("authorization", "Bearer sk-b")];
         let path = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke";
-        let (status, _, body) = post(
-            &mock,
-            path,
-            &headers,
-            r#"{"anthropic_version":"bedrock-2023-05-31"}"#,
-        );
+        let (status, _, body) = post(&mock, path, &headers, r#"{"anthropic_version":"bedrock-2023-05-31"}"#);
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(status, 200);
-        assert_eq!(
-            body["model"],
-            "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-        );
+        assert_eq!(body["model"], "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
         assert_eq!(body["usage"]["input_tokens"], 25);
     }
 }

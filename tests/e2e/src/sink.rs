@@ -23,17 +23,8 @@ impl Batch {
     /// Event count and names, never their properties, which carry prompts
     /// and user data.
     pub fn summary(&self) -> String {
-        let names: Vec<&str> = self
-            .events
-            .iter()
-            .map(|e| e["event"].as_str().unwrap_or("?"))
-            .collect();
-        format!(
-            "{} event(s) on {}: {}",
-            self.events.len(),
-            self.path,
-            names.join(", ")
-        )
+        let names: Vec<&str> = self.events.iter().map(|e| e["event"].as_str().unwrap_or("?")).collect();
+        format!("{} event(s) on {}: {}", self.events.len(), self.path, names.join(", "))
     }
 }
 
@@ -54,11 +45,7 @@ struct Failure {
 /// How to answer one request.
 enum Outcome {
     Reset,
-    Reply {
-        status: u16,
-        code: &'static str,
-        retry_after: Option<u32>,
-    },
+    Reply { status: u16, code: &'static str, retry_after: Option<u32> },
     Delivered(Batch),
 }
 
@@ -78,10 +65,7 @@ impl CaptureSink {
 
     /// Serves on a fixed port (0 picks a free one), calling `on_batch` for
     /// each delivered batch before answering it.
-    pub fn start_on(
-        port: u16,
-        on_batch: impl Fn(&Batch) + Send + Sync + 'static,
-    ) -> io::Result<CaptureSink> {
+    pub fn start_on(port: u16, on_batch: impl Fn(&Batch) + Send + Sync + 'static) -> io::Result<CaptureSink> {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         let server = Server::start_on(port, move |req, res| {
@@ -106,11 +90,7 @@ impl CaptureSink {
 
     /// Events of all delivered batches, flattened.
     pub fn events(&self) -> Vec<Value> {
-        lock(&self.state)
-            .batches
-            .iter()
-            .flat_map(|b| b.events.iter().cloned())
-            .collect()
+        lock(&self.state).batches.iter().flat_map(|b| b.events.iter().cloned()).collect()
     }
 
     /// Forgets delivered batches and attempts; failure settings stay.
@@ -128,11 +108,7 @@ impl CaptureSink {
     /// Answers the next `n` capture requests with `status` (and a
     /// `retry-after` header if given) instead of accepting them.
     pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<u32>) {
-        lock(&self.state).failure = Some(Failure {
-            remaining: n,
-            status,
-            retry_after,
-        });
+        lock(&self.state).failure = Some(Failure { remaining: n, status, retry_after });
     }
 
     /// While down, every request has its connection reset, like an
@@ -192,11 +168,7 @@ fn receive(state: &Mutex<State>, req: Request) -> Outcome {
 }
 
 fn reply(status: u16, code: &'static str, retry_after: Option<u32>) -> Outcome {
-    Outcome::Reply {
-        status,
-        code,
-        retry_after,
-    }
+    Outcome::Reply { status, code, retry_after }
 }
 
 fn answer(state: &Mutex<State>, outcome: Outcome, res: &mut Responder) -> io::Result<()> {
@@ -210,11 +182,7 @@ fn answer(state: &Mutex<State>, outcome: Outcome, res: &mut Responder) -> io::Re
             lock(state).batches.push(batch);
             res.send(200, &json, br#"{"status":"Ok"}"#)
         }
-        Outcome::Reply {
-            status,
-            code,
-            retry_after,
-        } => {
+        Outcome::Reply { status, code, retry_after } => {
             let retry_after = retry_after.map(|s| s.to_string());
             let mut headers = json.to_vec();
             if let Some(seconds) = &retry_after {
@@ -245,10 +213,7 @@ mod tests {
 
     fn batch(names: &[&str]) -> Value {
         let properties = json!({"distinct_id": "u1", "$ai_input": "secret"});
-        let events: Vec<Value> = names
-            .iter()
-            .map(|n| json!({"event": n, "properties": properties}))
-            .collect();
+        let events: Vec<Value> = names.iter().map(|n| json!({"event": n, "properties": properties})).collect();
         json!({"api_key": "phc_test", "sent_at": "2026-01-30T12:00:01Z", "batch": events})
     }
 
@@ -258,10 +223,7 @@ mod tests {
         let two = batch(&["$ai_generation", "$ai_generation"]);
         let res = ureq::post(&url(&sink, "/batch/")).send_json(two).unwrap();
         assert_eq!(res.into_json::<Value>().unwrap(), json!({"status": "Ok"}));
-        assert_eq!(
-            post(&sink, "/i/v0/ai/batch/", &batch(&["$ai_trace"])),
-            Some(200)
-        );
+        assert_eq!(post(&sink, "/i/v0/ai/batch/", &batch(&["$ai_trace"])), Some(200));
         let single = json!({"api_key": "phc_test", "event": "$ai_span"});
         assert_eq!(post(&sink, "/capture/", &single), Some(200));
 
@@ -273,10 +235,7 @@ mod tests {
         assert!(batches[0].headers.contains(&json));
         assert_eq!(sink.events().len(), 4);
         let summary = batches[0].summary();
-        assert_eq!(
-            summary,
-            "2 event(s) on /batch/: $ai_generation, $ai_generation"
-        );
+        assert_eq!(summary, "2 event(s) on /batch/: $ai_generation, $ai_generation");
 
         sink.clear();
         assert!(sink.events().is_empty());
@@ -287,9 +246,7 @@ mod tests {
     fn fail_next_rejects_then_recovers() {
         let sink = CaptureSink::start();
         sink.fail_next(2, 503, Some(7));
-        let Err(ureq::Error::Status(503, res)) =
-            ureq::post(&url(&sink, "/batch/")).send_json(batch(&["e"]))
-        else {
+        let Err(ureq::Error::Status(503, res)) = ureq::post(&url(&sink, "/batch/")).send_json(batch(&["e"])) else {
             panic!("expected 503")
         };
         assert_eq!(res.header("retry-after"), Some("7"));

@@ -23,16 +23,23 @@ pub const GEMINI_KEY: &str = "gemini-test-provider-key";
 pub const BEDROCK_KEY: &str = "bedrock-test-provider-key";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The key every `Stack` provisions; `Stack::post` sends it unless a test sends its own.
+pub const TEST_KEY: &str = "phx_e2e_default_test_key_0001";
+
+pub fn sha256_hex(s: &str) -> String {
+    let out = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(s.as_bytes())?;
+        c.wait_with_output()
+    });
+    String::from_utf8(out.unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
 pub fn envoy_bin() -> PathBuf {
-    std::env::var_os("ENVOY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
+    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
 }
 
 pub fn wasm_path() -> PathBuf {
@@ -40,11 +47,7 @@ pub fn wasm_path() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Fills `${NAME}` placeholders; every placeholder must have a value.
@@ -55,10 +58,7 @@ pub fn render(template: &str, vars: &HashMap<&str, String>) -> String {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("unclosed placeholder") + start;
         let name = &rest[start + 2..end];
-        out.push_str(
-            vars.get(name)
-                .unwrap_or_else(|| panic!("no value for ${{{name}}}")),
-        );
+        out.push_str(vars.get(name).unwrap_or_else(|| panic!("no value for ${{{name}}}")));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -96,21 +96,14 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
             Ok(())
         });
     }
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("{what} exited with {status}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(20));
@@ -154,11 +147,16 @@ impl Store {
         let log = dir.join("webdis.out");
         let mut webdis = spawn(Command::new("webdis").arg(&conf), &log);
         wait_for_port(webdis_port, "webdis", &mut webdis, &log);
-        Store {
-            redis_port,
-            webdis_port,
-            children: vec![redis, webdis],
-        }
+        Store { redis_port, webdis_port, children: vec![redis, webdis] }
+    }
+
+    /// Stores a principal for `key` where the local auth contract looks it up.
+    pub fn put_key(&self, key: &str, principal: &Value) {
+        self.command(&["SET", &format!("llmgw:key:{}", sha256_hex(key)), &principal.to_string()]);
+    }
+
+    pub fn delete_key(&self, key: &str) {
+        self.command(&["DEL", &format!("llmgw:key:{}", sha256_hex(key))]);
     }
 
     /// Runs a Redis command through webdis, e.g. `["SET", "k", "v"]`.
@@ -181,9 +179,7 @@ impl Drop for Store {
 pub fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -199,10 +195,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -216,29 +209,30 @@ pub struct Envoy {
     child: Child,
 }
 
+/// Where Envoy's clusters point.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub mock: u16,
+    pub sink: u16,
+    pub webdis: u16,
+    pub auth: u16,
+}
+
 impl Envoy {
     /// Renders the shared template and starts Envoy; panics with its log if it does not come up.
-    pub fn start(
-        dir: &Path,
-        plugin_config: &Value,
-        mock_port: u16,
-        sink_port: u16,
-        webdis_port: u16,
-    ) -> Envoy {
-        match Envoy::try_start(dir, plugin_config, mock_port, sink_port, webdis_port) {
+    pub fn start(dir: &Path, plugin_config: &Value, ports: Ports) -> Envoy {
+        Envoy::start_with(dir, plugin_config, ports, 2)
+    }
+
+    pub fn start_with(dir: &Path, plugin_config: &Value, ports: Ports, workers: u32) -> Envoy {
+        match Envoy::try_start(dir, plugin_config, ports, workers) {
             Ok(e) => e,
             Err(log) => panic!("envoy did not start:\n{log}"),
         }
     }
 
     /// Starts Envoy; `Err` carries its log when it exits instead of serving.
-    pub fn try_start(
-        dir: &Path,
-        plugin_config: &Value,
-        mock_port: u16,
-        sink_port: u16,
-        webdis_port: u16,
-    ) -> Result<Envoy, String> {
+    pub fn try_start(dir: &Path, plugin_config: &Value, ports: Ports, workers: u32) -> Result<Envoy, String> {
         let (port, admin_port) = (free_port(), free_port());
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap();
         let vars: HashMap<&str, String> = [
@@ -246,26 +240,19 @@ impl Envoy {
             ("ADMIN_PORT", admin_port.to_string()),
             ("WASM_PATH", wasm_path().display().to_string()),
             ("BODY_LIMIT", (2 * 1_048_576).to_string()),
-            (
-                "PLUGIN_CONFIG",
-                serde_json::to_string(&plugin_config.to_string()).unwrap(),
-            ),
-            ("MOCK_PORT", mock_port.to_string()),
-            ("SINK_PORT", sink_port.to_string()),
-            ("WEBDIS_PORT", webdis_port.to_string()),
+            ("PLUGIN_CONFIG", serde_json::to_string(&plugin_config.to_string()).unwrap()),
+            ("MOCK_PORT", ports.mock.to_string()),
+            ("SINK_PORT", ports.sink.to_string()),
+            ("WEBDIS_PORT", ports.webdis.to_string()),
+            ("AUTH_PORT", ports.auth.to_string()),
         ]
         .into();
         let yaml = dir.join(format!("envoy-{port}.yaml"));
         std::fs::write(&yaml, render(&template, &vars)).unwrap();
         let log = dir.join(format!("envoy-{port}.log"));
         let mut cmd = Command::new(envoy_bin());
-        cmd.arg("-c").arg(&yaml).args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "2",
-            "-l",
-            "info",
-        ]);
+        let workers = workers.to_string();
+        cmd.arg("-c").arg(&yaml).args(["--disable-hot-restart", "--concurrency", &workers, "-l", "info"]);
         for (var, key) in [
             ("LLM_GATEWAY_OPENAI_API_KEY", OPENAI_KEY),
             ("LLM_GATEWAY_ANTHROPIC_API_KEY", ANTHROPIC_KEY),
@@ -280,23 +267,13 @@ impl Envoy {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(std::fs::read_to_string(&log).unwrap_or_default());
             }
-            let ready = ureq::get(&format!("http://127.0.0.1:{admin_port}/ready"))
-                .call()
-                .is_ok();
+            let ready = ureq::get(&format!("http://127.0.0.1:{admin_port}/ready")).call().is_ok();
             if ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Envoy {
-                    port,
-                    admin_port,
-                    log,
-                    child,
-                });
+                return Ok(Envoy { port, admin_port, log, child });
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!(
-                    "timed out\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ));
+                return Err(format!("timed out\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -313,18 +290,9 @@ impl Envoy {
 
     /// One counter or gauge from the admin stats, 0 when absent.
     pub fn stat(&self, name: &str) -> u64 {
-        let url = format!(
-            "http://127.0.0.1:{}/stats?filter=^{}$",
-            self.admin_port,
-            name.replace('.', "\\.")
-        );
+        let url = format!("http://127.0.0.1:{}/stats?filter=^{}$", self.admin_port, name.replace('.', "\\."));
         let text = ureq::get(&url).call().unwrap().into_string().unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("{name}: "))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0)
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
     }
 }
 
@@ -346,8 +314,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(overlay: Value) -> Stack {
-        let dir =
-            std::env::temp_dir().join(format!("llmgw-e2e-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!("llmgw-e2e-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let mock = MockProvider::start(ProviderKeys {
             openai: OPENAI_KEY.into(),
@@ -359,14 +326,10 @@ impl Stack {
         let store = Store::start(&dir);
         let mut config = test_plugin_config();
         merge(&mut config, overlay);
-        let envoy = Envoy::start(&dir, &config, mock.port(), sink.port(), store.webdis_port);
-        Stack {
-            envoy,
-            store,
-            mock,
-            sink,
-            dir,
-        }
+        store.put_key(TEST_KEY, &default_principal());
+        let ports = Ports { mock: mock.port(), sink: sink.port(), webdis: store.webdis_port, auth: store.webdis_port };
+        let envoy = Envoy::start(&dir, &config, ports);
+        Stack { envoy, store, mock, sink, dir }
     }
 
     /// One stack per test binary, owned by a thread that never exits, so the
@@ -386,6 +349,24 @@ impl Stack {
         })
     }
 
+    pub fn ports(&self) -> Ports {
+        Ports {
+            mock: self.mock.port(),
+            sink: self.sink.port(),
+            webdis: self.store.webdis_port,
+            auth: self.store.webdis_port,
+        }
+    }
+
+    /// A second Envoy on this stack's neighbours, with its own config (and log dir).
+    pub fn extra_envoy(&self, name: &str, overlay: Value, workers: u32) -> Envoy {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = test_plugin_config();
+        merge(&mut config, overlay);
+        Envoy::start_with(&dir, &config, self.ports(), workers)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.envoy.port)
     }
@@ -394,46 +375,45 @@ impl Stack {
         self.request("POST", path, headers, body)
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Response {
-        let mut req = ureq::request(method, &self.url(path)).timeout(Duration::from_secs(30));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let result = if body.is_empty() {
-            req.call()
-        } else {
-            req.send_string(body)
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .iter()
-            .map(|n| (n.clone(), resp.header(n).unwrap_or("").to_string()))
-            .collect();
-        let mut body = String::new();
-        resp.into_reader().read_to_string(&mut body).unwrap();
-        Response {
-            status,
-            headers,
-            body,
-        }
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        send(self.envoy.port, method, path, headers, body)
     }
 
     /// Prints Envoy's log if the test that holds it panics.
     pub fn guard(&self) -> LogOnFailure<'_> {
         LogOnFailure(&self.envoy)
     }
+}
+
+/// The principal of `TEST_KEY`: every product, the required scope.
+pub fn default_principal() -> Value {
+    json!({"team_id": 1, "user_id": 1, "distinct_id": "owner-1", "scopes": ["llm_gateway:read"], "products": null})
+}
+
+/// A client request to an Envoy on `port`. Sends `TEST_KEY` unless `headers` carry a
+/// credential; a header with an empty value is not sent (`("authorization", "")` sends none).
+pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut req = ureq::request(method, &url).timeout(Duration::from_secs(30));
+    let has_credential =
+        headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-api-key"));
+    if !has_credential {
+        req = req.set("authorization", &format!("Bearer {TEST_KEY}"));
+    }
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
+        req = req.set(k, v);
+    }
+    let result = if body.is_empty() { req.call() } else { req.send_string(body) };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp.headers_names().iter().map(|n| (n.clone(), resp.header(n).unwrap_or("").to_string())).collect();
+    let mut body = String::new();
+    resp.into_reader().read_to_string(&mut body).unwrap();
+    Response { status, headers, body }
 }
 
 pub struct LogOnFailure<'a>(&'a Envoy);
@@ -449,4 +429,36 @@ impl Drop for LogOnFailure<'_> {
             }
         }
     }
+}
+
+/// Sends a POST whose body may be refused mid-upload: the body is written from
+/// another thread while the response is read, as a real client would, so an
+/// early reply (413) is seen before the server closes. Returns status and body.
+pub fn post_reading_early(port: u16, path: &str, body: String) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEST_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let upload = std::thread::spawn(move || {
+        let _ = writer.write_all(body.as_bytes());
+    });
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = upload.join();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }

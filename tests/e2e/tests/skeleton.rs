@@ -5,8 +5,7 @@ use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
 
 fn chat(model: &str, stream: bool) -> String {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream})
-        .to_string()
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}).to_string()
 }
 
 fn messages(model: &str, stream: bool) -> String {
@@ -20,24 +19,14 @@ fn responses(model: &str, stream: bool) -> String {
 
 /// The mock's request carrying this unique marker header.
 fn upstream_request(stack: &Stack, marker: &str) -> llm_gateway_e2e::http1::Request {
-    let found: Vec<_> = stack
-        .mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.header("x-test-marker") == Some(marker))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one upstream request for {marker}"
-    );
+    let found: Vec<_> =
+        stack.mock.requests().into_iter().filter(|r| r.header("x-test-marker") == Some(marker)).collect();
+    assert_eq!(found.len(), 1, "expected exactly one upstream request for {marker}");
     found.into_iter().next().unwrap()
 }
 
 fn sse_data(body: &str) -> Vec<&str> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect()
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).collect()
 }
 
 #[test]
@@ -45,72 +34,29 @@ fn every_route_reaches_its_native_provider_json_and_streaming() {
     let stack = Stack::shared();
     let _g = stack.guard();
     let cases = [
-        (
-            "/v1/chat/completions",
-            chat("gpt-4o-mini", false),
-            "/v1/chat/completions",
-            "openai",
-        ),
-        (
-            "/v1/chat/completions",
-            chat("gemini-2.5-flash", false),
-            "/v1beta/openai/chat/completions",
-            "gemini",
-        ),
-        (
-            "/v1/chat/completions",
-            chat("gemini/gemini-2.5-pro", false),
-            "/v1beta/openai/chat/completions",
-            "gemini",
-        ),
-        (
-            "/v1/responses",
-            responses("gpt-5", false),
-            "/v1/responses",
-            "openai",
-        ),
-        (
-            "/v1/messages",
-            messages("claude-sonnet-4-5", false),
-            "/v1/messages",
-            "anthropic",
-        ),
+        ("/v1/chat/completions", chat("gpt-4o-mini", false), "/v1/chat/completions", "openai"),
+        ("/v1/chat/completions", chat("gemini-2.5-flash", false), "/v1beta/openai/chat/completions", "gemini"),
+        ("/v1/chat/completions", chat("gemini/gemini-2.5-pro", false), "/v1beta/openai/chat/completions", "gemini"),
+        ("/v1/responses", responses("gpt-5", false), "/v1/responses", "openai"),
+        ("/v1/messages", messages("claude-sonnet-4-5", false), "/v1/messages", "anthropic"),
     ];
     for prefix in ["", "/array", "/posthog_code"] {
         for (path, body, upstream_path, provider) in &cases {
             for stream in [false, true] {
-                let body = if stream {
-                    body.replace("\"stream\":false", "\"stream\":true")
-                } else {
-                    body.clone()
-                };
+                let body = if stream { body.replace("\"stream\":false", "\"stream\":true") } else { body.clone() };
                 let marker = format!("{prefix}{path}-{provider}-{stream}-{}", body.len());
-                let resp = stack.post(
-                    &format!("{prefix}{path}"),
-                    &[("x-test-marker", &marker)],
-                    &body,
-                );
+                let resp = stack.post(&format!("{prefix}{path}"), &[("x-test-marker", &marker)], &body);
                 assert_eq!(resp.status, 200, "{marker}: {}", resp.body);
                 let seen = upstream_request(stack, &marker);
                 assert_eq!(seen.route(), *upstream_path, "{marker}");
                 let sent: Value = serde_json::from_slice(&seen.body).unwrap();
                 let model = sent["model"].as_str().unwrap();
-                assert!(
-                    !model.starts_with("gemini/"),
-                    "provider prefix must be stripped: {model}"
-                );
+                assert!(!model.starts_with("gemini/"), "provider prefix must be stripped: {model}");
                 if stream {
-                    assert_eq!(
-                        resp.header("content-type"),
-                        Some("text/event-stream"),
-                        "{marker}"
-                    );
+                    assert_eq!(resp.header("content-type"), Some("text/event-stream"), "{marker}");
                     let events = sse_data(&resp.body);
                     assert!(events.len() >= 3, "{marker}: {}", resp.body);
-                    assert!(
-                        resp.body.contains(&format!("Hello from mock-{provider}"))
-                            || resp.body.contains("Hello")
-                    );
+                    assert!(resp.body.contains(&format!("Hello from mock-{provider}")) || resp.body.contains("Hello"));
                 } else {
                     let v = resp.json();
                     assert_eq!(v["model"], model, "{marker}");
@@ -125,32 +71,17 @@ fn client_credentials_never_reach_the_provider_and_the_gateway_key_does() {
     let stack = Stack::shared();
     let _g = stack.guard();
     let client_headers = [
-        ("authorization", "Bearer phx_client_secret_key"),
-        ("x-api-key", "phx_client_secret_key"),
+        ("authorization", "Bearer phx_e2e_default_test_key_0001"),
+        ("x-api-key", "phx_e2e_default_test_key_0001"),
         ("x-goog-api-key", "client-goog"),
         ("api-key", "client-azure"),
         ("cookie", "session=abc"),
         ("x-llm-gateway-cluster", "webdis"),
     ];
     for (path, body, auth_header, expected) in [
-        (
-            "/v1/chat/completions",
-            chat("gpt-4o", false),
-            "authorization",
-            format!("Bearer {OPENAI_KEY}"),
-        ),
-        (
-            "/v1/chat/completions",
-            chat("gemini-2.5-flash", false),
-            "authorization",
-            format!("Bearer {GEMINI_KEY}"),
-        ),
-        (
-            "/v1/messages",
-            messages("claude-haiku-4-5", false),
-            "x-api-key",
-            ANTHROPIC_KEY.to_string(),
-        ),
+        ("/v1/chat/completions", chat("gpt-4o", false), "authorization", format!("Bearer {OPENAI_KEY}")),
+        ("/v1/chat/completions", chat("gemini-2.5-flash", false), "authorization", format!("Bearer {GEMINI_KEY}")),
+        ("/v1/messages", messages("claude-haiku-4-5", false), "x-api-key", ANTHROPIC_KEY.to_string()),
     ] {
         let marker = format!("creds-{path}-{expected}");
         let mut headers = client_headers.to_vec();
@@ -160,10 +91,7 @@ fn client_credentials_never_reach_the_provider_and_the_gateway_key_does() {
         let seen = upstream_request(stack, &marker);
         assert_eq!(seen.header(auth_header), Some(expected.as_str()));
         for (name, value) in &client_headers[..5] {
-            assert!(
-                seen.headers.iter().all(|(_, v)| !v.contains(value)),
-                "client {name} leaked upstream"
-            );
+            assert!(seen.headers.iter().all(|(_, v)| !v.contains(value)), "client {name} leaked upstream");
         }
         for name in ["x-goog-api-key", "api-key", "cookie"] {
             assert_eq!(seen.header(name), None, "{name} reached the provider");
@@ -181,29 +109,17 @@ fn client_credentials_never_reach_the_provider_and_the_gateway_key_does() {
 fn client_anthropic_version_is_kept() {
     let stack = Stack::shared();
     let marker = "anthropic-version-kept";
-    let headers = [
-        ("anthropic-version", "2023-01-01"),
-        ("x-test-marker", marker),
-    ];
-    let resp = stack.post(
-        "/v1/messages",
-        &headers,
-        &messages("claude-haiku-4-5", false),
-    );
+    let headers = [("anthropic-version", "2023-01-01"), ("x-test-marker", marker)];
+    let resp = stack.post("/v1/messages", &headers, &messages("claude-haiku-4-5", false));
     assert_eq!(resp.status, 200);
-    assert_eq!(
-        upstream_request(stack, marker).header("anthropic-version"),
-        Some("2023-01-01")
-    );
+    assert_eq!(upstream_request(stack, marker).header("anthropic-version"), Some("2023-01-01"));
 }
 
 fn assert_openai_error(resp: &Response, status: u16, needle: &str) {
     assert_eq!(resp.status, status, "{}", resp.body);
     assert_eq!(resp.header("content-type"), Some("application/json"));
     let v = resp.json();
-    let msg = v["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error.message: {}", resp.body));
+    let msg = v["error"]["message"].as_str().unwrap_or_else(|| panic!("no error.message: {}", resp.body));
     assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
     for key in ["type", "param", "code"] {
         assert!(v["error"].get(key).is_some(), "error.{key} missing");
@@ -216,77 +132,17 @@ fn gateway_errors_use_the_api_error_format() {
     let _g = stack.guard();
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         ("POST", "/v1/nothing", "{}".into(), 404, "No route"),
-        (
-            "POST",
-            "/unknown/v1/chat/completions",
-            chat("gpt-4o", false),
-            404,
-            "llm_gateway, array, wizard",
-        ),
-        (
-            "GET",
-            "/v1/chat/completions",
-            String::new(),
-            405,
-            "use POST",
-        ),
+        ("POST", "/unknown/v1/chat/completions", chat("gpt-4o", false), 404, "llm_gateway, array, wizard"),
+        ("GET", "/v1/chat/completions", String::new(), 405, "use POST"),
         ("POST", "/v1/chat/completions", String::new(), 400, "empty"),
-        (
-            "POST",
-            "/v1/chat/completions",
-            "{not json".into(),
-            400,
-            "Invalid JSON",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            "[]".into(),
-            400,
-            "Invalid JSON",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            r#"{"messages":[]}"#.into(),
-            400,
-            "'model'",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            r#"{"model":7,"messages":[]}"#.into(),
-            400,
-            "'model'",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[],"stream":1}"#.into(),
-            400,
-            "'stream'",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            chat("llama-3-70b", false),
-            400,
-            "Unknown model",
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            chat("claude-sonnet-4-5", false),
-            400,
-            "supports openai and gemini",
-        ),
-        (
-            "POST",
-            "/v1/responses",
-            responses("claude-sonnet-4-5", false),
-            400,
-            "supports openai",
-        ),
+        ("POST", "/v1/chat/completions", "{not json".into(), 400, "Invalid JSON"),
+        ("POST", "/v1/chat/completions", "[]".into(), 400, "Invalid JSON"),
+        ("POST", "/v1/chat/completions", r#"{"messages":[]}"#.into(), 400, "'model'"),
+        ("POST", "/v1/chat/completions", r#"{"model":7,"messages":[]}"#.into(), 400, "'model'"),
+        ("POST", "/v1/chat/completions", r#"{"model":"gpt-4o","messages":[],"stream":1}"#.into(), 400, "'stream'"),
+        ("POST", "/v1/chat/completions", chat("llama-3-70b", false), 400, "Unknown model"),
+        ("POST", "/v1/chat/completions", chat("claude-sonnet-4-5", false), 400, "supports openai and gemini"),
+        ("POST", "/v1/responses", responses("claude-sonnet-4-5", false), 400, "supports openai"),
     ];
     let before = stack.mock.requests().len();
     for (method, path, body, status, needle) in cases {
@@ -296,11 +152,7 @@ fn gateway_errors_use_the_api_error_format() {
             assert_eq!(resp.header("allow"), Some("POST"));
         }
     }
-    assert_eq!(
-        stack.mock.requests().len(),
-        before,
-        "rejected requests must not reach the provider"
-    );
+    assert_eq!(stack.mock.requests().len(), before, "rejected requests must not reach the provider");
 }
 
 #[test]
@@ -311,11 +163,7 @@ fn messages_route_errors_parse_as_anthropic_errors_too() {
     let v = resp.json();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    let resp = stack.post(
-        "/nope/v1/messages",
-        &[],
-        &messages("claude-haiku-4-5", false),
-    );
+    let resp = stack.post("/nope/v1/messages", &[], &messages("claude-haiku-4-5", false));
     assert_eq!(resp.json()["error"]["type"], "not_found_error");
 }
 
@@ -323,44 +171,30 @@ fn messages_route_errors_parse_as_anthropic_errors_too() {
 fn body_over_the_limit_is_413() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    // The test config caps bodies at 1 MiB (Envoy's own buffer limit is 2 MiB).
-    let big = format!(
-        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "a".repeat(1_100_000)
-    );
-    assert_openai_error(&stack.post("/v1/chat/completions", &[], &big), 413, "limit");
-    let huge = format!(
-        r#"{{"model":"claude-haiku-4-5","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "a".repeat(3_000_000)
-    );
-    let resp = stack.post("/v1/messages", &[], &huge);
-    assert_eq!(resp.status, 413);
-    assert_eq!(resp.json()["error"]["type"], "request_too_large");
+    let body = |model: &str, n: usize| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(n))
+    };
+    // The test config caps bodies at 1 MiB (the filter's limit); Envoy's buffer limit is 2 MiB.
+    let (status, text) = post_reading_early(stack.envoy.port, "/v1/chat/completions", body("gpt-4o", 1_100_000));
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("limit of 1048576 bytes"), "{text}");
+    // Over Envoy's own limit too: still an API error, in the route's format.
+    let (status, text) = post_reading_early(stack.envoy.port, "/v1/messages", body("claude-haiku-4-5", 3_000_000));
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("request_too_large"), "{text}");
     // Just under the limit passes.
-    let ok = format!(
-        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "a".repeat(1_000_000)
-    );
-    assert_eq!(stack.post("/v1/chat/completions", &[], &ok).status, 200);
+    assert_eq!(stack.post("/v1/chat/completions", &[], &body("gpt-4o", 1_000_000)).status, 200);
 }
 
 #[test]
 fn provider_errors_pass_through_untouched() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let resp = stack.post(
-        "/v1/chat/completions",
-        &[("x-mock-status", "429")],
-        &chat("gpt-4o", false),
-    );
+    let resp = stack.post("/v1/chat/completions", &[("x-mock-status", "429")], &chat("gpt-4o", false));
     assert_eq!(resp.status, 429);
     assert_eq!(resp.header("retry-after"), Some("1"));
     assert!(resp.json()["error"]["message"].is_string());
-    let resp = stack.post(
-        "/v1/messages",
-        &[("x-mock-status", "529")],
-        &messages("claude-haiku-4-5", false),
-    );
+    let resp = stack.post("/v1/messages", &[("x-mock-status", "529")], &messages("claude-haiku-4-5", false));
     assert_eq!(resp.status, 529);
     assert_eq!(resp.json()["error"]["type"], "overloaded_error");
 }
@@ -369,44 +203,17 @@ fn provider_errors_pass_through_untouched() {
 fn upstream_reset_is_502_and_timeout_is_504() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let resp = stack.post(
-        "/v1/chat/completions",
-        &[("x-mock-fault", "reset")],
-        &chat("gpt-4o", false),
-    );
+    let resp = stack.post("/v1/chat/completions", &[("x-mock-fault", "reset")], &chat("gpt-4o", false));
     assert_openai_error(&resp, 502, "could not be reached");
-    let resp = stack.post(
-        "/v1/messages",
-        &[("x-mock-fault", "reset")],
-        &messages("claude-haiku-4-5", false),
-    );
+    let resp = stack.post("/v1/messages", &[("x-mock-fault", "reset")], &messages("claude-haiku-4-5", false));
     assert_eq!(resp.status, 502);
     assert_eq!(resp.json()["type"], "error");
 
     // A provider slower than its configured timeout.
-    let dir = stack.dir.join("timeout");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut config = test_plugin_config();
-    merge(
-        &mut config,
-        json!({"providers": {"openai": {"timeout_ms": 200}}}),
-    );
-    let envoy = Envoy::start(
-        &dir,
-        &config,
-        stack.mock.port(),
-        stack.sink.port(),
-        stack.store.webdis_port,
-    );
-    let url = format!("http://127.0.0.1:{}/v1/chat/completions", envoy.port);
-    let resp = ureq::post(&url)
-        .set("x-mock-delay-ms", "1500")
-        .send_string(&chat("gpt-4o", false));
-    let Err(ureq::Error::Status(504, r)) = resp else {
-        panic!("expected 504, got {resp:?}")
-    };
-    let v: Value = r.into_json().unwrap();
-    assert_eq!(v["error"]["code"], "upstream_timeout");
+    let envoy = stack.extra_envoy("timeout", json!({"providers": {"openai": {"timeout_ms": 200}}}), 1);
+    let resp = send(envoy.port, "POST", "/v1/chat/completions", &[("x-mock-delay-ms", "1500")], &chat("gpt-4o", false));
+    assert_eq!(resp.status, 504, "{}", resp.body);
+    assert_eq!(resp.json()["error"]["code"], "upstream_timeout");
 }
 
 #[test]
@@ -415,20 +222,11 @@ fn unreachable_provider_is_502() {
     let dir = stack.dir.join("unreachable");
     std::fs::create_dir_all(&dir).unwrap();
     // Nothing listens on the mock port of this Envoy.
-    let envoy = Envoy::start(
-        &dir,
-        &test_plugin_config(),
-        free_port(),
-        stack.sink.port(),
-        stack.store.webdis_port,
-    );
-    let url = format!("http://127.0.0.1:{}/v1/chat/completions", envoy.port);
-    let Err(ureq::Error::Status(502, r)) = ureq::post(&url).send_string(&chat("gpt-4o", false))
-    else {
-        panic!("expected 502:\n{}", envoy.log_text())
-    };
-    let v: Value = r.into_json().unwrap();
-    assert_eq!(v["error"]["type"], "server_error");
+    let ports = Ports { mock: free_port(), ..stack.ports() };
+    let envoy = Envoy::start_with(&dir, &test_plugin_config(), ports, 1);
+    let resp = send(envoy.port, "POST", "/v1/chat/completions", &[], &chat("gpt-4o", false));
+    assert_eq!(resp.status, 502, "{}", envoy.log_text());
+    assert_eq!(resp.json()["error"]["type"], "server_error");
     assert!(envoy.metric("llm_gateway.upstream_failures_total") >= 1);
 }
 
@@ -437,68 +235,30 @@ fn bad_configs_stop_the_plugin_with_one_line_naming_the_field() {
     let stack = Stack::shared();
     let cases = [
         (json!({"prodcts": ["a"]}), "unknown field `prodcts`"),
-        (
-            json!({"products": []}),
-            "products: must name at least one product",
-        ),
-        (
-            json!({"providers": {"azure": {}}}),
-            "providers.azure: unknown provider",
-        ),
-        (
-            json!({"providers": {"openai": {"timeout_ms": 0}}}),
-            "providers.openai.timeout_ms",
-        ),
-        (
-            json!({"models": {"x": {"provider": "mistral"}}}),
-            "models.x.provider",
-        ),
+        (json!({"products": []}), "products: must name at least one product"),
+        (json!({"providers": {"azure": {}}}), "providers.azure: unknown provider"),
+        (json!({"providers": {"openai": {"timeout_ms": 0}}}), "providers.openai.timeout_ms"),
+        (json!({"models": {"x": {"provider": "mistral"}}}), "models.x.provider"),
     ];
     for (i, (overlay, needle)) in cases.into_iter().enumerate() {
         let dir = stack.dir.join(format!("badconfig-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut config = test_plugin_config();
         merge(&mut config, overlay);
-        let log = match Envoy::try_start(
-            &dir,
-            &config,
-            stack.mock.port(),
-            stack.sink.port(),
-            stack.store.webdis_port,
-        ) {
+        let log = match Envoy::try_start(&dir, &config, stack.ports(), 1) {
             Err(log) => log,
             Ok(_) => panic!("envoy started with a bad config ({needle})"),
         };
         assert!(log.contains(needle), "log should name {needle:?}:\n{log}");
-        assert!(
-            log.contains("Failed to configure base Wasm plugin")
-                || log.contains("Unable to create Wasm plugin")
-        );
+        assert!(log.contains("Failed to configure base Wasm plugin") || log.contains("Unable to create Wasm plugin"));
     }
 }
 
 #[test]
 fn model_table_aliases_rewrite_the_model() {
     let stack = Stack::shared();
-    let dir = stack.dir.join("aliases");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut config = test_plugin_config();
-    merge(
-        &mut config,
-        json!({"models": {"fast": {"provider": "anthropic", "model": "claude-haiku-4-5"}}}),
-    );
-    let envoy = Envoy::start(
-        &dir,
-        &config,
-        stack.mock.port(),
-        stack.sink.port(),
-        stack.store.webdis_port,
-    );
-    let url = format!("http://127.0.0.1:{}/v1/messages", envoy.port);
-    let v: Value = ureq::post(&url)
-        .send_string(&messages("fast", false))
-        .unwrap()
-        .into_json()
-        .unwrap();
-    assert_eq!(v["model"], "claude-haiku-4-5");
+    let overlay = json!({"models": {"fast": {"provider": "anthropic", "model": "claude-haiku-4-5"}}});
+    let envoy = stack.extra_envoy("aliases", overlay, 1);
+    let resp = send(envoy.port, "POST", "/v1/messages", &[], &messages("fast", false));
+    assert_eq!(resp.json()["model"], "claude-haiku-4-5");
 }

@@ -26,13 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let started =
-        MockProvider::start_on(provider_port, ProviderKeys::from_env()).and_then(|provider| {
-            let sink = CaptureSink::start_on(sink_port, |batch| {
-                println!("capture sink: {}", batch.summary())
-            })?;
-            Ok((provider, sink))
-        });
+    let started = MockProvider::start_on(provider_port, ProviderKeys::from_env()).and_then(|provider| {
+        let sink = CaptureSink::start_on(sink_port, |batch| println!("capture sink: {}", batch.summary()))?;
+        Ok((provider, sink))
+    });
     let (provider, sink) = match started {
         Ok(servers) => servers,
         Err(e) => {
@@ -40,11 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "mock provider on 127.0.0.1:{}, capture sink on 127.0.0.1:{}",
-        provider.port(),
-        sink.port()
-    );
+    println!("mock provider on 127.0.0.1:{}, capture sink on 127.0.0.1:{}", provider.port(), sink.port());
     // The servers run on their own threads; this one only keeps them alive.
     loop {
         std::thread::park();
@@ -60,9 +53,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(u16, u16), Stri
             _ => return Err(format!("unknown argument {flag:?}")),
         };
         let value = args.next().ok_or_else(|| format!("{flag} needs a port"))?;
-        *slot = value
-            .parse()
-            .map_err(|_| format!("{flag}: not a port: {value:?}"))?;
+        *slot = value.parse().map_err(|_| format!("{flag}: not a port: {value:?}"))?;
     }
     Ok((provider, sink))
 }

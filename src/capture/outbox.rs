@@ -1,0 +1,629 @@
+//! A bounded delivery queue for one capture destination, with batching,
+//! retry and backoff.
+//!
+//! Pure: the caller passes the clock and performs the HTTP calls. The filter
+//! holds one `Outbox` per destination (primary, secondary) and nothing is
+//! shared between them, so one failing destination never delays, drops or
+//! duplicates the other's events.
+//!
+//! At most one batch is out at a time. Its events leave the queue only when
+//! it resolves, so events pushed meanwhile queue behind it and are neither
+//! lost nor sent twice. A batch that failed retryably stays at the head and
+//! is resent as is after its backoff.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::event::batch_body;
+
+/// Limits and timings of one outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// Events held at most (queued plus the batch out); overflow drops the oldest.
+    pub max_events: usize,
+    /// Event bytes held at most; overflow drops the oldest.
+    pub max_bytes: usize,
+    /// Events per batch at most.
+    pub max_batch_events: usize,
+    /// Event bytes (plus one separator each) per batch at most. Leave room
+    /// under PostHog's 5 MiB batch cap for the envelope (api_key, sent_at).
+    /// A single larger event still goes out alone rather than sticking.
+    pub max_batch_bytes: usize,
+    /// A partial batch goes out once its oldest event waited this long.
+    pub flush_interval_ms: u64,
+    /// Sends per batch, first one included, before its events are dropped.
+    pub max_attempts: u32,
+    /// Backoff after the first failure; doubles after each further one.
+    pub backoff_base_ms: u64,
+    /// Backoff ceiling, also the ceiling for a server's `Retry-After`.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    /// posthog-python's choices where it has one (`max_queue_size` 10,000,
+    /// `flush_at` 100, 1 + `max_retries` 3 attempts, `BATCH_SIZE_LIMIT`
+    /// 5 MiB, 30 s backoff cap; PROTOCOLS.md G), with a shorter flush
+    /// interval and a 500 ms backoff base because a gateway's events should
+    /// show up promptly.
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_batch_events: 100,
+            max_batch_bytes: 5 * 1024 * 1024 - 4 * 1024,
+            flush_interval_ms: 1_000,
+            max_attempts: 4,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// How a batch send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Ok,
+    /// Worth retrying; `retry_after_ms` from the server's `Retry-After`.
+    Retryable {
+        retry_after_ms: Option<u64>,
+    },
+    /// Will never succeed as sent (e.g. 400, 401, 413): drop.
+    Fatal,
+}
+
+/// The outcome of a capture call: `status` 0 means no response (connect
+/// failure, reset, timeout).
+///
+/// As posthog-python: network errors, 408, 429 and everything that is not
+/// 2xx or 4xx are retried; other 4xx are fatal. `Retry-After` is read in its
+/// delta-seconds form (an HTTP-date is ignored: the filter has no reason to
+/// trust its clock against the server's).
+pub fn classify(status: u32, retry_after_header: Option<&str>) -> Delivery {
+    match status {
+        200..=299 => Delivery::Ok,
+        408 | 429 => retryable(retry_after_header),
+        400..=499 => Delivery::Fatal,
+        _ => retryable(retry_after_header),
+    }
+}
+
+fn retryable(retry_after_header: Option<&str>) -> Delivery {
+    let retry_after_ms = retry_after_header.and_then(|value| {
+        let seconds: f64 = value.trim().parse().ok()?;
+        // `as` saturates; NaN maps to 0, excluded by the range check.
+        (seconds.is_finite() && seconds >= 0.0).then_some((seconds * 1_000.0) as u64)
+    });
+    Delivery::Retryable { retry_after_ms }
+}
+
+/// Events to send as one request. `id` changes on every attempt, so a late
+/// result for an earlier attempt is recognised and ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub id: u64,
+    /// 1 for the first send.
+    pub attempt: u32,
+    pub events: Vec<Rc<str>>,
+}
+
+impl Batch {
+    /// The request body, see [`batch_body`].
+    pub fn body(&self, api_key: &str, sent_at: &str) -> String {
+        let events: Vec<&str> = self.events.iter().map(|e| &**e).collect();
+        batch_body(api_key, &events, sent_at)
+    }
+}
+
+/// Running totals since the outbox was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events delivered.
+    pub sent: u64,
+    /// Batch resends.
+    pub retried: u64,
+    /// Send attempts that failed (retryable or fatal), per batch.
+    pub failed: u64,
+    /// Events given up on: overflow, fatal status, attempts exhausted.
+    pub dropped: u64,
+}
+
+/// The batch at the head of the queue: out, or waiting to be resent.
+#[derive(Debug)]
+struct Head {
+    events: Vec<Rc<str>>,
+    attempts: u32,
+    state: HeadState,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HeadState {
+    InFlight { id: u64 },
+    Backoff { until_ms: u64 },
+}
+
+/// The queue of one destination.
+#[derive(Debug)]
+pub struct Outbox {
+    config: OutboxConfig,
+    /// Events not yet in a batch, with the time they were pushed.
+    queue: VecDeque<(Rc<str>, u64)>,
+    queue_bytes: usize,
+    head: Option<Head>,
+    next_id: u64,
+    counters: Counters,
+}
+
+impl Outbox {
+    pub fn new(config: OutboxConfig) -> Self {
+        Self { config, queue: VecDeque::new(), queue_bytes: 0, head: None, next_id: 1, counters: Counters::default() }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Events held, the batch out or waiting for a retry included.
+    pub fn depth(&self) -> usize {
+        self.queue.len() + self.head.as_ref().map_or(0, |h| h.events.len())
+    }
+
+    /// Event bytes held, as [`Self::depth`].
+    pub fn bytes(&self) -> usize {
+        self.queue_bytes + self.head.as_ref().map_or(0, |h| event_bytes(&h.events))
+    }
+
+    /// Nothing held and nothing out: a drain is complete.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.head.is_none()
+    }
+
+    /// Queues one serialised event. When the bounds are exceeded the oldest
+    /// events go first; a batch that is out cannot be recalled, so if only
+    /// it is older, the new event is the one dropped.
+    pub fn push(&mut self, event: impl Into<Rc<str>>, now_ms: u64) {
+        let event = event.into();
+        if event.len() > self.config.max_bytes {
+            self.counters.dropped += 1;
+            return;
+        }
+        self.queue_bytes += event.len();
+        self.queue.push_back((event, now_ms));
+        while self.depth() > self.config.max_events || self.bytes() > self.config.max_bytes {
+            if !self.drop_oldest() {
+                break;
+            }
+        }
+    }
+
+    fn drop_oldest(&mut self) -> bool {
+        // A batch waiting for a retry is older than anything queued.
+        if let Some(head) = &mut self.head {
+            if matches!(head.state, HeadState::Backoff { .. }) && !head.events.is_empty() {
+                head.events.remove(0);
+                if head.events.is_empty() {
+                    self.head = None;
+                }
+                self.counters.dropped += 1;
+                return true;
+            }
+        }
+        match self.queue.pop_front() {
+            Some((event, _)) => {
+                self.queue_bytes -= event.len();
+                self.counters.dropped += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next batch to send, if one is due: nothing is out, no backoff is
+    /// running, and the queue holds a full batch or its oldest event waited
+    /// [`OutboxConfig::flush_interval_ms`]. `force` (drain on shutdown)
+    /// skips the waiting and the backoff: there may be no later.
+    ///
+    /// The caller must report the send's outcome with [`Self::on_result`].
+    pub fn next_batch(&mut self, now_ms: u64, force: bool) -> Option<Batch> {
+        let id = self.next_id;
+        if let Some(head) = &mut self.head {
+            let HeadState::Backoff { until_ms } = head.state else {
+                return None;
+            };
+            if now_ms < until_ms && !force {
+                return None;
+            }
+            head.attempts += 1;
+            head.state = HeadState::InFlight { id };
+            self.next_id += 1;
+            self.counters.retried += 1;
+            return Some(Batch { id, attempt: head.attempts, events: head.events.clone() });
+        }
+        if !force && !self.batch_due(now_ms) {
+            return None;
+        }
+        let mut events = Vec::new();
+        let mut size = 0;
+        while let Some((event, _)) = self.queue.front() {
+            // Each event costs its bytes plus a separator in the body.
+            let cost = event.len() + 1;
+            let fits = events.is_empty()
+                || (events.len() < self.config.max_batch_events && size + cost <= self.config.max_batch_bytes);
+            if !fits {
+                break;
+            }
+            size += cost;
+            self.queue_bytes -= event.len();
+            if let Some((event, _)) = self.queue.pop_front() {
+                events.push(event);
+            }
+        }
+        if events.is_empty() {
+            return None;
+        }
+        self.head = Some(Head { events: events.clone(), attempts: 1, state: HeadState::InFlight { id } });
+        self.next_id += 1;
+        Some(Batch { id, attempt: 1, events })
+    }
+
+    fn batch_due(&self, now_ms: u64) -> bool {
+        let Some((_, oldest_ms)) = self.queue.front() else {
+            return false;
+        };
+        self.queue.len() >= self.config.max_batch_events
+            || self.queue_bytes >= self.config.max_batch_bytes
+            || now_ms.saturating_sub(*oldest_ms) >= self.config.flush_interval_ms
+    }
+
+    /// When [`Self::next_batch`] may next return a batch without `force`
+    /// (for scheduling ticks); `None` while a batch is out or nothing is held.
+    pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
+        match &self.head {
+            Some(Head { state: HeadState::Backoff { until_ms }, .. }) => Some(*until_ms),
+            Some(_) => None,
+            None if self.batch_due(now_ms) => Some(now_ms),
+            None => self.queue.front().map(|(_, oldest_ms)| oldest_ms.saturating_add(self.config.flush_interval_ms)),
+        }
+    }
+
+    /// Records how batch `batch_id` ended. Returns false (and changes
+    /// nothing) for an id that is not the batch out, e.g. a stale attempt.
+    pub fn on_result(&mut self, batch_id: u64, result: Delivery, now_ms: u64) -> bool {
+        let Some(head) = &mut self.head else {
+            return false;
+        };
+        if !matches!(head.state, HeadState::InFlight { id } if id == batch_id) {
+            return false;
+        }
+        let count = head.events.len() as u64;
+        match result {
+            Delivery::Ok => {
+                self.counters.sent += count;
+                self.head = None;
+            }
+            Delivery::Fatal => {
+                self.counters.failed += 1;
+                self.counters.dropped += count;
+                self.head = None;
+            }
+            Delivery::Retryable { .. } if head.attempts >= self.config.max_attempts => {
+                self.counters.failed += 1;
+                self.counters.dropped += count;
+                self.head = None;
+            }
+            Delivery::Retryable { retry_after_ms } => {
+                self.counters.failed += 1;
+                let delay = backoff_ms(&self.config, head.attempts, retry_after_ms);
+                head.state = HeadState::Backoff { until_ms: now_ms.saturating_add(delay) };
+            }
+        }
+        true
+    }
+}
+
+/// Wait after the `attempts`-th failed send: base × 2^(attempts−1), at least
+/// the server's `Retry-After`, never over the ceiling (posthog-python clamps
+/// `Retry-After` to its 30 s cap the same way).
+fn backoff_ms(config: &OutboxConfig, attempts: u32, retry_after_ms: Option<u64>) -> u64 {
+    let doublings = attempts.saturating_sub(1).min(63);
+    let exponential = config.backoff_base_ms.saturating_mul(1u64 << doublings).min(config.backoff_max_ms);
+    exponential.max(retry_after_ms.unwrap_or(0)).min(config.backoff_max_ms)
+}
+
+fn event_bytes(events: &[Rc<str>]) -> usize {
+    events.iter().map(|e| e.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OutboxConfig {
+        OutboxConfig {
+            max_events: 10,
+            max_bytes: 1_000,
+            max_batch_events: 3,
+            max_batch_bytes: 100,
+            flush_interval_ms: 1_000,
+            max_attempts: 3,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+        }
+    }
+
+    fn texts(batch: &Batch) -> Vec<&str> {
+        batch.events.iter().map(|e| &**e).collect()
+    }
+
+    #[test]
+    fn a_full_batch_goes_out_at_once() {
+        let mut outbox = Outbox::new(config());
+        outbox.push("a", 0);
+        outbox.push("b", 0);
+        assert_eq!(outbox.next_batch(0, false), None);
+        outbox.push("c", 0);
+        outbox.push("d", 0);
+        let batch = outbox.next_batch(0, false).expect("due");
+        assert_eq!(texts(&batch), ["a", "b", "c"]);
+        assert_eq!(batch.attempt, 1);
+        assert_eq!(outbox.depth(), 4);
+        assert!(outbox.on_result(batch.id, Delivery::Ok, 10));
+        assert_eq!(outbox.counters().sent, 3);
+        assert_eq!(outbox.depth(), 1);
+    }
+
+    #[test]
+    fn a_partial_batch_goes_out_after_the_interval() {
+        let mut outbox = Outbox::new(config());
+        outbox.push("a", 100);
+        outbox.push("b", 900);
+        assert_eq!(outbox.next_due_ms(100), Some(1_100));
+        assert_eq!(outbox.next_batch(1_099, false), None);
+        let batch = outbox.next_batch(1_100, false).expect("due");
+        assert_eq!(texts(&batch), ["a", "b"]);
+        assert_eq!(outbox.next_due_ms(1_100), None, "in flight");
+    }
+
+    #[test]
+    fn batches_respect_the_byte_cap() {
+        let mut outbox = Outbox::new(config());
+        let forty = "x".repeat(40);
+        for _ in 0..3 {
+            outbox.push(forty.as_str(), 0);
+        }
+        // 3 × 41 > 100: the byte total alone makes a batch due.
+        let batch = outbox.next_batch(0, false).expect("due by bytes");
+        assert_eq!(batch.events.len(), 2);
+        outbox.on_result(batch.id, Delivery::Ok, 0);
+        assert_eq!(outbox.next_batch(0, false), None, "one event, not due yet");
+        // An event over the batch cap makes a batch due and still goes out, alone.
+        outbox.push("y".repeat(150), 0);
+        let batch = outbox.next_batch(0, false).expect("due by bytes");
+        assert_eq!(batch.events.len(), 1);
+        outbox.on_result(batch.id, Delivery::Ok, 0);
+        let batch = outbox.next_batch(0, true).expect("forced");
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].len(), 150);
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_and_counts_them() {
+        let mut outbox = Outbox::new(config());
+        for i in 0..12 {
+            outbox.push(format!("e{i}"), 0);
+        }
+        assert_eq!(outbox.depth(), 10);
+        assert_eq!(outbox.counters().dropped, 2);
+        let batch = outbox.next_batch(0, false).expect("due");
+        assert_eq!(texts(&batch), ["e2", "e3", "e4"]);
+
+        // By bytes: 1,000 max.
+        let mut outbox = Outbox::new(config());
+        for _ in 0..3 {
+            outbox.push("z".repeat(400), 0);
+        }
+        assert_eq!((outbox.depth(), outbox.bytes()), (2, 800));
+        outbox.push("z".repeat(1_001), 0);
+        assert_eq!(outbox.counters().dropped, 2, "too big to ever hold");
+        assert_eq!(outbox.depth(), 2);
+    }
+
+    #[test]
+    fn overflow_never_recalls_the_batch_in_flight() {
+        let mut outbox = Outbox::new(OutboxConfig { max_events: 3, ..config() });
+        for e in ["a", "b", "c"] {
+            outbox.push(e, 0);
+        }
+        let batch = outbox.next_batch(0, false).expect("due");
+        outbox.push("d", 1);
+        assert_eq!(outbox.depth(), 3);
+        assert_eq!(outbox.counters().dropped, 1, "the new event");
+        outbox.on_result(batch.id, Delivery::Ok, 2);
+        assert_eq!(outbox.counters().sent, 3);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn overflow_drops_from_a_batch_waiting_for_retry_first() {
+        let mut outbox = Outbox::new(OutboxConfig { max_events: 3, ..config() });
+        for e in ["a", "b", "c"] {
+            outbox.push(e, 0);
+        }
+        let batch = outbox.next_batch(0, false).expect("due");
+        outbox.on_result(batch.id, classify(503, None), 0);
+        outbox.push("d", 1);
+        let retry = outbox.next_batch(500, false).expect("retry");
+        assert_eq!(texts(&retry), ["b", "c"]);
+        outbox.on_result(retry.id, Delivery::Ok, 500);
+        let next = outbox.next_batch(500, true).expect("forced");
+        assert_eq!(texts(&next), ["d"]);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_then_drop() {
+        let mut outbox = Outbox::new(config());
+        for e in ["a", "b", "c"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        assert!(outbox.on_result(first.id, classify(500, None), 1_000));
+        assert_eq!(outbox.next_due_ms(1_000), Some(1_500));
+        assert_eq!(outbox.next_batch(1_499, false), None, "backing off");
+        let second = outbox.next_batch(1_500, false).expect("retry");
+        assert_eq!(texts(&second), ["a", "b", "c"]);
+        assert_eq!(second.attempt, 2);
+        assert_ne!(second.id, first.id);
+        assert!(outbox.on_result(second.id, classify(0, None), 2_000));
+        assert_eq!(outbox.next_batch(2_999, false), None);
+        let third = outbox.next_batch(3_000, false).expect("retry after 1 s");
+        assert_eq!(third.attempt, 3);
+        assert!(outbox.on_result(third.id, classify(429, None), 3_000));
+        assert!(outbox.is_empty(), "max attempts reached");
+        let counters = outbox.counters();
+        assert_eq!((counters.sent, counters.retried, counters.failed, counters.dropped), (0, 2, 3, 3));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_ceiling() {
+        let c = config();
+        let delays: Vec<u64> = (1..=9).map(|n| backoff_ms(&c, n, None)).collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!(backoff_ms(&c, u32::MAX, None), 30_000);
+    }
+
+    #[test]
+    fn retry_after_is_a_minimum_clamped_to_the_ceiling() {
+        let c = config();
+        assert_eq!(backoff_ms(&c, 1, Some(5_000)), 5_000);
+        assert_eq!(backoff_ms(&c, 3, Some(100)), 2_000);
+        assert_eq!(backoff_ms(&c, 1, Some(3_600_000)), 30_000);
+
+        let mut outbox = Outbox::new(config());
+        outbox.push("a", 0);
+        let batch = outbox.next_batch(0, true).expect("forced");
+        outbox.on_result(batch.id, classify(429, Some("7")), 100);
+        assert_eq!(outbox.next_due_ms(100), Some(7_100));
+    }
+
+    #[test]
+    fn classify_follows_posthog_python() {
+        assert_eq!(classify(200, None), Delivery::Ok);
+        assert_eq!(classify(204, None), Delivery::Ok);
+        for status in [400, 401, 403, 404, 413] {
+            assert_eq!(classify(status, Some("5")), Delivery::Fatal, "{status}");
+        }
+        for status in [0, 302, 408, 429, 500, 502, 503, 504] {
+            assert_eq!(classify(status, None), Delivery::Retryable { retry_after_ms: None }, "{status}");
+        }
+        let after = |v| match classify(503, Some(v)) {
+            Delivery::Retryable { retry_after_ms } => retry_after_ms,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(after("12"), Some(12_000));
+        assert_eq!(after(" 1.5 "), Some(1_500));
+        assert_eq!(after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(after("-3"), None);
+        assert_eq!(after("NaN"), None);
+        assert_eq!(after("1e400"), None);
+    }
+
+    #[test]
+    fn fatal_drops_the_batch() {
+        let mut outbox = Outbox::new(config());
+        for e in ["a", "b", "c", "d"] {
+            outbox.push(e, 0);
+        }
+        let batch = outbox.next_batch(0, false).expect("due");
+        assert!(outbox.on_result(batch.id, classify(400, None), 0));
+        assert_eq!(outbox.counters().dropped, 3);
+        assert_eq!(outbox.counters().failed, 1);
+        let next = outbox.next_batch(0, true).expect("forced");
+        assert_eq!(texts(&next), ["d"]);
+    }
+
+    #[test]
+    fn events_pushed_in_flight_are_neither_lost_nor_duplicated() {
+        let mut outbox = Outbox::new(config());
+        for e in ["a", "b", "c"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        for e in ["d", "e", "f", "g"] {
+            outbox.push(e, 1);
+        }
+        assert_eq!(outbox.next_batch(5_000, true), None, "one batch at a time");
+        outbox.on_result(first.id, classify(503, None), 10);
+        outbox.push("h", 20);
+        let retry = outbox.next_batch(510, false).expect("retry");
+        assert_eq!(texts(&retry), ["a", "b", "c"], "resent as is");
+        outbox.on_result(retry.id, Delivery::Ok, 520);
+        let mut seen: Vec<String> = texts(&retry).iter().map(|s| s.to_string()).collect();
+        while let Some(batch) = outbox.next_batch(600, true) {
+            seen.extend(texts(&batch).iter().map(|s| s.to_string()));
+            outbox.on_result(batch.id, Delivery::Ok, 600);
+        }
+        assert_eq!(seen, ["a", "b", "c", "d", "e", "f", "g", "h"]);
+        assert_eq!(outbox.counters().sent, 8);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn stale_or_unknown_results_are_ignored() {
+        let mut outbox = Outbox::new(config());
+        outbox.push("a", 0);
+        assert!(!outbox.on_result(1, Delivery::Ok, 0), "nothing out");
+        let first = outbox.next_batch(0, true).expect("forced");
+        outbox.on_result(first.id, classify(0, None), 0);
+        assert!(!outbox.on_result(first.id, Delivery::Ok, 1), "already resolved");
+        let second = outbox.next_batch(500, false).expect("retry");
+        assert!(!outbox.on_result(first.id, Delivery::Ok, 501), "stale attempt");
+        assert!(outbox.on_result(second.id, Delivery::Ok, 502));
+        assert_eq!(outbox.counters().sent, 1);
+    }
+
+    #[test]
+    fn force_drains_without_waiting_for_interval_or_backoff() {
+        let mut outbox = Outbox::new(config());
+        outbox.push("a", 0);
+        outbox.push("b", 0);
+        let batch = outbox.next_batch(0, true).expect("forced");
+        assert_eq!(texts(&batch), ["a", "b"]);
+        outbox.on_result(batch.id, classify(503, Some("20")), 0);
+        let retry = outbox.next_batch(1, true).expect("forced past backoff");
+        assert_eq!(retry.attempt, 2);
+        outbox.on_result(retry.id, Delivery::Ok, 2);
+        assert_eq!(outbox.next_batch(3, true), None);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn one_failing_outbox_does_not_affect_another() {
+        let mut primary = Outbox::new(config());
+        let mut secondary = Outbox::new(config());
+        for e in ["a", "b", "c"] {
+            let event: Rc<str> = Rc::from(e);
+            primary.push(Rc::clone(&event), 0);
+            secondary.push(event, 0);
+        }
+        let p = primary.next_batch(0, false).expect("due");
+        let s = secondary.next_batch(0, false).expect("due");
+        primary.on_result(p.id, classify(503, None), 0);
+        secondary.on_result(s.id, Delivery::Ok, 0);
+        secondary.push("d", 1);
+        primary.push("d", 1);
+        let s = secondary.next_batch(1_001, false).expect("secondary flows");
+        assert_eq!(texts(&s), ["d"]);
+        secondary.on_result(s.id, Delivery::Ok, 1_001);
+        assert_eq!(secondary.counters().sent, 4);
+        assert_eq!(secondary.counters().failed, 0);
+        assert_eq!(primary.counters().sent, 0);
+        assert_eq!(primary.depth(), 4);
+        let p = primary.next_batch(1_001, false).expect("retry");
+        assert_eq!(texts(&p), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn batch_body_wraps_the_events() {
+        let batch = Batch { id: 1, attempt: 1, events: vec![Rc::from(r#"{"event":"a"}"#)] };
+        assert_eq!(batch.body("phc_k", "t"), r#"{"api_key":"phc_k","batch":[{"event":"a"}],"sent_at":"t"}"#);
+    }
+}
