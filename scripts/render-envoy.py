@@ -17,7 +17,17 @@ PROVIDERS = ["openai", "anthropic", "gemini"]
 
 def main(out_path):
     mocked = os.environ.get("LLMGW_MOCKED", "").split()
-    config = {"providers": {p: {"cluster": "mock"} for p in mocked}}
+    config = {
+        "providers": {p: {"cluster": "mock"} for p in mocked},
+        # Local stack: both destinations are the bundled capture sink, which prints what arrives.
+        "capture": {
+            "region_url": "http://localhost:8010",
+            "flush_interval_ms": 500,
+            "primary": {"cluster": "posthog_primary", "authority": "localhost", "api_key": "phc_local_primary"},
+            "secondary": {"cluster": "posthog_secondary", "authority": "localhost", "path": "/batch/",
+                          "api_key": "phc_local_mirror"},
+        },
+    }
     extra = os.environ.get("LLMGW_PLUGIN_CONFIG")
     if extra:
         config.update(json.loads(extra))
@@ -31,6 +41,7 @@ def main(out_path):
         "PLUGIN_CONFIG": json.dumps(json.dumps(config)),
         "MOCK_PORT": env["LLMGW_MOCK_PORT"],
         "SINK_PORT": env["LLMGW_SINK_PORT"],
+        "SINK2_PORT": env["LLMGW_SINK_PORT"],
         "WEBDIS_PORT": env["LLMGW_WEBDIS_PORT"],
         "AUTH_PORT": env.get("LLMGW_AUTH_PORT", env["LLMGW_WEBDIS_PORT"]),
     }

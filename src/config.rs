@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::capture::outbox::OutboxConfig;
+use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::Provider;
 
 pub const DEFAULT_PRODUCTS: [&str; 6] = ["llm_gateway", "array", "wizard", "django", "posthog_code", "slack_app"];
@@ -26,6 +28,57 @@ struct RawConfig {
     anthropic_version: Option<String>,
     #[serde(default)]
     auth: RawAuth,
+    capture: Option<RawCapture>,
+    #[serde(default)]
+    pricing: HashMap<String, ModelPrice>,
+    default_fallback_cost_usd: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    region_url: Option<String>,
+    content: Option<bool>,
+    max_event_bytes: Option<usize>,
+    flush_interval_ms: Option<u64>,
+    batch_max_events: Option<usize>,
+    queue_max_events: Option<usize>,
+    queue_max_bytes: Option<usize>,
+    max_attempts: Option<u32>,
+    primary: Option<RawDestination>,
+    secondary: Option<RawDestination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    cluster: Option<String>,
+    authority: Option<String>,
+    path: Option<String>,
+    api_key: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// One PostHog instance events are sent to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub name: &'static str,
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub api_key: String,
+    pub timeout_ms: u64,
+}
+
+/// `$ai_generation` capture; absent when `capture` is not configured.
+#[derive(Clone, Debug)]
+pub struct CaptureSettings {
+    pub region_url: String,
+    pub content: bool,
+    pub max_event_bytes: usize,
+    pub outbox: OutboxConfig,
+    pub primary: Destination,
+    pub secondary: Option<Destination>,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +152,9 @@ pub struct Config {
     pub max_request_body_bytes: usize,
     pub anthropic_version: String,
     pub auth: AuthSettings,
+    pub capture: Option<CaptureSettings>,
+    pub prices: PriceTable,
+    pub fallback_cost_usd: f64,
 }
 
 impl Config {
@@ -189,7 +245,21 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     if !auth.path_prefix.starts_with('/') {
         return Err("auth.path_prefix: must start with '/'".into());
     }
+    let capture = raw.capture.map(compile_capture).transpose()?;
+    let fallback_cost_usd = raw.default_fallback_cost_usd.unwrap_or(0.01);
+    if !(fallback_cost_usd >= 0.0 && fallback_cost_usd.is_finite()) {
+        return Err("default_fallback_cost_usd: must be a number >= 0".into());
+    }
+    for (model, p) in &raw.pricing {
+        let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write_5m, p.cache_write_1h];
+        if all.into_iter().flatten().any(|v| !(v >= 0.0 && v.is_finite())) {
+            return Err(format!("pricing.{model}: prices must be numbers >= 0"));
+        }
+    }
     Ok(Config {
+        capture,
+        prices: PriceTable::builtin().with_overrides(raw.pricing),
+        fallback_cost_usd,
         auth,
         products,
         providers,
@@ -198,6 +268,65 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
             .to_ascii_lowercase(),
         max_request_body_bytes,
         anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
+    })
+}
+
+fn compile_capture(raw: RawCapture) -> Result<CaptureSettings, String> {
+    let region_url = match raw.region_url {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.trim_end_matches('/').to_string(),
+        Some(_) => return Err("capture.region_url: must be an http(s) URL such as https://us.posthog.com".into()),
+        None => {
+            return Err("capture.region_url: required when capture is configured (e.g. https://us.posthog.com)".into())
+        }
+    };
+    let defaults = OutboxConfig::default();
+    let outbox = OutboxConfig {
+        max_events: positive(raw.queue_max_events.unwrap_or(defaults.max_events) as u64, "capture.queue_max_events")?
+            as usize,
+        max_bytes: positive(raw.queue_max_bytes.unwrap_or(defaults.max_bytes) as u64, "capture.queue_max_bytes")?
+            as usize,
+        max_batch_events: positive(
+            raw.batch_max_events.unwrap_or(defaults.max_batch_events) as u64,
+            "capture.batch_max_events",
+        )? as usize,
+        flush_interval_ms: positive(
+            raw.flush_interval_ms.unwrap_or(defaults.flush_interval_ms),
+            "capture.flush_interval_ms",
+        )?,
+        max_attempts: positive(u64::from(raw.max_attempts.unwrap_or(defaults.max_attempts)), "capture.max_attempts")?
+            as u32,
+        ..defaults
+    };
+    let primary = raw.primary.ok_or("capture.primary: required when capture is configured")?;
+    Ok(CaptureSettings {
+        region_url,
+        content: raw.content.unwrap_or(true),
+        max_event_bytes: positive(
+            raw.max_event_bytes.unwrap_or(crate::capture::event::DEFAULT_MAX_EVENT_BYTES) as u64,
+            "capture.max_event_bytes",
+        )? as usize,
+        outbox,
+        primary: destination(primary, "primary")?,
+        secondary: raw.secondary.map(|d| destination(d, "secondary")).transpose()?,
+    })
+}
+
+fn destination(raw: RawDestination, name: &'static str) -> Result<Destination, String> {
+    let field = |f: &str| format!("capture.{name}.{f}");
+    let path = raw.path.unwrap_or_else(|| "/i/v0/ai/batch/".into());
+    if !path.starts_with('/') {
+        return Err(format!("{}: must start with '/'", field("path")));
+    }
+    Ok(Destination {
+        name,
+        cluster: non_empty(raw.cluster, &format!("posthog_{name}"), || field("cluster"))?,
+        authority: non_empty(raw.authority, "us.i.posthog.com", || field("authority"))?,
+        path,
+        api_key: match raw.api_key {
+            Some(k) if !k.trim().is_empty() => k,
+            _ => return Err(format!("{}: required (the project API key, phc_...)", field("api_key"))),
+        },
+        timeout_ms: positive(raw.timeout_ms.unwrap_or(5000), &field("timeout_ms"))?,
     })
 }
 
@@ -246,7 +375,7 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_field() {
-        let cases: [(&[u8], &str); 10] = [
+        let cases: [(&[u8], &str); 14] = [
             (b"{", "invalid configuration"),
             (br#"{"prodcts":[]}"#, "unknown field `prodcts`"),
             (br#"{"products":[]}"#, "products"),
@@ -257,6 +386,10 @@ mod tests {
             (br#"{"models":{"x":{"provider":"nope"}}}"#, "models.x.provider"),
             (br#"{"auth":{"timeout_ms":0}}"#, "auth.timeout_ms"),
             (br#"{"auth":{"path_prefix":"x"}}"#, "auth.path_prefix"),
+            (br#"{"capture":{"primary":{"api_key":"phc_x"}}}"#, "capture.region_url: required"),
+            (br#"{"capture":{"region_url":"https://us.posthog.com"}}"#, "capture.primary"),
+            (br#"{"capture":{"region_url":"https://x","primary":{}}}"#, "capture.primary.api_key"),
+            (br#"{"default_fallback_cost_usd":-1}"#, "default_fallback_cost_usd"),
         ];
         for (json, needle) in cases {
             let err = Config::parse(json).unwrap_err();

@@ -55,6 +55,7 @@ pub struct Upstream {
     pub provider: Provider,
     pub model: String,
     pub authority: String,
+    pub base_path: String,
     pub path: String,
     /// Headers to set, replacing any the client sent.
     pub headers: Vec<(String, String)>,
@@ -62,6 +63,9 @@ pub struct Upstream {
     pub default_headers: Vec<(&'static str, String)>,
     /// A new body, when the request must change on the way.
     pub body: Option<Vec<u8>>,
+    /// The gateway turned on `stream_options.include_usage`; the client did not ask
+    /// for the usage chunk, so it must be removed from the response.
+    pub strip_usage_chunk: bool,
 }
 
 /// The model route: config's model table first, then the naming conventions.
@@ -121,6 +125,8 @@ pub fn plan(
         _ => ("authorization", format!("Bearer {}", key.expose())),
     };
     let headers = vec![
+        // Usage is read from the response as it passes: ask for it uncompressed.
+        ("accept-encoding".into(), "identity".into()),
         (config.route_header.clone(), settings.cluster.clone()),
         (":authority".into(), settings.authority.clone()),
         (":path".into(), path.clone()),
@@ -131,16 +137,37 @@ pub fn plan(
         Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
         _ => Vec::new(),
     };
-    let body = (model != requested).then(|| req.fields.rewrite(&[("model", json_string(model))], &[]));
+    let mut set = Vec::new();
+    if model != requested {
+        set.push(("model", json_string(model)));
+    }
+    // OpenAI-format streams carry usage only when asked; ask, and hide the answer
+    // from a client that did not (PROTOCOLS.md A, `include_usage`).
+    let strip_usage_chunk = endpoint == Endpoint::ChatCompletions && req.stream && req.include_usage != Some(true);
+    if strip_usage_chunk {
+        set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
+    }
+    let body = (!set.is_empty()).then(|| req.fields.rewrite(&set, &[]));
     Ok(Upstream {
         provider,
         model: model.to_string(),
         authority: settings.authority.clone(),
+        base_path: settings.base_path.clone(),
         path,
         headers,
         default_headers,
         body,
+        strip_usage_chunk,
     })
+}
+
+/// `stream_options` with `include_usage: true`, keeping the client's other options.
+fn with_include_usage(existing: Option<&str>) -> String {
+    let mut options = existing
+        .and_then(|raw| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).ok())
+        .unwrap_or_default();
+    options.insert("include_usage".into(), true.into());
+    serde_json::Value::Object(options).to_string()
 }
 
 fn json_string(s: &str) -> String {
@@ -206,6 +233,25 @@ mod tests {
             let e = plan(&c, &keys(), ep, &parse(body.as_bytes(), ep).unwrap()).unwrap_err();
             assert_eq!(e.status(), 400);
             assert!(e.message.contains(needle), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn include_usage_is_turned_on_for_chat_streams_that_did_not_ask() {
+        let c = Config::parse(b"{}").unwrap();
+        let ep = Endpoint::ChatCompletions;
+        let body = br#"{"model":"gpt-4o","messages":[],"stream":true,"stream_options":{"include_obfuscation":false}}"#;
+        let u = plan(&c, &keys(), ep, &parse(body, ep).unwrap()).unwrap();
+        assert!(u.strip_usage_chunk);
+        let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        for body in [
+            &br#"{"model":"gpt-4o","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#[..],
+            br#"{"model":"gpt-4o","messages":[]}"#,
+        ] {
+            let u = plan(&c, &keys(), ep, &parse(body, ep).unwrap()).unwrap();
+            assert!(!u.strip_usage_chunk);
+            assert!(u.body.is_none());
         }
     }
 

@@ -3,6 +3,7 @@
 //! Everything but `filter` is pure logic with no proxy-wasm import, so it is
 //! tested natively and on `wasm32-wasip1`; `filter` is the only host adapter.
 
+pub mod accounting;
 pub mod auth;
 pub mod capture;
 pub mod config;

@@ -124,3 +124,36 @@ pub fn set_effective_context(context_id: u32) -> bool {
 pub fn resume_request() {
     logged("resume_http_request", hostcalls::resume_http_request());
 }
+
+pub fn define_gauge(name: &str) -> Option<u32> {
+    logged("define_metric", hostcalls::define_metric(proxy_wasm::types::MetricType::Gauge, name))
+}
+
+pub fn set_gauge(metric: Option<u32>, value: u64) {
+    if let Some(id) = metric {
+        logged("record_metric", hostcalls::record_metric(id, value));
+    }
+}
+
+pub fn request_headers() -> Vec<(String, String)> {
+    logged("get_map(request)", hostcalls::get_map(MapType::HttpRequestHeaders)).unwrap_or_default()
+}
+
+pub fn response_body(size: usize) -> Vec<u8> {
+    logged("get_buffer(response_body)", hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size))
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn call_response_header(name: &str) -> Option<String> {
+    logged("get_map_value(call_response)", hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)).flatten()
+}
+
+pub fn set_tick_period_ms(ms: u64) {
+    logged("set_tick_period", hostcalls::set_tick_period(std::time::Duration::from_millis(ms)));
+}
+
+/// Tells the host a root context that returned false from `on_done` has finished.
+pub fn done() {
+    logged("done", hostcalls::done());
+}

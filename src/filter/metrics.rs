@@ -1,6 +1,8 @@
-//! A fixed set of counters, defined once per VM under the `llm_gateway.` prefix.
+//! A fixed set of metrics, defined once per VM under the `llm_gateway.` prefix.
+//! No name is built from request data; per-model detail goes in events.
 
 use super::host;
+use crate::providers::Provider;
 
 pub struct Metrics {
     pub requests: Option<u32>,
@@ -10,18 +12,57 @@ pub struct Metrics {
     pub auth_cache_hits: Option<u32>,
     pub auth_rejected: Option<u32>,
     pub auth_unavailable: Option<u32>,
+    pub tokens_input: Option<u32>,
+    pub tokens_output: Option<u32>,
+    pub tokens_cache_read: Option<u32>,
+    pub tokens_cache_creation: Option<u32>,
+    pub tokens_reasoning: Option<u32>,
+    pub cost_micro_usd: Option<u32>,
+    pub cost_fallback: Option<u32>,
+    pub events_queued: Option<u32>,
+    pub properties_rejected: Option<u32>,
+    pub usage_missing: Option<u32>,
+    /// Provider responses by provider and status class (2xx, 4xx, 5xx).
+    responses: Vec<(Provider, [Option<u32>; 3])>,
 }
 
 impl Metrics {
     pub fn define() -> Self {
+        let c = |name: &str| host::define_counter(&format!("llm_gateway.{name}"));
+        let responses = Provider::ALL
+            .into_iter()
+            .map(|p| (p, ["2xx", "4xx", "5xx"].map(|class| c(&format!("responses_{}_{class}_total", p.name())))))
+            .collect();
         Metrics {
-            requests: host::define_counter("llm_gateway.requests_total"),
-            local_replies: host::define_counter("llm_gateway.local_replies_total"),
-            upstream_failures: host::define_counter("llm_gateway.upstream_failures_total"),
-            auth_lookups: host::define_counter("llm_gateway.auth_lookups_total"),
-            auth_cache_hits: host::define_counter("llm_gateway.auth_cache_hits_total"),
-            auth_rejected: host::define_counter("llm_gateway.auth_rejected_total"),
-            auth_unavailable: host::define_counter("llm_gateway.auth_unavailable_total"),
+            requests: c("requests_total"),
+            local_replies: c("local_replies_total"),
+            upstream_failures: c("upstream_failures_total"),
+            auth_lookups: c("auth_lookups_total"),
+            auth_cache_hits: c("auth_cache_hits_total"),
+            auth_rejected: c("auth_rejected_total"),
+            auth_unavailable: c("auth_unavailable_total"),
+            tokens_input: c("tokens_input_total"),
+            tokens_output: c("tokens_output_total"),
+            tokens_cache_read: c("tokens_cache_read_total"),
+            tokens_cache_creation: c("tokens_cache_creation_total"),
+            tokens_reasoning: c("tokens_reasoning_total"),
+            cost_micro_usd: c("cost_micro_usd_total"),
+            cost_fallback: c("cost_fallback_total"),
+            events_queued: c("events_queued_total"),
+            properties_rejected: c("header_properties_rejected_total"),
+            usage_missing: c("usage_missing_total"),
+            responses,
+        }
+    }
+
+    pub fn response(&self, provider: &str, status: u16) {
+        let class = match status {
+            200..=399 => 0,
+            400..=499 => 1,
+            _ => 2,
+        };
+        if let Some((_, ids)) = self.responses.iter().find(|(p, _)| p.name() == provider) {
+            host::increment(ids.get(class).copied().flatten(), 1);
         }
     }
 }

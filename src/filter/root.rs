@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use super::delivery::Capture;
 use super::host;
 use super::http::{HttpFilter, Waiter};
 use super::metrics::Metrics;
@@ -20,6 +21,7 @@ pub struct Shared {
     pub config: Config,
     pub keys: ProviderKeys,
     pub metrics: Metrics,
+    pub capture: Option<RefCell<Capture>>,
     cache: RefCell<PrincipalCache>,
     flights: RefCell<Flights>,
 }
@@ -98,9 +100,42 @@ impl Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    draining: bool,
 }
 
-impl Context for Root {}
+/// How often the root flushes capture queues.
+const TICK_MS: u64 = 100;
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
+        let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) else {
+            return;
+        };
+        let status = host::call_response(0).0;
+        let retry_after = host::call_response_header("retry-after");
+        let now = host::now_ms();
+        let mut c = capture.borrow_mut();
+        c.on_response(token, status, retry_after.as_deref(), now);
+        if self.draining {
+            c.flush(now, true);
+            if c.is_idle() {
+                host::done();
+            }
+        }
+    }
+
+    /// Shutdown or reload: send everything queued now. Envoy may exit before the
+    /// answers arrive (DESIGN.md); drain listeners first to give them time.
+    fn on_done(&mut self) -> bool {
+        let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) else {
+            return true;
+        };
+        self.draining = true;
+        let mut c = capture.borrow_mut();
+        c.flush(host::now_ms(), true);
+        c.is_idle()
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -110,7 +145,12 @@ impl RootContext for Root {
                 log::info!("llm_gateway {} configured", env!("CARGO_PKG_VERSION"));
                 let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
                 let metrics = Metrics::define();
-                self.shared = Some(Rc::new(Shared { config, keys, metrics, cache, flights: RefCell::default() }));
+                let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
+                if capture.is_some() {
+                    host::set_tick_period_ms(TICK_MS);
+                }
+                self.shared =
+                    Some(Rc::new(Shared { config, keys, metrics, capture, cache, flights: RefCell::default() }));
                 true
             }
             Err(e) => {
@@ -123,6 +163,12 @@ impl RootContext for Root {
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
         Some(Box::new(HttpFilter::new(context_id, shared)))
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) {
+            capture.borrow_mut().flush(host::now_ms(), self.draining);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

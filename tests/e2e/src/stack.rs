@@ -71,6 +71,12 @@ pub fn test_plugin_config() -> Value {
     json!({
         "providers": {"openai": mock, "anthropic": mock, "gemini": mock, "bedrock": mock},
         "max_request_body_bytes": 1_048_576,
+        "capture": {
+            "region_url": "https://us.posthog.com",
+            "flush_interval_ms": 200,
+            "primary": {"cluster": "posthog_primary", "api_key": "phc_primary_test"},
+            "secondary": {"cluster": "posthog_secondary", "api_key": "phc_mirror_test", "path": "/batch/"},
+        },
     })
 }
 
@@ -214,6 +220,7 @@ pub struct Envoy {
 pub struct Ports {
     pub mock: u16,
     pub sink: u16,
+    pub sink2: u16,
     pub webdis: u16,
     pub auth: u16,
 }
@@ -243,6 +250,7 @@ impl Envoy {
             ("PLUGIN_CONFIG", serde_json::to_string(&plugin_config.to_string()).unwrap()),
             ("MOCK_PORT", ports.mock.to_string()),
             ("SINK_PORT", ports.sink.to_string()),
+            ("SINK2_PORT", ports.sink2.to_string()),
             ("WEBDIS_PORT", ports.webdis.to_string()),
             ("AUTH_PORT", ports.auth.to_string()),
         ]
@@ -309,6 +317,8 @@ pub struct Stack {
     pub store: Store,
     pub mock: MockProvider,
     pub sink: CaptureSink,
+    /// The mirror (secondary) PostHog.
+    pub sink2: CaptureSink,
     pub dir: PathBuf,
 }
 
@@ -323,13 +333,20 @@ impl Stack {
             bedrock: BEDROCK_KEY.into(),
         });
         let sink = CaptureSink::start();
+        let sink2 = CaptureSink::start();
         let store = Store::start(&dir);
         let mut config = test_plugin_config();
         merge(&mut config, overlay);
         store.put_key(TEST_KEY, &default_principal());
-        let ports = Ports { mock: mock.port(), sink: sink.port(), webdis: store.webdis_port, auth: store.webdis_port };
+        let ports = Ports {
+            mock: mock.port(),
+            sink: sink.port(),
+            sink2: sink2.port(),
+            webdis: store.webdis_port,
+            auth: store.webdis_port,
+        };
         let envoy = Envoy::start(&dir, &config, ports);
-        Stack { envoy, store, mock, sink, dir }
+        Stack { envoy, store, mock, sink, sink2, dir }
     }
 
     /// One stack per test binary, owned by a thread that never exits, so the
@@ -353,6 +370,7 @@ impl Stack {
         Ports {
             mock: self.mock.port(),
             sink: self.sink.port(),
+            sink2: self.sink2.port(),
             webdis: self.store.webdis_port,
             auth: self.store.webdis_port,
         }

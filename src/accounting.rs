@@ -1,0 +1,199 @@
+//! One call's books: who it is attributed to, what it cost, and the
+//! `$ai_generation` event that reports it.
+
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::capture::event::Generation;
+use crate::capture::properties::{sanitize_id, MAX_ID_CHARS};
+use crate::pricing::{self, Cost, CostSource, PriceTable};
+use crate::request::ParsedRequest;
+use crate::routes::Endpoint;
+use crate::usage::{Extracted, Usage, Wire};
+
+/// The end user a call is attributed to: OpenAI `safety_identifier`/`user`,
+/// then Anthropic `metadata.user_id`, then the `x-posthog-distinct-id`
+/// header, then the key owner. Client values that are not valid ids are skipped.
+pub fn end_user(req: &ParsedRequest, header: Option<&str>, principal: &Principal) -> String {
+    let client = [req.user.as_deref(), req.metadata_user_id.as_deref(), header];
+    client
+        .into_iter()
+        .flatten()
+        .find_map(|v| sanitize_id(v, MAX_ID_CHARS))
+        .or_else(|| principal.distinct_id.clone())
+        .unwrap_or_else(|| format!("team_{}", principal.team_id))
+}
+
+pub fn api_format(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "openai_chat",
+        Endpoint::Responses => "openai_responses",
+        Endpoint::Messages => "anthropic_messages",
+    }
+}
+
+/// The wire format the provider answers in, from the client's API format.
+pub fn wire_of(api_format: &str) -> Wire {
+    match api_format {
+        "openai_responses" => Wire::OpenAiResponses,
+        "anthropic_messages" => Wire::Anthropic,
+        _ => Wire::OpenAiChat,
+    }
+}
+
+/// What is known about a call when it is sent upstream.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub started_ms: u64,
+    pub uuid: String,
+    pub trace_id: String,
+    pub distinct_id: String,
+    pub team_id: i64,
+    pub product: String,
+    pub api_format: &'static str,
+    pub provider: &'static str,
+    pub model: String,
+    pub upstream_model: String,
+    pub base_url: String,
+    pub stream: bool,
+    /// Request messages/input as raw JSON, when content capture is on.
+    pub input: Option<String>,
+    pub client_properties: Map<String, Value>,
+}
+
+/// How the call ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub ended_ms: u64,
+    pub first_token_ms: Option<u64>,
+    pub extracted: Extracted,
+    /// Why the call did not complete normally (client gone, stream cut), if so.
+    pub interrupted: Option<String>,
+}
+
+/// The call's cost: priced from usage; a successful call whose usage never
+/// arrived costs the fallback amount; a failed call without usage costs nothing.
+pub fn call_cost(prices: &PriceTable, info: &CallInfo, out: &Outcome, fallback_usd: f64) -> Option<Cost> {
+    let model = out.extracted.served_model.as_deref().unwrap_or(&info.upstream_model);
+    match &out.extracted.usage {
+        Some(u) => Some(pricing::cost(prices, model, u, fallback_usd)),
+        None if (200..300).contains(&out.status) => {
+            Some(Cost { input_usd: 0.0, output_usd: 0.0, total_usd: fallback_usd, source: CostSource::Fallback })
+        }
+        None => None,
+    }
+}
+
+/// The event for a finished call.
+pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: bool) -> Generation {
+    let usage: Option<&Usage> = out.extracted.usage.as_ref();
+    let error = out
+        .extracted
+        .error
+        .clone()
+        .or_else(|| out.interrupted.clone())
+        .or_else(|| (out.status >= 400).then(|| format!("HTTP {}", out.status)));
+    let served = out.extracted.served_model.clone().filter(|m| *m != info.model);
+    let output_choices = (content && !out.extracted.output_text.is_empty())
+        .then(|| Value::from(vec![serde_json::json!({"role": "assistant", "content": out.extracted.output_text})]))
+        .map(|v| v.to_string());
+    Generation {
+        distinct_id: info.distinct_id.clone(),
+        trace_id: info.trace_id.clone(),
+        uuid: info.uuid.clone(),
+        timestamp_ms: info.started_ms,
+        model: info.model.clone(),
+        model_served: served,
+        provider: info.provider.to_string(),
+        product: info.product.clone(),
+        team_id: Some(info.team_id),
+        input_tokens: usage.map(|u| u.input_tokens),
+        output_tokens: usage.map(|u| u.output_tokens),
+        cache_read_input_tokens: usage.and_then(|u| u.cache_read_tokens),
+        cache_creation_input_tokens: usage.and_then(|u| u.cache_creation_tokens),
+        reasoning_tokens: usage.and_then(|u| u.reasoning_tokens),
+        input_cost_usd: cost.map(|c| c.input_usd),
+        output_cost_usd: cost.map(|c| c.output_usd),
+        total_cost_usd: cost.map(|c| c.total_usd),
+        latency_s: out.ended_ms.saturating_sub(info.started_ms) as f64 / 1000.0,
+        time_to_first_token_s: if info.stream {
+            out.first_token_ms.map(|t| t.saturating_sub(info.started_ms) as f64 / 1000.0)
+        } else {
+            None
+        },
+        http_status: out.status,
+        is_error: error.is_some(),
+        error,
+        stream: info.stream,
+        base_url: info.base_url.clone(),
+        api_format: info.api_format.to_string(),
+        input: if content { info.input.clone() } else { None },
+        output_choices,
+        gateway_properties: Map::new(),
+        client_properties: info.client_properties.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse;
+
+    fn owner() -> Principal {
+        Principal { team_id: 9, distinct_id: Some("owner".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn end_user_precedence() {
+        let body = br#"{"model":"m","messages":[],"user":"u-1","metadata":{"user_id":"meta"}}"#;
+        let req = parse(body, Endpoint::ChatCompletions).unwrap();
+        assert_eq!(end_user(&req, Some("hdr"), &owner()), "u-1");
+        let body = br#"{"model":"m","messages":[],"metadata":{"user_id":"meta"}}"#;
+        let req = parse(body, Endpoint::Messages).unwrap();
+        assert_eq!(end_user(&req, Some("hdr"), &owner()), "meta");
+        let body = br#"{"model":"m","messages":[],"user":"bad id with spaces"}"#;
+        let req = parse(body, Endpoint::ChatCompletions).unwrap();
+        assert_eq!(end_user(&req, Some("hdr"), &owner()), "hdr");
+        assert_eq!(end_user(&req, None, &owner()), "owner");
+        assert_eq!(end_user(&req, None, &Principal { team_id: 3, ..Default::default() }), "team_3");
+    }
+
+    #[test]
+    fn cost_rules() {
+        let prices = PriceTable::builtin();
+        let info = CallInfo { upstream_model: "gpt-4o".into(), ..Default::default() };
+        let ok_no_usage = Outcome { status: 200, ..Default::default() };
+        assert_eq!(call_cost(&prices, &info, &ok_no_usage, 0.01).unwrap().source, CostSource::Fallback);
+        let failed = Outcome { status: 500, ..Default::default() };
+        assert!(call_cost(&prices, &info, &failed, 0.01).is_none());
+        let usage = Usage { input_tokens: 1_000_000, input_includes_cache: true, ..Default::default() };
+        let priced = Outcome {
+            status: 200,
+            extracted: Extracted { usage: Some(usage), ..Default::default() },
+            ..Default::default()
+        };
+        let c = call_cost(&prices, &info, &priced, 0.01).unwrap();
+        assert_eq!(c.source, CostSource::Table);
+        assert!((c.total_usd - 2.5).abs() < 1e-9, "{c:?}");
+    }
+
+    #[test]
+    fn generation_marks_errors_and_interruptions() {
+        let info = CallInfo { model: "gpt-4o".into(), stream: true, started_ms: 1000, ..Default::default() };
+        let out = Outcome {
+            status: 200,
+            ended_ms: 3000,
+            first_token_ms: Some(1500),
+            interrupted: Some("client disconnected".into()),
+            ..Default::default()
+        };
+        let g = generation(&info, &out, None, true);
+        assert!(g.is_error);
+        assert_eq!(g.error.as_deref(), Some("client disconnected"));
+        assert_eq!(g.time_to_first_token_s, Some(0.5));
+        assert_eq!(g.latency_s, 2.0);
+        let g = generation(&info, &Outcome { status: 502, ..Default::default() }, None, true);
+        assert_eq!(g.error.as_deref(), Some("HTTP 502"));
+    }
+}

@@ -1,0 +1,283 @@
+//! Anthropic Messages.
+//!
+//! JSON: `usage`, `model`, `content[].text`, or an error body. SSE:
+//! `message_start` carries the input side of `usage` (cache fields, the 5m/1h
+//! split); `message_delta.usage` is cumulative, so each value replaces the
+//! last (never summed), and any input/cache field it carries overrides the
+//! start's; text arrives as `content_block_delta` `text_delta`; `event: error`
+//! is an error; `ping` and unknown events are ignored.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::{array, count, decode, error_message, string};
+use super::tracker::Sink;
+use super::{SseEvent, Usage};
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_block: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A content block or a delta: both have `type` and maybe `text`.
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage<'a> {
+    #[serde(borrow, default)]
+    input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_creation_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_read_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_creation: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CacheCreation<'a> {
+    #[serde(borrow, default)]
+    ephemeral_5m_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ephemeral_1h_input_tokens: Option<&'a RawValue>,
+}
+
+/// Overrides the fields of `into` that `raw` reports.
+fn merge(into: &mut Usage, raw: &RawValue) {
+    let Some(u) = decode::<RawUsage>(Some(raw)) else {
+        return;
+    };
+    let split: Option<CacheCreation> = decode(u.cache_creation);
+    let set = |field: &mut u64, value: Option<u64>| {
+        if let Some(v) = value {
+            *field = v;
+        }
+    };
+    set(&mut into.input_tokens, count(u.input_tokens));
+    set(&mut into.output_tokens, count(u.output_tokens));
+    let set_opt = |field: &mut Option<u64>, value: Option<u64>| {
+        if value.is_some() {
+            *field = value;
+        }
+    };
+    set_opt(&mut into.cache_read_tokens, count(u.cache_read_input_tokens));
+    set_opt(&mut into.cache_creation_tokens, count(u.cache_creation_input_tokens));
+    if let Some(split) = split {
+        set_opt(&mut into.cache_creation_5m_tokens, count(split.ephemeral_5m_input_tokens));
+        set_opt(&mut into.cache_creation_1h_tokens, count(split.ephemeral_1h_input_tokens));
+    }
+}
+
+fn fresh() -> Usage {
+    Usage { input_includes_cache: false, ..Usage::default() }
+}
+
+fn block(raw: Option<&RawValue>, sink: &mut Sink) {
+    let Some(b) = decode::<Block>(raw) else {
+        return;
+    };
+    match string(b.kind).as_deref() {
+        Some("text" | "text_delta") => {
+            if let Some(text) = string(b.text) {
+                sink.text(&text);
+            }
+        }
+        // Tool input, thinking and the like are generated content too.
+        Some(_) => sink.token(),
+        None => {}
+    }
+}
+
+pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
+    let m: Message = serde_json::from_slice(body)?;
+    if string(m.kind).as_deref() == Some("error") || m.error.is_some() {
+        sink.error(error_message(m.error).as_deref().unwrap_or("error"));
+    }
+    if let Some(model) = string(m.model) {
+        sink.model(&model);
+    }
+    if let Some(raw) = m.usage {
+        let mut usage = fresh();
+        merge(&mut usage, raw);
+        sink.usage = Some(usage);
+    }
+    for b in array(m.content) {
+        block(Some(b), sink);
+    }
+    Ok(())
+}
+
+pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
+    let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
+        return;
+    };
+    let kind = string(e.kind);
+    match kind.as_deref().or(event.event.as_deref()).unwrap_or("") {
+        "message_start" => {
+            let Some(m) = decode::<Message>(e.message) else {
+                return;
+            };
+            if let Some(model) = string(m.model) {
+                sink.model(&model);
+            }
+            if let Some(raw) = m.usage {
+                let mut usage = fresh();
+                merge(&mut usage, raw);
+                sink.usage = Some(usage);
+            }
+        }
+        "content_block_start" => block(e.content_block, sink),
+        "content_block_delta" => block(e.delta, sink),
+        "message_delta" => {
+            if let Some(raw) = e.usage {
+                merge(sink.usage.get_or_insert_with(fresh), raw);
+            }
+        }
+        "error" => sink.error(error_message(e.error).as_deref().unwrap_or("error event")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::{every_split, finish_body};
+    use super::super::{Usage, Wire};
+
+    const WIRE: Wire = Wire::Anthropic;
+
+    #[test]
+    fn json_body_with_5m_and_1h_cache_split() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+"content":[{"type":"thinking","thinking":"hm","signature":"x"},{"type":"text","text":"Hello"},{"type":"text","text":" there"}],
+"stop_reason":"end_turn","stop_sequence":null,
+"usage":{"input_tokens":2048,"cache_read_input_tokens":1800,"cache_creation_input_tokens":248,"output_tokens":503,
+         "cache_creation":{"ephemeral_5m_input_tokens":148,"ephemeral_1h_input_tokens":100}}}"#;
+        let out = finish_body(WIRE, body);
+        assert_eq!(
+            out.usage,
+            Some(Usage {
+                input_tokens: 2048,
+                output_tokens: 503,
+                cache_read_tokens: Some(1800),
+                cache_creation_tokens: Some(248),
+                cache_creation_5m_tokens: Some(148),
+                cache_creation_1h_tokens: Some(100),
+                input_includes_cache: false,
+                ..Usage::default()
+            })
+        );
+        assert_eq!(out.output_text, "Hello there");
+        assert_eq!(out.served_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    }
+
+    #[test]
+    fn error_body() {
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}"#;
+        let out = finish_body(WIRE, body);
+        assert_eq!(out.error.as_deref(), Some("Overloaded"));
+        assert_eq!(out.usage, None);
+    }
+
+    const STREAM: &[u8] = b"event: message_start\n\
+data: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"model\": \"claude-opus-4-8\", \"stop_reason\": null, \"stop_sequence\": null, \"usage\": {\"input_tokens\": 25, \"cache_read_input_tokens\": 1800, \"cache_creation_input_tokens\": 248, \"cache_creation\": {\"ephemeral_5m_input_tokens\": 148, \"ephemeral_1h_input_tokens\": 100}, \"output_tokens\": 1}}}\n\n\
+event: content_block_start\n\
+data: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\n\n\
+event: ping\n\
+data: {\"type\": \"ping\"}\n\n\
+event: content_block_delta\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_delta\", \"text\": \"Hello\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\": \"content_block_stop\", \"index\": 0}\n\n\
+event: message_delta\n\
+data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"tool_use\", \"stop_sequence\":null}, \"usage\": {\"output_tokens\": 9}}\n\n\
+event: message_delta\n\
+data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"end_turn\", \"stop_sequence\":null}, \"usage\": {\"output_tokens\": 15}}\n\n\
+event: message_stop\n\
+data: {\"type\": \"message_stop\"}\n\n";
+
+    #[test]
+    fn message_delta_usage_is_cumulative_not_summed() {
+        let out = every_split(WIRE, STREAM);
+        assert_eq!(
+            out.usage,
+            Some(Usage {
+                input_tokens: 25,
+                output_tokens: 15,
+                cache_read_tokens: Some(1800),
+                cache_creation_tokens: Some(248),
+                cache_creation_5m_tokens: Some(148),
+                cache_creation_1h_tokens: Some(100),
+                input_includes_cache: false,
+                ..Usage::default()
+            })
+        );
+        assert_eq!(out.output_text, "Hello");
+        assert_eq!(out.served_model.as_deref(), Some("claude-opus-4-8"));
+        assert!(out.first_token);
+    }
+
+    #[test]
+    fn message_delta_input_fields_override_the_start() {
+        let stream = b"event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"input_tokens\":40,\"cache_read_input_tokens\":900,\"output_tokens\":7}}\n\n";
+        let usage = every_split(WIRE, stream).usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.cache_read_tokens, usage.output_tokens), (40, Some(900), 7));
+        assert_eq!(usage.cache_creation_tokens, None);
+    }
+
+    #[test]
+    fn mid_stream_error_keeps_usage_so_far() {
+        let cut = STREAM.windows(19).position(|w| w == b"event: content_bloc").unwrap();
+        let mut stream = STREAM.split_at(cut).0.to_vec();
+        stream.extend_from_slice(b"event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n");
+        let out = every_split(WIRE, &stream);
+        assert_eq!(out.error.as_deref(), Some("Overloaded"));
+        assert_eq!(out.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((25, 1)));
+        assert!(!out.first_token);
+    }
+
+    #[test]
+    fn tool_and_thinking_deltas_count_as_first_token() {
+        let stream = b"event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me\"}}\n\n";
+        let out = every_split(WIRE, stream);
+        assert!(out.first_token);
+        assert_eq!(out.output_text, "");
+    }
+}

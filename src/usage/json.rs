@@ -1,0 +1,116 @@
+//! Lenient readers for provider JSON.
+//!
+//! Wire structs keep every field as borrowed `&RawValue`, so a field of an
+//! unexpected type never makes the whole body unreadable (losing its usage);
+//! these helpers then decode each field on its own and ignore what does not
+//! fit.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Decodes an optional raw member into `T`, or `None` if it does not fit.
+pub(super) fn decode<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+/// A JSON string member.
+pub(super) fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    decode(raw)
+}
+
+/// A token count: a non-negative number (an integral float is accepted).
+pub(super) fn count(raw: Option<&RawValue>) -> Option<u64> {
+    let number: serde_json::Number = decode(raw)?;
+    number.as_u64().or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+}
+
+/// Elements of a JSON array member; empty if it is not an array.
+pub(super) fn array(raw: Option<&RawValue>) -> Vec<&RawValue> {
+    decode(raw).unwrap_or_default()
+}
+
+/// Text content that is either a string or an array of `{"text": ...}` parts.
+pub(super) fn text_content(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    if let Some(s) = string(raw) {
+        return Some(s);
+    }
+    #[derive(Deserialize)]
+    struct Part<'a> {
+        #[serde(borrow, default)]
+        text: Option<&'a RawValue>,
+    }
+    let parts = array(raw);
+    if parts.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for part in parts {
+        let part: Option<Part> = decode(Some(part));
+        if let Some(text) = part.and_then(|p| string(p.text)) {
+            out.push_str(&text);
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// A human-readable message from an error member: the string itself, its
+/// `message`, a nested `error.message`, or else the raw JSON.
+pub(super) fn error_message(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?;
+    if let Some(s) = string(Some(raw)) {
+        return Some(s.into_owned());
+    }
+    #[derive(Deserialize)]
+    struct Obj<'a> {
+        #[serde(borrow, default)]
+        message: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    let obj: Option<Obj> = decode(Some(raw));
+    if let Some(obj) = obj {
+        if let Some(message) = string(obj.message) {
+            return Some(message.into_owned());
+        }
+        if let Some(message) = obj.error.and_then(|e| error_message(Some(e))) {
+            return Some(message);
+        }
+    }
+    Some(raw.get().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> &RawValue {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn counts_accept_integers_and_integral_floats_only() {
+        assert_eq!(count(Some(raw("12"))), Some(12));
+        assert_eq!(count(Some(raw("12.0"))), Some(12));
+        assert_eq!(count(Some(raw("-1"))), None);
+        assert_eq!(count(Some(raw("\"12\""))), None);
+        assert_eq!(count(None), None);
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(error_message(Some(raw("\"boom\""))).unwrap(), "boom");
+        assert_eq!(error_message(Some(raw(r#"{"type":"x","message":"Overloaded"}"#))).unwrap(), "Overloaded");
+        assert_eq!(error_message(Some(raw(r#"{"error":{"message":"inner"}}"#))).unwrap(), "inner");
+        assert_eq!(error_message(Some(raw(r#"{"code":5}"#))).unwrap(), r#"{"code":5}"#);
+    }
+
+    #[test]
+    fn text_content_accepts_parts() {
+        let parts = raw(r#"[{"type":"text","text":"a"},{"type":"image"},{"text":"b"}]"#);
+        assert_eq!(text_content(Some(parts)).unwrap(), "ab");
+        assert_eq!(text_content(Some(raw("\"s\""))).unwrap(), "s");
+        assert_eq!(text_content(Some(raw("5"))), None);
+    }
+}

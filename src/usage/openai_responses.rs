@@ -1,0 +1,260 @@
+//! OpenAI Responses API.
+//!
+//! JSON: a `response` object (`usage`, `model`, `output[].content[].text`,
+//! `error`). SSE: named events whose data carries `type`; usage arrives on
+//! `response.completed` (or `.incomplete`/`.failed`) in `response.usage`;
+//! text in `response.output_text.delta`; failures as `response.failed`
+//! (`response.error`) or an `error` event (`message`).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::{array, count, decode, error_message, string};
+use super::tracker::Sink;
+use super::{SseEvent, Usage};
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage<'a> {
+    #[serde(borrow, default)]
+    input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_tokens_details: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens_details: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InputDetails<'a> {
+    #[serde(borrow, default)]
+    cached_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_write_tokens: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OutputDetails<'a> {
+    #[serde(borrow, default)]
+    reasoning_tokens: Option<&'a RawValue>,
+}
+
+fn usage(raw: &RawValue) -> Option<Usage> {
+    let u: RawUsage = decode(Some(raw))?;
+    let input: Option<InputDetails> = decode(u.input_tokens_details);
+    let output: Option<OutputDetails> = decode(u.output_tokens_details);
+    Some(Usage {
+        input_tokens: count(u.input_tokens).unwrap_or(0),
+        output_tokens: count(u.output_tokens).unwrap_or(0),
+        cache_read_tokens: input.as_ref().and_then(|d| count(d.cached_tokens)),
+        cache_creation_tokens: input.as_ref().and_then(|d| count(d.cache_write_tokens)),
+        reasoning_tokens: output.and_then(|d| count(d.reasoning_tokens)),
+        input_includes_cache: true,
+        ..Usage::default()
+    })
+}
+
+/// Reads a response object; `with_text` is off for stream snapshots, whose
+/// text already came as deltas.
+fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
+    if let Some(message) = error_message(r.error) {
+        sink.error(&message);
+    }
+    if let Some(model) = string(r.model) {
+        sink.model(&model);
+    }
+    if let Some(u) = r.usage.and_then(usage) {
+        sink.usage = Some(u);
+    }
+    if !with_text {
+        return;
+    }
+    for item in array(r.output) {
+        let Some(item) = decode::<Item>(Some(item)) else {
+            continue;
+        };
+        match string(item.kind).as_deref() {
+            Some("message") => {}
+            Some(_) => {
+                sink.token();
+                continue;
+            }
+            None => continue,
+        }
+        for part in array(item.content) {
+            let Some(part) = decode::<Part>(Some(part)) else {
+                continue;
+            };
+            if string(part.kind).as_deref() == Some("output_text") {
+                if let Some(text) = string(part.text) {
+                    sink.text(&text);
+                }
+            } else {
+                sink.token();
+            }
+        }
+    }
+}
+
+pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
+    let response: Response = serde_json::from_slice(body)?;
+    read_response(&response, true, sink);
+    Ok(())
+}
+
+pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
+    let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
+        return;
+    };
+    let kind = string(e.kind);
+    let kind = kind.as_deref().or(event.event.as_deref()).unwrap_or("");
+    if kind == "response.output_text.delta" {
+        if let Some(delta) = string(e.delta) {
+            sink.text(&delta);
+        }
+    } else if kind.ends_with(".delta") {
+        sink.token();
+    } else if kind == "error" {
+        let message = error_message(e.message).or_else(|| error_message(e.error));
+        sink.error(message.as_deref().unwrap_or("error event"));
+    }
+    if let Some(response) = decode::<Response>(e.response) {
+        read_response(&response, false, sink);
+        if kind == "response.failed" && response.error.is_none() {
+            sink.error("response.failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::{every_split, finish_body};
+    use super::super::{Usage, Wire};
+
+    const WIRE: Wire = Wire::OpenAiResponses;
+
+    #[test]
+    fn json_body() {
+        let body = br#"{"id":"resp_mock","object":"response","created_at":1741569952,"status":"completed","model":"gpt-5.4",
+"output":[{"type":"reasoning","id":"rs_1","summary":[]},{"type":"message","id":"msg_mock","status":"completed","role":"assistant",
+"content":[{"type":"output_text","text":"Hello from mock-openai.","annotations":[]}]}],
+"usage":{"input_tokens":37,"input_tokens_details":{"cached_tokens":5,"cache_write_tokens":0},
+"output_tokens":11,"output_tokens_details":{"reasoning_tokens":4},"total_tokens":48}}"#;
+        let out = finish_body(WIRE, body);
+        assert_eq!(
+            out.usage,
+            Some(Usage {
+                input_tokens: 37,
+                output_tokens: 11,
+                cache_read_tokens: Some(5),
+                cache_creation_tokens: Some(0),
+                reasoning_tokens: Some(4),
+                input_includes_cache: true,
+                ..Usage::default()
+            })
+        );
+        assert_eq!(out.output_text, "Hello from mock-openai.");
+        assert_eq!(out.served_model.as_deref(), Some("gpt-5.4"));
+    }
+
+    const STREAM: &[u8] = b"event: response.created\n\
+data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_67c9\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-5.4\",\"output\":[],\"usage\":null},\"sequence_number\":0}\n\n\
+event: response.output_text.delta\n\
+data: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_67c9\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\",\"sequence_number\":1}\n\n\
+event: response.output_text.delta\n\
+data: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_67c9\",\"output_index\":0,\"content_index\":0,\"delta\":\" there\",\"sequence_number\":2}\n\n\
+event: response.completed\n\
+data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_67c9\",\"status\":\"completed\",\"model\":\"gpt-5.4-2026-03-05\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi there\"}]}],\"usage\":{\"input_tokens\":37,\"output_tokens\":11,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":48}},\"sequence_number\":3}\n\n";
+
+    #[test]
+    fn stream_usage_from_response_completed() {
+        let out = every_split(WIRE, STREAM);
+        assert_eq!(
+            out.usage,
+            Some(Usage {
+                input_tokens: 37,
+                output_tokens: 11,
+                reasoning_tokens: Some(0),
+                input_includes_cache: true,
+                ..Usage::default()
+            })
+        );
+        // The deltas, not the snapshot again.
+        assert_eq!(out.output_text, "Hi there");
+        assert_eq!(out.served_model.as_deref(), Some("gpt-5.4-2026-03-05"));
+        assert!(out.first_token);
+    }
+
+    #[test]
+    fn response_failed_and_error_event() {
+        let stream = b"event: response.failed\n\
+data: {\"type\":\"response.failed\",\"response\":{\"id\":\"resp_1\",\"status\":\"failed\",\"model\":\"gpt-5.4\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed to generate a response.\"},\"usage\":null}}\n\n";
+        let out = every_split(WIRE, stream);
+        assert_eq!(out.error.as_deref(), Some("The model failed to generate a response."));
+        assert_eq!(out.usage, None);
+
+        let stream = b"event: error\n\
+data: {\"type\":\"error\",\"code\":\"server_error\",\"param\":null,\"message\":\"The server had an error while processing your request.\",\"sequence_number\":2}\n\n";
+        let out = every_split(WIRE, stream);
+        assert_eq!(out.error.as_deref(), Some("The server had an error while processing your request."));
+    }
+
+    #[test]
+    fn function_call_arguments_delta_is_a_first_token() {
+        let stream = b"event: response.function_call_arguments.delta\n\
+data: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{\\\"a\\\"\"}\n\n";
+        let out = every_split(WIRE, stream);
+        assert!(out.first_token);
+        assert_eq!(out.output_text, "");
+    }
+
+    #[test]
+    fn truncated_stream_has_no_usage() {
+        let cut = STREAM.len() - 40;
+        let out = every_split(WIRE, STREAM.split_at(cut).0);
+        assert_eq!(out.usage, None);
+        assert_eq!(out.output_text, "Hi there");
+    }
+}

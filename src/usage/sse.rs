@@ -1,0 +1,358 @@
+//! Incremental Server-Sent Events parser.
+//!
+//! Grammar (WHATWG HTML, "Parsing an event stream"), the parts that matter:
+//!
+//! ```text
+//! stream   = [ bom ] *event *( line )
+//! event    = *( comment / field ) end-of-line
+//! comment  = ":" *any-char end-of-line
+//! field    = name [ ":" [ " " ] *any-char ] end-of-line
+//! end-of-line = ( CR LF / LF / CR )
+//! ```
+//!
+//! A blank line dispatches the event. `data` lines are joined with `\n`;
+//! `event` sets the type; `id`, `retry` and unknown fields are ignored. An
+//! event with no `data` line is not dispatched. Unlike the spec, [`SseParser::finish`]
+//! also returns a last event that lacks its blank line, because a provider
+//! stream cut short should still yield its final usage.
+//!
+//! Only the current line and the current event are buffered, and an event
+//! larger than the configured cap is dropped (and counted) instead of growing
+//! the buffer.
+
+/// Default cap on one event's buffered bytes.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` type, if the event named one.
+    pub event: Option<String>,
+    pub data: String,
+}
+
+#[derive(Debug)]
+pub struct SseParser {
+    max_event_bytes: usize,
+    line: Vec<u8>,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+    /// The last chunk ended in CR: an LF opening the next one belongs to it.
+    skip_lf: bool,
+    /// Nothing has been parsed yet, so a UTF-8 BOM may still come.
+    at_start: bool,
+    /// The current event outgrew the cap; skip until its blank line.
+    overflow: bool,
+    /// In overflow, whether the current line has any bytes.
+    overflow_line_nonempty: bool,
+    dropped: u64,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_EVENT_BYTES)
+    }
+}
+
+impl SseParser {
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseParser {
+            max_event_bytes,
+            line: Vec::new(),
+            event: None,
+            data: String::new(),
+            has_data: false,
+            skip_lf: false,
+            at_start: true,
+            overflow: false,
+            overflow_line_nonempty: false,
+            dropped: 0,
+        }
+    }
+
+    /// Events dropped so far for exceeding the size cap.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Parses the next chunk and returns the events it completed.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        let mut rest = chunk;
+        if self.skip_lf && !rest.is_empty() {
+            self.skip_lf = false;
+            if let Some((b'\n', tail)) = rest.split_first() {
+                rest = tail;
+            }
+        }
+        while !rest.is_empty() {
+            let Some(end) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+                self.push_partial(rest);
+                break;
+            };
+            let (head, tail) = rest.split_at(end);
+            self.push_partial(head);
+            let mut tail = tail;
+            if let Some((&term, after)) = tail.split_first() {
+                tail = after;
+                if term == b'\r' {
+                    match tail.split_first() {
+                        Some((b'\n', after_lf)) => tail = after_lf,
+                        None => self.skip_lf = true,
+                        Some(_) => {}
+                    }
+                }
+            }
+            if let Some(event) = self.end_line() {
+                out.push(event);
+            }
+            rest = tail;
+        }
+        out
+    }
+
+    /// Ends the stream: a pending line and event are completed as if a blank
+    /// line followed.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let pending_line = if self.overflow { self.overflow_line_nonempty } else { !self.line.is_empty() };
+        let mut event = None;
+        if pending_line {
+            event = self.end_line();
+        }
+        if event.is_none() {
+            event = self.end_line();
+        }
+        self.skip_lf = false;
+        event
+    }
+
+    fn push_partial(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.overflow {
+            self.overflow_line_nonempty = true;
+            return;
+        }
+        if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
+            self.start_overflow();
+            self.overflow_line_nonempty = true;
+            return;
+        }
+        self.line.extend_from_slice(bytes);
+    }
+
+    fn start_overflow(&mut self) {
+        self.dropped += 1;
+        self.overflow = true;
+        self.line = Vec::new();
+        self.data = String::new();
+        self.event = None;
+        self.has_data = false;
+    }
+
+    /// Handles the line just terminated; returns an event if it was blank.
+    fn end_line(&mut self) -> Option<SseEvent> {
+        if self.overflow {
+            let blank = !self.overflow_line_nonempty;
+            self.overflow_line_nonempty = false;
+            if blank {
+                self.overflow = false;
+            }
+            return None;
+        }
+        let raw = std::mem::take(&mut self.line);
+        let mut line: &[u8] = &raw;
+        if self.at_start {
+            self.at_start = false;
+            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        }
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line.first() == Some(&b':') {
+            return None;
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let (name, value) = line.split_at(colon);
+                let value = value.get(1..).unwrap_or_default();
+                (name, value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"data" => {
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push('\n');
+                self.has_data = true;
+                if self.data.len() > self.max_event_bytes {
+                    self.start_overflow();
+                }
+            }
+            _ => {}
+        }
+        // Reusing the allocation keeps steady-state streams allocation-light.
+        self.line = raw;
+        self.line.clear();
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let event = self.event.take().filter(|e| !e.is_empty());
+        if !self.has_data {
+            return None;
+        }
+        self.has_data = false;
+        let mut data = std::mem::take(&mut self.data);
+        if data.ends_with('\n') {
+            data.pop();
+        }
+        Some(SseEvent { event, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_whole(input: &[u8]) -> Vec<SseEvent> {
+        let mut p = SseParser::default();
+        let mut out = p.feed(input);
+        out.extend(p.finish());
+        out
+    }
+
+    fn ev(event: Option<&str>, data: &str) -> SseEvent {
+        SseEvent { event: event.map(str::to_owned), data: data.to_owned() }
+    }
+
+    /// Every split point, and byte-at-a-time, must give the same events.
+    fn assert_split_invariant(input: &[u8]) -> Vec<SseEvent> {
+        let whole = parse_whole(input);
+        for cut in 0..=input.len() {
+            let (a, b) = input.split_at(cut);
+            let mut p = SseParser::default();
+            let mut out = p.feed(a);
+            out.extend(p.feed(b));
+            out.extend(p.finish());
+            assert_eq!(out, whole, "split at {cut}");
+        }
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for byte in input {
+            out.extend(p.feed(std::slice::from_ref(byte)));
+        }
+        out.extend(p.finish());
+        assert_eq!(out, whole, "one byte at a time");
+        whole
+    }
+
+    const MIXED: &[u8] = b"\xEF\xBB\xBF: comment\r\n\
+event: message_start\r\n\
+data: {\"a\":1}\r\n\
+\r\n\
+data:first\n\
+data: second\n\
+id: 7\n\
+retry: 100\n\
+\n\
+event:ping\r\
+data: {\"type\":\"ping\"}\r\
+\r\
+: only a comment\n\
+\n\
+event: lonely\n\
+\n\
+data\n\
+\n\
+data: \xC3\xA9t\xC3\xA9\n\
+\n\
+data: last without blank line";
+
+    #[test]
+    fn parses_fields_comments_and_line_endings() {
+        let events = assert_split_invariant(MIXED);
+        assert_eq!(
+            events,
+            vec![
+                ev(Some("message_start"), "{\"a\":1}"),
+                ev(None, "first\nsecond"),
+                ev(Some("ping"), "{\"type\":\"ping\"}"),
+                ev(None, ""),
+                ev(None, "été"),
+                ev(None, "last without blank line"),
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_split_between_cr_and_lf_is_one_line_end() {
+        let input = b"data: a\r\n\r\ndata: b\r\n\r\n";
+        let events = assert_split_invariant(input);
+        assert_eq!(events, vec![ev(None, "a"), ev(None, "b")]);
+    }
+
+    #[test]
+    fn cr_cr_lf_is_line_then_blank_line() {
+        let events = assert_split_invariant(b"data: a\r\r\ndata: b\n\n");
+        assert_eq!(events, vec![ev(None, "a"), ev(None, "b")]);
+    }
+
+    #[test]
+    fn openai_done_stream() {
+        let input = b"data: {\"x\":1}\n\ndata: [DONE]\n\n";
+        let events = assert_split_invariant(input);
+        assert_eq!(events, vec![ev(None, "{\"x\":1}"), ev(None, "[DONE]")]);
+    }
+
+    #[test]
+    fn only_one_space_after_colon_is_stripped() {
+        let events = parse_whole(b"data:  two\n\n");
+        assert_eq!(events, vec![ev(None, " two")]);
+    }
+
+    #[test]
+    fn event_type_resets_after_dispatch() {
+        let events = parse_whole(b"event: a\ndata: 1\n\ndata: 2\n\n");
+        assert_eq!(events, vec![ev(Some("a"), "1"), ev(None, "2")]);
+    }
+
+    #[test]
+    fn oversized_event_is_dropped_and_counted() {
+        let mut input = b"data: small\n\ndata: ".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b"\ndata: more\n\nevent: e\ndata: after\n\n");
+        for cut in 0..=input.len() {
+            let (a, b) = input.split_at(cut);
+            let mut p = SseParser::new(32);
+            let mut out = p.feed(a);
+            out.extend(p.feed(b));
+            out.extend(p.finish());
+            assert_eq!(out, vec![ev(None, "small"), ev(Some("e"), "after")], "split at {cut}");
+            assert_eq!(p.dropped_events(), 1);
+        }
+    }
+
+    #[test]
+    fn buffered_bytes_stay_bounded() {
+        let mut p = SseParser::new(64);
+        for _ in 0..10_000 {
+            p.feed(b"xxxxxxxxxxxxxxxx");
+        }
+        assert!(p.line.len() <= 64);
+        assert_eq!(p.dropped_events(), 1);
+        assert_eq!(p.feed(b"\n\ndata: ok\n\n"), vec![ev(None, "ok")]);
+    }
+
+    #[test]
+    fn finish_without_pending_data_is_none() {
+        let mut p = SseParser::default();
+        assert_eq!(p.feed(b"data: a\n\n"), vec![ev(None, "a")]);
+        assert_eq!(p.finish(), None);
+        let mut p = SseParser::default();
+        p.feed(b": comment only");
+        assert_eq!(p.finish(), None);
+    }
+}

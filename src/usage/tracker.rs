@@ -1,0 +1,313 @@
+//! One response's usage, model, error and text, read as the bytes pass.
+
+use super::sse::SseParser;
+use super::{anthropic, gemini, openai_chat, openai_responses, SseEvent, Usage, Wire};
+
+/// Longest error message kept, in characters.
+const MAX_ERROR_CHARS: usize = 512;
+
+/// Buffer caps; past them the tracker gives up on that part, never grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A non-streaming body is buffered up to this many bytes.
+    pub max_body_bytes: usize,
+    /// One SSE event is buffered up to this many bytes.
+    pub max_event_bytes: usize,
+    /// Assistant text kept for `$ai_output_choices`.
+    pub max_output_text_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_event_bytes: super::sse::DEFAULT_MAX_EVENT_BYTES,
+            max_output_text_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Why usage may be missing or partial although the provider sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The JSON body outgrew `max_body_bytes`; it was not parsed.
+    BodyOverCap,
+    /// The JSON body was not the expected JSON object.
+    UnparsableBody,
+    /// At least one SSE event outgrew `max_event_bytes` and was dropped.
+    EventOverCap,
+}
+
+/// What a finished response yielded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    pub usage: Option<Usage>,
+    /// The model the provider says answered (`model` / `modelVersion`).
+    pub served_model: Option<String>,
+    /// An error reported in the body or stream, at most 512 characters.
+    pub error: Option<String>,
+    /// Assistant text (first choice), capped at `max_output_text_bytes`.
+    pub output_text: String,
+    /// Whether any content (text, tool call, reasoning) was generated.
+    pub first_token: bool,
+    pub problem: Option<Problem>,
+}
+
+/// What one `feed` call noticed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// This chunk carried the first content token (for time to first token).
+    pub first_token: bool,
+}
+
+/// What the wire readers report into.
+#[derive(Debug, Default)]
+pub(super) struct Sink {
+    pub(super) usage: Option<Usage>,
+    model: Option<String>,
+    error: Option<String>,
+    text: String,
+    max_text: usize,
+    first_token: bool,
+}
+
+impl Sink {
+    /// Assistant text: also the first token when non-empty.
+    pub(super) fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.first_token = true;
+        let room = self.max_text.saturating_sub(self.text.len());
+        self.text.push_str(prefix_within(text, room));
+    }
+
+    /// Generated content that is not assistant text (tool calls, reasoning).
+    pub(super) fn token(&mut self) {
+        self.first_token = true;
+    }
+
+    /// The first error wins: later ones usually restate it.
+    pub(super) fn error(&mut self, message: &str) {
+        if self.error.is_none() {
+            self.error = Some(message.chars().take(MAX_ERROR_CHARS).collect());
+        }
+    }
+
+    pub(super) fn model(&mut self, model: &str) {
+        if !model.is_empty() {
+            self.model = Some(model.to_owned());
+        }
+    }
+}
+
+/// The longest prefix of `s` that fits in `max` bytes on a char boundary.
+fn prefix_within(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// Leading whitespace held while deciding whether a "stream" is JSON.
+const MAX_SNIFF_BYTES: usize = 1024;
+
+#[derive(Debug)]
+enum Mode {
+    Body {
+        buf: Vec<u8>,
+        over: bool,
+    },
+    /// `sniff` holds leading whitespace until the first byte tells SSE from
+    /// a JSON body (a provider error answering a streaming request).
+    Stream {
+        parser: SseParser,
+        sniff: Option<Vec<u8>>,
+    },
+}
+
+/// Reads one response: JSON bodies are buffered (up to a cap) and parsed once
+/// at the end; SSE streams are parsed event by event, keeping only the
+/// current event. A response to a streaming request that turns out to be a
+/// JSON object or array (an error reply) is read as a JSON body.
+#[derive(Debug)]
+pub struct UsageTracker {
+    wire: Wire,
+    limits: Limits,
+    mode: Mode,
+    sink: Sink,
+}
+
+impl UsageTracker {
+    pub fn new(wire: Wire, streaming: bool) -> Self {
+        Self::with_limits(wire, streaming, Limits::default())
+    }
+
+    pub fn with_limits(wire: Wire, streaming: bool, limits: Limits) -> Self {
+        let mode = if streaming {
+            Mode::Stream { parser: SseParser::new(limits.max_event_bytes), sniff: Some(Vec::new()) }
+        } else {
+            Mode::Body { buf: Vec::new(), over: false }
+        };
+        UsageTracker { wire, limits, mode, sink: Sink { max_text: limits.max_output_text_bytes, ..Sink::default() } }
+    }
+
+    /// Whether the first content token has arrived (streams only; a JSON
+    /// body is read at `finish`).
+    pub fn saw_first_token(&self) -> bool {
+        self.sink.first_token
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Progress {
+        let before = self.sink.first_token;
+        match &mut self.mode {
+            Mode::Body { buf, over } => {
+                if !*over {
+                    if buf.len() + chunk.len() > self.limits.max_body_bytes {
+                        *over = true;
+                        *buf = Vec::new();
+                    } else {
+                        buf.extend_from_slice(chunk);
+                    }
+                }
+            }
+            Mode::Stream { parser, sniff: None } => {
+                for event in parser.feed(chunk) {
+                    handle_event(self.wire, &event, &mut self.sink);
+                }
+            }
+            Mode::Stream { sniff: Some(held), .. } => {
+                let mut held = std::mem::take(held);
+                held.extend_from_slice(chunk);
+                match held.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'{' | b'[') => {
+                        self.mode = Mode::Body { buf: Vec::new(), over: false };
+                        return self.feed(&held);
+                    }
+                    None if held.len() <= MAX_SNIFF_BYTES => {
+                        if let Mode::Stream { sniff: Some(slot), .. } = &mut self.mode {
+                            *slot = held;
+                        }
+                    }
+                    _ => {
+                        if let Mode::Stream { sniff, .. } = &mut self.mode {
+                            *sniff = None;
+                        }
+                        return self.feed(&held);
+                    }
+                }
+            }
+        }
+        Progress { first_token: !before && self.sink.first_token }
+    }
+
+    pub fn finish(&mut self) -> Extracted {
+        let mut problem = None;
+        match &mut self.mode {
+            Mode::Body { buf, over } => {
+                let body = std::mem::take(buf);
+                if *over {
+                    problem = Some(Problem::BodyOverCap);
+                } else if handle_body(self.wire, &body, &mut self.sink).is_err() {
+                    problem = Some(Problem::UnparsableBody);
+                }
+            }
+            Mode::Stream { parser, sniff } => {
+                if let Some(held) = sniff.take() {
+                    for event in parser.feed(&held) {
+                        handle_event(self.wire, &event, &mut self.sink);
+                    }
+                }
+                if let Some(event) = parser.finish() {
+                    handle_event(self.wire, &event, &mut self.sink);
+                }
+                if parser.dropped_events() > 0 {
+                    problem = Some(Problem::EventOverCap);
+                }
+            }
+        }
+        let sink = std::mem::take(&mut self.sink);
+        self.sink.max_text = sink.max_text;
+        Extracted {
+            usage: sink.usage,
+            served_model: sink.model,
+            error: sink.error,
+            output_text: sink.text,
+            first_token: sink.first_token,
+            problem,
+        }
+    }
+}
+
+fn handle_body(wire: Wire, body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
+    match wire {
+        Wire::OpenAiChat => openai_chat::body(body, sink),
+        Wire::OpenAiResponses => openai_responses::body(body, sink),
+        Wire::Anthropic => anthropic::body(body, sink),
+        Wire::GeminiNative => gemini::body(body, sink),
+    }
+}
+
+fn handle_event(wire: Wire, event: &SseEvent, sink: &mut Sink) {
+    match wire {
+        Wire::OpenAiChat => openai_chat::event(event, sink),
+        Wire::OpenAiResponses => openai_responses::event(event, sink),
+        Wire::Anthropic => anthropic::event(event, sink),
+        Wire::GeminiNative => gemini::event(event, sink),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_capped_on_a_char_boundary() {
+        let mut sink = Sink { max_text: 4, ..Sink::default() };
+        sink.text("ab");
+        sink.text("é€");
+        sink.text("z");
+        assert_eq!(sink.text, "abé");
+        assert!(sink.first_token);
+    }
+
+    #[test]
+    fn errors_are_truncated_to_512_chars() {
+        let mut sink = Sink::default();
+        sink.error(&"é".repeat(600));
+        assert_eq!(sink.error.as_ref().unwrap().chars().count(), 512);
+        sink.error("second");
+        assert!(sink.error.unwrap().starts_with('é'));
+    }
+
+    #[test]
+    fn json_error_answering_a_streaming_request_is_read_as_json() {
+        let body = b"\n {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\"}}";
+        for cut in 0..=body.len() {
+            let (a, b) = body.split_at(cut);
+            let mut t = UsageTracker::new(Wire::OpenAiChat, true);
+            t.feed(a);
+            t.feed(b);
+            let out = t.finish();
+            assert_eq!(out.error.as_deref(), Some("Rate limit reached"), "split at {cut}");
+            assert_eq!(out.problem, None);
+        }
+        let mut t = UsageTracker::new(Wire::Anthropic, true);
+        t.feed(b"\r\n");
+        assert_eq!(t.finish(), Extracted::default());
+    }
+
+    #[test]
+    fn oversized_body_gives_up_and_says_why() {
+        let limits = Limits { max_body_bytes: 10, ..Limits::default() };
+        let mut t = UsageTracker::with_limits(Wire::OpenAiChat, false, limits);
+        t.feed(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
+        let out = t.finish();
+        assert_eq!(out.usage, None);
+        assert_eq!(out.problem, Some(Problem::BodyOverCap));
+    }
+}
