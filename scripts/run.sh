@@ -22,6 +22,13 @@ for p in OPENAI ANTHROPIC GEMINI; do
 done
 export LLMGW_MOCKED="$mocked"
 
+for port in "$LLMGW_PORT" "$LLMGW_ADMIN_PORT" "$LLMGW_MOCK_PORT" "$LLMGW_SINK_PORT" "$LLMGW_REDIS_PORT" "$LLMGW_WEBDIS_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "run: port $port is already in use (set the LLMGW_*_PORT variables to move the stack)" >&2
+    exit 1
+  fi
+done
+
 pids=()
 stop() {
   trap - INT TERM EXIT

@@ -20,6 +20,15 @@ if ! command -v redis-server >/dev/null || ! command -v webdis >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server webdis >/dev/null
 fi
 
+# The official SDKs, to run the README's examples against the gateway in tests.
+SDKS="openai==3.54.0 anthropic==2.12.0"
+if [ ! -f "$VENV/sdks-installed" ] || [ "$(cat "$VENV/sdks-installed")" != "$SDKS" ]; then
+  say "installing $SDKS into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check $SDKS
+  echo "$SDKS" > "$VENV/sdks-installed"
+fi
+
 if [ -z "${ENVOY_BIN:-}" ]; then
   want="$VENV/envoy-$ENVOY_VERSION"
   if [ ! -f "$want" ]; then
