@@ -59,6 +59,8 @@ pub struct CallInfo {
     /// Request messages/input as raw JSON, when content capture is on.
     pub input: Option<String>,
     pub client_properties: Map<String, Value>,
+    /// Properties set by gateway features (Save Mode telemetry, budget tier).
+    pub gateway_properties: Map<String, Value>,
 }
 
 /// How the call ended.
@@ -130,7 +132,7 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
         api_format: info.api_format.to_string(),
         input: if content { info.input.clone() } else { None },
         output_choices,
-        gateway_properties: Map::new(),
+        gateway_properties: info.gateway_properties.clone(),
         client_properties: info.client_properties.clone(),
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::capture::outbox::OutboxConfig;
+use crate::cost_controls::CostControlsConfig;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::Provider;
 
@@ -32,6 +33,8 @@ struct RawConfig {
     #[serde(default)]
     pricing: HashMap<String, ModelPrice>,
     default_fallback_cost_usd: Option<f64>,
+    #[serde(default)]
+    cost_controls: CostControlsConfig,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +158,7 @@ pub struct Config {
     pub capture: Option<CaptureSettings>,
     pub prices: PriceTable,
     pub fallback_cost_usd: f64,
+    pub cost_controls: CostControlsConfig,
 }
 
 impl Config {
@@ -256,7 +260,9 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
             return Err(format!("pricing.{model}: prices must be numbers >= 0"));
         }
     }
+    raw.cost_controls.validate()?;
     Ok(Config {
+        cost_controls: raw.cost_controls,
         capture,
         prices: PriceTable::builtin().with_overrides(raw.pricing),
         fallback_cost_usd,

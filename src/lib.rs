@@ -7,6 +7,7 @@ pub mod accounting;
 pub mod auth;
 pub mod capture;
 pub mod config;
+pub mod cost_controls;
 pub mod errors;
 pub mod forward;
 pub mod pricing;

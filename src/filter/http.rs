@@ -14,16 +14,17 @@ use std::rc::{Rc, Weak};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::call::Response;
 use super::host;
 use super::root::Shared;
-use crate::accounting::{self, CallInfo, Outcome};
+use crate::accounting::CallInfo;
 use crate::auth::{self, Cached, Lookup, Principal};
-use crate::capture::properties;
+use crate::cost_controls::{self, Upgrade};
 use crate::errors::{self, ApiError, ApiFormat, ErrorKind};
 use crate::forward::{self, CREDENTIAL_HEADERS};
+use crate::providers::Provider;
 use crate::request;
-use crate::routes::{self, Route};
-use crate::usage::{UsageChunkStripper, UsageTracker};
+use crate::routes::{self, Endpoint, Route};
 
 enum Phase {
     /// Waiting for request headers.
@@ -45,27 +46,17 @@ enum Phase {
 
 /// Per-request state, shared (weakly) with the requests waiting on the same key.
 pub struct Request {
-    id: u32,
-    shared: Rc<Shared>,
+    pub(super) id: u32,
+    pub(super) shared: Rc<Shared>,
     phase: Phase,
     /// Key hash, while this request's callout is the one in flight for it
     /// (kept outside `phase`: a request may reply early with its callout still out).
     leading: Option<String>,
-    started_ms: u64,
+    pub(super) started_ms: u64,
     /// Set once the request is sent upstream; becomes the call's event.
-    call: Option<Box<CallInfo>>,
+    pub(super) call: Option<Box<CallInfo>>,
     /// The provider's response, as read so far.
-    response: Option<Response>,
-}
-
-/// Reading one provider response without holding it back.
-struct Response {
-    status: u16,
-    tracker: Option<UsageTracker>,
-    /// Removes the usage chunk the gateway asked for on the client's behalf.
-    stripper: Option<UsageChunkStripper>,
-    first_token_ms: Option<u64>,
-    complete: bool,
+    pub(super) response: Option<Response>,
 }
 
 /// A request waiting for another request's auth callout.
@@ -265,55 +256,35 @@ impl Request {
                 host::set_request_header(name, Some(value));
             }
         }
-        if let Some(new_body) = &upstream.body {
+        // Read before `call_info` strips the gateway's own headers.
+        let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
+        let mut call = self.call_info(&route, principal, &parsed, &upstream);
+        let mut new_body = upstream.body;
+        if route.endpoint == Endpoint::Messages {
+            let decision = cost_controls::decide(
+                &self.shared.config.cost_controls,
+                &call.product,
+                principal.team_id,
+                principal.cost_controls,
+                save_mode_header.as_deref(),
+                false,
+                upstream.provider == Provider::Bedrock,
+            );
+            let upgrade =
+                decision.active.then(|| cost_controls::upgrade_cache_ttl(new_body.as_deref().unwrap_or(&body)));
+            call.gateway_properties.extend(cost_controls::telemetry(&decision, upgrade.as_ref()));
+            if let Some(Upgrade::Upgraded { body: upgraded, .. }) = upgrade {
+                host::increment(self.shared.metrics.save_mode_upgrades, 1);
+                new_body = Some(upgraded);
+            }
+        }
+        if let Some(new_body) = &new_body {
             host::set_request_body(body_size, new_body);
         }
-        self.call = Some(Box::new(self.call_info(&route, principal, &parsed, &upstream)));
-        self.response = Some(Response {
-            status: 0,
-            tracker: None,
-            stripper: upstream.strip_usage_chunk.then(UsageChunkStripper::default),
-            first_token_ms: None,
-            complete: false,
-        });
+        self.call = Some(Box::new(call));
+        self.response = Some(Response::new(upstream.strip_usage_chunk));
         self.phase = Phase::Forwarded { format, provider: upstream.provider.name() };
         Action::Continue
-    }
-
-    /// Attribution and everything else the call's event needs from the request.
-    fn call_info(
-        &self,
-        route: &Route,
-        principal: &Principal,
-        parsed: &request::ParsedRequest,
-        upstream: &forward::Upstream,
-    ) -> CallInfo {
-        let headers = host::request_headers();
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let (client_properties, rejected) = properties::header_properties(&headers);
-        host::increment(self.shared.metrics.properties_rejected, rejected as i64);
-        // Gateway directives stop here; the provider has no use for them.
-        for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
-            host::set_request_header(name, None);
-        }
-        let capture_content = self.shared.config.capture.as_ref().is_some_and(|c| c.content);
-        let content_field = if route.endpoint == crate::routes::Endpoint::Responses { "input" } else { "messages" };
-        CallInfo {
-            started_ms: self.started_ms,
-            uuid: properties::new_uuid(),
-            trace_id: properties::trace_id(header("x-posthog-trace-id"), parsed.metadata_user_id.as_deref()),
-            distinct_id: accounting::end_user(parsed, header("x-posthog-distinct-id"), principal),
-            team_id: principal.team_id,
-            product: self.shared.config.products.get(route.product).cloned().unwrap_or_default(),
-            api_format: accounting::api_format(route.endpoint),
-            provider: upstream.provider.name(),
-            model: parsed.model.to_string(),
-            upstream_model: upstream.model.clone(),
-            base_url: format!("https://{}{}", upstream.authority, upstream.base_path),
-            stream: parsed.stream,
-            input: capture_content.then(|| parsed.fields.get(content_field).map(|r| r.get().to_string())).flatten(),
-            client_properties,
-        }
     }
 
     fn on_response_headers(&mut self) -> Action {
@@ -332,16 +303,7 @@ impl Request {
         };
         let Some(error) = errors::from_envoy_reply(status, &String::from_utf8_lossy(&details), upstream) else {
             if let (Some(r), Some(call)) = (self.response.as_mut(), self.call.as_ref()) {
-                let streaming =
-                    host::response_header("content-type").is_some_and(|c| c.starts_with("text/event-stream"));
-                r.status = status;
-                r.tracker = Some(UsageTracker::new(accounting::wire_of(call.api_format), streaming));
-                if !(streaming && status == 200) {
-                    r.stripper = None;
-                }
-                if r.stripper.is_some() {
-                    host::set_response_header("content-length", None);
-                }
+                r.start(status, call.api_format);
             }
             return Action::Continue;
         };
@@ -371,91 +333,6 @@ impl Request {
         }
         host::set_response_body(body_size, body.as_bytes());
         Action::Continue
-    }
-}
-
-impl Request {
-    /// Tees one response chunk through the usage reader; strips the injected usage chunk.
-    fn read_response(&mut self, body_size: usize, end_of_stream: bool) {
-        let Some(r) = self.response.as_mut() else {
-            return;
-        };
-        let Some(tracker) = r.tracker.as_mut() else {
-            return;
-        };
-        let chunk = host::response_body(body_size);
-        if tracker.feed(&chunk).first_token && r.first_token_ms.is_none() {
-            r.first_token_ms = Some(host::now_ms());
-        }
-        if let Some(stripper) = r.stripper.as_mut() {
-            let mut out = stripper.feed(&chunk);
-            if end_of_stream {
-                out.extend(stripper.finish());
-            }
-            if out != chunk {
-                host::set_response_body(body_size, &out);
-            }
-        }
-        r.complete |= end_of_stream;
-    }
-
-    /// The stream is over, however it ended: account for the call and queue its event.
-    fn finish_call(&mut self) {
-        let Some(call) = self.call.take() else {
-            return;
-        };
-        let r = self.response.take();
-        let details = host::property(&["response", "code_details"]).unwrap_or_default();
-        let details = String::from_utf8_lossy(&details);
-        let complete = r.as_ref().is_some_and(|r| r.complete);
-        let interrupted = (!complete).then(|| {
-            if details.contains("downstream") {
-                "client disconnected before the response completed".to_string()
-            } else {
-                format!("response did not complete ({})", routes::truncate(&details, 80))
-            }
-        });
-        let status = r.as_ref().map_or(0, |r| r.status);
-        let out = Outcome {
-            status: if status == 0 { 499 } else { status },
-            ended_ms: host::now_ms(),
-            first_token_ms: r.as_ref().and_then(|r| r.first_token_ms),
-            extracted: r.and_then(|mut r| r.tracker.as_mut().map(UsageTracker::finish)).unwrap_or_default(),
-            interrupted,
-        };
-        let shared = Rc::clone(&self.shared);
-        let cost = accounting::call_cost(&shared.config.prices, &call, &out, shared.config.fallback_cost_usd);
-        self.count(&call, &out, cost.as_ref());
-        if let Some(capture) = &shared.capture {
-            let mut capture = capture.borrow_mut();
-            let settings = &capture.settings;
-            let event = accounting::generation(&call, &out, cost.as_ref(), settings.content)
-                .to_json(&settings.region_url, settings.max_event_bytes);
-            capture.push(Rc::from(event), out.ended_ms);
-            host::increment(shared.metrics.events_queued, 1);
-        }
-    }
-
-    fn count(&self, call: &CallInfo, out: &Outcome, cost: Option<&crate::pricing::Cost>) {
-        let m = &self.shared.metrics;
-        m.response(call.provider, out.status);
-        match &out.extracted.usage {
-            Some(u) => {
-                host::increment(m.tokens_input, u.input_tokens as i64);
-                host::increment(m.tokens_output, u.output_tokens as i64);
-                host::increment(m.tokens_cache_read, u.cache_read_tokens.unwrap_or(0) as i64);
-                host::increment(m.tokens_cache_creation, u.cache_creation_tokens.unwrap_or(0) as i64);
-                host::increment(m.tokens_reasoning, u.reasoning_tokens.unwrap_or(0) as i64);
-            }
-            None if (200..300).contains(&out.status) => host::increment(m.usage_missing, 1),
-            None => {}
-        }
-        if let Some(c) = cost {
-            host::increment(m.cost_micro_usd, (c.total_usd * 1e6).round() as i64);
-            if c.source == crate::pricing::CostSource::Fallback {
-                host::increment(m.cost_fallback, 1);
-            }
-        }
     }
 }
 

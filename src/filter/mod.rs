@@ -1,6 +1,7 @@
 //! The host adapter: proxy-wasm contexts that feed host events to the pure
 //! modules and carry out what they decide.
 
+mod call;
 mod delivery;
 mod host;
 mod http;

@@ -143,6 +143,9 @@ impl RootContext for Root {
             Ok(config) => {
                 let keys = ProviderKeys::from_env(|name| std::env::var(name).ok());
                 log::info!("llm_gateway {} configured", env!("CARGO_PKG_VERSION"));
+                if let Some(warning) = config.cost_controls.startup_warning() {
+                    log::warn!("{warning}");
+                }
                 let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
                 let metrics = Metrics::define();
                 let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
