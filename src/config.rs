@@ -26,6 +26,7 @@ struct RawConfig {
     models: HashMap<String, RawModel>,
     route_header: Option<String>,
     max_request_body_bytes: Option<usize>,
+    body_timeout_ms: Option<u64>,
     anthropic_version: Option<String>,
     #[serde(default)]
     auth: RawAuth,
@@ -153,6 +154,8 @@ pub struct Config {
     /// Request header the Envoy route reads (`cluster_header`) to pick the upstream.
     pub route_header: String,
     pub max_request_body_bytes: usize,
+    /// A request body that has not started after this long gets 408.
+    pub body_timeout_ms: u64,
     pub anthropic_version: String,
     pub auth: AuthSettings,
     pub capture: Option<CaptureSettings>,
@@ -273,6 +276,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?
             .to_ascii_lowercase(),
         max_request_body_bytes,
+        body_timeout_ms: positive(raw.body_timeout_ms.unwrap_or(10_000), "body_timeout_ms")?,
         anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
     })
 }

@@ -21,6 +21,7 @@ pub enum ErrorKind {
     Permission,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     TooLarge,
     RateLimited,
     Internal,
@@ -37,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Permission => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::TooLarge => 413,
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
@@ -53,6 +55,7 @@ impl ErrorKind {
             403 => ErrorKind::Permission,
             404 => ErrorKind::NotFound,
             405 => ErrorKind::MethodNotAllowed,
+            408 => ErrorKind::RequestTimeout,
             413 => ErrorKind::TooLarge,
             429 => ErrorKind::RateLimited,
             502 => ErrorKind::BadGateway,
@@ -65,9 +68,11 @@ impl ErrorKind {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::TooLarge => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
+            | ErrorKind::TooLarge => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
@@ -80,7 +85,9 @@ impl ErrorKind {
     /// Anthropic's documented error types (PROTOCOLS.md C, "Errors").
     fn anthropic_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::RequestTimeout => {
+                "invalid_request_error"
+            }
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::NotFound => "not_found_error",
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in [401, 403, 404, 405, 413, 429, 502, 503, 504] {
+        for s in [401, 403, 404, 405, 408, 413, 429, 502, 503, 504] {
             assert_eq!(ErrorKind::from_status(s).status(), s);
         }
         assert_eq!(ErrorKind::from_status(418), ErrorKind::InvalidRequest);

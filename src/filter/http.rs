@@ -140,6 +140,7 @@ impl Request {
             }
         };
         self.phase = Phase::Pending { route, principal: None, body_size: None };
+        self.shared.expect_body(self.id, self.started_ms, Rc::downgrade(me));
         let hash = token.hash();
         match self.shared.cached_principal(&hash) {
             Some(Cached::Known(p)) => {
@@ -210,7 +211,19 @@ impl Request {
         action
     }
 
+    /// No body arrived in time; see `Shared::expect_body`.
+    pub(super) fn body_timed_out(&mut self) {
+        if let Phase::Pending { route, body_size: None, .. } = &self.phase {
+            let format = route.endpoint.format();
+            host::increment(self.shared.metrics.body_timeouts, 1);
+            let e = ApiError::new(ErrorKind::RequestTimeout, "The request body did not arrive in time")
+                .code("request_body_timeout");
+            self.reply(e, format);
+        }
+    }
+
     fn on_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.shared.body_arrived(self.id);
         let Phase::Pending { route, principal, body_size, .. } = &mut self.phase else {
             return Action::Continue;
         };
@@ -417,6 +430,8 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
+        let id = self.req.borrow().id;
+        self.req.borrow().shared.body_arrived(id);
         self.abandon_lookup();
         self.req.borrow_mut().finish_call();
     }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub properties_rejected: Option<u32>,
     pub usage_missing: Option<u32>,
     pub save_mode_upgrades: Option<u32>,
+    pub body_timeouts: Option<u32>,
     /// Provider responses by provider and status class (2xx, 4xx, 5xx).
     responses: Vec<(Provider, [Option<u32>; 3])>,
 }
@@ -53,6 +54,7 @@ impl Metrics {
             properties_rejected: c("header_properties_rejected_total"),
             usage_missing: c("usage_missing_total"),
             save_mode_upgrades: c("save_mode_upgrades_total"),
+            body_timeouts: c("body_timeouts_total"),
             responses,
         }
     }

@@ -3,14 +3,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::delivery::Capture;
 use super::host;
-use super::http::{HttpFilter, Waiter};
+use super::http::{HttpFilter, Request, Waiter};
 use super::metrics::Metrics;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
@@ -24,6 +24,8 @@ pub struct Shared {
     pub capture: Option<RefCell<Capture>>,
     cache: RefCell<PrincipalCache>,
     flights: RefCell<Flights>,
+    /// Requests paused for a body that has not started: context id → (deadline, request).
+    awaiting_body: RefCell<HashMap<u32, (u64, Weak<RefCell<Request>>)>>,
 }
 
 /// Auth callouts in flight on this worker.
@@ -92,6 +94,40 @@ impl Shared {
         self.flights.borrow_mut().by_token.retain(|_, h| h != hash);
     }
 
+    /// Without `allow_on_headers_stop_iteration`, Envoy never calls the body
+    /// callback after the headers phase paused and the request would hang; the
+    /// root's tick replies 408 to requests whose body has not started in time.
+    pub fn expect_body(&self, id: u32, now_ms: u64, req: Weak<RefCell<Request>>) {
+        let deadline = now_ms + self.config.body_timeout_ms;
+        self.awaiting_body.borrow_mut().insert(id, (deadline, req));
+    }
+
+    pub fn body_arrived(&self, id: u32) {
+        self.awaiting_body.borrow_mut().remove(&id);
+    }
+
+    fn expire_bodies(&self, now_ms: u64) {
+        let expired: Vec<(u32, Weak<RefCell<Request>>)> = {
+            let mut waiting = self.awaiting_body.borrow_mut();
+            let ids: Vec<u32> = waiting.iter().filter(|(_, (d, _))| *d <= now_ms).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| waiting.remove(&id).map(|(_, w)| (id, w))).collect()
+        };
+        if !expired.is_empty() {
+            log::warn!(
+                "{} request(s) got no body within {} ms; if every request with a body does this, the wasm filter config lacks allow_on_headers_stop_iteration: true",
+                expired.len(),
+                self.config.body_timeout_ms
+            );
+        }
+        for (id, req) in expired {
+            if let Some(req) = req.upgrade() {
+                if host::set_effective_context(id) {
+                    req.borrow_mut().body_timed_out();
+                }
+            }
+        }
+    }
+
     pub fn take_waiters(&self, hash: &str) -> Vec<Waiter> {
         self.flights.borrow_mut().waiters.remove(hash).unwrap_or_default()
     }
@@ -103,7 +139,7 @@ pub struct Root {
     draining: bool,
 }
 
-/// How often the root flushes capture queues.
+/// How often the root flushes capture queues and checks for stalled bodies.
 const TICK_MS: u64 = 100;
 
 impl Context for Root {
@@ -149,11 +185,16 @@ impl RootContext for Root {
                 let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
                 let metrics = Metrics::define();
                 let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
-                if capture.is_some() {
-                    host::set_tick_period_ms(TICK_MS);
-                }
-                self.shared =
-                    Some(Rc::new(Shared { config, keys, metrics, capture, cache, flights: RefCell::default() }));
+                host::set_tick_period_ms(TICK_MS);
+                self.shared = Some(Rc::new(Shared {
+                    config,
+                    keys,
+                    metrics,
+                    capture,
+                    cache,
+                    flights: RefCell::default(),
+                    awaiting_body: RefCell::default(),
+                }));
                 true
             }
             Err(e) => {
@@ -169,8 +210,13 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) {
-            capture.borrow_mut().flush(host::now_ms(), self.draining);
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let now = host::now_ms();
+        shared.expire_bodies(now);
+        if let Some(capture) = &shared.capture {
+            capture.borrow_mut().flush(now, self.draining);
         }
     }
 

@@ -148,3 +148,22 @@ fn posthog_429_with_retry_after_is_honoured_and_delivered_once() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(primary.events().len(), 1, "delivered exactly once");
 }
+
+#[test]
+fn a_body_that_never_starts_gets_408_instead_of_hanging() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy = stack.extra_envoy("body-timeout", json!({"body_timeout_ms": 300}), 1);
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEST_KEY}\r\ncontent-length: 50\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_body_timeout"), "{text}");
+    assert_eq!(envoy.metric("llm_gateway.body_timeouts_total"), 1);
+}

@@ -1,0 +1,302 @@
+//! Helpers shared by the translators: field decoding, JSON and SSE writing,
+//! and the stop-reason and usage mappings both directions agree on.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::TranslateError;
+use crate::request::Fields;
+
+pub(super) fn invalid(message: impl Into<String>) -> TranslateError {
+    TranslateError::Invalid(message.into())
+}
+
+pub(super) fn unsupported(message: impl Into<String>) -> TranslateError {
+    TranslateError::Unsupported(message.into())
+}
+
+/// Lexes a body into its top-level members, values left raw.
+pub(super) fn parse_fields(body: &[u8]) -> Result<Fields<'_>, TranslateError> {
+    serde_json::from_slice(body).map_err(|e| invalid(format!("Invalid JSON body: {e}")))
+}
+
+/// Decodes one top-level member; `null` counts as absent. Errors name the member.
+pub(super) fn field<'a, T: Deserialize<'a>>(fields: &Fields<'a>, key: &str) -> Result<Option<T>, TranslateError> {
+    match fields.get(key) {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => decode(raw, key).map(Some),
+    }
+}
+
+/// Decodes a raw value; errors name `what`.
+pub(super) fn decode<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, TranslateError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        invalid(format!("Invalid '{what}': {msg}"))
+    })
+}
+
+/// Decodes a JSON string, borrowing it from the body unless it has escapes.
+pub(super) fn decode_str<'a>(raw: &'a RawValue, what: &str) -> Result<Str<'a>, TranslateError> {
+    match serde_json::from_str::<&'a str>(raw.get()) {
+        Ok(s) => Ok(Cow::Borrowed(s)),
+        Err(_) => decode::<String>(raw, what).map(Cow::Owned),
+    }
+}
+
+/// Serialises a value the translators built. Their types (structs with string
+/// keys, strings, numbers, raw JSON) cannot fail to serialise, so the empty
+/// fallback is never taken.
+pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Writes a JSON object member by member.
+pub(super) struct ObjectWriter(Vec<u8>);
+
+impl ObjectWriter {
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.push(b'{');
+        ObjectWriter(buf)
+    }
+
+    /// Adds a member whose value is already JSON text.
+    pub(super) fn raw(&mut self, key: &str, json: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.0.extend_from_slice(to_json(key).as_bytes());
+        self.0.push(b':');
+        self.0.extend_from_slice(json.as_bytes());
+    }
+
+    pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.raw(key, &to_json(value));
+    }
+
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        self.0.push(b'}');
+        self.0
+    }
+}
+
+/// Appends an unnamed SSE event (OpenAI's format).
+pub(super) fn push_data(out: &mut Vec<u8>, json: &str) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends a named SSE event (Anthropic's format).
+pub(super) fn push_named(out: &mut Vec<u8>, event: &str, json: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Anthropic `stop_reason` → OpenAI `finish_reason`.
+pub(super) fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        // end_turn, stop_sequence, pause_turn (a server tool paused the turn) and anything new.
+        _ => "stop",
+    }
+}
+
+/// OpenAI `finish_reason` → Anthropic `stop_reason`. A turn that produced tool
+/// calls is `tool_use` whatever the provider said (Gemini's compatible
+/// endpoint has answered `stop` there), since that is what tells an Anthropic
+/// client to run the tools.
+pub(super) fn stop_reason_for(finish_reason: Option<&str>, has_tool_calls: bool) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("content_filter") => "refusal",
+        Some("tool_calls") | Some("function_call") => "tool_use",
+        _ if has_tool_calls => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic usage as reported: `input_tokens` excludes cache reads and writes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub(super) struct AnthropicUsage {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Takes every field `newer` reports (stream usage is cumulative: the last value wins).
+    pub(super) fn update(&mut self, newer: &AnthropicUsage) {
+        let AnthropicUsage { input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens } =
+            *newer;
+        self.input_tokens = input_tokens.or(self.input_tokens);
+        self.output_tokens = output_tokens.or(self.output_tokens);
+        self.cache_read_input_tokens = cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+    }
+
+    /// OpenAI semantics: the prompt includes cache reads and writes.
+    pub(super) fn to_chat(self) -> ChatUsage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        let prompt = self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write);
+        let completion = self.output_tokens.unwrap_or(0);
+        ChatUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt.saturating_add(completion),
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: read,
+                cache_write_tokens: self.cache_creation_input_tokens,
+            },
+        }
+    }
+}
+
+/// OpenAI `usage` (CompletionUsage), the parts the translators read or write.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub(super) struct ChatUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(default, deserialize_with = "default_if_null")]
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub(super) struct PromptTokensDetails {
+    #[serde(default, deserialize_with = "default_if_null")]
+    pub cached_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+}
+
+fn default_if_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl ChatUsage {
+    /// Usage from a raw member, or None when absent, null or malformed (a
+    /// response's content matters more than a usage field of the wrong type).
+    pub(super) fn lenient(raw: Option<&RawValue>) -> Option<ChatUsage> {
+        raw.and_then(|r| serde_json::from_str::<Option<ChatUsage>>(r.get()).ok().flatten())
+    }
+}
+
+impl AnthropicUsage {
+    /// As [`ChatUsage::lenient`].
+    pub(super) fn lenient(raw: Option<&RawValue>) -> Option<AnthropicUsage> {
+        raw.and_then(|r| serde_json::from_str::<Option<AnthropicUsage>>(r.get()).ok().flatten())
+    }
+}
+
+impl ChatUsage {
+    /// Anthropic semantics: `input_tokens` excludes cache reads and writes.
+    pub(super) fn to_anthropic(self) -> AnthropicUsageOut {
+        let read = self.prompt_tokens_details.cached_tokens;
+        let write = self.prompt_tokens_details.cache_write_tokens;
+        AnthropicUsageOut {
+            input_tokens: self.prompt_tokens.saturating_sub(read).saturating_sub(write.unwrap_or(0)),
+            output_tokens: self.completion_tokens,
+            cache_read_input_tokens: read,
+            cache_creation_input_tokens: write.unwrap_or(0),
+        }
+    }
+}
+
+/// Anthropic `usage` as the translators write it.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub(super) struct AnthropicUsageOut {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+}
+
+/// Splits `data:<media type>;base64,<data>`; None for other URLs and for
+/// data URLs that are not base64 (Anthropic sources take base64 only).
+pub(super) fn parse_base64_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type, data))
+}
+
+/// A string that may borrow from the body.
+pub(super) type Str<'a> = Cow<'a, str>;
+
+/// An error body's `message`, or a short excerpt of a body that is not JSON.
+pub(super) fn fallback_message(status: u16, body: &[u8]) -> String {
+    const MAX: usize = 1000;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return format!("HTTP {status} from the provider");
+    }
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls() {
+        assert_eq!(parse_base64_data_url("data:image/png;base64,iVBO"), Some(("image/png", "iVBO")));
+        assert_eq!(parse_base64_data_url("data:text/plain,hello"), None);
+        assert_eq!(parse_base64_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn usage_semantics_round_trip() {
+        let a = AnthropicUsage {
+            input_tokens: Some(2048),
+            output_tokens: Some(503),
+            cache_read_input_tokens: Some(1800),
+            cache_creation_input_tokens: Some(248),
+        };
+        let chat = a.to_chat();
+        assert_eq!((chat.prompt_tokens, chat.completion_tokens, chat.total_tokens), (4096, 503, 4599));
+        assert_eq!(chat.prompt_tokens_details, PromptTokensDetails { cached_tokens: 1800, cache_write_tokens: Some(248) });
+        let back = chat.to_anthropic();
+        assert_eq!(
+            back,
+            AnthropicUsageOut {
+                input_tokens: 2048,
+                output_tokens: 503,
+                cache_read_input_tokens: 1800,
+                cache_creation_input_tokens: 248
+            }
+        );
+    }
+
+    #[test]
+    fn fallback_message_cuts_on_char_boundary() {
+        let body = "é".repeat(600);
+        let m = fallback_message(502, body.as_bytes());
+        assert!(m.len() <= 1000 && m.chars().all(|c| c == 'é'));
+        assert_eq!(fallback_message(503, b"  "), "HTTP 503 from the provider");
+    }
+}
