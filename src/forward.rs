@@ -4,9 +4,11 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::errors::{ApiError, ErrorKind};
+use crate::pipeline::{ProviderWire, ResponsePlan};
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
 use crate::routes::Endpoint;
+use crate::translate::{self, TranslateError};
 
 /// A provider key from the VM environment. `Debug` never shows it.
 #[derive(Clone, Default)]
@@ -66,6 +68,8 @@ pub struct Upstream {
     /// The gateway turned on `stream_options.include_usage`; the client did not ask
     /// for the usage chunk, so it must be removed from the response.
     pub strip_usage_chunk: bool,
+    /// How the response comes back to the client.
+    pub response: ResponsePlan,
 }
 
 /// The model route: config's model table first, then the naming conventions.
@@ -76,14 +80,23 @@ pub fn resolve_model<'m>(config: &'m Config, model: &'m str) -> Option<(Provider
     }
 }
 
+/// How many output tokens to ask for when an OpenAI client set no limit and the
+/// provider (Anthropic) requires one.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The client header that picks Bedrock for Anthropic models (the reference gateway's).
+pub const PROVIDER_HEADER: &str = "x-posthog-provider";
+
 pub fn plan(
     config: &Config,
     keys: &ProviderKeys,
     endpoint: Endpoint,
     req: &ParsedRequest,
+    body: &[u8],
+    provider_header: Option<&str>,
 ) -> Result<Upstream, ApiError> {
     let requested = req.model.as_ref();
-    let (provider, model) = resolve_model(config, requested).ok_or_else(|| {
+    let (mut provider, mut model) = resolve_model(config, requested).ok_or_else(|| {
         ApiError::new(
             ErrorKind::InvalidRequest,
             format!(
@@ -94,32 +107,48 @@ pub fn plan(
         .param("model")
         .code("model_not_found")
     })?;
-    let supported: &[Provider] = match endpoint {
-        Endpoint::ChatCompletions => &[Provider::OpenAi, Provider::Gemini],
-        Endpoint::Responses => &[Provider::OpenAi],
-        Endpoint::Messages => &[Provider::Anthropic],
-    };
-    if !supported.contains(&provider) {
-        let names: Vec<&str> = supported.iter().map(|p| p.name()).collect();
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "Model '{}' is served by {provider}; POST {} supports {} models",
-                crate::routes::truncate(requested, 128),
-                endpoint.path(),
-                names.join(" and ")
-            ),
-        )
-        .param("model")
-        .code("unsupported_model_for_endpoint"));
+    if provider_header.is_some_and(|h| h.eq_ignore_ascii_case("bedrock")) && provider == Provider::Anthropic {
+        provider = Provider::Bedrock;
+        model = providers::bedrock_id(model).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "No Bedrock model id is known for '{}'; send a Bedrock model id or map it under `models`",
+                    crate::routes::truncate(requested, 128)
+                ),
+            )
+            .param("model")
+        })?;
     }
+    let wire = match (endpoint, provider) {
+        (Endpoint::Responses, Provider::OpenAi) => ProviderWire::OpenAiResponses,
+        (Endpoint::Responses, _) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "Model '{}' is served by {provider}; POST /v1/responses supports openai models only \
+                     (use /v1/chat/completions or /v1/messages for other providers)",
+                    crate::routes::truncate(requested, 128)
+                ),
+            )
+            .param("model")
+            .code("unsupported_model_for_endpoint"));
+        }
+        (_, Provider::OpenAi | Provider::Gemini) => ProviderWire::OpenAiChat,
+        (_, Provider::Anthropic) => ProviderWire::Anthropic,
+        (_, Provider::Bedrock) => ProviderWire::Bedrock,
+    };
     let key = keys.get(provider).ok_or_else(|| {
         ApiError::new(ErrorKind::Internal, format!("The gateway has no API key configured for {provider}"))
             .code("provider_not_configured")
     })?;
     let settings = config.provider(provider);
-    let suffix = endpoint.path().strip_prefix("/v1").unwrap_or(endpoint.path());
-    let path = format!("{}{suffix}", settings.base_path);
+    let path = match wire {
+        ProviderWire::OpenAiChat => format!("{}/chat/completions", settings.base_path),
+        ProviderWire::OpenAiResponses => format!("{}/responses", settings.base_path),
+        ProviderWire::Anthropic => format!("{}/messages", settings.base_path),
+        ProviderWire::Bedrock => crate::bedrock::invoke_path(model, req.stream),
+    };
     let auth = match provider {
         Provider::Anthropic => ("x-api-key", key.expose().to_string()),
         _ => ("authorization", format!("Bearer {}", key.expose())),
@@ -137,17 +166,45 @@ pub fn plan(
         Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
         _ => Vec::new(),
     };
-    let mut set = Vec::new();
-    if model != requested {
-        set.push(("model", json_string(model)));
-    }
+    let native = matches!(
+        (endpoint, wire),
+        (Endpoint::ChatCompletions, ProviderWire::OpenAiChat)
+            | (Endpoint::Responses, ProviderWire::OpenAiResponses)
+            | (Endpoint::Messages, ProviderWire::Anthropic)
+    );
     // OpenAI-format streams carry usage only when asked; ask, and hide the answer
     // from a client that did not (PROTOCOLS.md A, `include_usage`).
-    let strip_usage_chunk = endpoint == Endpoint::ChatCompletions && req.stream && req.include_usage != Some(true);
-    if strip_usage_chunk {
-        set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
-    }
-    let body = (!set.is_empty()).then(|| req.fields.rewrite(&set, &[]));
+    let strip_usage_chunk = native && wire == ProviderWire::OpenAiChat && req.stream && req.include_usage != Some(true);
+    let translate_err = |e: TranslateError| {
+        let code = match e {
+            TranslateError::Unsupported(_) => "unsupported_for_provider",
+            TranslateError::Invalid(_) => "invalid_request",
+        };
+        ApiError::new(ErrorKind::InvalidRequest, e.message().to_string()).code(code)
+    };
+    let body = if native {
+        let mut set = Vec::new();
+        if model != requested {
+            set.push(("model", json_string(model)));
+        }
+        if strip_usage_chunk {
+            set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
+        }
+        (!set.is_empty()).then(|| req.fields.rewrite(&set, &[]))
+    } else {
+        Some(match (endpoint, wire) {
+            (Endpoint::ChatCompletions, ProviderWire::Anthropic) => {
+                translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?
+            }
+            (Endpoint::ChatCompletions, _) => {
+                let messages =
+                    translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?;
+                crate::bedrock::messages_to_bedrock_body(&messages).map_err(translate_err)?
+            }
+            (_, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body).map_err(translate_err)?,
+            _ => translate::messages_request_to_chat(body, model).map_err(translate_err)?,
+        })
+    };
     Ok(Upstream {
         provider,
         model: model.to_string(),
@@ -158,6 +215,13 @@ pub fn plan(
         default_headers,
         body,
         strip_usage_chunk,
+        response: ResponsePlan {
+            client: endpoint,
+            provider: wire,
+            requested_model: requested.to_string(),
+            client_wants_usage: req.include_usage == Some(true),
+            strip_usage_chunk,
+        },
     })
 }
 
@@ -183,6 +247,10 @@ mod tests {
         ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))
     }
 
+    fn run(c: &Config, ep: Endpoint, body: &[u8], provider_header: Option<&str>) -> Result<Upstream, ApiError> {
+        plan(c, &keys(), ep, &parse(body, ep).unwrap(), body, provider_header)
+    }
+
     fn header<'a>(u: &'a Upstream, name: &str) -> &'a str {
         u.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap()
     }
@@ -191,7 +259,7 @@ mod tests {
     fn openai_chat() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
-        let u = plan(&c, &keys(), Endpoint::ChatCompletions, &parse(body, Endpoint::ChatCompletions).unwrap()).unwrap();
+        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
         assert_eq!(u.provider, Provider::OpenAi);
         assert_eq!(header(&u, ":path"), "/v1/chat/completions");
         assert_eq!(header(&u, "x-llm-gateway-cluster"), "openai");
@@ -203,7 +271,7 @@ mod tests {
     fn gemini_prefix_rewrites_model_and_path() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gemini/gemini-2.5-flash","messages":[]}"#;
-        let u = plan(&c, &keys(), Endpoint::ChatCompletions, &parse(body, Endpoint::ChatCompletions).unwrap()).unwrap();
+        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
         assert_eq!(header(&u, ":path"), "/v1beta/openai/chat/completions");
         assert_eq!(header(&u, ":authority"), "generativelanguage.googleapis.com");
         assert_eq!(u.body.as_deref(), Some(&br#"{"model":"gemini-2.5-flash","messages":[]}"#[..]));
@@ -213,7 +281,7 @@ mod tests {
     fn anthropic_uses_x_api_key_and_version_default() {
         let c = Config::parse(br#"{"models":{"fast":{"provider":"anthropic","model":"claude-haiku-4-5"}}}"#).unwrap();
         let body = br#"{"model":"fast","messages":[],"max_tokens":5}"#;
-        let u = plan(&c, &keys(), Endpoint::Messages, &parse(body, Endpoint::Messages).unwrap()).unwrap();
+        let u = run(&c, Endpoint::Messages, body, None).unwrap();
         assert_eq!(u.model, "claude-haiku-4-5");
         assert_eq!(header(&u, "x-api-key"), "key-for-LLM_GATEWAY_ANTHROPIC_API_KEY");
         assert_eq!(u.default_headers, vec![("anthropic-version", "2023-06-01".to_string())]);
@@ -222,18 +290,62 @@ mod tests {
     #[test]
     fn unsupported_combinations_name_what_is_supported() {
         let c = Config::parse(b"{}").unwrap();
-        let cases = [
-            (Endpoint::ChatCompletions, "claude-sonnet-4-5", "supports openai and gemini models"),
-            (Endpoint::Responses, "gemini-2.5-flash", "supports openai models"),
-            (Endpoint::Messages, "gpt-4o", "supports anthropic models"),
+        for (ep, model, needle) in [
+            (Endpoint::Responses, "gemini-2.5-flash", "supports openai models only"),
+            (Endpoint::Responses, "claude-sonnet-4-5", "supports openai models only"),
             (Endpoint::Messages, "llama-3", "Unknown model"),
-        ];
-        for (ep, model, needle) in cases {
-            let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
-            let e = plan(&c, &keys(), ep, &parse(body.as_bytes(), ep).unwrap()).unwrap_err();
+        ] {
+            let body = format!(r#"{{"model":"{model}","messages":[],"input":"x"}}"#);
+            let e = run(&c, ep, body.as_bytes(), None).unwrap_err();
             assert_eq!(e.status(), 400);
             assert!(e.message.contains(needle), "{}", e.message);
         }
+        let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}],"n":2}"#;
+        let e = run(&c, Endpoint::ChatCompletions, body, None).unwrap_err();
+        assert!(e.message.contains("n"), "{}", e.message);
+    }
+
+    #[test]
+    fn translated_routes() {
+        let c = Config::parse(b"{}").unwrap();
+        let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}]}"#;
+        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
+        assert_eq!(header(&u, ":path"), "/v1/messages");
+        assert_eq!(u.response.provider, ProviderWire::Anthropic);
+        let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent["system"], "s");
+        assert_eq!(sent["max_tokens"], DEFAULT_MAX_TOKENS);
+
+        let body = br#"{"model":"gpt-4o","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let u = run(&c, Endpoint::Messages, body, None).unwrap();
+        assert_eq!(header(&u, ":path"), "/v1/chat/completions");
+        assert!(!u.strip_usage_chunk, "the translator emits usage the Anthropic client expects");
+        let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn bedrock_by_id_or_by_header() {
+        let c = Config::parse(b"{}").unwrap();
+        let body =
+            br#"{"model":"us.anthropic.claude-sonnet-4-5-20250929-v1:0","max_tokens":5,"stream":true,"messages":[]}"#;
+        let u = run(&c, Endpoint::Messages, body, None).unwrap();
+        assert_eq!(u.provider, Provider::Bedrock);
+        assert_eq!(
+            header(&u, ":path"),
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+        );
+        assert_eq!(header(&u, "authorization"), "Bearer key-for-LLM_GATEWAY_BEDROCK_API_KEY");
+        let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+        assert!(sent.get("model").is_none());
+
+        let body = br#"{"model":"claude-sonnet-4-5-20250929","max_tokens":5,"messages":[]}"#;
+        let u = run(&c, Endpoint::Messages, body, Some("bedrock")).unwrap();
+        assert_eq!(header(&u, ":path"), "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke");
+        let e =
+            run(&c, Endpoint::Messages, br#"{"model":"claude-unknown-9","messages":[]}"#, Some("bedrock")).unwrap_err();
+        assert!(e.message.contains("No Bedrock model id"), "{}", e.message);
     }
 
     #[test]
@@ -241,7 +353,7 @@ mod tests {
         let c = Config::parse(b"{}").unwrap();
         let ep = Endpoint::ChatCompletions;
         let body = br#"{"model":"gpt-4o","messages":[],"stream":true,"stream_options":{"include_obfuscation":false}}"#;
-        let u = plan(&c, &keys(), ep, &parse(body, ep).unwrap()).unwrap();
+        let u = run(&c, ep, body, None).unwrap();
         assert!(u.strip_usage_chunk);
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
         assert_eq!(sent["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
@@ -249,7 +361,7 @@ mod tests {
             &br#"{"model":"gpt-4o","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#[..],
             br#"{"model":"gpt-4o","messages":[]}"#,
         ] {
-            let u = plan(&c, &keys(), ep, &parse(body, ep).unwrap()).unwrap();
+            let u = run(&c, ep, body, None).unwrap();
             assert!(!u.strip_usage_chunk);
             assert!(u.body.is_none());
         }
@@ -260,7 +372,7 @@ mod tests {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
         let req = parse(body, Endpoint::ChatCompletions).unwrap();
-        let e = plan(&c, &ProviderKeys::default(), Endpoint::ChatCompletions, &req).unwrap_err();
+        let e = plan(&c, &ProviderKeys::default(), Endpoint::ChatCompletions, &req, body, None).unwrap_err();
         assert_eq!(e.status(), 500);
         assert!(format!("{:?}", keys()).contains("Secret(..)"));
         assert!(!format!("{:?}", keys()).contains("key-for"));

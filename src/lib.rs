@@ -5,15 +5,19 @@
 
 pub mod accounting;
 pub mod auth;
+pub mod bedrock;
 pub mod capture;
 pub mod config;
 pub mod cost_controls;
 pub mod errors;
 pub mod forward;
+pub mod limits;
+pub mod pipeline;
 pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod routes;
+pub mod translate;
 pub mod usage;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -85,6 +85,36 @@ pub fn infer(model: &str) -> Option<(Provider, &str)> {
     None
 }
 
+/// The Bedrock id of a first-party Claude model, for requests sent to Bedrock by
+/// the provider header (global cross-region profiles where Bedrock offers them;
+/// PROTOCOLS.md E). A Bedrock id passes through.
+pub fn bedrock_id(model: &str) -> Option<&str> {
+    if is_bedrock_id(model) {
+        return Some(model);
+    }
+    const IDS: [(&str, &str); 9] = [
+        ("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6"),
+        ("claude-opus-4-6", "global.anthropic.claude-opus-4-6-v1"),
+        ("claude-opus-4-5", "global.anthropic.claude-opus-4-5-20251101-v1:0"),
+        ("claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ("claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("claude-sonnet-4", "global.anthropic.claude-sonnet-4-20250514-v1:0"),
+        ("claude-opus-4-1", "us.anthropic.claude-opus-4-1-20250805-v1:0"),
+        ("claude-opus-4", "us.anthropic.claude-opus-4-20250514-v1:0"),
+        ("claude-3-7-sonnet", "us.anthropic.claude-3-7-sonnet-20250219-v1:0"),
+    ];
+    let bare = strip_date(model);
+    IDS.iter().find(|(name, _)| *name == bare).map(|(_, id)| *id)
+}
+
+/// `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`.
+fn strip_date(model: &str) -> &str {
+    match model.rsplit_once('-') {
+        Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => model,
+    }
+}
+
 /// Bedrock model ids and inference profiles: `anthropic.…`, `us.anthropic.…`, ARNs.
 pub fn is_bedrock_id(model: &str) -> bool {
     const REGION_PREFIXES: [&str; 7] = ["us.", "eu.", "apac.", "global.", "jp.", "au.", "us-gov."];

@@ -10,42 +10,82 @@ use crate::accounting::{self, CallInfo, Outcome};
 use crate::auth::Principal;
 use crate::capture::properties;
 use crate::forward;
+use crate::pipeline::{ResponsePipeline, ResponsePlan};
 use crate::request;
 use crate::routes::{self, Route};
-use crate::usage::{UsageChunkStripper, UsageTracker};
+use crate::usage::Extracted;
+use proxy_wasm::types::Action;
 
-/// Reading one provider response without holding it back.
+/// One provider response, read (and converted when needed) as it passes.
 pub struct Response {
+    plan: ResponsePlan,
     pub status: u16,
-    pub tracker: Option<UsageTracker>,
-    /// Removes the usage chunk the gateway asked for on the client's behalf.
-    pub stripper: Option<UsageChunkStripper>,
+    pipeline: Option<ResponsePipeline>,
     pub first_token_ms: Option<u64>,
     pub complete: bool,
 }
 
 impl Response {
-    pub fn new(strip_usage_chunk: bool) -> Self {
-        Response {
-            status: 0,
-            tracker: None,
-            stripper: strip_usage_chunk.then(UsageChunkStripper::default),
-            first_token_ms: None,
-            complete: false,
+    pub fn new(plan: ResponsePlan) -> Self {
+        Response { plan, status: 0, pipeline: None, first_token_ms: None, complete: false }
+    }
+
+    /// The provider's headers arrived: choose how the body goes back. Pauses
+    /// when the body must be converted whole (the status may still change).
+    pub fn start(&mut self, status: u16, end_of_stream: bool) -> Action {
+        self.status = status;
+        let pipeline = ResponsePipeline::start(
+            self.plan.clone(),
+            status,
+            host::response_header("content-type").as_deref(),
+            host::response_header("x-amzn-errortype"),
+            host::now_ms() / 1000,
+        );
+        if pipeline.rewrites() {
+            host::set_response_header("content-length", None);
+        }
+        if let Some(ct) = pipeline.content_type() {
+            host::set_response_header("content-type", Some(ct));
+        }
+        let hold = pipeline.holds_body() && !end_of_stream;
+        self.pipeline = Some(pipeline);
+        if hold {
+            Action::Pause
+        } else {
+            Action::Continue
         }
     }
 
-    /// The provider's headers arrived: choose how to read the body.
-    pub fn start(&mut self, status: u16, api_format: &str) {
-        let streaming = host::response_header("content-type").is_some_and(|c| c.starts_with("text/event-stream"));
-        self.status = status;
-        self.tracker = Some(UsageTracker::new(accounting::wire_of(api_format), streaming));
-        if !(streaming && status == 200) {
-            self.stripper = None;
+    /// One body callback: tee (and convert) a chunk, or convert the whole body at its end.
+    pub fn read(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Action::Continue;
+        };
+        if pipeline.holds_body() {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let (out, status) = pipeline.finish_whole(&host::response_body(body_size));
+            host::set_response_body(body_size, &out);
+            if let Some(status) = status {
+                self.status = status;
+                host::set_response_header(":status", Some(&status.to_string()));
+            }
+        } else {
+            let fed = pipeline.feed(&host::response_body(body_size), end_of_stream);
+            if fed.first_token && self.first_token_ms.is_none() {
+                self.first_token_ms = Some(host::now_ms());
+            }
+            if let Some(out) = fed.replace {
+                host::set_response_body(body_size, &out);
+            }
         }
-        if self.stripper.is_some() {
-            host::set_response_header("content-length", None);
-        }
+        self.complete |= end_of_stream;
+        Action::Continue
+    }
+
+    pub fn extracted(&mut self) -> Extracted {
+        self.pipeline.as_mut().map(ResponsePipeline::finish).unwrap_or_default()
     }
 }
 
@@ -87,30 +127,6 @@ impl Request {
         }
     }
 
-    /// Tees one response chunk through the usage reader; strips the injected usage chunk.
-    pub(super) fn read_response(&mut self, body_size: usize, end_of_stream: bool) {
-        let Some(r) = self.response.as_mut() else {
-            return;
-        };
-        let Some(tracker) = r.tracker.as_mut() else {
-            return;
-        };
-        let chunk = host::response_body(body_size);
-        if tracker.feed(&chunk).first_token && r.first_token_ms.is_none() {
-            r.first_token_ms = Some(host::now_ms());
-        }
-        if let Some(stripper) = r.stripper.as_mut() {
-            let mut out = stripper.feed(&chunk);
-            if end_of_stream {
-                out.extend(stripper.finish());
-            }
-            if out != chunk {
-                host::set_response_body(body_size, &out);
-            }
-        }
-        r.complete |= end_of_stream;
-    }
-
     /// The stream is over, however it ended: account for the call and queue its event.
     pub(super) fn finish_call(&mut self) {
         let Some(call) = self.call.take() else {
@@ -132,7 +148,7 @@ impl Request {
             status: if status == 0 { 499 } else { status },
             ended_ms: host::now_ms(),
             first_token_ms: r.as_ref().and_then(|r| r.first_token_ms),
-            extracted: r.and_then(|mut r| r.tracker.as_mut().map(UsageTracker::finish)).unwrap_or_default(),
+            extracted: r.map(|mut r| r.extracted()).unwrap_or_default(),
             interrupted,
         };
         let shared = Rc::clone(&self.shared);

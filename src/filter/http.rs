@@ -22,9 +22,10 @@ use crate::auth::{self, Cached, Lookup, Principal};
 use crate::cost_controls::{self, Upgrade};
 use crate::errors::{self, ApiError, ApiFormat, ErrorKind};
 use crate::forward::{self, CREDENTIAL_HEADERS};
+use crate::pipeline::ProviderWire;
 use crate::providers::Provider;
 use crate::request;
-use crate::routes::{self, Endpoint, Route};
+use crate::routes::{self, Route};
 
 enum Phase {
     /// Waiting for request headers.
@@ -257,7 +258,15 @@ impl Request {
                 return self.reply(err, format);
             }
         };
-        let upstream = match forward::plan(&self.shared.config, &self.shared.keys, route.endpoint, &parsed) {
+        let provider_header = host::request_header(forward::PROVIDER_HEADER);
+        let upstream = match forward::plan(
+            &self.shared.config,
+            &self.shared.keys,
+            route.endpoint,
+            &parsed,
+            &body,
+            provider_header.as_deref(),
+        ) {
             Ok(u) => u,
             Err(e) => return self.reply(e, format),
         };
@@ -273,7 +282,8 @@ impl Request {
         let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
         let mut call = self.call_info(&route, principal, &parsed, &upstream);
         let mut new_body = upstream.body;
-        if route.endpoint == Endpoint::Messages {
+        // Save Mode applies to every Anthropic-bound body, translated ones included.
+        if matches!(upstream.response.provider, ProviderWire::Anthropic | ProviderWire::Bedrock) {
             let decision = cost_controls::decide(
                 &self.shared.config.cost_controls,
                 &call.product,
@@ -295,12 +305,12 @@ impl Request {
             host::set_request_body(body_size, new_body);
         }
         self.call = Some(Box::new(call));
-        self.response = Some(Response::new(upstream.strip_usage_chunk));
+        self.response = Some(Response::new(upstream.response));
         self.phase = Phase::Forwarded { format, provider: upstream.provider.name() };
         Action::Continue
     }
 
-    fn on_response_headers(&mut self) -> Action {
+    fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
         // Our own JSON reply passes; Envoy's plain-text one may still overtake it
         // (a body over Envoy's buffer limit arriving before our reply is sent).
         if matches!(self.phase, Phase::Replied { .. })
@@ -315,14 +325,13 @@ impl Request {
             _ => "provider",
         };
         let Some(error) = errors::from_envoy_reply(status, &String::from_utf8_lossy(&details), upstream) else {
-            if let (Some(r), Some(call)) = (self.response.as_mut(), self.call.as_ref()) {
-                r.start(status, call.api_format);
-            }
-            return Action::Continue;
+            return match self.response.as_mut() {
+                Some(r) => r.start(status, end_of_stream),
+                None => Action::Continue,
+            };
         };
         if let Some(r) = self.response.as_mut() {
             r.status = error.status();
-            r.stripper = None;
         }
         host::increment(self.shared.metrics.upstream_failures, 1);
         log::info!("#{} envoy reply {status} rewritten to {}", self.id, error.status());
@@ -338,8 +347,10 @@ impl Request {
 
     fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Phase::RewritingError { body } = &self.phase else {
-            self.read_response(body_size, end_of_stream);
-            return Action::Continue;
+            return match self.response.as_mut() {
+                Some(r) => r.read(body_size, end_of_stream),
+                None => Action::Continue,
+            };
         };
         if !end_of_stream {
             return Action::Pause;
@@ -421,8 +432,8 @@ impl HttpContext for HttpFilter {
         self.req.borrow_mut().on_body(body_size, end_of_stream)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.req.borrow_mut().on_response_headers()
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.req.borrow_mut().on_response_headers(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

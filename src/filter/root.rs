@@ -25,8 +25,10 @@ pub struct Shared {
     cache: RefCell<PrincipalCache>,
     flights: RefCell<Flights>,
     /// Requests paused for a body that has not started: context id → (deadline, request).
-    awaiting_body: RefCell<HashMap<u32, (u64, Weak<RefCell<Request>>)>>,
+    awaiting_body: RefCell<HashMap<u32, (u64, WeakRequest)>>,
 }
+
+type WeakRequest = Weak<RefCell<Request>>;
 
 /// Auth callouts in flight on this worker.
 #[derive(Default)]
@@ -97,7 +99,7 @@ impl Shared {
     /// Without `allow_on_headers_stop_iteration`, Envoy never calls the body
     /// callback after the headers phase paused and the request would hang; the
     /// root's tick replies 408 to requests whose body has not started in time.
-    pub fn expect_body(&self, id: u32, now_ms: u64, req: Weak<RefCell<Request>>) {
+    pub fn expect_body(&self, id: u32, now_ms: u64, req: WeakRequest) {
         let deadline = now_ms + self.config.body_timeout_ms;
         self.awaiting_body.borrow_mut().insert(id, (deadline, req));
     }
@@ -107,7 +109,7 @@ impl Shared {
     }
 
     fn expire_bodies(&self, now_ms: u64) {
-        let expired: Vec<(u32, Weak<RefCell<Request>>)> = {
+        let expired: Vec<(u32, WeakRequest)> = {
             let mut waiting = self.awaiting_body.borrow_mut();
             let ids: Vec<u32> = waiting.iter().filter(|(_, (d, _))| *d <= now_ms).map(|(id, _)| *id).collect();
             ids.into_iter().filter_map(|id| waiting.remove(&id).map(|(_, w)| (id, w))).collect()

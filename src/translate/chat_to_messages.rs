@@ -116,7 +116,10 @@ fn reject_unsupported(fields: &crate::request::Fields) -> Result<(), TranslateEr
     }
     for (key, what) in [
         ("functions", "'functions' (legacy function calling) is not supported for Anthropic models; use 'tools'"),
-        ("function_call", "'function_call' (legacy function calling) is not supported for Anthropic models; use 'tool_choice'"),
+        (
+            "function_call",
+            "'function_call' (legacy function calling) is not supported for Anthropic models; use 'tool_choice'",
+        ),
         ("audio", "'audio' output is not supported for Anthropic models"),
         ("web_search_options", "'web_search_options' is not supported for Anthropic models"),
     ] {
@@ -335,7 +338,10 @@ fn convert_part(part: Part<'_>, i: usize) -> Result<Block<'_>, TranslateError> {
         // Assistant history may carry a refusal part; it was said, so keep it as text.
         "refusal" => Ok(Block::Text { text: part.refusal.unwrap_or_default(), cache_control }),
         "image_url" => {
-            let url = part.image_url.ok_or_else(|| invalid(format!("messages[{i}]: image_url part without 'image_url'")))?.url;
+            let url = part
+                .image_url
+                .ok_or_else(|| invalid(format!("messages[{i}]: image_url part without 'image_url'")))?
+                .url;
             Ok(Block::Image { source: image_source(url, i)?, cache_control })
         }
         "file" => {
@@ -359,7 +365,9 @@ fn convert_part(part: Part<'_>, i: usize) -> Result<Block<'_>, TranslateError> {
             }
         }
         "input_audio" => Err(unsupported(format!("messages[{i}]: audio input is not supported for Anthropic models"))),
-        other => Err(unsupported(format!("messages[{i}]: content part type '{other}' is not supported for Anthropic models"))),
+        other => Err(unsupported(format!(
+            "messages[{i}]: content part type '{other}' is not supported for Anthropic models"
+        ))),
     }
 }
 
@@ -401,7 +409,9 @@ fn assistant_content(m: ChatMessage<'_>, i: usize) -> Result<Content<'_>, Transl
     blocks.retain(|b| !matches!(b, Block::Text { text, .. } if text.is_empty()));
     for call in m.tool_calls.unwrap_or_default() {
         if call.kind.as_deref().is_some_and(|k| k != "function") {
-            return Err(unsupported(format!("messages[{i}]: only function tool calls are supported for Anthropic models")));
+            return Err(unsupported(format!(
+                "messages[{i}]: only function tool calls are supported for Anthropic models"
+            )));
         }
         let input = parse_arguments(call.function.arguments, i)?;
         blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });

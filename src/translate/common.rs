@@ -279,7 +279,10 @@ mod tests {
         };
         let chat = a.to_chat();
         assert_eq!((chat.prompt_tokens, chat.completion_tokens, chat.total_tokens), (4096, 503, 4599));
-        assert_eq!(chat.prompt_tokens_details, PromptTokensDetails { cached_tokens: 1800, cache_write_tokens: Some(248) });
+        assert_eq!(
+            chat.prompt_tokens_details,
+            PromptTokensDetails { cached_tokens: 1800, cache_write_tokens: Some(248) }
+        );
         let back = chat.to_anthropic();
         assert_eq!(
             back,

@@ -45,7 +45,9 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec
     let mut out_messages: Vec<OutMessage> = Vec::new();
     if let Some(raw) = fields.get("system").filter(|r| r.get() != "null") {
         let text = system_text(raw)?;
-        out_messages.push(OutMessage::text("system", text));
+        if !text.is_empty() {
+            out_messages.push(OutMessage::text("system", text));
+        }
     }
     let messages: Vec<InMessage> =
         field(&fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
@@ -104,7 +106,10 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec
     };
     if let Some(format) = format {
         if format.kind != "json_schema" {
-            return Err(unsupported(format!("output format '{}' is not supported for OpenAI-format models", format.kind)));
+            return Err(unsupported(format!(
+                "output format '{}' is not supported for OpenAI-format models",
+                format.kind
+            )));
         }
         let schema = format.schema.ok_or_else(|| invalid("output_config.format needs 'schema'"))?;
         out.value(
@@ -263,7 +268,9 @@ fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) 
     for block in blocks_of(raw, i)? {
         match block.kind.as_ref() {
             "tool_result" => {
-                let id = block.tool_use_id.ok_or_else(|| invalid(format!("messages[{i}]: tool_result without 'tool_use_id'")))?;
+                let id = block
+                    .tool_use_id
+                    .ok_or_else(|| invalid(format!("messages[{i}]: tool_result without 'tool_use_id'")))?;
                 let text = tool_result_text(block.content, i, &mut result_images)?;
                 out.push(OutMessage {
                     role: "tool",
@@ -316,7 +323,10 @@ fn user_part(block: InBlock<'_>, i: usize) -> Result<Option<OutPart<'_>>, Transl
                 ("base64", Some(media_type), Some(data)) => {
                     let filename = if media_type == "application/pdf" { "document.pdf" } else { "document" };
                     Ok(Some(OutPart::File {
-                        file: OutFile { filename: filename.to_owned(), file_data: format!("data:{media_type};base64,{data}") },
+                        file: OutFile {
+                            filename: filename.to_owned(),
+                            file_data: format!("data:{media_type};base64,{data}"),
+                        },
                     }))
                 }
                 ("text", _, Some(data)) => Ok(Some(OutPart::Text { text: data })),
@@ -326,7 +336,9 @@ fn user_part(block: InBlock<'_>, i: usize) -> Result<Option<OutPart<'_>>, Transl
             }
         }
         "thinking" | "redacted_thinking" => Ok(None),
-        other => Err(unsupported(format!("messages[{i}]: content block '{other}' is not supported for OpenAI-format models"))),
+        other => Err(unsupported(format!(
+            "messages[{i}]: content block '{other}' is not supported for OpenAI-format models"
+        ))),
     }
 }
 

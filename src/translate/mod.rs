@@ -24,6 +24,8 @@ mod response_to_chat;
 mod response_to_messages;
 mod stream_to_chat;
 mod stream_to_messages;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 

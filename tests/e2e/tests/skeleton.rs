@@ -141,8 +141,8 @@ fn gateway_errors_use_the_api_error_format() {
         ("POST", "/v1/chat/completions", r#"{"model":7,"messages":[]}"#.into(), 400, "'model'"),
         ("POST", "/v1/chat/completions", r#"{"model":"gpt-4o","messages":[],"stream":1}"#.into(), 400, "'stream'"),
         ("POST", "/v1/chat/completions", chat("llama-3-70b", false), 400, "Unknown model"),
-        ("POST", "/v1/chat/completions", chat("claude-sonnet-4-5", false), 400, "supports openai and gemini"),
-        ("POST", "/v1/responses", responses("claude-sonnet-4-5", false), 400, "supports openai"),
+        ("POST", "/v1/responses", responses("claude-sonnet-4-5", false), 400, "supports openai models only"),
+        ("POST", "/v1/chat/completions", r#"{"model":"claude-sonnet-4-5","messages":[],"n":3}"#.into(), 400, "n"),
     ];
     let before = stack.mock.requests().len();
     for (method, path, body, status, needle) in cases {
@@ -158,8 +158,8 @@ fn gateway_errors_use_the_api_error_format() {
 #[test]
 fn messages_route_errors_parse_as_anthropic_errors_too() {
     let stack = Stack::shared();
-    let resp = stack.post("/v1/messages", &[], &messages("gpt-4o", false));
-    assert_openai_error(&resp, 400, "supports anthropic");
+    let resp = stack.post("/v1/messages", &[], &messages("llama-3", false));
+    assert_openai_error(&resp, 400, "Unknown model");
     let v = resp.json();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "invalid_request_error");

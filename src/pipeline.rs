@@ -1,0 +1,270 @@
+//! A provider response on its way back to the client: usage is read from the
+//! provider's own bytes, then the bytes are converted into what the client's
+//! API format expects (Bedrock event-stream to SSE, Anthropic to OpenAI or
+//! back, the injected usage chunk removed). Streams are converted chunk by
+//! chunk; JSON bodies that need translation are converted whole.
+
+use crate::bedrock::{bedrock_error_to_anthropic, BedrockToSse};
+use crate::errors::{ApiError, ErrorKind};
+use crate::routes::Endpoint;
+use crate::translate::{
+    anthropic_error_to_openai, chat_response_to_messages, messages_response_to_chat, openai_error_to_anthropic,
+    ChatToMessagesStream, MessagesToChatStream,
+};
+use crate::usage::{Extracted, UsageChunkStripper, UsageTracker, Wire};
+
+/// What the provider answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderWire {
+    OpenAiChat,
+    OpenAiResponses,
+    Anthropic,
+    /// Anthropic JSON, or an AWS event stream of Anthropic events.
+    Bedrock,
+}
+
+impl ProviderWire {
+    fn usage_wire(self) -> Wire {
+        match self {
+            ProviderWire::OpenAiChat => Wire::OpenAiChat,
+            ProviderWire::OpenAiResponses => Wire::OpenAiResponses,
+            ProviderWire::Anthropic | ProviderWire::Bedrock => Wire::Anthropic,
+        }
+    }
+
+    /// The client format this wire is native to.
+    fn native(self) -> Endpoint {
+        match self {
+            ProviderWire::OpenAiChat => Endpoint::ChatCompletions,
+            ProviderWire::OpenAiResponses => Endpoint::Responses,
+            ProviderWire::Anthropic | ProviderWire::Bedrock => Endpoint::Messages,
+        }
+    }
+}
+
+/// How a call's response must be carried back, decided when the request is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponsePlan {
+    pub client: Endpoint,
+    pub provider: ProviderWire,
+    pub requested_model: String,
+    /// An OpenAI client asked for the usage chunk (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+    /// The gateway asked for usage on the client's behalf and must remove it.
+    pub strip_usage_chunk: bool,
+}
+
+impl ResponsePlan {
+    pub fn translated(&self) -> bool {
+        self.client != self.provider.native()
+    }
+}
+
+enum Stage {
+    BedrockSse(BedrockToSse),
+    Strip(UsageChunkStripper),
+    ToChat(MessagesToChatStream),
+    ToMessages(ChatToMessagesStream),
+}
+
+impl Stage {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        match self {
+            Stage::BedrockSse(s) => s.feed(bytes),
+            Stage::Strip(s) => s.feed(bytes),
+            Stage::ToChat(s) => s.feed(bytes),
+            Stage::ToMessages(s) => s.feed(bytes),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        match self {
+            Stage::BedrockSse(s) => s.finish(),
+            Stage::Strip(s) => s.finish(),
+            Stage::ToChat(s) => s.finish(),
+            Stage::ToMessages(s) => s.finish(),
+        }
+    }
+}
+
+enum Mode {
+    /// Bytes go to the client as they came; usage is read on the way.
+    PassThrough,
+    /// Chunk by chunk through `stages`; usage is read after the Bedrock decoder, if any.
+    Stream { stages: Vec<Stage> },
+    /// Held whole and translated at the end (a JSON body or an error body).
+    Whole { status: u16, amzn_error_type: Option<String> },
+}
+
+pub struct ResponsePipeline {
+    plan: ResponsePlan,
+    tracker: UsageTracker,
+    mode: Mode,
+    created: u64,
+}
+
+/// What one chunk produced.
+pub struct Fed {
+    /// Bytes to send instead of the chunk; `None` sends the chunk as it is.
+    pub replace: Option<Vec<u8>>,
+    /// The chunk carried the first content token.
+    pub first_token: bool,
+}
+
+impl ResponsePipeline {
+    /// `content_type` is the provider's; `created` stamps translated OpenAI objects.
+    pub fn start(
+        plan: ResponsePlan,
+        status: u16,
+        content_type: Option<&str>,
+        amzn_error_type: Option<String>,
+        created: u64,
+    ) -> Self {
+        let ct = content_type.unwrap_or("");
+        let streaming = ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream");
+        let tracker = UsageTracker::new(plan.provider.usage_wire(), streaming && status < 400);
+        let mode = if status >= 400 || !streaming {
+            if plan.translated() || (plan.provider == ProviderWire::Bedrock && status >= 400) {
+                Mode::Whole { status, amzn_error_type }
+            } else {
+                Mode::PassThrough
+            }
+        } else {
+            let mut stages = Vec::new();
+            if plan.provider == ProviderWire::Bedrock {
+                stages.push(Stage::BedrockSse(BedrockToSse::new()));
+            }
+            match (plan.client, plan.provider.native()) {
+                (Endpoint::ChatCompletions, Endpoint::Messages) => stages.push(Stage::ToChat(
+                    MessagesToChatStream::new(&plan.requested_model, plan.client_wants_usage, created),
+                )),
+                (Endpoint::Messages, Endpoint::ChatCompletions) => {
+                    stages.push(Stage::ToMessages(ChatToMessagesStream::new(&plan.requested_model)))
+                }
+                _ if plan.strip_usage_chunk && status == 200 => {
+                    stages.push(Stage::Strip(UsageChunkStripper::default()))
+                }
+                _ => {}
+            }
+            if stages.is_empty() {
+                Mode::PassThrough
+            } else {
+                Mode::Stream { stages }
+            }
+        };
+        ResponsePipeline { plan, tracker, mode, created }
+    }
+
+    /// The body must be held whole (the adapter pauses until the end).
+    pub fn holds_body(&self) -> bool {
+        matches!(self.mode, Mode::Whole { .. })
+    }
+
+    /// The client gets other bytes than the provider sent (drop `content-length`).
+    pub fn rewrites(&self) -> bool {
+        !matches!(self.mode, Mode::PassThrough)
+    }
+
+    /// A content type to send instead of the provider's.
+    pub fn content_type(&self) -> Option<&'static str> {
+        match &self.mode {
+            Mode::Stream { .. } => Some("text/event-stream"),
+            Mode::Whole { .. } => Some("application/json"),
+            Mode::PassThrough => None,
+        }
+    }
+
+    /// One chunk of a streamed or passed-through body; `end` on the last.
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Fed {
+        let ResponsePipeline { tracker, mode, .. } = self;
+        match mode {
+            Mode::PassThrough | Mode::Whole { .. } => {
+                let first_token = tracker.feed(chunk).first_token;
+                Fed { replace: None, first_token }
+            }
+            Mode::Stream { stages } => {
+                // Usage is read on the provider's SSE: after the Bedrock decoder, before translation.
+                let (mut decoder, rest) = match stages.split_first_mut() {
+                    Some((Stage::BedrockSse(d), rest)) => (Some(d), rest),
+                    _ => (None, &mut stages[..]),
+                };
+                let mut sse = match decoder.as_deref_mut() {
+                    Some(d) => d.feed(chunk),
+                    None => chunk.to_vec(),
+                };
+                if end {
+                    if let Some(d) = decoder {
+                        sse.extend(d.finish());
+                    }
+                }
+                let first_token = tracker.feed(&sse).first_token;
+                let mut out = sse;
+                for stage in rest.iter_mut() {
+                    out = stage.feed(&out);
+                }
+                if end {
+                    // Each stage's tail still passes through the stages after it.
+                    for i in 0..rest.len() {
+                        let Some((stage, later)) = rest.get_mut(i..).and_then(|s| s.split_first_mut()) else {
+                            break;
+                        };
+                        let mut tail = stage.finish();
+                        for next in later {
+                            tail = next.feed(&tail);
+                        }
+                        out.extend(tail);
+                    }
+                }
+                Fed { replace: Some(out), first_token }
+            }
+        }
+    }
+
+    /// The whole held body; returns what the client gets instead, and a new
+    /// status when the provider's answer could not be translated.
+    pub fn finish_whole(&mut self, body: &[u8]) -> (Vec<u8>, Option<u16>) {
+        self.tracker.feed(body);
+        let Mode::Whole { status, amzn_error_type } = &self.mode else {
+            return (body.to_vec(), None);
+        };
+        let status = *status;
+        let client = self.plan.client;
+        let model = self.plan.requested_model.as_str();
+        if status >= 400 {
+            let anthropic_shaped = match self.plan.provider {
+                ProviderWire::Bedrock => bedrock_error_to_anthropic(status, amzn_error_type.as_deref(), body),
+                ProviderWire::Anthropic => body.to_vec(),
+                ProviderWire::OpenAiChat | ProviderWire::OpenAiResponses => {
+                    let out = match client {
+                        Endpoint::Messages => openai_error_to_anthropic(status, body),
+                        _ => body.to_vec(),
+                    };
+                    return (out, None);
+                }
+            };
+            let out = match client {
+                Endpoint::Messages => anthropic_shaped,
+                _ => anthropic_error_to_openai(status, &anthropic_shaped),
+            };
+            return (out, None);
+        }
+        let translated = match (client, self.plan.provider.native()) {
+            (Endpoint::ChatCompletions, Endpoint::Messages) => messages_response_to_chat(body, model, self.created),
+            (Endpoint::Messages, Endpoint::ChatCompletions) => chat_response_to_messages(body, model),
+            _ => Ok(body.to_vec()),
+        };
+        match translated {
+            Ok(out) => (out, None),
+            Err(e) => {
+                let msg = format!("The provider's response could not be translated: {}", e.message());
+                let reply =
+                    ApiError::new(ErrorKind::BadGateway, msg).code("untranslatable_response").reply(client.format());
+                (reply.body.into_bytes(), Some(reply.status))
+            }
+        }
+    }
+
+    pub fn finish(&mut self) -> Extracted {
+        self.tracker.finish()
+    }
+}

@@ -1,0 +1,338 @@
+//! Anthropic Messages SSE → OpenAI `chat.completion.chunk` SSE.
+//!
+//! | Anthropic event | OpenAI chunk |
+//! |---|---|
+//! | `message_start` | first chunk: `delta: {role: "assistant", content: ""}`; its id and usage are kept |
+//! | `content_block_start` `tool_use` | `delta.tool_calls[{index, id, type: function, function: {name, arguments: ""}}]` |
+//! | `content_block_delta` `text_delta` | `delta.content` |
+//! | `content_block_delta` `input_json_delta` | `delta.tool_calls[{index, function: {arguments}}]` |
+//! | thinking / signature / citation deltas, server-tool blocks, `content_block_stop`, `ping`, unknown events | nothing |
+//! | `message_delta` | remembers `stop_reason` and the cumulative usage (last value wins) |
+//! | `message_stop` | chunk with `finish_reason`; with `include_usage`, a `choices: []` usage chunk; `data: [DONE]` |
+//! | `error` | `data: {"error": {message, type, param, code}}`, then nothing more |
+//!
+//! With `include_usage` every other chunk carries `"usage": null`, as OpenAI's
+//! do. A stream that ends without `message_stop` or `error` gets an error
+//! event (not `[DONE]`), so a cut-off answer is never taken as complete. State
+//! is a few scalars: memory does not grow with the stream.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::common::{finish_reason_for, push_data, to_json, AnthropicUsage, ChatUsage, Str};
+use super::errors::{openai_error_json, openai_type_for_anthropic};
+use crate::usage::{SseEvent, SseParser};
+
+pub struct MessagesToChatStream {
+    parser: SseParser,
+    model: String,
+    include_usage: bool,
+    created: u64,
+    id: String,
+    /// The role chunk went out.
+    started: bool,
+    /// The open `tool_use` block: (Anthropic block index, OpenAI tool index).
+    open_tool: Option<(u64, u32)>,
+    next_tool: u32,
+    stop_reason: Option<String>,
+    usage: AnthropicUsage,
+    /// `message_stop` or `error` was handled; later input is ignored.
+    done: bool,
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(borrow, default)]
+    message: Option<StartMessage<'a>>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    content_block: Option<BlockStart<'a>>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage<'a> {
+    #[serde(borrow, default)]
+    id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct BlockStart<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(borrow, default)]
+    id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    message: Option<Str<'a>>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    /// Absent without `include_usage`; null on ordinary chunks with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<ChatUsage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: ChunkDelta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Default, Serialize)]
+struct ChunkDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+impl MessagesToChatStream {
+    /// `requested_model` is echoed in every chunk; `include_usage` is the
+    /// client's `stream_options.include_usage`; `created` is the Unix time to stamp.
+    pub fn new(requested_model: &str, include_usage: bool, created: u64) -> Self {
+        MessagesToChatStream {
+            parser: SseParser::default(),
+            model: requested_model.to_owned(),
+            include_usage,
+            created,
+            id: String::new(),
+            started: false,
+            open_tool: None,
+            next_tool: 0,
+            stop_reason: None,
+            usage: AnthropicUsage::default(),
+            done: false,
+        }
+    }
+
+    /// Translates the next bytes of the provider's stream; returns the complete output events.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        for event in self.parser.feed(chunk) {
+            self.on_event(&event, &mut out);
+        }
+        out
+    }
+
+    /// Ends the stream: handles a last event without its blank line, and
+    /// reports a stream cut before `message_stop`.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        if let Some(event) = self.parser.finish() {
+            self.on_event(&event, &mut out);
+        }
+        if !self.done {
+            self.done = true;
+            let json =
+                openai_error_json("server_error", "The provider's stream ended before the response was complete");
+            push_data(&mut out, &json);
+        }
+        out
+    }
+
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        // Events that do not parse are skipped, as the Anthropic SDK skips unknown ones.
+        let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
+            return;
+        };
+        match e.kind.as_ref() {
+            "message_start" => {
+                if let Some(m) = e.message {
+                    if let Some(id) = m.id {
+                        self.id = id.into_owned();
+                    }
+                    if let Some(u) = AnthropicUsage::lenient(m.usage) {
+                        self.usage.update(&u);
+                    }
+                }
+                self.ensure_started(out);
+            }
+            "content_block_start" => {
+                self.ensure_started(out);
+                let Some(block) = e.content_block else { return };
+                match block.kind.as_ref() {
+                    "tool_use" => {
+                        let tool_index = self.next_tool;
+                        self.next_tool += 1;
+                        self.open_tool = Some((e.index.unwrap_or(0), tool_index));
+                        let delta = ChunkDelta {
+                            tool_calls: Some([ToolCallDelta {
+                                index: tool_index,
+                                id: Some(block.id.as_deref().unwrap_or_default()),
+                                kind: Some("function"),
+                                function: FunctionDelta {
+                                    name: Some(block.name.as_deref().unwrap_or_default()),
+                                    arguments: "",
+                                },
+                            }]),
+                            ..ChunkDelta::default()
+                        };
+                        self.push_chunk(out, delta, None);
+                    }
+                    "text" => {
+                        if let Some(text) = block.text.as_deref().filter(|t| !t.is_empty()) {
+                            self.push_chunk(out, ChunkDelta { content: Some(text), ..ChunkDelta::default() }, None);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                self.ensure_started(out);
+                let Some(delta) = e.delta else { return };
+                match delta.kind.as_deref() {
+                    Some("text_delta") => {
+                        if let Some(text) = delta.text.as_deref().filter(|t| !t.is_empty()) {
+                            self.push_chunk(out, ChunkDelta { content: Some(text), ..ChunkDelta::default() }, None);
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let Some((block_index, tool_index)) = self.open_tool else { return };
+                        let Some(json) = delta.partial_json.as_deref().filter(|j| !j.is_empty()) else { return };
+                        if e.index.unwrap_or(0) != block_index {
+                            return;
+                        }
+                        let delta = ChunkDelta {
+                            tool_calls: Some([ToolCallDelta {
+                                index: tool_index,
+                                id: None,
+                                kind: None,
+                                function: FunctionDelta { name: None, arguments: json },
+                            }]),
+                            ..ChunkDelta::default()
+                        };
+                        self.push_chunk(out, delta, None);
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" if self.open_tool.is_some_and(|(block, _)| Some(block) == e.index) => {
+                self.open_tool = None;
+            }
+            "message_delta" => {
+                if let Some(reason) = e.delta.and_then(|d| d.stop_reason) {
+                    self.stop_reason = Some(reason.into_owned());
+                }
+                if let Some(u) = AnthropicUsage::lenient(e.usage) {
+                    self.usage.update(&u);
+                }
+            }
+            "message_stop" => {
+                self.ensure_started(out);
+                let finish = finish_reason_for(self.stop_reason.as_deref());
+                self.push_chunk(out, ChunkDelta::default(), Some(finish));
+                if self.include_usage {
+                    let chunk = Chunk {
+                        id: &self.id,
+                        object: "chat.completion.chunk",
+                        created: self.created,
+                        model: &self.model,
+                        choices: Vec::new(),
+                        usage: Some(Some(self.usage.to_chat())),
+                    };
+                    push_data(out, &to_json(&chunk));
+                }
+                push_data(out, "[DONE]");
+                self.done = true;
+            }
+            "error" => {
+                let kind = e.error.as_ref().and_then(|b| b.kind.as_deref()).unwrap_or_default();
+                let message = e.error.as_ref().and_then(|b| b.message.as_deref()).unwrap_or("Provider error");
+                push_data(out, &openai_error_json(openai_type_for_anthropic(kind, 500), message));
+                self.done = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.push_chunk(
+                out,
+                ChunkDelta { role: Some("assistant"), content: Some(""), ..ChunkDelta::default() },
+                None,
+            );
+        }
+    }
+
+    fn push_chunk(&self, out: &mut Vec<u8>, delta: ChunkDelta, finish_reason: Option<&'static str>) {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason }],
+            usage: self.include_usage.then_some(None),
+        };
+        push_data(out, &to_json(&chunk));
+    }
+}
