@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::capture::outbox::OutboxConfig;
 use crate::cost_controls::CostControlsConfig;
+use crate::limits::LimitsConfig;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::Provider;
 
@@ -36,6 +37,8 @@ struct RawConfig {
     default_fallback_cost_usd: Option<f64>,
     #[serde(default)]
     cost_controls: CostControlsConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +165,7 @@ pub struct Config {
     pub prices: PriceTable,
     pub fallback_cost_usd: f64,
     pub cost_controls: CostControlsConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -264,7 +268,9 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         }
     }
     raw.cost_controls.validate()?;
+    raw.limits.validate()?;
     Ok(Config {
+        limits: raw.limits,
         cost_controls: raw.cost_controls,
         capture,
         prices: PriceTable::builtin().with_overrides(raw.pricing),

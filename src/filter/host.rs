@@ -69,6 +69,9 @@ pub fn define_counter(name: &str) -> Option<u32> {
 }
 
 pub fn increment(metric: Option<u32>, by: i64) {
+    if by == 0 {
+        return;
+    }
     if let Some(id) = metric {
         logged("increment_metric", hostcalls::increment_metric(id, by));
     }

@@ -15,6 +15,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::call::Response;
+use super::check::Checking;
 use super::host;
 use super::root::Shared;
 use crate::accounting::CallInfo;
@@ -58,6 +59,32 @@ pub struct Request {
     pub(super) call: Option<Box<CallInfo>>,
     /// The provider's response, as read so far.
     pub(super) response: Option<Response>,
+    /// The limit check in flight.
+    pub(super) checking: Option<Box<Checking>>,
+    /// Rate-limit and budget headers for the client's response.
+    pub(super) response_headers: Vec<(&'static str, String)>,
+    /// Estimates reserved in each window, settled with the real cost at the end.
+    pub(super) reservations: Vec<(String, i64)>,
+    /// This request, for the registries that route callout answers back to it.
+    pub(super) me: WeakRequest,
+    /// The key's hash, to look it up again if the request leading its lookup goes away.
+    key_hash: Option<String>,
+}
+
+pub type WeakRequest = Weak<RefCell<Request>>;
+
+/// Everything needed to send a request upstream once its limits allow it.
+pub struct Sending {
+    pub route: Route,
+    pub body_size: usize,
+    pub upstream: forward::Upstream,
+    pub call: CallInfo,
+    pub max_output_tokens: Option<u64>,
+    save_mode_header: Option<String>,
+    team_id: i64,
+    cost_controls: Option<bool>,
+    /// The budget guard's engage tier turns Save Mode on.
+    pub budget_engaged: bool,
 }
 
 /// A request waiting for another request's auth callout.
@@ -78,9 +105,30 @@ impl HttpFilter {
                 started_ms: 0,
                 call: None,
                 response: None,
+                checking: None,
+                response_headers: Vec::new(),
+                reservations: Vec::new(),
+                me: Weak::new(),
+                key_hash: None,
             })),
         }
+        .with_self_reference()
     }
+
+    fn with_self_reference(self) -> Self {
+        let me = Rc::downgrade(&self.req);
+        self.req.borrow_mut().me = me;
+        self
+    }
+}
+
+/// Whose callback a lookup's outcome arrives in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    OwnHeaders,
+    OwnCallout,
+    /// Another request's callback: no callout may be made from here.
+    Other,
 }
 
 /// What an auth lookup ended with, for the requests waiting on it.
@@ -92,7 +140,7 @@ enum AuthOutcome {
 }
 
 impl Request {
-    fn reply(&mut self, error: ApiError, format: ApiFormat) -> Action {
+    pub(super) fn reply(&mut self, error: ApiError, format: ApiFormat) -> Action {
         log::info!("#{} local reply {}", self.id, error.status());
         host::increment(self.shared.metrics.local_replies, 1);
         host::send_reply(&error.reply(format));
@@ -143,14 +191,15 @@ impl Request {
         self.phase = Phase::Pending { route, principal: None, body_size: None };
         self.shared.expect_body(self.id, self.started_ms, Rc::downgrade(me));
         let hash = token.hash();
+        self.key_hash = Some(hash.clone());
         match self.shared.cached_principal(&hash) {
             Some(Cached::Known(p)) => {
                 host::increment(self.shared.metrics.auth_cache_hits, 1);
-                self.on_auth(AuthOutcome::Known(p), false)
+                self.on_auth(AuthOutcome::Known(p), Caller::OwnHeaders)
             }
             Some(Cached::Unknown) => {
                 host::increment(self.shared.metrics.auth_cache_hits, 1);
-                self.on_auth(AuthOutcome::Unknown, false)
+                self.on_auth(AuthOutcome::Unknown, Caller::OwnHeaders)
             }
             None => self.start_lookup(hash, me),
         }
@@ -168,15 +217,16 @@ impl Request {
         match host::http_call(&a.cluster, &headers, None, a.timeout_ms) {
             Some(token) => {
                 self.shared.start_flight(token, hash.clone());
+                self.shared.route(token, self.id, self.me.clone());
                 self.leading = Some(hash);
                 Action::Pause
             }
-            None => self.on_auth(AuthOutcome::Failed, false),
+            None => self.on_auth(AuthOutcome::Failed, Caller::OwnHeaders),
         }
     }
 
-    /// The lookup finished. `resume` is set outside the request's own callbacks.
-    fn on_auth(&mut self, outcome: AuthOutcome, resume: bool) -> Action {
+    /// The lookup finished; `caller` says in whose callback.
+    fn on_auth(&mut self, outcome: AuthOutcome, caller: Caller) -> Action {
         self.leading = None;
         let Phase::Pending { route, principal, body_size } = &mut self.phase else {
             return Action::Continue;
@@ -204,12 +254,39 @@ impl Request {
         let Some(size) = *body_size else {
             return Action::Pause;
         };
+        if caller == Caller::Other {
+            // A callout made here would be answered to the other request (the SDK
+            // routes answers by the context running at dispatch): go on from the root's tick.
+            self.shared.defer(self.id, self.me.clone());
+            return Action::Pause;
+        }
         let route = route.clone();
         let action = self.forward(route, &p, size);
-        if resume && matches!(action, Action::Continue) {
+        if caller == Caller::OwnCallout && matches!(action, Action::Continue) {
             host::resume_request();
         }
         action
+    }
+
+    /// Called from the root's tick, in this request's context.
+    pub(super) fn run_deferred(&mut self) {
+        let Phase::Pending { route, principal, body_size } = &self.phase else {
+            return;
+        };
+        match (principal.clone(), *body_size) {
+            (Some(p), Some(size)) => {
+                let route = route.clone();
+                if matches!(self.forward(route, &p, size), Action::Continue) {
+                    host::resume_request();
+                }
+            }
+            (None, _) => {
+                if let (Some(hash), Some(me)) = (self.key_hash.clone(), self.me.upgrade()) {
+                    self.start_lookup(hash, &me);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// No body arrived in time; see `Shared::expect_body`.
@@ -246,7 +323,8 @@ impl Request {
         self.forward(route, &p, size)
     }
 
-    /// Authenticated and the whole body is here: parse it, decide the upstream, send it on.
+    /// Authenticated and the whole body is here: parse it once, decide the
+    /// upstream, check limits, send it on.
     fn forward(&mut self, route: Route, principal: &Principal, body_size: usize) -> Action {
         let format = route.endpoint.format();
         let body = host::request_body(body_size);
@@ -270,6 +348,36 @@ impl Request {
             Ok(u) => u,
             Err(e) => return self.reply(e, format),
         };
+        // Read before `call_info` strips the gateway's own headers.
+        let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
+        let call = self.call_info(&route, principal, &parsed, &upstream);
+        let sending = Sending {
+            max_output_tokens: parsed.max_output_tokens,
+            route,
+            body_size,
+            upstream,
+            call,
+            save_mode_header,
+            team_id: principal.team_id,
+            cost_controls: principal.cost_controls,
+            budget_engaged: false,
+        };
+        self.check_then_send(Box::new(sending), principal)
+    }
+
+    /// Allowed: Save Mode, then the upstream's headers and body; the request goes.
+    pub(super) fn send(&mut self, s: Sending) -> Action {
+        let Sending {
+            route,
+            body_size,
+            upstream,
+            mut call,
+            save_mode_header,
+            team_id,
+            cost_controls,
+            budget_engaged,
+            ..
+        } = s;
         for (name, value) in &upstream.headers {
             host::set_request_header(name, Some(value));
         }
@@ -278,23 +386,22 @@ impl Request {
                 host::set_request_header(name, Some(value));
             }
         }
-        // Read before `call_info` strips the gateway's own headers.
-        let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
-        let mut call = self.call_info(&route, principal, &parsed, &upstream);
         let mut new_body = upstream.body;
         // Save Mode applies to every Anthropic-bound body, translated ones included.
         if matches!(upstream.response.provider, ProviderWire::Anthropic | ProviderWire::Bedrock) {
             let decision = cost_controls::decide(
                 &self.shared.config.cost_controls,
                 &call.product,
-                principal.team_id,
-                principal.cost_controls,
+                team_id,
+                cost_controls,
                 save_mode_header.as_deref(),
-                false,
+                budget_engaged,
                 upstream.provider == Provider::Bedrock,
             );
-            let upgrade =
-                decision.active.then(|| cost_controls::upgrade_cache_ttl(new_body.as_deref().unwrap_or(&body)));
+            let upgrade = decision.active.then(|| match &new_body {
+                Some(b) => cost_controls::upgrade_cache_ttl(b),
+                None => cost_controls::upgrade_cache_ttl(&host::request_body(body_size)),
+            });
             call.gateway_properties.extend(cost_controls::telemetry(&decision, upgrade.as_ref()));
             if let Some(Upgrade::Upgraded { body: upgraded, .. }) = upgrade {
                 host::increment(self.shared.metrics.save_mode_upgrades, 1);
@@ -306,7 +413,7 @@ impl Request {
         }
         self.call = Some(Box::new(call));
         self.response = Some(Response::new(upstream.response));
-        self.phase = Phase::Forwarded { format, provider: upstream.provider.name() };
+        self.phase = Phase::Forwarded { format: route.endpoint.format(), provider: upstream.provider.name() };
         Action::Continue
     }
 
@@ -317,6 +424,9 @@ impl Request {
             && host::response_header("content-type").is_some_and(|c| c.starts_with("application/json"))
         {
             return Action::Continue;
+        }
+        for (name, value) in &self.response_headers {
+            host::set_response_header(name, Some(value));
         }
         let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         let details = host::property(&["response", "code_details"]).unwrap_or_default();
@@ -360,65 +470,57 @@ impl Request {
     }
 }
 
-impl HttpFilter {
-    /// Hands a lookup's outcome to this request and every request waiting on the same key.
-    fn finish_lookup(&self, token: u32, body_size: usize) {
-        let shared = Rc::clone(&self.req.borrow().shared);
-        let Some(hash) = shared.end_flight_token(token) else {
-            return;
-        };
-        let (status, body) = host::call_response(body_size);
-        let outcome = match auth::lookup_result(status, &body) {
-            Lookup::Found(p) => AuthOutcome::Known(shared.remember_principal(&hash, p, &body)),
-            Lookup::Unknown => {
-                shared.remember_unknown(&hash);
-                AuthOutcome::Unknown
-            }
-            Lookup::Failed(why) => {
-                log::warn!("auth lookup failed: {why}");
-                AuthOutcome::Failed
-            }
-        };
-        let me = self.req.borrow().id;
-        self.req.borrow_mut().on_auth(outcome.clone(), true);
-        for (id, waiter) in shared.take_waiters(&hash) {
-            if let Some(w) = waiter.upgrade() {
-                if host::set_effective_context(id) {
-                    w.borrow_mut().on_auth(outcome.clone(), true);
-                }
+/// Hands a lookup's outcome to the request that made it and every request waiting on the same key.
+pub(super) fn finish_lookup(req: &Rc<RefCell<Request>>, token: u32, body_size: usize) {
+    let shared = Rc::clone(&req.borrow().shared);
+    let Some(hash) = shared.end_flight_token(token) else {
+        return;
+    };
+    let (status, body) = host::call_response(body_size);
+    let outcome = match auth::lookup_result(status, &body) {
+        Lookup::Found(p) => AuthOutcome::Known(shared.remember_principal(&hash, p, &body)),
+        Lookup::Unknown => {
+            shared.remember_unknown(&hash);
+            AuthOutcome::Unknown
+        }
+        Lookup::Failed(why) => {
+            log::warn!("auth lookup failed: {why}");
+            AuthOutcome::Failed
+        }
+    };
+    let me = req.borrow().id;
+    req.borrow_mut().on_auth(outcome.clone(), Caller::OwnCallout);
+    for (id, waiter) in shared.take_waiters(&hash) {
+        if let Some(w) = waiter.upgrade() {
+            if host::set_effective_context(id) {
+                w.borrow_mut().on_auth(outcome.clone(), Caller::Other);
             }
         }
-        host::set_effective_context(me);
     }
+    host::set_effective_context(me);
+}
 
-    /// This request ends with its lookup still in flight: the first live waiter takes over.
+impl HttpFilter {
+    /// This request ends with its lookup still in flight: its waiters look the key up again.
     fn abandon_lookup(&self) {
-        let (hash, shared, me) = {
+        let (hash, shared) = {
             let mut r = self.req.borrow_mut();
             let Some(hash) = r.leading.take() else {
                 return;
             };
-            (hash, Rc::clone(&r.shared), r.id)
+            (hash, Rc::clone(&r.shared))
         };
         shared.end_flight_hash(&hash);
-        let mut waiters = shared.take_waiters(&hash).into_iter();
-        for (id, waiter) in waiters.by_ref() {
-            let Some(w) = waiter.upgrade() else { continue };
-            if host::set_effective_context(id) {
-                w.borrow_mut().start_lookup(hash.clone(), &w);
-                for rest in waiters {
-                    shared.join_flight(&hash, rest);
-                }
-                break;
-            }
+        for (id, waiter) in shared.take_waiters(&hash) {
+            shared.defer(id, waiter);
         }
-        host::set_effective_context(me);
     }
 }
 
 impl Context for HttpFilter {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        self.finish_lookup(token_id, body_size);
+        let shared = Rc::clone(&self.req.borrow().shared);
+        shared.answer(token_id, body_size, Some(&self.req));
     }
 }
 
@@ -443,6 +545,7 @@ impl HttpContext for HttpFilter {
     fn on_log(&mut self) {
         let id = self.req.borrow().id;
         self.req.borrow().shared.body_arrived(id);
+        self.req.borrow().shared.unroute(id);
         self.abandon_lookup();
         self.req.borrow_mut().finish_call();
     }

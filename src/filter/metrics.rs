@@ -24,6 +24,10 @@ pub struct Metrics {
     pub usage_missing: Option<u32>,
     pub save_mode_upgrades: Option<u32>,
     pub body_timeouts: Option<u32>,
+    pub rate_limited: Option<u32>,
+    pub limits_unavailable: Option<u32>,
+    pub spend_records: Option<u32>,
+    pub spend_dropped: Option<u32>,
     /// Provider responses by provider and status class (2xx, 4xx, 5xx).
     responses: Vec<(Provider, [Option<u32>; 3])>,
 }
@@ -55,6 +59,10 @@ impl Metrics {
             usage_missing: c("usage_missing_total"),
             save_mode_upgrades: c("save_mode_upgrades_total"),
             body_timeouts: c("body_timeouts_total"),
+            rate_limited: c("rate_limited_total"),
+            limits_unavailable: c("limits_unavailable_total"),
+            spend_records: c("spend_records_total"),
+            spend_dropped: c("spend_dropped_total"),
             responses,
         }
     }

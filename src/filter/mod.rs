@@ -2,11 +2,13 @@
 //! modules and carry out what they decide.
 
 mod call;
+mod check;
 mod delivery;
 mod host;
 mod http;
 mod metrics;
 mod root;
+mod spend;
 
 pub fn start() {
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

@@ -3,15 +3,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::delivery::Capture;
 use super::host;
-use super::http::{HttpFilter, Request, Waiter};
+use super::http::{finish_lookup, HttpFilter, Request, Waiter, WeakRequest};
 use super::metrics::Metrics;
+use super::spend::{Recorded, Spend};
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
 use crate::forward::ProviderKeys;
@@ -26,9 +27,14 @@ pub struct Shared {
     flights: RefCell<Flights>,
     /// Requests paused for a body that has not started: context id → (deadline, request).
     awaiting_body: RefCell<HashMap<u32, (u64, WeakRequest)>>,
+    pub spend: RefCell<Spend>,
+    /// Requests to go on from the root's tick (see `Request::run_deferred`).
+    deferred: RefCell<Vec<(u32, WeakRequest)>>,
+    /// Callouts made for a request: token → the request, whichever context gets the answer.
+    routed: RefCell<HashMap<u32, (u32, WeakRequest)>>,
+    /// When a store failure was last logged (one line per interval, not per request).
+    store_failure_logged_ms: RefCell<u64>,
 }
-
-type WeakRequest = Weak<RefCell<Request>>;
 
 /// Auth callouts in flight on this worker.
 #[derive(Default)]
@@ -130,6 +136,75 @@ impl Shared {
         }
     }
 
+    pub fn defer(&self, id: u32, req: WeakRequest) {
+        self.deferred.borrow_mut().push((id, req));
+    }
+
+    fn run_deferred(&self) {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for (id, req) in deferred {
+            if let Some(req) = req.upgrade() {
+                if host::set_effective_context(id) {
+                    req.borrow_mut().run_deferred();
+                }
+            }
+        }
+    }
+
+    pub fn route(&self, token: u32, id: u32, req: WeakRequest) {
+        self.routed.borrow_mut().insert(token, (id, req));
+    }
+
+    /// The request ended: Envoy cancelled its callouts.
+    pub fn unroute(&self, id: u32) {
+        self.routed.borrow_mut().retain(|_, (owner, _)| *owner != id);
+    }
+
+    /// A callout made for a request answered, in `current`'s context (or the
+    /// root's): hand it to the request that made it. False if not a request's.
+    pub fn answer(&self, token: u32, body_size: usize, current: Option<&Rc<RefCell<Request>>>) -> bool {
+        let Some((id, weak)) = self.routed.borrow_mut().remove(&token) else {
+            return false;
+        };
+        let Some(req) = weak.upgrade() else {
+            return true;
+        };
+        let current_id = current.map(|c| c.borrow().id);
+        if current_id != Some(id) && !host::set_effective_context(id) {
+            return true;
+        }
+        let is_check = req.borrow().checking.as_ref().is_some_and(|c| c.token == token);
+        if is_check {
+            let (status, body) = host::call_response(body_size);
+            req.borrow_mut().on_check(status, &body);
+        } else {
+            finish_lookup(&req, token, body_size);
+        }
+        if let Some(c) = current_id.filter(|c| *c != id) {
+            host::set_effective_context(c);
+        }
+        true
+    }
+
+    pub fn log_store_failure(&self, why: &str) {
+        let now = host::now_ms();
+        let mut last = self.store_failure_logged_ms.borrow_mut();
+        if now.saturating_sub(*last) >= 10_000 {
+            *last = now;
+            let mode = if self.config.limits.fail_open { "open" } else { "closed" };
+            log::warn!(
+                "limits store unavailable ({why}); failing {mode} (llm_gateway.limits_unavailable_total counts each)"
+            );
+        }
+    }
+
+    /// A call's real cost, settled against its reservations and added to its team's month.
+    pub fn record_spend(&self, reservations: &[(String, i64)], cost_usd: f64, team_id: i64) {
+        if self.config.limits.enabled {
+            self.spend.borrow_mut().pending.settle(reservations, cost_usd, Some(team_id), host::now_ms());
+        }
+    }
+
     pub fn take_waiters(&self, hash: &str) -> Vec<Waiter> {
         self.flights.borrow_mut().waiters.remove(hash).unwrap_or_default()
     }
@@ -145,33 +220,70 @@ pub struct Root {
 const TICK_MS: u64 = 100;
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
-        let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) else {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(shared) = self.shared.as_ref() else {
             return;
         };
-        let status = host::call_response(0).0;
+        if shared.answer(token, body_size, None) {
+            return;
+        }
+        let (status, body) = host::call_response(body_size);
+        let recorded = shared.spend.borrow_mut().on_response(token, status, &body);
+        match recorded {
+            Some(Recorded::Done) => host::increment(shared.metrics.spend_records, 1),
+            Some(Recorded::Retry) => {}
+            Some(Recorded::Dropped(keys)) => host::increment(shared.metrics.spend_dropped, keys as i64),
+            None => {}
+        }
+        if recorded.is_some() {
+            if self.draining {
+                shared.spend.borrow_mut().flush(&shared.config, host::now_ms(), true);
+                self.finish_draining();
+            }
+            return;
+        }
+        let Some(capture) = shared.capture.as_ref() else {
+            return;
+        };
         let retry_after = host::call_response_header("retry-after");
         let now = host::now_ms();
         let mut c = capture.borrow_mut();
         c.on_response(token, status, retry_after.as_deref(), now);
         if self.draining {
             c.flush(now, true);
-            if c.is_idle() {
-                host::done();
-            }
+            drop(c);
+            self.finish_draining();
         }
     }
 
     /// Shutdown or reload: send everything queued now. Envoy may exit before the
     /// answers arrive (DESIGN.md); drain listeners first to give them time.
     fn on_done(&mut self) -> bool {
-        let Some(capture) = self.shared.as_ref().and_then(|s| s.capture.as_ref()) else {
+        let Some(shared) = self.shared.as_ref() else {
             return true;
         };
         self.draining = true;
-        let mut c = capture.borrow_mut();
-        c.flush(host::now_ms(), true);
-        c.is_idle()
+        let now = host::now_ms();
+        shared.spend.borrow_mut().flush(&shared.config, now, true);
+        if let Some(capture) = &shared.capture {
+            capture.borrow_mut().flush(now, true);
+        }
+        self.idle()
+    }
+}
+
+impl Root {
+    /// Nothing queued or in flight, for capture or spend.
+    fn idle(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| s.spend.borrow().is_idle() && s.capture.as_ref().is_none_or(|c| c.borrow().is_idle()))
+    }
+
+    fn finish_draining(&self) {
+        if self.idle() {
+            host::done();
+        }
     }
 }
 
@@ -196,6 +308,10 @@ impl RootContext for Root {
                     cache,
                     flights: RefCell::default(),
                     awaiting_body: RefCell::default(),
+                    spend: RefCell::new(Spend::new()),
+                    deferred: RefCell::default(),
+                    routed: RefCell::default(),
+                    store_failure_logged_ms: RefCell::new(0),
                 }));
                 true
             }
@@ -217,6 +333,10 @@ impl RootContext for Root {
         };
         let now = host::now_ms();
         shared.expire_bodies(now);
+        shared.run_deferred();
+        shared.spend.borrow_mut().flush(&shared.config, now, self.draining);
+        let dropped = shared.spend.borrow_mut().pending.take_dropped();
+        host::increment(shared.metrics.spend_dropped, dropped as i64);
         if let Some(capture) = &shared.capture {
             capture.borrow_mut().flush(now, self.draining);
         }
