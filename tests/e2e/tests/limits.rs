@@ -1,0 +1,270 @@
+//! Issue 5: cost-based rate limits and the monthly budget, end to end through
+//! Envoy, webdis and Redis.
+
+use std::time::Duration;
+
+use llm_gateway_e2e::stack::*;
+use serde_json::{json, Value};
+
+/// A model with test prices: $1000 per 1M input tokens, $1 per 1M output, so a
+/// call's cost is set by the usage the mock reports (and its estimate by the body).
+fn overlay(limits: Value) -> Value {
+    json!({
+        "models": {"priced-model": {"provider": "openai"}},
+        "pricing": {"priced-model": {"input": 1000.0, "output": 1.0}},
+        "limits": limits,
+    })
+}
+
+/// A chat call by `user` costing `input_tokens` × $0.001 (plus one output token).
+fn costly(envoy: &Envoy, key: &str, user: &str, input_tokens: u64, path: &str) -> Response {
+    let usage = json!({"prompt_tokens": input_tokens, "completion_tokens": 1, "total_tokens": input_tokens + 1});
+    let body = json!({"model": "priced-model", "user": user, "max_tokens": 1,
+        "messages": [{"role": "user", "content": "x"}]});
+    let headers = [("x-api-key", key), ("x-mock-usage", &usage.to_string())];
+    send(envoy.port, "POST", path, &headers, &body.to_string())
+}
+
+fn wait_for_records() {
+    // Spend is flushed from the root every record_flush_ms (250 ms).
+    std::thread::sleep(Duration::from_millis(700));
+}
+
+fn principal(team: i64, extra: Value) -> Value {
+    let mut p = json!({"team_id": team, "distinct_id": format!("owner-{team}"), "scopes": ["llm_gateway:read"]});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+#[test]
+fn a_user_over_their_window_gets_429_while_another_user_passes() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy =
+        stack.extra_envoy("limits-user", overlay(json!({"user": [{"window_seconds": 60, "limit_usd": 0.3}]})), 1);
+    let key = "phx_limits_user_window";
+    stack.store.put_key(key, &principal(101, json!({})));
+    for i in 0..2 {
+        let r = costly(&envoy, key, "alice", 150, "/v1/chat/completions");
+        assert_eq!(r.status, 200, "call {i}: {}", r.body);
+        assert_eq!(r.header("x-ratelimit-limit-usd"), Some("0.3"));
+        assert!(r.header("x-ratelimit-remaining-usd").is_some());
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset <= 60);
+        wait_for_records();
+    }
+    let denied = costly(&envoy, key, "alice", 150, "/v1/chat/completions");
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert!(denied.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
+    assert_eq!(denied.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(denied.json()["error"]["type"], "rate_limit_error");
+    // Anthropic clients get their own error shape.
+    let denied = send(
+        envoy.port,
+        "POST",
+        "/v1/messages",
+        &[("x-api-key", key)],
+        &json!({"model": "priced-model", "max_tokens": 1, "metadata": {"user_id": "alice"},
+            "messages": [{"role": "user", "content": "x"}]})
+        .to_string(),
+    );
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(denied.json()["type"], "error");
+    assert_eq!(denied.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(costly(&envoy, key, "bob", 150, "/v1/chat/completions").status, 200, "another user still passes");
+    assert_eq!(envoy.metric("llm_gateway.rate_limited_total"), 2);
+    assert!(envoy.metric("llm_gateway.spend_records_total") >= 1);
+}
+
+#[test]
+fn product_scope_and_team_override_from_the_principal() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let limits = json!({"user": [], "product": [{"window_seconds": 60, "limit_usd": 0.16}]});
+    let envoy = stack.extra_envoy("limits-product", overlay(limits), 1);
+    let key = "phx_limits_product";
+    stack.store.put_key(key, &principal(102, json!({})));
+    assert_eq!(costly(&envoy, key, "u1", 150, "/wizard/v1/chat/completions").status, 200);
+    wait_for_records();
+    assert_eq!(costly(&envoy, key, "u2", 150, "/wizard/v1/chat/completions").status, 429, "product total is shared");
+    assert_eq!(costly(&envoy, key, "u2", 150, "/django/v1/chat/completions").status, 200, "other products unaffected");
+
+    // The principal tightens its team's limit.
+    let team_key = "phx_limits_team_override";
+    let limits = json!({"team": [{"window_seconds": 60, "limit_usd": 0.1}]});
+    stack.store.put_key(team_key, &principal(103, json!({"limits": limits})));
+    assert_eq!(costly(&envoy, team_key, "t1", 90, "/array/v1/chat/completions").status, 200);
+    wait_for_records();
+    let r = costly(&envoy, team_key, "t2", 90, "/array/v1/chat/completions");
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("per-team"), "{}", r.body);
+}
+
+#[test]
+fn windows_reset_and_their_keys_expire() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy =
+        stack.extra_envoy("limits-reset", overlay(json!({"user": [{"window_seconds": 2, "limit_usd": 0.1}]})), 1);
+    let key = "phx_limits_reset";
+    stack.store.put_key(key, &principal(104, json!({})));
+    assert_eq!(costly(&envoy, key, "carol", 150, "/v1/chat/completions").status, 200);
+    wait_for_records();
+    let keys = stack.store.command(&["KEYS", "llmgw:rl:u:104:*"]);
+    let keys: Vec<String> = keys["KEYS"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        let ttl = stack.store.command(&["PTTL", k])["PTTL"].as_i64().unwrap();
+        assert!(ttl > 0 && ttl <= 2000, "{k} has TTL {ttl}");
+    }
+    let denied = costly(&envoy, key, "carol", 150, "/v1/chat/completions");
+    if denied.status == 429 {
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(costly(&envoy, key, "carol", 10, "/v1/chat/completions").status, 200, "allowed after the window");
+    }
+    std::thread::sleep(Duration::from_millis(2100));
+    for k in &keys {
+        assert_eq!(stack.store.command(&["EXISTS", k])["EXISTS"], 0, "{k} outlived its window");
+    }
+}
+
+fn budget_key(team: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // Days since the epoch to a UTC year-month (civil-from-days).
+    let days = (now / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("llmgw:budget:{team}:{y:04}-{m:02}")
+}
+
+#[test]
+fn budget_tiers_headers_and_the_block() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy = stack.extra_envoy("limits-budget", overlay(json!({"user": []})), 1);
+    let cases = [(0, "ok"), (860_000, "warn"), (960_000, "engage"), (1_000_000, "exceeded")];
+    for (i, (spent_micro, tier)) in cases.into_iter().enumerate() {
+        let team = 110 + i as i64;
+        let key = format!("phx_limits_budget_{team}");
+        stack.store.put_key(&key, &principal(team, json!({"monthly_budget_usd": 1.0})));
+        if spent_micro > 0 {
+            stack.store.command(&["SET", &budget_key(team), &spent_micro.to_string(), "EX", "600"]);
+        }
+        let r = costly(&envoy, &key, "dave", 1, "/v1/chat/completions");
+        assert_eq!(r.header("x-posthog-budget"), Some(tier), "{spent_micro}: {}", r.body);
+        if tier == "exceeded" {
+            assert_eq!(r.status, 429);
+            assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+        } else {
+            assert_eq!(r.status, 200);
+            let remaining: f64 = r.header("x-posthog-budget-remaining-usd").unwrap().parse().unwrap();
+            assert!((remaining - (1.0 - spent_micro as f64 / 1e6)).abs() < 1e-6, "{remaining}");
+        }
+    }
+    // Spend from calls lands in the month key that the budget reads.
+    let team = 120;
+    let key = "phx_limits_budget_spend";
+    stack.store.put_key(key, &principal(team, json!({"monthly_budget_usd": 10.0})));
+    assert_eq!(costly(&envoy, key, "erin", 150, "/v1/chat/completions").status, 200);
+    wait_for_records();
+    let spent: f64 = stack.store.command(&["GET", &budget_key(team)])["GET"].as_str().unwrap().parse().unwrap();
+    assert!((spent - 150_001.0).abs() <= 1.0, "recorded {spent} micro-USD");
+}
+
+#[test]
+fn engage_tier_turns_save_mode_on() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy = stack.extra_envoy("limits-engage", json!({"limits": {"user": []}}), 1);
+    let team = 130;
+    let key = "phx_limits_engage";
+    stack.store.put_key(key, &principal(team, json!({"monthly_budget_usd": 1.0})));
+    stack.store.command(&["SET", &budget_key(team), "970000", "EX", "600"]);
+    let body = r#"{"model":"claude-sonnet-4-6","max_tokens":5,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]}"#;
+    let headers = [("x-api-key", key), ("x-test-marker", "limits-engage")];
+    let r = send(envoy.port, "POST", "/posthog_code/v1/messages", &headers, body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-posthog-budget"), Some("engage"));
+    let seen = stack.mock.requests().into_iter().find(|r| r.header("x-test-marker") == Some("limits-engage")).unwrap();
+    assert!(String::from_utf8(seen.body).unwrap().contains(r#""ttl":"1h""#));
+}
+
+#[test]
+fn store_down_fails_open_and_counts_it() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let dir = stack.dir.join("limits-down");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = Ports { webdis: free_port(), ..stack.ports() };
+    let envoy = Envoy::start_with(&dir, &test_plugin_config(), ports, 1);
+    for _ in 0..3 {
+        let r = send(
+            envoy.port,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            &json!({"model": "gpt-4o", "messages": []}).to_string(),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-posthog-budget"), Some("unknown"));
+    }
+    assert_eq!(envoy.metric("llm_gateway.limits_unavailable_total"), 3);
+    let log = envoy.log_text();
+    assert_eq!(log.matches("limits store unavailable").count(), 1, "logged once per interval, not per request");
+
+    // Configured to fail closed: 503.
+    let dir = stack.dir.join("limits-down-closed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = test_plugin_config();
+    merge(&mut config, json!({"limits": {"fail_open": false}}));
+    let envoy = Envoy::start_with(&dir, &config, ports, 1);
+    let r =
+        send(envoy.port, "POST", "/v1/chat/completions", &[], &json!({"model": "gpt-4o", "messages": []}).to_string());
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], "limits_unavailable");
+}
+
+#[test]
+fn concurrent_requests_overspend_only_by_estimation_error() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    // Limit $1.00; each call is estimated at ~$0.15 from its body but really costs $0.18
+    // (a 20% underestimate): the overspend must stay within allowed calls x that error.
+    let envoy =
+        stack.extra_envoy("limits-race", overlay(json!({"user": [{"window_seconds": 60, "limit_usd": 1.0}]})), 2);
+    let key = "phx_limits_race";
+    stack.store.put_key(key, &principal(140, json!({})));
+    let filler = "y".repeat(480);
+    let port = envoy.port;
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            let filler = filler.clone();
+            std::thread::spawn(move || {
+                let usage = json!({"prompt_tokens": 180, "completion_tokens": 1, "total_tokens": 181});
+                let body = json!({"model": "priced-model", "user": "racer", "max_tokens": 1,
+                    "messages": [{"role": "user", "content": filler}]});
+                let headers = [("x-api-key", key), ("x-mock-usage", &usage.to_string())];
+                send(port, "POST", "/v1/chat/completions", &headers, &body.to_string()).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 24 - allowed);
+    wait_for_records();
+    let keys = stack.store.command(&["KEYS", "llmgw:rl:u:140:*"]);
+    let k = keys["KEYS"][0].as_str().unwrap().to_string();
+    let spent: f64 = stack.store.command(&["GET", &k])["GET"].as_str().unwrap().parse::<f64>().unwrap() / 1e6;
+    let overspend = spent - 1.0;
+    println!("concurrency: 24 calls, {allowed} allowed, window spend ${spent:.6}, overspend ${overspend:.6}");
+    assert!(allowed <= 6, "{allowed} calls passed a limit with room for 6 estimates");
+    assert!(overspend <= allowed as f64 * 0.03 + 0.001, "overspend {overspend} beyond the estimation error");
+}
