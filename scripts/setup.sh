@@ -13,11 +13,14 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1 >/dev/null
 fi
 
-if ! command -v redis-server >/dev/null || ! command -v webdis >/dev/null; then
-  say "installing redis-server and webdis (apt)"
+# redis-server and webdis run the local stack and tests; docker-compose (the client only,
+# no engine) validates deploy/docker-compose.yml offline in the tests.
+if ! command -v redis-server >/dev/null || ! command -v webdis >/dev/null || ! command -v docker-compose >/dev/null; then
+  say "installing redis-server, webdis and docker-compose (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server webdis >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    redis-server webdis docker-compose >/dev/null
 fi
 
 # The official SDKs, to run the README's examples against the gateway in tests.

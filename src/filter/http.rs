@@ -157,6 +157,11 @@ impl Request {
     }
 
     fn on_headers(&mut self, end_of_stream: bool, me: &Rc<RefCell<Request>>) -> Action {
+        #[cfg(feature = "fault-injection")]
+        if host::request_header("x-llm-gateway-test-fault").as_deref() == Some("trap") {
+            // A trap, as a bug would cause one (panic = "abort" makes panics traps too).
+            std::process::abort();
+        }
         host::increment(self.shared.metrics.requests, 1);
         self.started_ms = host::now_ms();
         let method = host::request_header(":method").unwrap_or_default();

@@ -240,12 +240,40 @@ impl Envoy {
 
     /// Starts Envoy; `Err` carries its log when it exits instead of serving.
     pub fn try_start(dir: &Path, plugin_config: &Value, ports: Ports, workers: u32) -> Result<Envoy, String> {
+        Envoy::try_start_with_wasm(dir, plugin_config, ports, workers, &wasm_path())
+    }
+
+    /// As `try_start`, loading another build of the filter (e.g. the fault-injection one).
+    pub fn try_start_with_wasm(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+    ) -> Result<Envoy, String> {
         let (port, admin_port) = (free_port(), free_port());
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap();
+        // Every service cluster on loopback, in plaintext; deployments set hosts and TLS
+        // through the same placeholders (scripts/render-envoy.py).
+        const PLAINTEXT: &str = concat!(
+            "{name: envoy.transport_sockets.raw_buffer, typed_config: ",
+            r#"{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}"#
+        );
+        let loopback = || "127.0.0.1".to_string();
         let vars: HashMap<&str, String> = [
+            ("LISTEN_ADDRESS", loopback()),
+            ("MOCK_HOST", loopback()),
+            ("AUTH_HOST", loopback()),
+            ("WEBDIS_HOST", loopback()),
+            ("SINK_HOST", loopback()),
+            ("SINK2_HOST", loopback()),
+            ("AUTH_TRANSPORT", PLAINTEXT.into()),
+            ("WEBDIS_TRANSPORT", PLAINTEXT.into()),
+            ("SINK_TRANSPORT", PLAINTEXT.into()),
+            ("SINK2_TRANSPORT", PLAINTEXT.into()),
             ("LISTEN_PORT", port.to_string()),
             ("ADMIN_PORT", admin_port.to_string()),
-            ("WASM_PATH", wasm_path().display().to_string()),
+            ("WASM_PATH", wasm.display().to_string()),
             ("BODY_LIMIT", (2 * 1_048_576).to_string()),
             ("PLUGIN_CONFIG", serde_json::to_string(&plugin_config.to_string()).unwrap()),
             ("MOCK_PORT", ports.mock.to_string()),

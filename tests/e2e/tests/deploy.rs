@@ -1,0 +1,583 @@
+//! Issue 7: the deployment artefacts are real and checked. The Envoy examples are
+//! current renders of the one template and Envoy accepts them; the compose file
+//! agrees with the tested stack; the Istio manifests carry a Wasm config the filter
+//! accepts and name clusters Istio will create; the OCI image holds the .wasm alone.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+
+use llm_gateway::config::Config;
+use llm_gateway::providers::Provider;
+use llm_gateway_e2e::stack::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Each checked-in render and the scripts/render-envoy.py profile it comes from.
+const RENDERS: [(&str, &str); 3] = [
+    ("production", "envoy/examples/production.yaml"),
+    ("compose", "deploy/compose/envoy.yaml"),
+    ("compose-mock", "deploy/compose/envoy.mock.yaml"),
+];
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const KEY_VARS: [&str; 4] = [
+    "LLM_GATEWAY_OPENAI_API_KEY",
+    "LLM_GATEWAY_ANTHROPIC_API_KEY",
+    "LLM_GATEWAY_GEMINI_API_KEY",
+    "LLM_GATEWAY_BEDROCK_API_KEY",
+];
+
+fn read(rel: &str) -> String {
+    let path = repo_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every document of a YAML file (or string), as JSON values.
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("invalid YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml(rel: &str) -> Value {
+    let mut docs = yaml_docs(&read(rel));
+    assert_eq!(docs.len(), 1, "{rel}: expected one YAML document");
+    docs.remove(0)
+}
+
+/// The Kubernetes object of `kind` (and `name`, when given) among `docs`.
+fn object<'a>(docs: &'a [Value], kind: &str, name: Option<&str>) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && name.is_none_or(|n| d["metadata"]["name"] == n))
+        .unwrap_or_else(|| panic!("no {kind} {name:?}"))
+}
+
+fn render_profile(profile: &str, sets: &[(&str, String)]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("scripts/render-envoy.py")).args(["--profile", profile]);
+    for (var, value) in sets {
+        cmd.args(["--set", &format!("{var}={value}")]);
+    }
+    let out = cmd.arg("-").output().expect("python3");
+    assert!(out.status.success(), "render {profile}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str().unwrap_or_else(|| panic!("{what}: expected a string, got {v}"))
+}
+
+/// The HTTP connection manager of an Envoy config's only listener.
+fn hcm(envoy: &Value) -> &Value {
+    &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
+fn http_filter<'a>(envoy: &'a Value, name: &str) -> &'a Value {
+    hcm(envoy)["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no http filter {name}"))
+}
+
+/// The wasm `PluginConfig` of an Envoy config.
+fn wasm_config(envoy: &Value) -> &Value {
+    &http_filter(envoy, "envoy.filters.http.wasm")["typed_config"]["config"]
+}
+
+/// The plugin configuration carried by a wasm `PluginConfig`, checked by the filter's parser.
+fn plugin_config(wasm: &Value, what: &str) -> (Value, Config) {
+    let configuration = &wasm["configuration"];
+    assert_eq!(configuration["@type"], "type.googleapis.com/google.protobuf.StringValue", "{what}");
+    let text = str_of(&configuration["value"], what);
+    let config = Config::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{what}: the filter rejects it: {e}"));
+    (serde_json::from_str(text).unwrap(), config)
+}
+
+fn cluster<'a>(envoy: &'a Value, name: &str) -> &'a Value {
+    envoy["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name:?}"))
+}
+
+/// (host, port) of a cluster's only endpoint.
+fn endpoint(cluster: &Value) -> (String, u64) {
+    let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+    let socket = &address["socket_address"];
+    (str_of(&socket["address"], "address").to_string(), socket["port_value"].as_u64().unwrap())
+}
+
+/// Every cluster the filter may call under `config`.
+fn named_clusters(config: &Config) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini]
+        .into_iter()
+        .map(|p| config.provider(p).cluster.clone())
+        .collect();
+    names.insert(config.auth.cluster.clone());
+    if config.limits.enabled {
+        names.insert(config.limits.cluster.clone());
+    }
+    if let Some(capture) = &config.capture {
+        names.insert(capture.primary.cluster.clone());
+        names.extend(capture.secondary.iter().map(|d| d.cluster.clone()));
+    }
+    names
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "127.0.0.1" || host == "localhost"
+}
+
+#[test]
+fn checked_in_renders_are_current() {
+    for (profile, path) in RENDERS {
+        assert!(
+            render_profile(profile, &[]) == read(path),
+            "{path} is not a fresh render of envoy/envoy.yaml.tmpl: run `python3 scripts/render-envoy.py --all`"
+        );
+    }
+}
+
+#[test]
+fn envoy_validates_every_render() {
+    let wasm = wasm_path();
+    assert!(wasm.exists(), "{} is missing: run `make build`", wasm.display());
+    let dir = std::env::temp_dir().join(format!("llmgw-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (profile, _) in RENDERS {
+        let file = dir.join(format!("{profile}.yaml"));
+        std::fs::write(&file, render_profile(profile, &[("WASM_PATH", wasm.display().to_string())])).unwrap();
+        // Validate mode builds every listener and cluster and configures the plugin.
+        let out = Command::new(envoy_bin()).args(["--mode", "validate", "-c"]).arg(&file).output().unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && log.contains(" OK"), "envoy rejects the {profile} render:\n{log}");
+        assert!(log.contains("configured"), "{profile}: the plugin did not configure:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_render_names_only_clusters_it_defines() {
+    for (_, path) in RENDERS {
+        let envoy = yaml(path);
+        let (_, config) = plugin_config(wasm_config(&envoy), path);
+        for name in named_clusters(&config) {
+            cluster(&envoy, &name);
+        }
+        let route = &hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        assert_eq!(route["cluster_header"], config.route_header.as_str(), "{path}: route reads another header");
+    }
+}
+
+#[test]
+fn production_example_has_what_production_needs() {
+    let path = "envoy/examples/production.yaml";
+    let envoy = yaml(path);
+    assert_eq!(envoy["admin"]["address"]["socket_address"]["address"], "127.0.0.1", "admin must stay on loopback");
+    let listener = &envoy["static_resources"]["listeners"][0];
+    assert_eq!(listener["address"]["socket_address"]["address"], "0.0.0.0");
+
+    // The filter, its config, and what it needs from Envoy.
+    let wasm = wasm_config(&envoy);
+    let (_, config) = plugin_config(wasm, path);
+    assert_eq!(wasm["allow_on_headers_stop_iteration"], true);
+    assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+    assert_eq!(wasm["vm_config"]["environment_variables"]["host_env_keys"], json!(KEY_VARS));
+    let limit = listener["per_connection_buffer_limit_bytes"].as_u64().unwrap();
+    assert!(limit > config.max_request_body_bytes as u64, "buffer limit {limit} must exceed the body limit");
+
+    // The filter right before the router, and no decompressor (see the template).
+    let filters: Vec<&str> =
+        hcm(&envoy)["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(filters, ["envoy.filters.http.wasm", "envoy.filters.http.router"]);
+
+    // Every cluster the filter calls is remote; all but webdis (plain HTTP on a private
+    // network) use TLS with SNI and a certificate check.
+    for name in named_clusters(&config) {
+        let c = cluster(&envoy, &name);
+        let (host, port) = endpoint(c);
+        assert!(!is_loopback(&host), "{name} points at {host}");
+        if name == config.limits.cluster {
+            continue;
+        }
+        assert_eq!(port, 443, "{name} should be a remote TLS service, is {host}:{port}");
+        let tls = &c["transport_socket"];
+        assert_eq!(tls["name"], "envoy.transport_sockets.tls", "{name}");
+        assert_eq!(tls["typed_config"]["sni"], host.as_str(), "{name}: SNI");
+        let validation = &tls["typed_config"]["common_tls_context"]["validation_context"];
+        assert!(validation["trusted_ca"]["filename"].is_string(), "{name}: no CA bundle");
+        assert_eq!(validation["match_typed_subject_alt_names"][0]["matcher"]["exact"], host.as_str(), "{name}: SAN");
+    }
+    for c in envoy["static_resources"]["clusters"].as_array().unwrap() {
+        assert!(c["connect_timeout"].is_string(), "{}: no connect_timeout", c["name"]);
+    }
+    assert!(hcm(&envoy)["stream_idle_timeout"].is_string());
+}
+
+/// The Istio EnvoyFilter's patches, by `applyTo`.
+fn patches(filter: &Value) -> HashMap<String, &Value> {
+    filter["spec"]["configPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (str_of(&p["applyTo"], "applyTo").to_string(), p))
+        .collect()
+}
+
+fn istio(file: &str) -> Vec<Value> {
+    yaml_docs(&read(&format!("deploy/istio/{file}")))
+}
+
+#[test]
+fn istio_envoyfilter_adds_the_complete_wasm_config_through_ecds() {
+    let docs = istio("envoyfilter.yaml");
+    let filter = object(&docs, "EnvoyFilter", Some("llm-gateway"));
+    let p = patches(filter);
+
+    let ext = p["EXTENSION_CONFIG"];
+    assert_eq!(ext["patch"]["operation"], "ADD");
+    let name = str_of(&ext["patch"]["value"]["name"], "extension name");
+    let typed = &ext["patch"]["value"]["typed_config"];
+    assert_eq!(typed["@type"], WASM_TYPE);
+    let wasm = &typed["config"];
+    assert_eq!(wasm["allow_on_headers_stop_iteration"], true, "the reason for the EnvoyFilter");
+    assert!(str_of(&wasm["vm_config"]["code"]["remote"]["http_uri"]["uri"], "uri").starts_with("oci://"));
+    let (_, config) = plugin_config(wasm, "envoyfilter.yaml");
+    // The same filter settings as the tested Envoy template.
+    let tested = yaml("envoy/examples/production.yaml");
+    let tested = wasm_config(&tested);
+    for field in ["name", "root_id", "allow_on_headers_stop_iteration", "failure_policy", "reload_config"] {
+        assert_eq!(wasm[field], tested[field], "{field} differs from envoy/envoy.yaml.tmpl");
+    }
+    for field in ["vm_id", "runtime", "environment_variables"] {
+        assert_eq!(wasm["vm_config"][field], tested["vm_config"][field], "vm_config.{field} differs");
+    }
+
+    let http = p["HTTP_FILTER"];
+    assert_eq!(http["patch"]["operation"], "INSERT_BEFORE");
+    assert_eq!(http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"], "envoy.filters.http.router");
+    let discovery = &http["patch"]["value"];
+    assert_eq!(discovery["name"], name, "HTTP_FILTER must reference the EXTENSION_CONFIG by name");
+    assert_eq!(discovery["config_discovery"]["type_urls"], json!([WASM_TYPE]));
+    assert!(discovery["config_discovery"]["config_source"]["ads"].is_object());
+
+    // The route reads the filter's header; the listener buffers the filter's body limit.
+    let route = p["HTTP_ROUTE"];
+    assert_eq!(route["patch"]["value"]["route"]["cluster_header"], config.route_header.as_str());
+    let gateway = istio("gateway.yaml");
+    let vs = object(&gateway, "VirtualService", Some("llm-gateway"));
+    let route_name = &route["match"]["routeConfiguration"]["vhost"]["route"]["name"];
+    assert_eq!(&vs["spec"]["http"][0]["name"], route_name, "HTTP_ROUTE must match the VirtualService route");
+    assert_eq!(vs["spec"]["hosts"], json!(["*"]), "the filter rewrites :authority; any host must match");
+    let listener = p["LISTENER"];
+    let limit = listener["patch"]["value"]["per_connection_buffer_limit_bytes"].as_u64().unwrap();
+    assert!(limit > config.max_request_body_bytes as u64);
+    let gw = object(&gateway, "Gateway", Some("llm-gateway"));
+    assert_eq!(listener["match"]["listener"]["portNumber"], gw["spec"]["servers"][0]["port"]["number"]);
+
+    // All of it lands on the gateway pods.
+    let pods = &object(&gateway, "Deployment", Some("llm-gateway"))["spec"]["template"]["metadata"];
+    assert_eq!(filter["spec"]["workloadSelector"]["labels"]["istio"], pods["labels"]["istio"]);
+    assert_eq!(gw["spec"]["selector"]["istio"], pods["labels"]["istio"]);
+    assert_eq!(pods["annotations"]["inject.istio.io/templates"], "gateway");
+}
+
+#[test]
+fn istio_clusters_the_filter_calls_exist() {
+    let docs = istio("envoyfilter.yaml");
+    let p = patches(object(&docs, "EnvoyFilter", None));
+    let (_, config) = plugin_config(&p["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"], "envoyfilter");
+    let egress = istio("egress.yaml");
+    let store = istio("store.yaml");
+    let mut authorities: HashMap<String, String> =
+        [(config.auth.cluster.clone(), config.auth.authority.clone())].into_iter().collect();
+    if let Some(capture) = &config.capture {
+        for d in [Some(&capture.primary), capture.secondary.as_ref()].into_iter().flatten() {
+            authorities.insert(d.cluster.clone(), d.authority.clone());
+        }
+    }
+    for name in named_clusters(&config) {
+        // Istio's naming: outbound|<port>|<subset>|<host>.
+        let parts: Vec<&str> = name.split('|').collect();
+        assert!(parts.len() == 4 && parts[0] == "outbound" && parts[2].is_empty(), "{name}: not an Istio cluster");
+        let (port, host) = (parts[1].parse::<u64>().unwrap(), parts[3]);
+        if let Some((service, namespace)) = host.strip_suffix(".svc.cluster.local").and_then(|h| h.split_once('.')) {
+            let svc = object(&store, "Service", Some(service));
+            assert_eq!(svc["metadata"]["namespace"], namespace, "{name}");
+            assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == port), "{name}: no port");
+        } else {
+            let entry = egress
+                .iter()
+                .find(|d| {
+                    d["kind"] == "ServiceEntry" && d["spec"]["hosts"].as_array().unwrap().iter().any(|h| h == host)
+                })
+                .unwrap_or_else(|| panic!("{name}: no ServiceEntry for {host}"));
+            let entry_port = entry["spec"]["ports"].as_array().unwrap().iter().find(|p| p["number"] == port);
+            assert_eq!(entry_port.unwrap_or_else(|| panic!("{name}: no port"))["protocol"], "HTTP", "{name}");
+            let rule = egress
+                .iter()
+                .find(|d| d["kind"] == "DestinationRule" && d["spec"]["host"] == host)
+                .unwrap_or_else(|| panic!("{name}: no DestinationRule originating TLS"));
+            let tls = &rule["spec"]["trafficPolicy"]["tls"];
+            assert_eq!(tls["mode"], "SIMPLE", "{name}");
+            assert_eq!(tls["sni"], host, "{name}");
+            if let Some(authority) = authorities.get(&name) {
+                assert_eq!(authority, host, "{name}: Host header must be the TLS host");
+            }
+        }
+    }
+}
+
+#[test]
+fn istio_wasmplugin_is_the_same_plugin() {
+    let docs = istio("envoyfilter.yaml");
+    let p = patches(object(&docs, "EnvoyFilter", None));
+    let ext = &p["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"];
+    let (filter_json, _) = plugin_config(ext, "envoyfilter.yaml");
+
+    let plugin_docs = istio("wasmplugin.yaml");
+    let plugin = &object(&plugin_docs, "WasmPlugin", Some("llm-gateway"))["spec"];
+    let url = str_of(&plugin["url"], "url");
+    assert!(url.starts_with("oci://"));
+    assert_eq!(url, ext["vm_config"]["code"]["remote"]["http_uri"]["uri"]);
+    assert_eq!(plugin["pluginName"], ext["root_id"]);
+    assert!(["UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"].contains(&str_of(&plugin["phase"], "phase")));
+    assert!(["FAIL_CLOSE", "FAIL_RELOAD"].contains(&str_of(&plugin["failStrategy"], "failStrategy")));
+    let env: Vec<&Value> = plugin["vmConfig"]["env"].as_array().unwrap().iter().collect();
+    assert!(env.iter().all(|e| e["valueFrom"] == "HOST"), "keys come from the proxy's environment");
+    let names: Vec<&Value> = env.iter().map(|e| &e["name"]).collect();
+    assert_eq!(json!(names), ext["vm_config"]["environment_variables"]["host_env_keys"]);
+    // Istio hands pluginConfig to the filter as JSON: it must be valid and the same.
+    let text = plugin["pluginConfig"].to_string();
+    Config::parse(text.as_bytes()).unwrap_or_else(|e| panic!("wasmplugin.yaml pluginConfig: {e}"));
+    assert_eq!(plugin["pluginConfig"], filter_json, "WasmPlugin and EnvoyFilter configs drifted apart");
+
+    // `kubectl apply -k deploy/istio` applies everything but the WasmPlugin.
+    let kustomization = yaml("deploy/istio/kustomization.yaml");
+    let listed: BTreeSet<&str> =
+        kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(repo_root().join("deploy/istio"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml" && f != "wasmplugin.yaml")
+        .collect();
+    assert_eq!(listed, on_disk.iter().map(String::as_str).collect(), "kustomization.yaml resources");
+}
+
+#[test]
+fn istio_provider_keys_come_from_a_secret() {
+    let gateway = istio("gateway.yaml");
+    let deployment = object(&gateway, "Deployment", Some("llm-gateway"));
+    let proxy = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "istio-proxy")
+        .expect("an istio-proxy container");
+    for var in KEY_VARS {
+        let env = proxy["env"].as_array().unwrap().iter().find(|e| e["name"] == var);
+        let env = env.unwrap_or_else(|| panic!("{var} not in the proxy's environment"));
+        assert!(env["valueFrom"]["secretKeyRef"]["name"].is_string(), "{var} must come from a Secret");
+    }
+}
+
+/// A broken configuration must fail these checks, not slip through.
+#[test]
+fn an_invalid_plugin_config_fails_the_check() {
+    let docs = istio("envoyfilter.yaml");
+    let p = patches(object(&docs, "EnvoyFilter", None));
+    let mut wasm = p["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"].clone();
+    let mut config: Value = serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+    config["providers"]["openai"]["clusterr"] = json!("typo");
+    wasm["configuration"]["value"] = json!(config.to_string());
+    let text = wasm["configuration"]["value"].as_str().unwrap();
+    let err = Config::parse(text.as_bytes()).expect_err("a typo must be rejected");
+    assert!(err.contains("clusterr"), "{err}");
+    let checked = std::panic::catch_unwind(|| plugin_config(&wasm, "broken"));
+    assert!(checked.is_err(), "plugin_config must refuse what the filter refuses");
+}
+
+#[test]
+fn oci_image_holds_only_the_wasm() {
+    let dockerfile = read("Dockerfile");
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    assert_eq!(lines[last_from], "FROM scratch");
+    let final_stage = &lines[last_from + 1..];
+    assert_eq!(final_stage.len(), 1, "the image holds the .wasm and nothing else: {final_stage:?}");
+    let copy: Vec<&str> = final_stage[0].split_whitespace().collect();
+    assert_eq!(copy[0], "COPY");
+    assert!(copy[copy.len() - 2].ends_with("target/wasm32-wasip1/release/llm_gateway.wasm"));
+    assert_eq!(copy[copy.len() - 1], "/plugin.wasm", "Istio looks for /plugin.wasm");
+    let build = lines[..last_from].iter().find(|l| l.contains("cargo build")).expect("a cargo build");
+    for flag in ["--release", "--target wasm32-wasip1", "-p llm-gateway"] {
+        assert!(build.contains(flag), "{build}: missing {flag}");
+    }
+    assert!(read(".dockerignore").lines().any(|l| l.trim() == "target/"), "keep target/ out of the context");
+}
+
+/// The Envoy version the tests run by default (scripts/setup.sh).
+fn tested_envoy_version() -> String {
+    let setup = read("scripts/setup.sh");
+    let line = setup.lines().find(|l| l.starts_with("ENVOY_VERSION=")).expect("ENVOY_VERSION in setup.sh");
+    line.split(":-").nth(1).and_then(|v| v.split('}').next()).unwrap().to_string()
+}
+
+/// `./a/b` relative to deploy/, as a path from the repository root.
+fn from_deploy(rel: &str) -> PathBuf {
+    let mut path = repo_root().join("deploy");
+    for part in rel.split('/') {
+        match part {
+            "." => {}
+            ".." => path = path.parent().unwrap().to_path_buf(),
+            p => path.push(p),
+        }
+    }
+    path
+}
+
+#[test]
+fn compose_file_agrees_with_the_tested_stack() {
+    let compose = yaml("deploy/docker-compose.yml");
+    let services = &compose["services"];
+    let names: BTreeSet<&str> = services.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["envoy", "redis", "webdis", "mock-stack"]));
+    assert_eq!(services["mock-stack"]["profiles"], json!(["mock"]));
+    for always in ["envoy", "redis", "webdis"] {
+        assert!(services[always]["profiles"].is_null(), "{always} must run without a profile");
+    }
+    let envoy = &services["envoy"];
+    assert_eq!(envoy["image"], format!("envoyproxy/envoy:v{}", tested_envoy_version()), "pin the tested Envoy");
+
+    // Mounts: one of the checked renders, the built filter where the renders expect it.
+    let mounts: HashMap<&str, &str> = envoy["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            // source:target[:mode]; the source may hold ${VAR:-default}.
+            let v = v.as_str().unwrap();
+            let v = v.strip_suffix(":ro").or_else(|| v.strip_suffix(":rw")).unwrap_or(v);
+            let (source, target) = v.rsplit_once(':').unwrap();
+            (target, source)
+        })
+        .collect();
+    let config_source = mounts["/etc/envoy/envoy.yaml"];
+    assert_eq!(config_source, "./compose/${LLMGW_ENVOY_CONFIG:-envoy.yaml}");
+    assert!(from_deploy(mounts["/etc/envoy/entrypoint.sh"]).exists());
+    assert_eq!(from_deploy(mounts["/etc/envoy/llm_gateway.wasm"]), wasm_path());
+    let renders = [("deploy/compose/envoy.yaml", false), ("deploy/compose/envoy.mock.yaml", true)];
+    let webdis = yaml("deploy/compose/webdis.json");
+    for (path, mocked) in renders {
+        assert!(RENDERS.iter().any(|(_, p)| *p == path), "{path} is not a checked render");
+        let rendered = yaml(path);
+        let wasm = wasm_config(&rendered);
+        assert_eq!(wasm["vm_config"]["code"]["local"]["filename"], "/etc/envoy/llm_gateway.wasm", "{path}");
+        assert_eq!(wasm["vm_config"]["environment_variables"]["host_env_keys"], json!(KEY_VARS));
+        for var in KEY_VARS {
+            assert!(envoy["environment"][var].is_string(), "compose does not pass {var} to Envoy");
+        }
+        // The published port is the listener's; the admin endpoint is not published.
+        let listen = &rendered["static_resources"]["listeners"][0]["address"]["socket_address"];
+        assert_eq!(listen["address"], "0.0.0.0");
+        let published = format!(":{}", listen["port_value"]);
+        assert!(envoy["ports"].as_array().unwrap().iter().all(|p| p.as_str().unwrap().ends_with(&published)));
+        assert_eq!(rendered["admin"]["address"]["socket_address"]["address"], "127.0.0.1");
+        // webdis (auth and limits) is the compose service, on the port its config serves.
+        for name in ["auth", "webdis"] {
+            assert_eq!(endpoint(cluster(&rendered, name)), ("webdis".into(), webdis["http_port"].as_u64().unwrap()));
+        }
+        let (_, config) = plugin_config(wasm, path);
+        let provider_clusters: BTreeSet<&str> = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini]
+            .map(|p| config.provider(p).cluster.as_str())
+            .into();
+        if mocked {
+            // Mock and sink listen on 127.0.0.1 of Envoy's network namespace, on the ports mock-stack gets.
+            let mock = &services["mock-stack"];
+            assert_eq!(mock["network_mode"], "service:envoy");
+            let args: Vec<&str> = mock["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+            let arg = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1].parse::<u64>().unwrap();
+            assert_eq!(endpoint(cluster(&rendered, "mock")), ("127.0.0.1".into(), arg("--provider-port")));
+            for sink in ["posthog_primary", "posthog_secondary"] {
+                assert_eq!(endpoint(cluster(&rendered, sink)), ("127.0.0.1".into(), arg("--sink-port")));
+            }
+            assert_eq!(provider_clusters, BTreeSet::from(["mock"]));
+            assert!(config.capture.is_some());
+        } else {
+            assert_eq!(provider_clusters, BTreeSet::from(["openai", "anthropic", "gemini"]));
+        }
+    }
+    assert_eq!(webdis["redis_host"], "redis");
+    let redis_ports: Vec<&str> =
+        services["redis"]["ports"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(redis_ports.iter().any(|p| p.ends_with(&format!(":{}", webdis["redis_port"]))), "{redis_ports:?}");
+    let mounted = services["webdis"]["volumes"][0].as_str().unwrap();
+    assert!(mounted.starts_with("./compose/webdis.json:"), "{mounted}");
+}
+
+/// `docker compose config` (or Debian's docker-compose) where one is installed.
+fn compose_cli() -> Option<Vec<&'static str>> {
+    let works = |cmd: &[&str]| {
+        Command::new(cmd[0]).args(&cmd[1..]).arg("version").output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    [vec!["docker", "compose"], vec!["docker-compose"]].into_iter().find(|c| works(c))
+}
+
+#[test]
+fn compose_cli_accepts_the_file() {
+    let Some(cli) = compose_cli() else {
+        eprintln!("note: neither `docker compose` nor `docker-compose` is installed; skipped `config -q`");
+        return;
+    };
+    for (config, profile) in [("envoy.yaml", None), ("envoy.mock.yaml", Some("mock"))] {
+        let mut cmd = Command::new(cli[0]);
+        cmd.args(&cli[1..]).current_dir(repo_root().join("deploy")).env("LLMGW_ENVOY_CONFIG", config);
+        cmd.args(["-f", "docker-compose.yml"]);
+        if let Some(p) = profile {
+            cmd.args(["--profile", p]);
+        }
+        let out = cmd.args(["config", "-q"]).output().unwrap();
+        assert!(out.status.success(), "{cli:?} config rejects the file: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+/// The deployed config has no request decompressor (see envoy/envoy.yaml.tmpl): a gzip
+/// body is refused with a clear 400 and never reaches a provider.
+#[test]
+fn compressed_request_bodies_get_a_clear_400() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "compressed"}]}).to_string();
+    let result = ureq::post(&stack.url("/v1/chat/completions"))
+        .set("authorization", &format!("Bearer {TEST_KEY}"))
+        .set("content-type", "application/json")
+        .set("content-encoding", "gzip")
+        .set("x-test-marker", "gzip-request")
+        .send_bytes(&gzip(body.as_bytes()));
+    let (status, text) = match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 400, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{text}");
+    assert!(stack.mock.requests().iter().all(|r| r.header("x-test-marker") != Some("gzip-request")));
+}
