@@ -1,10 +1,21 @@
 //! Mock LLM provider. It answers like OpenAI Chat Completions, Gemini's
 //! OpenAI-compatible endpoint, the OpenAI Responses API, Anthropic Messages
-//! and Bedrock InvokeModel (Claude), in each one's own wire format
+//! and Bedrock InvokeModel and InvokeModelWithResponseStream (Claude; the
+//! stream in AWS event-stream framing), in each one's own wire format
 //! (PROTOCOLS.md A–E), and records every request it receives.
 //!
 //! Answers are deterministic: the text is "Hello from mock-<provider>.", the
 //! `model` echoes the request, and usage is fixed unless a test sets it.
+//! Chat, Gemini, Messages and Bedrock requests can also run a tool round trip:
+//!
+//! - a request with `tools` whose last message is a user turn that is not a
+//!   tool result gets a call of the FIRST tool with arguments
+//!   `{"city": "Paris"}` (`finish_reason: "tool_calls"` /
+//!   `stop_reason: "tool_use"`; streams send the arguments in fragments);
+//! - a request whose last message is a tool result (OpenAI `role: "tool"`,
+//!   or an Anthropic user turn with a `tool_result` block) gets the text
+//!   "The weather is <the result's text>.".
+//!
 //! Request headers steer it:
 //!
 //! - `x-mock-usage: {json}`: the provider's own usage object, returned
@@ -14,16 +25,27 @@
 //!   (and `retry-after: 1` on 429), once the key check has passed.
 //! - `x-mock-delay-ms: <n>`: sleep before answering.
 //! - `x-mock-chunk-delay-ms: <n>`: sleep between streamed chunks.
+//! - `x-mock-chunk-bytes: <n>`: send each streamed event (or a JSON body) in
+//!   HTTP chunks of n bytes, so SSE events and event-stream frames arrive cut
+//!   at arbitrary points (with a chunk delay, one by one).
+//! - `x-mock-quirks: gemini`: on Gemini's endpoint, stream tool calls as
+//!   Gemini really does: each call whole in one delta without `index`, and
+//!   `finish_reason: "stop"` at the end.
+//! - `x-mock-tool-calls: all`: call every tool (the i-th with the city Paris,
+//!   Lyon, Nice, Lille, …), after the text "Let me check.", instead of only
+//!   the first.
 //! - `x-mock-fault: <fault>`: `reset` (RST before any response),
 //!   `reset-mid-stream` (RST after the head and two events, or half a JSON
 //!   body), `invalid-json` (truncated JSON body), `error-event` (the
-//!   provider's in-stream error after two events), `malformed-sse` (garbage
-//!   lines among the events), `wrong-content-type` (`text/plain`).
+//!   provider's in-stream error after two events; a `serviceUnavailableException`
+//!   message in Bedrock's event stream), `malformed-sse` (garbage lines among
+//!   the events; in Bedrock's event stream, messages of an unknown event
+//!   type), `wrong-content-type` (`text/plain`).
 //!
 //! An unparsable directive gets a 400 naming it, so a typo in a test fails
 //! loudly instead of silently testing the happy path.
 
-use crate::http1::{lock, Request, Responder, Server};
+use crate::http1::{lock, Chunked, Request, Responder, Server};
 use serde_json::{json, Value};
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -113,7 +135,11 @@ impl Api {
             "/v1beta/openai/chat/completions" => Some(Api::Gemini),
             "/v1/responses" => Some(Api::Responses),
             "/v1/messages" => Some(Api::Anthropic),
-            path if path.starts_with("/model/") && path.ends_with("/invoke") => Some(Api::Bedrock),
+            path if path.starts_with("/model/")
+                && (path.ends_with("/invoke") || path.ends_with("/invoke-with-response-stream")) =>
+            {
+                Some(Api::Bedrock)
+            }
             _ => None,
         }
     }
@@ -145,6 +171,12 @@ struct Directives {
     chunk_delay: Duration,
     fault: Option<Fault>,
     usage: Option<Value>,
+    /// Call every tool (after some text), not only the first.
+    all_tools: bool,
+    /// Split each event (or a JSON body) into HTTP chunks of this many bytes.
+    chunk_bytes: Option<usize>,
+    /// Stream tool calls as Gemini's OpenAI-compatible endpoint does.
+    gemini_quirks: bool,
 }
 
 impl Directives {
@@ -172,12 +204,29 @@ impl Directives {
             None => None,
             Some(v) => Some(serde_json::from_str(v).ok().filter(Value::is_object).ok_or_else(|| bad("x-mock-usage"))?),
         };
+        let all_tools = match req.header("x-mock-tool-calls") {
+            None | Some("first") => false,
+            Some("all") => true,
+            Some(_) => return Err(bad("x-mock-tool-calls")),
+        };
+        let chunk_bytes = match req.header("x-mock-chunk-bytes") {
+            None => None,
+            Some(v) => Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("x-mock-chunk-bytes"))?),
+        };
+        let gemini_quirks = match req.header("x-mock-quirks") {
+            None => false,
+            Some("gemini") => true,
+            Some(_) => return Err(bad("x-mock-quirks")),
+        };
         Ok(Directives {
+            gemini_quirks,
             status,
             delay: millis("x-mock-delay-ms")?,
             chunk_delay: millis("x-mock-chunk-delay-ms")?,
             fault,
             usage,
+            all_tools,
+            chunk_bytes,
         })
     }
 }
@@ -208,35 +257,149 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
         return send_error(res, api, 400, "We could not parse the JSON body of your request.");
     };
     let model = match api {
-        // Bedrock names the model in the path, not the body.
-        Api::Bedrock if body["anthropic_version"].is_string() => bedrock_model(req.route()),
-        Api::Bedrock => {
+        // Bedrock names the model in the path and streams by operation; its
+        // schema refuses the Messages API's `model` and `stream`.
+        Api::Bedrock if !body["anthropic_version"].is_string() => {
             return send_error(res, api, 400, "Malformed input request: required key [anthropic_version] not found")
         }
+        Api::Bedrock => match ["model", "stream"].into_iter().find(|key| body.get(key).is_some()) {
+            Some(key) => {
+                let message = format!(
+                    "Malformed input request: #: extraneous key [{key}] is not permitted, \
+                     please reformat your input and try again."
+                );
+                return send_error(res, api, 400, &message);
+            }
+            None => bedrock_model(req.route()),
+        },
         _ => match body["model"].as_str() {
             Some(model) => model.to_owned(),
             None => return send_error(res, api, 400, "model: Field required"),
         },
     };
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
-    let parts = ["Hello".to_owned(), " from".to_owned(), format!(" mock-{}.", api.vendor())];
-    // Bedrock streams use AWS event-stream framing on another path; not mocked.
-    if body["stream"] == true && api != Api::Bedrock {
+    let answer = Answer::for_request(api, &body, d.all_tools);
+    // Bedrock streams by operation (path), not by a body field.
+    let stream = match api {
+        Api::Bedrock => req.route().ends_with("/invoke-with-response-stream"),
+        _ => body["stream"] == true,
+    };
+    if stream {
         let include_usage = body["stream_options"]["include_usage"] == true;
         let events = match api {
-            Api::OpenAi | Api::Gemini => chat_stream(&model, &parts, &usage, include_usage),
-            Api::Responses => responses_stream(&model, &parts, &usage),
-            Api::Anthropic | Api::Bedrock => messages_stream(&model, &parts, &usage),
+            Api::OpenAi => chat_stream(api, &model, &answer, &usage, include_usage, false),
+            Api::Gemini => chat_stream(api, &model, &answer, &usage, include_usage, d.gemini_quirks),
+            Api::Responses => responses_stream(&model, &answer.text_parts(api), &usage),
+            Api::Anthropic => messages_stream(api, &model, &answer, &usage).iter().map(named).collect(),
+            Api::Bedrock => bedrock_stream(&model, &answer, &usage),
         };
         send_stream(res, api, &events, &d)
     } else {
-        let text = parts.concat();
         let body = match api {
-            Api::OpenAi | Api::Gemini => chat_json(&model, &text, &usage),
-            Api::Responses => responses_json(&model, &text, &usage),
-            Api::Anthropic | Api::Bedrock => messages_json(&model, &text, &usage),
+            Api::OpenAi | Api::Gemini => chat_json(api, &model, &answer, &usage),
+            Api::Responses => responses_json(&model, &answer.text_parts(api).concat(), &usage),
+            Api::Anthropic | Api::Bedrock => messages_json(api, &model, &answer, &usage),
         };
         send_json(res, api, &body, &d)
+    }
+}
+
+/// What the mock says, decided by the conversation it was sent.
+#[derive(Clone, Debug, PartialEq)]
+enum Answer {
+    /// The greeting, "Hello from mock-<provider>.".
+    Hello,
+    /// "The weather is <result>.", after a tool result.
+    Weather(String),
+    /// Calls of the named tools, the i-th with [`tool_arguments`]`(i)`,
+    /// after the text [`PREAMBLE`] when `preamble`.
+    ToolCalls { preamble: bool, names: Vec<String> },
+}
+
+/// The arguments of the (first) mocked tool call.
+pub const TOOL_ARGUMENTS: &str = r#"{"city": "Paris"}"#;
+/// The text before the calls of `x-mock-tool-calls: all`.
+pub const PREAMBLE: &str = "Let me check.";
+const CITIES: [&str; 4] = ["Paris", "Lyon", "Nice", "Lille"];
+
+/// The arguments of the i-th call: `{"city": "Paris"}`, then Lyon, Nice, Lille.
+pub fn tool_arguments(i: usize) -> String {
+    format!(r#"{{"city": "{}"}}"#, CITIES[i % CITIES.len()])
+}
+
+/// Arguments as streams send them: in fragments that are not JSON alone.
+fn argument_parts(arguments: &str) -> Vec<String> {
+    let (head, tail) = arguments.split_at(7.min(arguments.len()));
+    let (middle, tail) = tail.split_at(6.min(tail.len()));
+    vec![head.to_owned(), middle.to_owned(), tail.to_owned()]
+}
+
+/// OpenAI's and Anthropic's ids of the i-th call.
+fn call_id(i: usize) -> String {
+    format!("call_mock_{}", i + 1)
+}
+
+fn tool_use_id(i: usize) -> String {
+    format!("toolu_mock_{}", i + 1)
+}
+
+impl Answer {
+    /// Only Chat (OpenAI, Gemini), Messages and Bedrock requests run tools;
+    /// the Responses API always gets the greeting.
+    fn for_request(api: Api, body: &Value, all_tools: bool) -> Answer {
+        let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
+            return Answer::Hello;
+        };
+        let tools = body["tools"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let (result, names): (_, Vec<&str>) = match api {
+            Api::OpenAi | Api::Gemini => (
+                (last["role"] == "tool").then(|| text_of(&last["content"])),
+                tools.iter().filter_map(|t| t["function"]["name"].as_str()).collect(),
+            ),
+            Api::Anthropic | Api::Bedrock => (
+                last["content"]
+                    .as_array()
+                    .filter(|_| last["role"] == "user")
+                    .and_then(|blocks| blocks.iter().find(|b| b["type"] == "tool_result"))
+                    .map(|block| text_of(&block["content"])),
+                tools.iter().filter_map(|t| t["name"].as_str()).collect(),
+            ),
+            Api::Responses => (None, Vec::new()),
+        };
+        match (result, names.split_first()) {
+            (Some(result), _) => Answer::Weather(result),
+            (None, Some((first, _))) if last["role"] == "user" => {
+                let names = if all_tools { names.clone() } else { vec![*first] };
+                Answer::ToolCalls { preamble: all_tools, names: names.into_iter().map(str::to_owned).collect() }
+            }
+            _ => Answer::Hello,
+        }
+    }
+
+    /// The text in the pieces a stream sends.
+    fn text_parts(&self, api: Api) -> Vec<String> {
+        match self {
+            Answer::Hello => vec!["Hello".into(), " from".into(), format!(" mock-{}.", api.vendor())],
+            Answer::Weather(result) => vec!["The weather".into(), " is ".into(), result.clone(), ".".into()],
+            Answer::ToolCalls { preamble: true, .. } => vec![PREAMBLE.into()],
+            Answer::ToolCalls { preamble: false, .. } => Vec::new(),
+        }
+    }
+
+    fn tool_names(&self) -> &[String] {
+        match self {
+            Answer::ToolCalls { names, .. } => names,
+            _ => &[],
+        }
+    }
+}
+
+/// The text of a string content or of an array of text parts or blocks.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
     }
 }
 
@@ -254,10 +417,11 @@ fn check_auth(keys: &ProviderKeys, api: Api, req: &Request) -> Result<(), (u16, 
     }
 }
 
-/// The model of `/model/{id}/invoke`; clients percent-encode the `:` and `/`
-/// of versioned IDs and ARNs.
+/// The model of `/model/{id}/invoke[-with-response-stream]`; clients
+/// percent-encode the `:` and `/` of versioned IDs and ARNs.
 fn bedrock_model(path: &str) -> String {
-    let id = path.trim_start_matches("/model/").trim_end_matches("/invoke");
+    let id = path.trim_start_matches("/model/");
+    let id = id.strip_suffix("/invoke-with-response-stream").or_else(|| id.strip_suffix("/invoke")).unwrap_or(id);
     let mut out = Vec::with_capacity(id.len());
     let mut rest = id.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
@@ -300,11 +464,29 @@ fn default_usage(api: Api) -> Value {
 /// A fixed timestamp keeps responses byte-for-byte reproducible.
 const CREATED: u64 = 1_741_569_952;
 
-fn chat_json(model: &str, text: &str, usage: &Value) -> Value {
+fn chat_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
+    let text = answer.text_parts(api).concat();
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+    let mut finish = "stop";
+    if !answer.tool_names().is_empty() {
+        let calls: Vec<Value> = answer
+            .tool_names()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let function = json!({"name": name, "arguments": tool_arguments(i)});
+                json!({"id": call_id(i), "type": "function", "function": function})
+            })
+            .collect();
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = json!(calls);
+        finish = "tool_calls";
+    }
     json!({
         "id": "chatcmpl-mock", "object": "chat.completion", "created": CREATED, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-                     "logprobs": null, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
         "usage": usage, "service_tier": "default", "system_fingerprint": "fp_mock",
     })
 }
@@ -323,18 +505,38 @@ fn output_message(text: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
 }
 
-fn messages_json(model: &str, text: &str, usage: &Value) -> Value {
+fn messages_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
+    let text = answer.text_parts(api).concat();
+    let mut content: Vec<Value> = Vec::new();
+    if !text.is_empty() || answer.tool_names().is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    content.extend(answer.tool_names().iter().enumerate().map(|(i, name)| {
+        let input = serde_json::from_str::<Value>(&tool_arguments(i)).unwrap_or_default();
+        json!({"type": "tool_use", "id": tool_use_id(i), "name": name, "input": input})
+    }));
+    let stop = if answer.tool_names().is_empty() { "end_turn" } else { "tool_use" };
     json!({
         "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+        "content": content, "stop_reason": stop, "stop_sequence": null, "usage": usage,
     })
 }
 
 /// Data-only SSE. With `include_usage`, every chunk carries `"usage": null`
 /// and a last chunk with empty `choices` carries the usage; without it the
 /// key is absent, as documented.
-fn chat_stream(model: &str, parts: &[String], usage: &Value, include_usage: bool) -> Vec<Vec<u8>> {
+/// With `gemini_quirks`, tool calls stream as Gemini's OpenAI-compatible
+/// endpoint sends them: each call whole in one delta without an `index`, and
+/// the stream finishes with `stop`, not `tool_calls` (googleapis/python-genai
+/// issue 2868, open-webui/computer issue 224).
+fn chat_stream(
+    api: Api,
+    model: &str,
+    answer: &Answer,
+    usage: &Value,
+    include_usage: bool,
+    gemini_quirks: bool,
+) -> Vec<Vec<u8>> {
     let chunk = |choices: Value| {
         let mut chunk = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": CREATED,
                                "model": model, "system_fingerprint": "fp_mock", "choices": choices});
@@ -346,9 +548,40 @@ fn chat_stream(model: &str, parts: &[String], usage: &Value, include_usage: bool
     let choice = |delta: Value, finish: Value| {
         chunk(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]))
     };
-    let mut events = vec![data(&choice(json!({"role": "assistant", "content": ""}), Value::Null))];
-    events.extend(parts.iter().map(|p| data(&choice(json!({"content": p}), Value::Null))));
-    events.push(data(&choice(json!({}), json!("stop"))));
+    let mut events = Vec::new();
+    let text = answer.text_parts(api);
+    if !text.is_empty() || answer.tool_names().is_empty() {
+        events.push(data(&choice(json!({"role": "assistant", "content": ""}), Value::Null)));
+        events.extend(text.iter().map(|p| data(&choice(json!({"content": p}), Value::Null))));
+    }
+    // As OpenAI streams calls: one after another, each with its id and name
+    // first and empty arguments, then argument fragments under its index.
+    for (i, name) in answer.tool_names().iter().enumerate() {
+        if gemini_quirks {
+            let call = json!({"id": format!("function-call-{}", i + 1), "type": "function",
+                              "function": {"name": name, "arguments": tool_arguments(i)}});
+            let mut delta = json!({"tool_calls": [call]});
+            if events.is_empty() {
+                delta["role"] = json!("assistant");
+            }
+            events.push(data(&choice(delta, Value::Null)));
+            continue;
+        }
+        let call = json!({"index": i, "id": call_id(i), "type": "function",
+                          "function": {"name": name, "arguments": ""}});
+        let mut first = json!({"tool_calls": [call]});
+        if events.is_empty() {
+            first = json!({"role": "assistant", "content": null, "tool_calls": [call], "refusal": null});
+        }
+        events.push(data(&choice(first, Value::Null)));
+        events.extend(
+            argument_parts(&tool_arguments(i)).iter().map(|p| {
+                data(&choice(json!({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), Value::Null))
+            }),
+        );
+    }
+    let finish = if answer.tool_names().is_empty() || gemini_quirks { "stop" } else { "tool_calls" };
+    events.push(data(&choice(json!({}), json!(finish))));
     if include_usage {
         let mut last = chunk(json!([]));
         last["usage"] = usage.clone();
@@ -381,33 +614,130 @@ fn responses_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>
         .collect()
 }
 
-/// Named-event SSE as in the Anthropic streaming docs. `message_start`
-/// reports the input side and a placeholder `output_tokens: 1`; the
-/// cumulative output count arrives in `message_delta`, so a gateway that
-/// adds the two instead of taking the last gets a visibly wrong total.
-fn messages_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>> {
+/// The events of an Anthropic stream (named-event SSE, as in the Anthropic
+/// streaming docs). `message_start` reports the input side and a placeholder
+/// `output_tokens: 1`; the cumulative output count arrives in
+/// `message_delta`, so a gateway that adds the two instead of taking the last
+/// gets a visibly wrong total. A tool call streams as a `tool_use` block
+/// whose input arrives in `input_json_delta` fragments, the first one empty
+/// as Anthropic sends it.
+fn messages_stream(api: Api, model: &str, answer: &Answer, usage: &Value) -> Vec<Value> {
     let mut start_usage = usage.clone();
     start_usage["output_tokens"] = json!(1);
     let output_tokens = usage.get("output_tokens").cloned().unwrap_or(json!(0));
-    let mut bodies = vec![
-        json!({"type": "message_start", "message": {
-            "id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model,
-            "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        json!({"type": "ping"}),
-    ];
-    bodies.extend(
-        parts
-            .iter()
-            .map(|p| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})),
-    );
+    // Each content block: its start and its deltas.
+    let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
+    let text = answer.text_parts(api);
+    if !text.is_empty() || answer.tool_names().is_empty() {
+        let deltas = text.iter().map(|p| json!({"type": "text_delta", "text": p})).collect();
+        blocks.push((json!({"type": "text", "text": ""}), deltas));
+    }
+    for (i, name) in answer.tool_names().iter().enumerate() {
+        let fragments = std::iter::once(String::new()).chain(argument_parts(&tool_arguments(i)));
+        blocks.push((
+            json!({"type": "tool_use", "id": tool_use_id(i), "name": name, "input": {}}),
+            fragments.map(|p| json!({"type": "input_json_delta", "partial_json": p})).collect(),
+        ));
+    }
+    let stop = if answer.tool_names().is_empty() { "end_turn" } else { "tool_use" };
+    let mut bodies = vec![json!({"type": "message_start", "message": {
+        "id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model,
+        "stop_reason": null, "stop_sequence": null, "usage": start_usage}})];
+    for (index, (block, deltas)) in blocks.into_iter().enumerate() {
+        bodies.push(json!({"type": "content_block_start", "index": index, "content_block": block}));
+        if index == 0 {
+            bodies.push(json!({"type": "ping"}));
+        }
+        bodies.extend(
+            deltas.into_iter().map(|delta| json!({"type": "content_block_delta", "index": index, "delta": delta})),
+        );
+        bodies.push(json!({"type": "content_block_stop", "index": index}));
+    }
     bodies.extend([
-        json!({"type": "content_block_stop", "index": 0}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
                "usage": {"output_tokens": output_tokens}}),
         json!({"type": "message_stop"}),
     ]);
-    bodies.iter().map(named).collect()
+    bodies
+}
+
+/// InvokeModelWithResponseStream: each Anthropic stream event, base64 in the
+/// `bytes` of a `chunk` event message, with the random-length `p` padding
+/// Bedrock adds; `message_stop` carries Bedrock's invocation metrics.
+fn bedrock_stream(model: &str, answer: &Answer, usage: &Value) -> Vec<Vec<u8>> {
+    let mut bodies = messages_stream(Api::Bedrock, model, answer, usage);
+    if let Some(stop) = bodies.last_mut() {
+        stop["amazon-bedrock-invocationMetrics"] = json!({
+            "inputTokenCount": usage.get("input_tokens").cloned().unwrap_or(json!(0)),
+            "outputTokenCount": usage.get("output_tokens").cloned().unwrap_or(json!(0)),
+            "invocationLatency": 420, "firstByteLatency": 180,
+        });
+    }
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let payload = json!({"bytes": base64(body.to_string().as_bytes()), "p": &"abcdefghijklmnop"[..i % 16]});
+            event_stream_message(
+                &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
+                payload.to_string().as_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// One AWS event-stream message: total length, headers length, prelude CRC,
+/// string headers (type 7), payload, message CRC; integers big-endian.
+fn event_stream_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for (name, value) in headers {
+        encoded.push(name.len() as u8);
+        encoded.extend_from_slice(name.as_bytes());
+        encoded.push(7);
+        encoded.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        encoded.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + encoded.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    let prelude_crc = crc32(&out);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&encoded);
+    out.extend_from_slice(payload);
+    let message_crc = crc32(&out);
+    out.extend_from_slice(&message_crc.to_be_bytes());
+    out
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Standard base64 (RFC 4648 alphabet) with `=` padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [group[0], group.get(1).copied().unwrap_or(0), group.get(2).copied().unwrap_or(0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn data(body: &Value) -> Vec<u8> {
@@ -423,9 +753,18 @@ fn named(body: &Value) -> Vec<u8> {
 /// The error a provider sends inside a stream that had started well.
 fn error_event(api: Api) -> Vec<u8> {
     match api {
-        Api::Anthropic | Api::Bedrock => {
+        Api::Anthropic => {
             named(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
         }
+        // Bedrock reports in-stream errors as exception messages.
+        Api::Bedrock => event_stream_message(
+            &[
+                (":exception-type", "serviceUnavailableException"),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            json!({"message": "Overloaded"}).to_string().as_bytes(),
+        ),
         // It follows the first two events, numbered 0 and 1.
         Api::Responses => named(&json!({"type": "error", "code": "server_error", "param": null,
                                         "message": "The server had an error while processing your request.",
@@ -438,6 +777,18 @@ fn error_event(api: Api) -> Vec<u8> {
 /// not JSON, a comment and a stray CR-only line ending.
 const GARBAGE: &[u8] = b"this is not sse\n\ndata: {\"truncated\": \n\n: comment\n\nfoo: bar\r\r\n";
 
+/// What a stream decoder should skip: [`GARBAGE`] for SSE; for Bedrock's
+/// event stream, a well-framed message of an event type no decoder knows.
+fn garbage(api: Api) -> Vec<u8> {
+    match api {
+        Api::Bedrock => event_stream_message(
+            &[(":event-type", "mockUnknownEvent"), (":content-type", "application/json"), (":message-type", "event")],
+            b"{\"not\": \"a chunk\"}",
+        ),
+        _ => GARBAGE.to_vec(),
+    }
+}
+
 fn content_type(d: &Directives, wanted: &'static str) -> &'static str {
     if d.fault == Some(Fault::WrongContentType) {
         "text/plain"
@@ -446,11 +797,13 @@ fn content_type(d: &Directives, wanted: &'static str) -> &'static str {
     }
 }
 
-/// Anthropic stamps every response with a request id.
+/// Anthropic and Bedrock stamp every response with a request id.
 fn headers(api: Api, content_type: &'static str) -> Vec<(&'static str, &'static str)> {
     let mut headers = vec![("content-type", content_type)];
-    if api == Api::Anthropic {
-        headers.push(("request-id", "req_mock"));
+    match api {
+        Api::Anthropic => headers.push(("request-id", "req_mock")),
+        Api::Bedrock => headers.push(("x-amzn-requestid", "00000000-0000-4000-8000-000000000000")),
+        _ => {}
     }
     headers
 }
@@ -458,7 +811,14 @@ fn headers(api: Api, content_type: &'static str) -> Vec<(&'static str, &'static 
 /// Each event is its own chunk, so the gateway sees the stream as it would
 /// from the network; faults strike after the second event.
 fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives) -> io::Result<()> {
-    let mut headers = headers(api, content_type(d, "text/event-stream"));
+    let mut headers = match api {
+        Api::Bedrock => {
+            let mut headers = headers(api, content_type(d, "application/vnd.amazon.eventstream"));
+            headers.push(("x-amzn-bedrock-content-type", "application/json"));
+            headers
+        }
+        _ => headers(api, content_type(d, "text/event-stream")),
+    };
     headers.push(("cache-control", "no-cache"));
     let mut body = res.start_chunked(200, &headers)?;
     body.set_gap(d.chunk_delay);
@@ -469,15 +829,26 @@ fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives
                 return Ok(());
             }
             Some(Fault::ErrorEvent) if i == 2 => {
-                body.chunk(&error_event(api))?;
+                pieces(&mut body, &error_event(api), d.chunk_bytes)?;
                 return body.finish();
             }
-            Some(Fault::MalformedSse) if i == 1 || i + 1 == events.len() => body.chunk(GARBAGE)?,
+            Some(Fault::MalformedSse) if i == 1 || i + 1 == events.len() => {
+                pieces(&mut body, &garbage(api), d.chunk_bytes)?
+            }
             _ => {}
         }
-        body.chunk(event)?;
+        pieces(&mut body, event, d.chunk_bytes)?;
     }
     body.finish()
+}
+
+/// Sends `bytes` as one chunk, or in chunks of `size` bytes (`x-mock-chunk-bytes`),
+/// so events and frames arrive cut at arbitrary points.
+fn pieces(body: &mut Chunked, bytes: &[u8], size: Option<usize>) -> io::Result<()> {
+    match size {
+        None => body.chunk(bytes),
+        Some(size) => bytes.chunks(size).try_for_each(|piece| body.chunk(piece)),
+    }
 }
 
 fn send_json(res: &mut Responder, api: Api, body: &Value, d: &Directives) -> io::Result<()> {
@@ -491,6 +862,12 @@ fn send_json(res: &mut Responder, api: Api, body: &Value, d: &Directives) -> io:
             body.chunk(head)?;
             body.reset();
             Ok(())
+        }
+        _ if d.chunk_bytes.is_some() => {
+            let mut body = res.start_chunked(200, &headers)?;
+            body.set_gap(d.chunk_delay);
+            pieces(&mut body, &bytes, d.chunk_bytes)?;
+            body.finish()
         }
         _ => res.send(200, &headers, &bytes),
     }
@@ -769,5 +1146,341 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body["model"], "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
         assert_eq!(body["usage"]["input_tokens"], 25);
+        for extraneous in [r#""model":"m""#, r#""stream":false"#] {
+            let body = format!(r#"{{"anthropic_version":"bedrock-2023-05-31",{extraneous}}}"#);
+            let (status, _, text) = post(&mock, path, &headers, &body);
+            assert_eq!(status, 400);
+            assert!(text.contains("extraneous key"), "{text}");
+        }
+    }
+
+    const BEDROCK: &[(&str, &str)] = &[("authorization", "Bearer sk-b")];
+    const STREAM_PATH: &str = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream";
+
+    fn json_of(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn chat_tools() -> Value {
+        json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+               {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}}])
+    }
+
+    fn anthropic_tools() -> Value {
+        json!([{"name": "get_weather", "input_schema": {"type": "object"}},
+               {"name": "other", "input_schema": {"type": "object"}}])
+    }
+
+    #[test]
+    fn chat_tools_get_a_call_of_the_first_tool() {
+        let mock = mock();
+        for (path, key) in [("/v1/chat/completions", "Bearer sk-o"), ("/v1beta/openai/chat/completions", "Bearer sk-g")]
+        {
+            let headers = [("authorization", key)];
+            let body =
+                json!({"model": "m", "tools": chat_tools(), "messages": [{"role": "user", "content": "Weather?"}]});
+            let (status, _, text) = post(&mock, path, &headers, &body.to_string());
+            assert_eq!(status, 200, "{text}");
+            let choice = &json_of(&text)["choices"][0];
+            assert_eq!(choice["finish_reason"], "tool_calls");
+            assert!(choice["message"]["content"].is_null());
+            let call = &choice["message"]["tool_calls"][0];
+            assert_eq!(call["type"], "function");
+            assert_eq!(call["function"]["name"], "get_weather");
+            assert_eq!(json_of(call["function"]["arguments"].as_str().unwrap()), json!({"city": "Paris"}));
+
+            let mut streamed = body.clone();
+            streamed["stream"] = json!(true);
+            let (_, ctype, stream) = post(&mock, path, &headers, &streamed.to_string());
+            assert_eq!(ctype, "text/event-stream");
+            assert!(stream.ends_with("data: [DONE]\n\n"));
+            let chunks = payloads(&stream);
+            let first = &chunks[0]["choices"][0]["delta"]["tool_calls"][0];
+            assert_eq!(
+                (first["id"].as_str(), first["function"]["name"].as_str()),
+                (Some(call_id(0).as_str()), Some("get_weather"))
+            );
+            let arguments: String = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+                .collect();
+            assert_eq!(arguments, TOOL_ARGUMENTS);
+            assert!(chunks.iter().filter(|c| c["choices"][0]["delta"]["tool_calls"].is_array()).count() > 2);
+            assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+        }
+    }
+
+    #[test]
+    fn tool_results_are_answered_with_their_content() {
+        let mock = mock();
+        let call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": call_id(0), "type": "function",
+            "function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS}}]});
+        for content in
+            [json!("sunny, 21C"), json!([{"type": "text", "text": "sunny, "}, {"type": "text", "text": "21C"}])]
+        {
+            let body = json!({"model": "m", "tools": chat_tools(), "messages": [
+                {"role": "user", "content": "Weather?"}, call,
+                {"role": "tool", "tool_call_id": call_id(0), "content": content}]});
+            let (_, _, text) = post(&mock, "/v1/chat/completions", OPENAI, &body.to_string());
+            let choice = &json_of(&text)["choices"][0];
+            assert_eq!(choice["message"]["content"], "The weather is sunny, 21C.");
+            assert_eq!(choice["finish_reason"], "stop");
+        }
+        let use_block = json!({"role": "assistant", "content": [{"type": "tool_use", "id": tool_use_id(0),
+            "name": "get_weather", "input": {"city": "Paris"}}]});
+        for content in [json!("sunny, 21C"), json!([{"type": "text", "text": "sunny, 21C"}])] {
+            let result = json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": tool_use_id(0), "content": content}]});
+            let body = json!({"model": "m", "max_tokens": 9, "tools": anthropic_tools(), "stream": true,
+                              "messages": [{"role": "user", "content": "Weather?"}, use_block, result]});
+            let (_, _, stream) = post(&mock, "/v1/messages", ANTHROPIC, &body.to_string());
+            let text: String = payloads(&stream).iter().filter_map(|e| e["delta"]["text"].as_str()).collect();
+            assert_eq!(text, "The weather is sunny, 21C.");
+            let (_, _, json) = post(
+                &mock,
+                "/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke",
+                BEDROCK,
+                &json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9,
+                        "messages": body["messages"]})
+                .to_string(),
+            );
+            assert_eq!(json_of(&json)["content"][0]["text"], "The weather is sunny, 21C.");
+        }
+        // Without tools a user turn still gets the greeting; so does the Responses API.
+        let (_, _, text) =
+            post(&mock, "/v1/chat/completions", OPENAI, r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        assert_eq!(json_of(&text)["choices"][0]["message"]["content"], "Hello from mock-openai.");
+        let (_, _, text) = post(
+            &mock,
+            "/v1/responses",
+            OPENAI,
+            &json!({"model": "gpt-5", "input": "hi", "tools": [{"type": "function", "name": "f"}]}).to_string(),
+        );
+        assert_eq!(json_of(&text)["output"][0]["content"][0]["text"], "Hello from mock-openai.");
+    }
+
+    #[test]
+    fn anthropic_and_bedrock_tools_get_a_tool_use_block() {
+        let mock = mock();
+        let messages = json!([{"role": "user", "content": [{"type": "text", "text": "Weather?"}]}]);
+        let body =
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 9, "tools": anthropic_tools(), "messages": messages});
+        let bedrock = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9,
+                             "tools": anthropic_tools(), "messages": messages});
+        let invoke = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke";
+        for (path, headers, body) in [("/v1/messages", ANTHROPIC, &body), (invoke, BEDROCK, &bedrock)] {
+            let (status, _, text) = post(&mock, path, headers, &body.to_string());
+            assert_eq!(status, 200, "{text}");
+            let message = json_of(&text);
+            assert_eq!(message["stop_reason"], "tool_use");
+            assert_eq!(
+                message["content"],
+                json!([{"type": "tool_use", "id": tool_use_id(0), "name": "get_weather", "input": {"city": "Paris"}}])
+            );
+        }
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let (_, _, stream) = post(&mock, "/v1/messages", ANTHROPIC, &streamed.to_string());
+        let events = payloads(&stream);
+        let start = events.iter().find(|e| e["type"] == "content_block_start").unwrap();
+        assert_eq!(
+            start["content_block"],
+            json!({"type": "tool_use", "id": tool_use_id(0), "name": "get_weather", "input": {}})
+        );
+        let partial: String = events
+            .iter()
+            .filter(|e| e["delta"]["type"] == "input_json_delta")
+            .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(partial, TOOL_ARGUMENTS);
+        let delta = events.iter().find(|e| e["type"] == "message_delta").unwrap();
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    }
+
+    type Frame = (Vec<(String, String)>, Vec<u8>);
+
+    /// Splits an event stream into (headers, payload) per message, checking
+    /// both CRCs with the mock's own CRC-32.
+    fn frames(mut bytes: &[u8]) -> Vec<Frame> {
+        let be = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (total, headers_len) = (be(&bytes[0..]), be(&bytes[4..]));
+            assert_eq!(be(&bytes[8..]) as u32, crc32(&bytes[..8]), "prelude CRC");
+            assert_eq!(be(&bytes[total - 4..]) as u32, crc32(&bytes[..total - 4]), "message CRC");
+            let mut h = &bytes[12..12 + headers_len];
+            let mut headers = Vec::new();
+            while !h.is_empty() {
+                let n = h[0] as usize;
+                let name = String::from_utf8(h[1..1 + n].to_vec()).unwrap();
+                assert_eq!(h[1 + n], 7, "string header");
+                let len = u16::from_be_bytes([h[2 + n], h[3 + n]]) as usize;
+                headers.push((name, String::from_utf8(h[4 + n..4 + n + len].to_vec()).unwrap()));
+                h = &h[4 + n + len..];
+            }
+            out.push((headers, bytes[12 + headers_len..total - 4].to_vec()));
+            bytes = &bytes[total..];
+        }
+        out
+    }
+
+    #[test]
+    fn crc32_and_base64_match_their_standards() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        let vectors =
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+    }
+
+    #[test]
+    fn bedrock_stream_is_an_aws_event_stream_of_anthropic_events() {
+        let mock = mock();
+        let usage = r#"{"input_tokens":31,"output_tokens":7}"#;
+        let body = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let res = ureq::post(&format!("http://127.0.0.1:{}{STREAM_PATH}", mock.port()))
+            .set("authorization", "Bearer sk-b")
+            .set("x-mock-usage", usage)
+            .send_string(&body.to_string())
+            .unwrap();
+        assert_eq!(res.content_type(), "application/vnd.amazon.eventstream");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap();
+        let messages = frames(&bytes);
+        assert_eq!(messages.len(), 9);
+        for (headers, payload) in &messages {
+            let expected =
+                [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")];
+            let expected: Vec<(String, String)> =
+                expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(headers, &expected);
+            assert!(json_of(std::str::from_utf8(payload).unwrap())["bytes"].is_string());
+        }
+        // The filter's own decoder reads it as the Anthropic stream it carries.
+        let sse = llm_gateway::bedrock::BedrockToSse::new().feed(&bytes);
+        let sse = String::from_utf8(sse).unwrap();
+        let events = payloads(&sse);
+        assert_eq!(events[0]["message"]["model"], "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert_eq!(events[0]["message"]["usage"]["input_tokens"], 31);
+        let text: String = events.iter().filter_map(|e| e["delta"]["text"].as_str()).collect();
+        assert_eq!(text, "Hello from mock-bedrock.");
+        let stop = events.last().unwrap();
+        assert_eq!(stop["type"], "message_stop");
+        assert_eq!(stop["amazon-bedrock-invocationMetrics"]["outputTokenCount"], 7);
+
+        // Tools stream as tool_use; faults come as exception messages and unknown events.
+        let tools = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9, "tools": anthropic_tools(),
+                           "messages": [{"role": "user", "content": "Weather?"}]});
+        let decode = |headers: &[(&str, &str)], body: &Value| {
+            let mut req = ureq::post(&format!("http://127.0.0.1:{}{STREAM_PATH}", mock.port()));
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut req.send_string(&body.to_string()).unwrap().into_reader(), &mut bytes)
+                .unwrap();
+            (frames(&bytes), String::from_utf8(llm_gateway::bedrock::BedrockToSse::new().feed(&bytes)).unwrap())
+        };
+        let (_, sse) = decode(BEDROCK, &tools);
+        let partial: String = payloads(&sse).iter().filter_map(|e| e["delta"]["partial_json"].as_str()).collect();
+        assert_eq!(partial, TOOL_ARGUMENTS);
+        assert!(sse.contains(r#""stop_reason":"tool_use""#));
+        let (frames_seen, sse) = decode(&[BEDROCK, &[("x-mock-fault", "error-event")]].concat(), &body);
+        assert_eq!(frames_seen.len(), 3);
+        assert!(frames_seen[2].0.contains(&(":message-type".into(), "exception".into())));
+        assert!(sse.contains("event: error") && sse.contains("Overloaded"), "{sse}");
+        let (frames_seen, sse) = decode(&[BEDROCK, &[("x-mock-fault", "malformed-sse")]].concat(), &body);
+        assert_eq!(frames_seen.len(), 11);
+        assert!(!sse.contains("event: error") && sse.contains("message_stop"), "{sse}");
+        // Errors before the stream are plain JSON with the exception name in a header.
+        let res = ureq::post(&format!("http://127.0.0.1:{}{STREAM_PATH}", mock.port()))
+            .set("authorization", "Bearer sk-b")
+            .set("x-mock-status", "429")
+            .send_string(&body.to_string());
+        let Err(ureq::Error::Status(429, res)) = res else { panic!("expected 429") };
+        assert_eq!(res.header("x-amzn-errortype"), Some("ThrottlingException"));
+    }
+
+    #[test]
+    fn all_tools_are_called_after_some_text_when_asked() {
+        let mock = mock();
+        let all = [("x-mock-tool-calls", "all")];
+        let chat = json!({"model": "m", "tools": chat_tools(), "messages": [{"role": "user", "content": "Weather?"}]});
+        let (_, _, text) = post(&mock, "/v1/chat/completions", &[OPENAI, &all].concat(), &chat.to_string());
+        let message = &json_of(&text)["choices"][0]["message"];
+        assert_eq!(message["content"], PREAMBLE);
+        let names: Vec<&str> =
+            message["tool_calls"].as_array().unwrap().iter().map(|c| c["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["get_weather", "other"]);
+        assert_eq!(message["tool_calls"][1]["function"]["arguments"], tool_arguments(1));
+        assert_eq!(tool_arguments(1), r#"{"city": "Lyon"}"#);
+
+        let mut streamed = chat.clone();
+        streamed["stream"] = json!(true);
+        let (_, _, stream) = post(&mock, "/v1/chat/completions", &[OPENAI, &all].concat(), &streamed.to_string());
+        let mut arguments = [String::new(), String::new()];
+        for chunk in payloads(&stream) {
+            for call in chunk["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let i = call["index"].as_u64().unwrap() as usize;
+                arguments[i].push_str(call["function"]["arguments"].as_str().unwrap());
+            }
+        }
+        assert_eq!(arguments, [tool_arguments(0), tool_arguments(1)]);
+
+        let messages = json!({"model": "m", "max_tokens": 9, "tools": anthropic_tools(), "stream": true,
+                              "messages": [{"role": "user", "content": "Weather?"}]});
+        let (_, _, stream) = post(&mock, "/v1/messages", &[ANTHROPIC, &all].concat(), &messages.to_string());
+        let starts: Vec<Value> = payloads(&stream)
+            .into_iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .map(|e| json!([e["index"], e["content_block"]["type"]]))
+            .collect();
+        assert_eq!(starts, [json!([0, "text"]), json!([1, "tool_use"]), json!([2, "tool_use"])]);
+        let (_, _, text) = post(
+            &mock,
+            "/v1/messages",
+            &[ANTHROPIC, &all].concat(),
+            &json!({"model": "m",
+            "max_tokens": 9, "tools": anthropic_tools(), "messages": messages["messages"]})
+            .to_string(),
+        );
+        let content = &json_of(&text)["content"];
+        assert_eq!(content[0], json!({"type": "text", "text": PREAMBLE}));
+        assert_eq!(content[2]["input"], json!({"city": "Lyon"}));
+        assert_eq!(content[2]["id"], tool_use_id(1));
+        assert_eq!(post(&mock, "/v1/messages", &[ANTHROPIC, &[("x-mock-tool-calls", "some")]].concat(), "{}").0, 400);
+    }
+
+    #[test]
+    fn chunk_bytes_cuts_the_body_without_changing_it() {
+        let mock = mock();
+        for body in [r#"{"model":"m","stream":true}"#, r#"{"model":"m"}"#] {
+            let (_, _, whole) = post(&mock, "/v1/messages", ANTHROPIC, body);
+            let (_, _, cut) = post(&mock, "/v1/messages", &[ANTHROPIC, &[("x-mock-chunk-bytes", "5")]].concat(), body);
+            assert_eq!(whole, cut);
+        }
+        assert_eq!(post(&mock, "/v1/messages", &[ANTHROPIC, &[("x-mock-chunk-bytes", "0")]].concat(), "{}").0, 400);
+    }
+
+    #[test]
+    fn gemini_quirks_stream_whole_indexless_calls_that_finish_with_stop() {
+        let mock = mock();
+        let headers = [("authorization", "Bearer sk-g"), ("x-mock-quirks", "gemini"), ("x-mock-tool-calls", "all")];
+        let body = json!({"model": "gemini-2.5-flash", "stream": true, "tools": chat_tools(),
+                          "messages": [{"role": "user", "content": "Weather?"}]});
+        let (_, _, stream) = post(&mock, "/v1beta/openai/chat/completions", &headers, &body.to_string());
+        let calls: Vec<Value> = payloads(&stream)
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array().cloned())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 2);
+        assert!(calls.iter().all(|c| c.get("index").is_none()));
+        assert_eq!(calls[1]["function"]["arguments"], tool_arguments(1));
+        assert!(stream.contains(r#""finish_reason":"stop""#) && !stream.contains(r#""finish_reason":"tool_calls""#));
     }
 }
