@@ -1,0 +1,1059 @@
+#!/usr/bin/env python3
+"""The benchmark runner behind `make bench` and `make bench-peers` (BENCHMARKS.md).
+
+Starts, on 127.0.0.1 with ports picked at run time: Redis + webdis (the auth
+service), the bench mock upstream and a capture sink (bench/src/upstream.rs),
+and one Envoy per system (`--concurrency 1`, pinned with `taskset` to
+ENVOY_CORE); the mock, sink, Redis, webdis and the load generator run on
+CLIENT_CORE. Then, for several rounds, every scenario runs against every system
+in a rotating order, and each figure is reported against Envoy with no filter
+measured in the same round. Results go to stdout and into BENCHMARKS.md
+between the `bench:` markers. Every process started here is stopped on exit.
+
+Adding a scenario is one entry in SCENARIOS (or PEER_SCENARIOS); adding a
+system is one entry in SYSTEMS (an overlay of the plugin configuration).
+
+  bench/bench.py [--peers] [--rounds N] [--duration S] [--scenarios a,b] [--systems a,b] [--no-write]
+"""
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+RUN = os.path.join(BENCH, ".run")
+TOOL = os.path.join(ROOT, "target/release/llmgw-bench")
+WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/llm_gateway.wasm")
+TEMPLATE = os.path.join(ROOT, "envoy/envoy.yaml.tmpl")
+FLOOR_WASM = os.path.join(BENCH, "wasm-floor/target/wasm32-wasip1/release/llm_gateway_bench_floor.wasm")
+RESULTS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+
+ENVOY_CORE = os.environ.get("BENCH_ENVOY_CORE", "0")
+CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
+# Other work on a shared machine (compilers of other sessions) competes for both
+# cores. Under CFS/EEVDF a woken benchmark thread can wait a whole slice
+# (~1.5 ms) behind a compiler even at nice -20, which turns every cross-core
+# hop into milliseconds. So every benchmark process (systems and clients alike)
+# runs SCHED_RR when allowed (BENCH_SCHED=rr, the default; the kernel's RT
+# throttling still leaves others 5%), else at BENCH_NICE (BENCH_SCHED=nice).
+SCHED = os.environ.get("BENCH_SCHED", "rr")
+RT_PRIO = os.environ.get("BENCH_RT_PRIO", "10")
+NICE = int(os.environ.get("BENCH_NICE", "-20"))
+
+LITELLM_VERSION = "1.106.2"
+PORTKEY_VERSION = "1.15.2"
+MODEL = "gpt-4o-mini"
+BODY_LIMIT = 32 * 1024 * 1024 + 65536  # as scripts/run.sh: above max_request_body_bytes (32 MiB)
+
+# ---------------------------------------------------------------------------
+# Systems. "plugin" is the filter configuration (None: the filter is removed
+# from the rendered template and the route points at the mock directly).
+MOCKED = {"cluster": "mock"}
+BASE_PLUGIN = {"providers": {"openai": MOCKED, "anthropic": MOCKED, "gemini": MOCKED}}
+CAPTURE = {
+    "capture": {
+        "region_url": "http://localhost:8010",
+        "primary": {"cluster": "posthog_primary", "authority": "localhost", "api_key": "phc_bench"},
+    }
+}
+# The limit check (issue 5) is on by default in newer builds: the filter
+# systems turn it off ("auth cached, limits off"), and the `limits` system turns
+# it on against webdis + Redis (BENCH_LIMITS_CONFIG overrides its overlay). A
+# build that does not know `limits` yet rejects the key: the off-switch is then
+# dropped (nothing to turn off) and the `limits` system is skipped.
+LIMITS_OFF = {"limits": {"enabled": False}}
+LIMITS = json.loads(os.environ.get("BENCH_LIMITS_CONFIG", '{"limits": {"enabled": true}}'))
+
+# Floor systems run bench/wasm-floor (the least any proxy-wasm filter costs
+# here) in place of the gateway, in the scenarios they name, to split the
+# gateway's added latency into wasm plumbing, body copy and the gateway's work.
+FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "ceiling-1k"]
+SYSTEMS = [
+    # name, how it is built, and whether a failure to start is fatal
+    {"name": "no-filter", "kind": "envoy", "plugin": None},
+    {"name": "filter", "kind": "envoy", "plugin": LIMITS_OFF},
+    {"name": "capture", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "up"},
+    {"name": "capture-sink-down", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "down"},
+    {"name": "limits", "kind": "envoy", "plugin": LIMITS, "optional": True},
+    {"name": "wasm-noop", "kind": "envoy", "plugin": {}, "wasm": FLOOR_WASM, "floor": True, "optional": True,
+     "scenarios": FLOOR_SCENARIOS},
+    {"name": "wasm-body", "kind": "envoy", "plugin": {"floor": "body"}, "wasm": FLOOR_WASM, "floor": True,
+     "optional": True, "scenarios": FLOOR_SCENARIOS},
+]
+PEERS = [
+    {"name": "portkey", "kind": "portkey", "optional": True},
+    {"name": "litellm", "kind": "litellm", "optional": True},
+]
+BASELINE = "no-filter"
+SYSTEM_BY_NAME = {s["name"]: s for s in SYSTEMS + PEERS}
+
+# ---------------------------------------------------------------------------
+# Scenarios: one load-generator run each, per system per round. Keys:
+#   body (bytes of a chat request) or body_fn (a function returning bytes),
+#   path, stream, rate (open loop, req/s) or closed (throughput ceiling),
+#   conns, expect (text a good response contains), systems (default: all
+#   started systems except peers), duration and warmup (default --duration,
+#   --warmup), headers (extra request headers), optional (only when named).
+# Rates sit far below the knee: closed-loop ceilings measured here were about
+# 5,000 req/s (no filter) and 2,200 req/s (filter) at 1-16 KB, 2,600 and
+# 1,200 req/s at 256 KB. `optional` scenarios run only when named (--scenarios).
+SCENARIOS = [
+    {"name": "chat-1k", "body": 1024, "rate": 500, "conns": 4},
+    {"name": "chat-16k", "body": 16 * 1024, "rate": 500, "conns": 4},
+    {"name": "chat-256k", "body": 256 * 1024, "rate": 200, "conns": 4},
+    {"name": "stream-1k", "body": 1024, "stream": True, "rate": 200, "conns": 8},
+    {"name": "ceiling-1k", "body": 1024, "closed": True, "conns": 8},
+    {"name": "ceiling-256k", "body": 256 * 1024, "closed": True, "conns": 4, "optional": True},
+]
+# LiteLLM on one core saturates near 50 req/s here (closed loop), so peers run
+# at 10 req/s, with a longer warm-up (LiteLLM's first requests are slow).
+PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
+PEER_SCENARIOS = [
+    {"name": "peers-chat-1k", "body": 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
+     "systems": PEER_SYSTEMS},
+    {"name": "peers-chat-16k", "body": 16 * 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
+     "systems": PEER_SYSTEMS},
+]
+
+# Targets from issue 8, checked in the summary: (scenario, metric, limit, description)
+TARGETS = [
+    ("chat-1k", "d_p50", 300, "added p50 <= 0.3 ms at 1 KB"),
+    ("chat-1k", "d_p99", 1000, "added p99 <= 1 ms at 1 KB"),
+    ("chat-16k", "d_p50", 300, "added p50 <= 0.3 ms at 16 KB"),
+    ("chat-16k", "d_p99", 1000, "added p99 <= 1 ms at 16 KB"),
+    ("chat-256k", "d_p50", 2000, "added p50 <= 2 ms at 256 KB"),
+    ("stream-1k", "d_ttfb_p50", 200, "streaming TTFB delta <= 0.2 ms p50"),
+]
+
+# ---------------------------------------------------------------------------
+procs = []  # (name, Popen) of everything started here, stopped in reverse order
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core, argv):
+    return sched_prefix() + ["taskset", "-c", core] + argv
+
+
+_sched = None
+
+
+def sched_prefix():
+    """The command prefix giving benchmark processes priority, and what it is."""
+    global _sched
+    if _sched is None:
+        _sched = ([], "default scheduling")
+        rr = ["chrt", "-r", RT_PRIO]
+        if SCHED == "rr" and shutil.which("chrt") and subprocess.run(rr + ["true"], capture_output=True).returncode == 0:
+            _sched = (rr, f"SCHED_RR priority {RT_PRIO} (chrt -r)")
+        elif SCHED in ("rr", "nice") and NICE:
+            out = subprocess.run(["nice", "-n", str(NICE), "nice"], capture_output=True, text=True)
+            if out.stdout.strip() == str(os.nice(0) + NICE):
+                _sched = (["nice", "-n", str(NICE)], f"nice {NICE}")
+    return _sched[0]
+
+
+def sched_desc():
+    sched_prefix()
+    return _sched[1]
+
+
+def start(name, argv, env=None, cwd=None):
+    out = open(os.path.join(RUN, f"{name}.log"), "wb")
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    procs.append((name, p))
+    return p
+
+
+def descendants(pid):
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def stop_all():
+    while procs:
+        name, p = procs.pop()
+        if p.poll() is not None:
+            continue
+        kids = descendants(p.pid)  # workers a peer forked; ours to stop too
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def wait_port(port, proc, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {RUN}/{what}.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+def tool_listen(name, argv):
+    """Starts `llmgw-bench mock|sink` and returns (proc, port) from its 'listening' line."""
+    p = start(name, pinned(CLIENT_CORE, [TOOL] + argv))
+    path = os.path.join(RUN, f"{name}.log")
+    for _ in range(100):
+        with open(path) as f:
+            m = re.search(r"listening (\d+)", f.read())
+        if m:
+            return p, int(m.group(1))
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start; see {path}")
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------------------
+# Envoy configurations
+
+
+def merge(base, overlay):
+    for k, v in overlay.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+PLAINTEXT = ("\n      name: envoy.transport_sockets.raw_buffer"
+             '\n      typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}')
+
+
+def render(plugin, ports, wasm=WASM):
+    """The template with its placeholders filled (every service on loopback,
+    plaintext); with plugin None, the same configuration minus the wasm filter,
+    its route pointed at the mock directly."""
+    with open(TEMPLATE) as f:
+        tmpl = f.read()
+    config = merge(json.loads(json.dumps(BASE_PLUGIN)), json.loads(json.dumps(plugin or {})))
+    service_ports = {"MOCK": ports["mock"], "AUTH": ports["webdis"], "WEBDIS": ports["webdis"],
+                     "SINK": ports["sink"], "SINK2": ports["sink"]}
+    values = {
+        "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": ports["listen"], "ADMIN_PORT": ports["admin"],
+        "WASM_PATH": wasm, "BODY_LIMIT": BODY_LIMIT,
+        # A JSON string literal is also a valid YAML double-quoted scalar.
+        "PLUGIN_CONFIG": json.dumps(json.dumps(config)),
+    }
+    for name, port in service_ports.items():
+        values.update({f"{name}_HOST": "127.0.0.1", f"{name}_PORT": port, f"{name}_TRANSPORT": PLAINTEXT})
+    wanted = {m.group(1) or m.group(2) for m in re.finditer(r"\$\{(\w+)\}|\$(\w+)", tmpl)}
+    missing = sorted(wanted - set(values))
+    if missing:
+        raise RuntimeError(f"envoy.yaml.tmpl has placeholders bench/bench.py does not fill: {missing}")
+    yaml = string.Template(tmpl).substitute({k: str(v) for k, v in values.items()})
+    if plugin is not None:
+        return yaml
+    lines = yaml.split("\n")
+    try:
+        wasm = next(i for i, l in enumerate(lines) if l.strip() == "- name: envoy.filters.http.wasm")
+    except StopIteration:
+        raise RuntimeError("envoy.yaml.tmpl changed shape: no wasm filter to remove for the no-filter "
+                           "configuration (bench/bench.py render())") from None
+    indent = lines[wasm][:len(lines[wasm]) - len(lines[wasm].lstrip())]
+    stop = next((i for i in range(wasm + 1, len(lines))
+                 if lines[i].startswith(indent + "- ") or (lines[i].strip() and not lines[i].startswith(indent))),
+                len(lines))
+    del lines[wasm:stop]
+    yaml, n = re.subn(r"cluster_header:\s*[\w-]+", "cluster: mock", "\n".join(lines))
+    if n != 1:
+        raise RuntimeError(f"envoy.yaml.tmpl: expected one cluster_header route, found {n}")
+    return yaml
+
+
+def envoy_bin():
+    real = [os.path.join(ROOT, ".venv/lib", d, "site-packages/envoy/_bin/envoy")
+            for d in (os.listdir(os.path.join(ROOT, ".venv/lib")) if os.path.isdir(os.path.join(ROOT, ".venv/lib"))
+                      else [])]
+    for path in [os.environ.get("ENVOY_BIN", "")] + real + [os.path.join(ROOT, ".venv/bin/envoy")]:
+        if path and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError("no Envoy: run scripts/setup.sh (make setup)")
+
+
+def start_envoy(system, ports):
+    try:
+        return start_envoy_once(system, ports)
+    except RuntimeError as e:
+        plugin = system.get("plugin") or {}
+        if "unknown field `limits`" in str(e) and plugin.get("limits") == LIMITS_OFF["limits"]:
+            log(f"{system['name']}: this build has no `limits`; starting it without the off-switch")
+            system = dict(system, plugin={k: v for k, v in plugin.items() if k != "limits"})
+            return start_envoy_once(system, ports)
+        raise
+
+
+def start_envoy_once(system, ports):
+    listen, admin = free_port(), free_port()
+    p = dict(ports, listen=listen, admin=admin)
+    if system.get("sink") == "down":
+        p["sink"] = ports["dead"]
+    path = os.path.join(RUN, f"envoy-{system['name']}.yaml")
+    with open(path, "w") as f:
+        wasm = system.get("wasm", WASM)
+        if not os.path.exists(wasm):
+            raise RuntimeError(f"{os.path.relpath(wasm, ROOT)} not built")
+        f.write(render(system["plugin"], p, wasm))
+    env = dict(os.environ)
+    for v in ("OPENAI", "ANTHROPIC", "GEMINI", "BEDROCK"):
+        env[f"LLM_GATEWAY_{v}_API_KEY"] = "mock-key"
+    proc = start(system["name"], pinned(ENVOY_CORE, [envoy_bin(), "-c", path, "--concurrency", "1",
+                                                     "--disable-hot-restart", "-l", "warning"]), env=env)
+    deadline = time.time() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with {proc.returncode}: " + tail(system["name"]))
+        try:
+            if request(admin, "GET", "/ready", timeout=1)[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("envoy not ready in 60 s: " + tail(system["name"]))
+        time.sleep(0.1)
+    return {"proc": proc, "pid": proc.pid, "port": listen, "admin": admin, "path": "/v1/chat/completions",
+            "headers": [f"authorization: Bearer {ports['key']}"]}
+
+
+def tail(name, n=5):
+    """The plugin's own complaint if it logged one, else the log's last lines."""
+    try:
+        with open(os.path.join(RUN, f"{name}.log"), errors="replace") as f:
+            lines = f.read().strip().split("\n")
+    except OSError:
+        return "(no log)"
+    mine = [l.split("llm_gateway: ", 1)[-1] for l in lines if "invalid configuration" in l]
+    return mine[0] if mine else " | ".join(lines[-n:])
+
+
+# ---------------------------------------------------------------------------
+# Peers (make bench-peers): installed on demand, pinned versions.
+
+
+def install_litellm():
+    venv = os.path.join(BENCH, ".venv-litellm")
+    stamp = os.path.join(venv, f"litellm-{LITELLM_VERSION}")
+    if not os.path.exists(stamp):
+        log(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once; several minutes)")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        # The newest LiteLLM needs a certifi newer than some mirrors have (FIELD-NOTES 3.1).
+        subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                        f"litellm[proxy]=={LITELLM_VERSION}", "certifi<2026.10.19"], check=True)
+        open(stamp, "w").close()
+    return os.path.join(venv, "bin/litellm")
+
+
+def install_portkey():
+    entry = os.path.join(BENCH, "node_modules/@portkey-ai/gateway/build/start-server.js")
+    stamp = os.path.join(BENCH, "node_modules", f".portkey-{PORTKEY_VERSION}")
+    if not os.path.exists(stamp):
+        log(f"installing @portkey-ai/gateway@{PORTKEY_VERSION} into bench/node_modules")
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact", "--prefix", BENCH,
+                        f"@portkey-ai/gateway@{PORTKEY_VERSION}"], check=True)
+        open(stamp, "w").close()
+    return entry
+
+
+def start_peer(system, ports):
+    port = free_port()
+    name = system["name"]
+    if system["kind"] == "portkey":
+        entry = install_portkey()
+        # Portkey has no bind flag: it listens on all interfaces (FIELD-NOTES 3.2).
+        proc = start(name, pinned(ENVOY_CORE, ["node", entry, f"--port={port}", "--headless"]), cwd=BENCH)
+        headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: http://127.0.0.1:{ports['mock']}/v1",
+                   "authorization: Bearer sk-upstream-fake"]
+        timeout = 60
+    else:
+        exe = install_litellm()
+        master = "sk-" + secrets.token_hex(24)
+        cfg = os.path.join(RUN, "litellm.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""model_list:
+  - model_name: {MODEL}
+    litellm_params:
+      model: openai/{MODEL}
+      api_base: http://127.0.0.1:{ports['mock']}/v1
+      api_key: sk-upstream-fake
+litellm_settings:
+  num_retries: 0
+  request_timeout: 30
+  callbacks: []
+  drop_params: true
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+""")
+        env = dict(os.environ, LITELLM_MASTER_KEY=master, LITELLM_OFFLINE_MODE="true",
+                   LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS="True",
+                   LITELLM_LOCAL_AUTOROUTER_PRESETS="True", LITELLM_LOCAL_POLICY_TEMPLATES="True",
+                   LITELLM_LOCAL_BLOG_POSTS="True")
+        env.pop("DATABASE_URL", None)
+        proc = start(name, pinned(ENVOY_CORE, [exe, "--config", cfg, "--host", "127.0.0.1", "--port", str(port),
+                                               "--num_workers", "1"]), env=env, cwd=RUN)
+        headers = [f"authorization: Bearer {master}"]
+        timeout = 120
+    wait_port(port, proc, name, timeout)
+    return {"proc": proc, "pid": proc.pid, "port": port, "admin": None, "path": "/v1/chat/completions",
+            "headers": headers}
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+
+def load(system, scenario, duration, warmup):
+    argv = [TOOL, "load", "--port", str(system["port"]), "--path", scenario.get("path", system["path"]),
+            "--conns", str(scenario.get("conns", 4)), "--duration", str(scenario.get("duration", duration)),
+            "--warmup", str(scenario.get("warmup", warmup)), "--watch-pid", str(system["pid"])]
+    for h in system["headers"] + scenario.get("headers", []):
+        argv += ["--header", h]
+    if "body_fn" in scenario:
+        path = os.path.join(RUN, f"body-{scenario['name']}.json")
+        with open(path, "wb") as f:
+            f.write(scenario["body_fn"]())
+        argv += ["--body-file", path]
+    else:
+        argv += ["--body-bytes", str(scenario["body"])]
+    if scenario.get("stream"):
+        argv.append("--stream")
+    if "expect" in scenario:
+        argv += ["--expect-body", scenario["expect"]]
+    argv += ["--closed"] if scenario.get("closed") else ["--rate", str(scenario["rate"])]
+    gen = subprocess.Popen(pinned(CLIENT_CORE, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(("load", gen))  # stopped with the rest if the run is interrupted
+    stdout, stderr = gen.communicate()
+    procs.remove(("load", gen))
+    if gen.returncode != 0:
+        raise RuntimeError(f"load generator failed: {stderr.strip()}")
+    return json.loads(stdout)
+
+
+def probe(system, scenario_body=1024):
+    body = subprocess.run([TOOL, "body", "--body-bytes", str(scenario_body)], capture_output=True, check=True).stdout
+    headers = {"content-type": "application/json"}
+    for h in system["headers"]:
+        k, v = h.split(":", 1)
+        headers[k.strip()] = v.strip()
+    status, text = request(system["port"], "POST", system["path"], body, headers, timeout=30)
+    return status, text[:300]
+
+
+def smaps_wasm(pid):
+    """Wasm linear memories of a V8 Envoy from /proc/<pid>/smaps. V8 reserves
+    8 GiB of address space per wasm32 memory; the accessible (rw-p) head of the
+    reservation is the linear memory grown so far. Returns [(size_kib, rss_kib)]."""
+    vmas = []
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+                if m:
+                    vmas.append({"s": int(m[1], 16), "e": int(m[2], 16), "perm": m[3], "rss": 0})
+                elif line.startswith("Rss:") and vmas:
+                    vmas[-1]["rss"] = int(line.split()[1])
+    except OSError:
+        return []
+    out = []
+    for head, rest in zip(vmas, vmas[1:]):
+        if head["perm"].startswith("rw") and rest["perm"] == "---p" and head["e"] == rest["s"] \
+                and rest["e"] - head["s"] >= 4 << 30:
+            out.append(((head["e"] - head["s"]) >> 10, head["rss"]))
+    return out
+
+
+def rss_kib(pid):
+    total = 0
+    for p in [pid] + descendants(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmRSS:\s+(\d+)", f.read())
+                total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def admin_stats(admin, prefix):
+    try:
+        status, text = request(admin, "GET", f"/stats?filter=^{prefix}")
+    except OSError:
+        return {}
+    out = {}
+    for line in text.decode().splitlines():
+        k, _, v = line.partition(": ")
+        if v.strip().isdigit():
+            out[k] = int(v)
+    return out
+
+
+def resources(running):
+    out = {}
+    for name, s in running.items():
+        r = {"rss_mib": round(rss_kib(s["pid"]) / 1024, 1)}
+        if s.get("admin"):
+            mem = smaps_wasm(s["pid"])
+            if mem:
+                r["wasm_vms"] = [{"size_mib": round(a / 1024, 2), "rss_mib": round(b / 1024, 2)} for a, b in mem]
+            stats = admin_stats(s["admin"], "wasm")
+            if stats:
+                r["wasm_stats"] = {k: v for k, v in stats.items() if "runtime" in k or k == "wasm.wasm_vm_count"}
+                r["counters"] = {k.rsplit(".", 1)[-1]: v for k, v in stats.items()
+                                 if k.startswith("wasmcustom.") and v and not k.endswith("_micro_usd_total")
+                                 and "tokens" not in k}
+        out[name] = r
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(res, key, q):
+    v = res.get(key)
+    return v.get(q) if isinstance(v, dict) else None
+
+
+def cpu_per_1k(res):
+    p = res.get("procs") or []
+    return p[0]["cpu_s_per_1k"] if p else None
+
+
+def summarize(results):
+    """Per scenario and system: medians over rounds of absolute figures, and of
+    the per-round deltas/ratios against the baseline."""
+    table = {}
+    for scen, by_sys in results.items():
+        base = by_sys.get(BASELINE, {})
+        rows = {}
+        for name, per_round in by_sys.items():
+            row = {"rounds": len(per_round)}
+            rs = list(per_round.values())
+            for q in ("p50", "p90", "p99", "max"):
+                row[q] = med([pct(r, "latency_us", q) for r in rs])
+                row["ttfb_" + q] = med([pct(r, "ttfb_us", q) for r in rs])
+            row["rps"] = med([r["throughput_rps"] for r in rs])
+            row["errors"] = sum(r["errors"] for r in rs)
+            row["ok"] = sum(r["ok"] for r in rs)
+            row["cpu_1k"] = med([cpu_per_1k(r) for r in rs])
+            row["util"] = med([(r.get("procs") or [{}])[0].get("cpu_util") for r in rs])
+            row["lag_p99"] = med([pct(r, "send_lag_us", "p99") for r in rs])
+            if name != BASELINE and base:
+                for q in ("p50", "p90", "p99"):
+                    row["d_" + q] = med([pct(r, "latency_us", q) - pct(base[k], "latency_us", q)
+                                         for k, r in per_round.items()
+                                         if k in base and pct(r, "latency_us", q) is not None
+                                         and pct(base[k], "latency_us", q) is not None])
+                    row["d_ttfb_" + q] = med([pct(r, "ttfb_us", q) - pct(base[k], "ttfb_us", q)
+                                              for k, r in per_round.items()
+                                              if k in base and pct(r, "ttfb_us", q) is not None
+                                              and pct(base[k], "ttfb_us", q) is not None])
+                d50 = [pct(r, "latency_us", "p50") - pct(base[k], "latency_us", "p50") for k, r in per_round.items()
+                       if k in base and pct(r, "latency_us", "p50") is not None
+                       and pct(base[k], "latency_us", "p50") is not None]
+                row["d_p50_range"] = (min(d50), max(d50)) if d50 else None
+                row["rps_ratio"] = med([r["throughput_rps"] / base[k]["throughput_rps"]
+                                        for k, r in per_round.items() if k in base and base[k]["throughput_rps"]])
+                row["cpu_ratio"] = med([cpu_per_1k(r) / cpu_per_1k(base[k]) for k, r in per_round.items()
+                                        if k in base and cpu_per_1k(r) and cpu_per_1k(base[k])])
+            rows[name] = row
+        table[scen] = rows
+    return table
+
+
+def fmt(x, digits=0, unit=""):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and digits:
+        return f"{x:.{digits}f}{unit}"
+    return f"{x:.0f}{unit}" if isinstance(x, (int, float)) else str(x)
+
+
+def signed(x):
+    return "–" if x is None else f"{x:+.0f}"
+
+
+def markdown(table, scenarios, meta, res, targets):
+    L = []
+    for scen in scenarios:
+        name = scen["name"]
+        rows = table.get(name)
+        if not rows:
+            continue
+        closed = scen.get("closed")
+        stream = scen.get("stream")
+        load_desc = "closed loop" if closed else f"open loop {scen['rate']} req/s"
+        body = f"{scen['body'] // 1024} KB" if "body" in scen else "custom body"
+        timing = ""
+        if "duration" in scen or "warmup" in scen:
+            timing = f", {scen.get('duration', meta['duration']):g} s after {scen.get('warmup', meta['warmup']):g} s " \
+                     "warm-up per run"
+        L.append(f"#### {name}: {body}{' streaming' if stream else ''}, {load_desc}, "
+                 f"{scen.get('conns', 4)} connections{timing}")
+        L.append("")
+        if closed:
+            L.append("| system | req/s | vs no-filter | Envoy CPU util | CPU-s / 1k req | CPU vs no-filter "
+                     "| p50 µs | p99 µs | errors |")
+            L.append("|---|---|---|---|---|---|---|---|---|")
+            for sys_name, r in rows.items():
+                L.append(f"| {sys_name} | {fmt(r['rps'])} | {fmt(r.get('rps_ratio'), 2, '×')} | "
+                         f"{fmt(r['util'], 2)} | {fmt(r['cpu_1k'], 3)} | {fmt(r.get('cpu_ratio'), 2, '×')} | "
+                         f"{fmt(r['p50'])} | {fmt(r['p99'])} | {r['errors']} |")
+        elif stream:
+            L.append("| system | TTFB p50 µs | Δ TTFB p50 | Δ TTFB p99 | TTLB p50 µs | Δ TTLB p50 | Δ TTLB p99 "
+                     "| CPU-s / 1k req | errors |")
+            L.append("|---|---|---|---|---|---|---|---|---|")
+            for sys_name, r in rows.items():
+                L.append(f"| {sys_name} | {fmt(r['ttfb_p50'])} | {signed(r.get('d_ttfb_p50'))} | "
+                         f"{signed(r.get('d_ttfb_p99'))} | {fmt(r['p50'])} | {signed(r.get('d_p50'))} | "
+                         f"{signed(r.get('d_p99'))} | {fmt(r['cpu_1k'], 3)} | {r['errors']} |")
+        else:
+            L.append("| system | p50 µs | p90 µs | p99 µs | Δ p50 | Δ p50 range over rounds | Δ p90 | Δ p99 "
+                     "| CPU-s / 1k req | CPU vs no-filter | errors |")
+            L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            for sys_name, r in rows.items():
+                rng = r.get("d_p50_range")
+                rng = f"{rng[0]:+.0f} … {rng[1]:+.0f}" if rng else "–"
+                L.append(f"| {sys_name} | {fmt(r['p50'])} | {fmt(r['p90'])} | {fmt(r['p99'])} | "
+                         f"{signed(r.get('d_p50'))} | {rng} | {signed(r.get('d_p90'))} | {signed(r.get('d_p99'))} | "
+                         f"{fmt(r['cpu_1k'], 3)} | {fmt(r.get('cpu_ratio'), 2, '×')} | {r['errors']} |")
+        lags = [r["lag_p99"] for r in rows.values() if r.get("lag_p99") is not None]
+        if lags:
+            L.append("")
+            L.append(f"Generator send lag p99 (how late requests left vs schedule, worst system): "
+                     f"{max(lags):.0f} µs.")
+        L.append("")
+    floor = floor_breakdown(table)
+    if floor:
+        L += floor
+    if targets:
+        L.append("#### Targets (issue 8)")
+        L.append("")
+        L.append("| target | system | measured | verdict |")
+        L.append("|---|---|---|---|")
+        for t in targets:
+            L.append(f"| {t[0]} | {t[1]} | {t[2]} | {t[3]} |")
+        L.append("")
+    if res:
+        L.append("#### Resources (after the run)")
+        L.append("")
+        L.append("| system | RSS MiB at start | RSS MiB at end | wasm linear memory per VM (size / resident MiB) |")
+        L.append("|---|---|---|---|")
+        for name, r in res["end"].items():
+            start_rss = res["start"].get(name, {}).get("rss_mib")
+            vms = ", ".join(f"{v['size_mib']:.2f} / {v['rss_mib']:.2f}" for v in r.get("wasm_vms", [])) or "–"
+            L.append(f"| {name} | {fmt(start_rss, 1)} | {fmt(r['rss_mib'], 1)} | {vms} |")
+        L.append("")
+        counters = {k: v["counters"] for k, v in res["end"].items() if v.get("counters")}
+        if counters:
+            L.append("Filter counters at the end (non-zero): " + "; ".join(
+                f"{k}: " + ", ".join(f"{n} {v}" for n, v in c.items()) for k, c in counters.items()) + ".")
+            L.append("")
+        growth = res.get("wasm_by_round")
+        if growth:
+            L.append("Largest wasm linear memory (MiB) per filter system after each round: " + "; ".join(
+                f"{k}: {' → '.join(f'{x:.2f}' for x in v)}" for k, v in growth.items()) + ".")
+            L.append("")
+    return "\n".join(L)
+
+
+def floor_breakdown(table):
+    """Splits the gateway's cost using the floor filters measured in the same run."""
+    cols = []
+    for scen, metric, label in (("chat-1k", "d_p50", "Δ p50 µs, chat 1 KB"),
+                                ("chat-256k", "d_p50", "Δ p50 µs, chat 256 KB"),
+                                ("ceiling-1k", "cpu", "CPU µs / request over no-filter, ceiling 1 KB")):
+        rows = table.get(scen, {})
+        if not all(n in rows for n in (BASELINE, "wasm-noop", "wasm-body", "filter")):
+            continue
+        if metric == "cpu":
+            base = rows[BASELINE]["cpu_1k"]
+            val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None
+                   for n in ("wasm-noop", "wasm-body", "filter")}
+        else:
+            val = {n: rows[n].get(metric) for n in ("wasm-noop", "wasm-body", "filter")}
+        cols.append((label, val))
+    if not cols:
+        return []
+
+    def diff(a, b):
+        return None if a is None or b is None else a - b
+    L = ["#### Where the filter's cost goes (floor filters, same run)", "",
+         "| layer | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    L.append("| any wasm filter: V8 context + header callbacks (wasm-noop) | "
+             + " | ".join(signed(v["wasm-noop"]) for _, v in cols) + " |")
+    L.append("| + pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop) | "
+             + " | ".join(signed(diff(v["wasm-body"], v["wasm-noop"])) for _, v in cols) + " |")
+    L.append("| + the gateway's own work (filter − wasm-body) | "
+             + " | ".join(signed(diff(v["filter"], v["wasm-body"])) for _, v in cols) + " |")
+    L.append("| = filter | " + " | ".join(signed(v["filter"]) for _, v in cols) + " |")
+    L.append("")
+    return L
+
+
+def evaluate_targets(table, res=None):
+    out = []
+    for name, r in (res or {}).get("end", {}).items():
+        vms = r.get("wasm_vms")
+        if vms and not SYSTEM_BY_NAME.get(name, {}).get("floor"):
+            top = max(v["size_mib"] for v in vms)
+            out.append(("wasm memory per worker < 32 MB (largest VM's linear memory)", name, f"{top:.1f} MiB",
+                        "meets" if top * 1.048576 < 32 else "**misses**"))
+    for name, series in (res or {}).get("wasm_by_round", {}).items():
+        if len(series) >= 2 and not SYSTEM_BY_NAME.get(name, {}).get("floor"):
+            # Linear memory never shrinks: the first rounds set the high-water mark of the
+            # mixed load; a leak keeps growing after that, so compare the second half.
+            mid = series[len(series) // 2]
+            out.append(("wasm memory flat over the second half of the run", name,
+                        f"{mid:.2f} → {series[-1]:.2f} MiB (round 1: {series[0]:.2f})",
+                        "meets" if series[-1] - mid <= 0.5 else "**misses**"))
+    for scen, metric, limit, desc in TARGETS:
+        rows = table.get(scen)
+        if not rows:
+            continue
+        for name, r in rows.items():
+            if name == BASELINE or not SYSTEM_BY_NAME.get(name, {}).get("kind") == "envoy" \
+                    or SYSTEM_BY_NAME[name].get("floor") or r.get(metric) is None:
+                continue
+            v = r[metric]
+            out.append((desc, name, f"{v:+.0f} µs", "meets" if v <= limit else "**misses**"))
+    ceil = table.get("ceiling-1k", {})
+    for name, r in ceil.items():
+        if name != BASELINE and r.get("rps_ratio") is not None and not SYSTEM_BY_NAME[name].get("floor"):
+            want = 0.6 if name == "limits" else 0.8  # issue 8: 60% with the limit callout on
+            out.append((f"throughput >= {want:.0%} of no-filter", name, f"{r['rps_ratio'] * 100:.0f}%",
+                        "meets" if r["rps_ratio"] >= want else "**misses**"))
+            if r.get("cpu_ratio"):
+                # The ceiling if Envoy's core were the only bottleneck: 1 / CPU per request.
+                out.append((f"CPU-bound ceiling (1 / CPU per request) >= {want:.0%}", name,
+                            f"{100 / r['cpu_ratio']:.0f}%", "meets" if 1 / r["cpu_ratio"] >= want else "**misses**"))
+    for scen in ("peers-chat-1k", "peers-chat-16k"):
+        rows = table.get(scen, {})
+        f = rows.get("filter", {}).get("d_p50")
+        for peer, factor in (("portkey", 10), ("litellm", 50)):
+            p = rows.get(peer, {}).get("d_p50")
+            if f is not None and p is not None:
+                ratio = p / f if f > 0 else float("inf")
+                out.append((f"added p50 >= {factor}× lower than {peer} ({scen})", "filter",
+                            f"{f:+.0f} vs {p:+.0f} µs ({ratio:.1f}×)", "meets" if ratio >= factor else "**misses**"))
+    return out
+
+
+def write_md(section, text):
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+    try:
+        with open(RESULTS_MD) as f:
+            doc = f.read()
+    except OSError:
+        doc = "# Benchmarks\n"
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = doc[:doc.index(start)] + block + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(RESULTS_MD, "w") as f:
+        f.write(doc)
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v), v[7] if len(v) > 7 else 0  # total, steal
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mhz = None
+    with open("/proc/cpuinfo") as f:
+        m = re.search(r"cpu MHz\s*:\s*([\d.]+)", f.read())
+        mhz = m.group(1) if m else None
+    mem = ""
+    with open("/proc/meminfo") as f:
+        m = re.search(r"MemTotal:\s+(\d+)", f.read())
+        mem = f"{int(m.group(1)) // 1024 // 1024} GiB" if m else ""
+    return {"nproc": os.cpu_count(), "cpu": cpu + (f" @ {float(mhz):.0f} MHz" if mhz else ""), "memory": mem,
+            "kernel": platform.release()}
+
+
+def versions(peers):
+    def run(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "?"
+    envoy = run([envoy_bin(), "--version"]).split("version:")[-1].strip()
+    with open(WASM, "rb") as f:
+        data = f.read()
+    v = {"envoy": envoy, "wasm": f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}",
+         "rustc": run(["rustc", "--version"]), "commit": git_head()}
+    if peers:
+        v["litellm"] = LITELLM_VERSION
+        v["portkey"] = f"@portkey-ai/gateway {PORTKEY_VERSION}, node {run(['node', '--version'])}"
+    return v
+
+
+def git_head():
+    """The checked-out commit, read from .git (the working tree may hold uncommitted changes)."""
+    try:
+        with open(os.path.join(ROOT, ".git/HEAD")) as f:
+            head = f.read().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            path = os.path.join(ROOT, ".git", ref)
+            if os.path.exists(path):
+                with open(path) as f:
+                    return f.read().strip()[:12]
+            with open(os.path.join(ROOT, ".git/packed-refs")) as f:
+                for line in f:
+                    if line.strip().endswith(ref):
+                        return line.split()[0][:12]
+        return head[:12]
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peers", action="store_true", help="also start LiteLLM and Portkey and run PEER_SCENARIOS")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="only PEER_SCENARIOS, with the systems they name (make bench-peers)")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "4")))
+    ap.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", "3")))
+    ap.add_argument("--warmup", type=float, default=float(os.environ.get("BENCH_WARMUP", "0.5")))
+    ap.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", ""))
+    ap.add_argument("--systems", default=os.environ.get("BENCH_SYSTEMS", ""))
+    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    os.makedirs(RUN, exist_ok=True)
+    for path, what in ((TOOL, "cargo build --release -p llm-gateway-bench"), (WASM, "make build")):
+        if not os.path.exists(path):
+            sys.exit(f"bench: {path} missing; run {what}")
+    for tool in ("taskset", "redis-server", "redis-cli", "webdis"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found (make setup installs redis-server and webdis; taskset is util-linux)")
+
+    started = time.time()
+    cpu0 = cpu_times()
+    command = os.environ.get("BENCH_COMMAND", "").strip() or " ".join(["bench/bench.py"] + sys.argv[1:])
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command, "load_start": loadavg(), "machine": machine(), "versions": versions(args.peers or args.peers_only)}
+    log(f"machine: {meta['machine']}; load average {meta['load_start']}; {sched_desc()}")
+    meta["cpu_start"] = cpu0
+    meta.update(rounds=args.rounds, duration=args.duration, warmup=args.warmup)
+    try:
+        return run(args, meta, started)
+    finally:
+        stop_all()
+
+
+def start_shared():
+    """Redis, webdis, the mock and the sink, all on the client core, and a
+    provisioned key. Returns the ports (and the key) the systems need."""
+    ports = {"redis": free_port(), "webdis": free_port(), "dead": free_port()}
+    redis = start("redis", pinned(CLIENT_CORE, ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                                                "--save", "", "--appendonly", "no"]))
+    wait_port(ports["redis"], redis, "redis")
+    with open(os.path.join(RUN, "webdis.json"), "w") as f:
+        json.dump({"redis_host": "127.0.0.1", "redis_port": ports["redis"], "http_host": "127.0.0.1",
+                   "http_port": ports["webdis"], "threads": 2, "daemonize": False, "database": 0,
+                   "verbosity": 1, "logfile": os.path.join(RUN, "webdis-own.log")}, f)
+    webdis = start("webdis", pinned(CLIENT_CORE, ["webdis", os.path.join(RUN, "webdis.json")]))
+    wait_port(ports["webdis"], webdis, "webdis")
+    _, ports["mock"] = tool_listen("mock", ["mock"])
+    _, ports["sink"] = tool_listen("sink", ["sink"])
+    # The auth lookup finds this key's principal; after the first request it is cached.
+    key = "phx_" + secrets.token_hex(24)
+    principal = json.dumps({"team_id": 1, "user_id": 1, "distinct_id": "bench", "scopes": ["llm_gateway:read"],
+                            "products": None})
+    subprocess.run(["redis-cli", "-p", str(ports["redis"]), "SET",
+                    "llmgw:key:" + hashlib.sha256(key.encode()).hexdigest(), principal],
+                   check=True, capture_output=True)
+    ports["key"] = key
+    return ports
+
+
+def run(args, meta, started):
+    ports = start_shared()
+
+    if args.peers_only:
+        args.peers = True
+        args.scenarios = args.scenarios or ",".join(s["name"] for s in PEER_SCENARIOS)
+        args.systems = args.systems or ",".join(sorted({n for s in PEER_SCENARIOS for n in s["systems"]}))
+    only_sys = set(filter(None, args.systems.split(",")))
+    only_scen = set(filter(None, args.scenarios.split(",")))
+    wanted = [s for s in SYSTEMS + (PEERS if args.peers else []) if not only_sys or s["name"] in only_sys
+              or s["name"] == BASELINE]
+    running, skipped = {}, {}
+    for s in wanted:
+        log(f"starting {s['name']}")
+        try:
+            sysinfo = start_envoy(s, ports) if s["kind"] == "envoy" else start_peer(s, ports)
+            status, text = probe(sysinfo)
+            if status != 200:
+                raise RuntimeError(f"probe answered {status}: {text!r}")
+            running[s["name"]] = sysinfo
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+            if not s.get("optional"):
+                raise
+            skipped[s["name"]] = str(e)[:300]
+            log(f"skipping {s['name']}: {skipped[s['name']]}")
+
+    scenarios = [sc for sc in SCENARIOS + (PEER_SCENARIOS if args.peers else [])
+                 if sc["name"] in only_scen or (not only_scen and not sc.get("optional"))]
+    res = {"start": resources(running)}
+    results = {}
+    wasm_by_round = {}
+    names = list(running)
+    for rnd in range(args.rounds):
+        for scen in scenarios:
+            default = [n for n in names if n not in ("portkey", "litellm")
+                       and scen["name"] in SYSTEM_BY_NAME[n].get("scenarios", [scen["name"]])]
+            targets = [n for n in names if n in scen.get("systems", default)]
+            if BASELINE not in targets:
+                continue
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]  # rotate per round
+            for name in order:
+                r = load(running[name], scen, args.duration, args.warmup)
+                results.setdefault(scen["name"], {}).setdefault(name, {})[rnd] = r
+                lat = r.get("latency_us") or {}
+                extra = f" ttfb p50 {r['ttfb_us']['p50']}" if r.get("ttfb_us") else ""
+                log(f"round {rnd + 1}/{args.rounds} {scen['name']:<14} {name:<18} "
+                    f"p50 {lat.get('p50')} p99 {lat.get('p99')}{extra} µs, {r['throughput_rps']} req/s, "
+                    f"errors {r['errors']} {r['error_kinds'] or ''}")
+        for name, s in running.items():
+            mem = smaps_wasm(s["pid"]) if s.get("admin") else []
+            if mem:
+                wasm_by_round.setdefault(name, []).append(max(a for a, _ in mem) / 1024)
+    res["end"] = resources(running)
+    res["wasm_by_round"] = wasm_by_round
+    meta["load_end"] = loadavg()
+    total, steal = (b - a for a, b in zip(meta["cpu_start"], cpu_times()))
+    meta["steal"] = f"{100 * steal / total:.1f}%" if total else "?"
+    meta["elapsed"] = f"{time.time() - started:.0f} s"
+
+    table = summarize(results)
+    core = [s for s in scenarios if s not in PEER_SCENARIOS]
+    peer = [s for s in scenarios if s in PEER_SCENARIOS]
+    targets = evaluate_targets(table, res)
+    header = [
+        f"Run of {meta['date']}: `{meta['command']}` ({args.rounds} rounds; each run {args.duration:g} s after "
+        f"{args.warmup:g} s warm-up unless its heading says otherwise; took {meta['elapsed']}).",
+        "",
+        f"- Machine: {meta['machine']['nproc']} cores, {meta['machine']['cpu']}, {meta['machine']['memory']}, "
+        f"Linux {meta['machine']['kernel']} (a VM). Load average at start {meta['load_start']}, at end "
+        f"{meta['load_end']} (other sessions' compilers compete for both cores); hypervisor steal "
+        f"{meta['steal']} of CPU time during the run.",
+        "- Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        f"- Pinning: Envoy (and peers) `taskset -c {ENVOY_CORE}`, `--concurrency 1`; load generator, mock, sink, "
+        f"Redis, webdis `taskset -c {CLIENT_CORE}`; all under {sched_desc()}.",
+        "- Every Δ is the system minus no-filter in the same round (µs), then the median over rounds; absolute "
+        "figures are medians over rounds.",
+    ]
+    if skipped:
+        header.append("- Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    if core:
+        text = "\n".join(header) + "\n\n" + markdown(table, core, meta, res,
+                                                    [t for t in targets if "peers" not in t[0]])
+        print("\n" + text)
+        if not args.no_write:
+            write_md("results", text)
+    if peer:
+        ptext = "\n".join(header) + "\n\n" + markdown(table, peer, meta, None if core else res,
+                                                     [t for t in targets if "peers" in t[0]])
+        print("\n" + ptext)
+        if not args.no_write:
+            write_md("peers", ptext)
+    with open(os.path.join(RUN, "results.json"), "w") as f:
+        json.dump({"meta": meta, "results": results, "table": table, "resources": res, "skipped": skipped}, f,
+                  indent=1)
+    log(f"raw results in {os.path.relpath(RUN, ROOT)}/results.json" +
+        ("" if args.no_write else "; tables written to BENCHMARKS.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Where an Envoy system's CPU goes, per request: `perf` on the Envoy process
+under closed-loop load, split by binary (Envoy + V8 runtime, wasm JIT code,
+kernel, libc). Uses the systems of bench/bench.py, started the same way
+(pinned, same mock, same scheduling).
+
+  bench/profile.py [--body-bytes 1024] [--seconds 5] [--perf-data DIR] SYSTEM...
+
+e.g. `bench/profile.py no-filter wasm-body filter`. Needs `perf` (linux-perf)
+and permission to profile (root, or kernel.perf_event_paranoid <= 1). The
+Envoy from PyPI is stripped, so time inside Envoy and V8 is one bucket; JIT
+code shows as `[JIT]`.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as b  # noqa: E402
+
+
+def dso_split(data):
+    out = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso", "--stdio", "-g", "none"],
+                         capture_output=True, text=True).stdout
+    split = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
+        if m:
+            name = m.group(2)
+            name = "[JIT] wasm code" if name.startswith("[JIT]") else name
+            split[name] = split.get(name, 0) + float(m.group(1))
+    return split
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("systems", nargs="+")
+    ap.add_argument("--body-bytes", type=int, default=1024)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--perf-data", default=b.RUN)
+    args = ap.parse_args()
+    if not shutil.which("perf"):
+        sys.exit("profile: perf not found (apt-get install linux-perf)")
+    os.makedirs(b.RUN, exist_ok=True)
+    signal.signal(signal.SIGTERM, b.on_signal)
+    signal.signal(signal.SIGINT, b.on_signal)
+    try:
+        ports = b.start_shared()
+        rows = []
+        for name in args.systems:
+            system = b.SYSTEM_BY_NAME[name]
+            s = b.start_envoy(system, ports)
+            b.probe(s)
+            duration = args.seconds + 2
+            load = subprocess.Popen(b.pinned(b.CLIENT_CORE, [
+                b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration", str(duration),
+                "--warmup", "1", "--body-bytes", str(args.body_bytes), "--watch-pid", str(s["pid"])]
+                + sum([["--header", h] for h in s["headers"]], [])), stdout=subprocess.PIPE, text=True)
+            time.sleep(1.5)
+            data = os.path.join(args.perf_data, f"perf-{name}.data")
+            subprocess.run(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(s["pid"]), "--", "sleep",
+                            str(args.seconds)], capture_output=True, check=True)
+            result = json.loads(load.communicate()[0])
+            per_req = result["procs"][0]["cpu_s_per_1k"] * 1000  # µs of CPU per request
+            rows.append((name, result["throughput_rps"], per_req, dso_split(data)))
+            s["proc"].terminate()
+            s["proc"].wait()
+        print(f"\nCPU per request by binary, closed loop, {args.body_bytes}-byte chat bodies "
+              f"(µs; perf runs alongside, so totals are a little above bench.py's):\n")
+        keys = ["envoy", "[JIT] wasm code", "[kernel.kallsyms]", "libc.so.6"]
+        print("| system | req/s | CPU µs / req | " + " | ".join(keys) + " | other |")
+        print("|---|---|---|" + "---|" * (len(keys) + 1))
+        for name, rps, per_req, split in rows:
+            cells = [f"{per_req * split.get(k, 0) / 100:.0f}" for k in keys]
+            other = per_req * (100 - sum(split.get(k, 0) for k in keys)) / 100
+            print(f"| {name} | {rps:.0f} | {per_req:.0f} | " + " | ".join(cells) + f" | {other:.0f} |")
+    finally:
+        b.stop_all()
+
+
+if __name__ == "__main__":
+    main()
