@@ -44,11 +44,12 @@ impl Default for OutboxConfig {
     /// `flush_at` 100, 1 + `max_retries` 3 attempts, `BATCH_SIZE_LIMIT`
     /// 5 MiB, 30 s backoff cap; PROTOCOLS.md G), with a shorter flush
     /// interval and a 500 ms backoff base because a gateway's events should
-    /// show up promptly.
+    /// show up promptly, and a 16 MiB byte bound because wasm memory never
+    /// shrinks: an outage must not leave a worker holding more (BENCHMARKS.md).
     fn default() -> Self {
         Self {
             max_events: 10_000,
-            max_bytes: 64 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024,
             max_batch_events: 100,
             max_batch_bytes: 5 * 1024 * 1024 - 4 * 1024,
             flush_interval_ms: 1_000,
