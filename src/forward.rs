@@ -221,6 +221,7 @@ pub fn plan(
             requested_model: requested.to_string(),
             client_wants_usage: req.include_usage == Some(true),
             strip_usage_chunk,
+            gemini: provider == Provider::Gemini,
         },
     })
 }

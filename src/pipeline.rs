@@ -9,7 +9,7 @@ use crate::errors::{ApiError, ErrorKind};
 use crate::routes::Endpoint;
 use crate::translate::{
     anthropic_error_to_openai, chat_response_to_messages, messages_response_to_chat, openai_error_to_anthropic,
-    ChatToMessagesStream, MessagesToChatStream,
+    ChatToMessagesStream, GeminiChatStreamFix, MessagesToChatStream,
 };
 use crate::usage::{Extracted, UsageChunkStripper, UsageTracker, Wire};
 
@@ -52,6 +52,8 @@ pub struct ResponsePlan {
     pub client_wants_usage: bool,
     /// The gateway asked for usage on the client's behalf and must remove it.
     pub strip_usage_chunk: bool,
+    /// Gemini's OpenAI-compatible stream, whose tool calls need normalising.
+    pub gemini: bool,
 }
 
 impl ResponsePlan {
@@ -62,6 +64,7 @@ impl ResponsePlan {
 
 enum Stage {
     BedrockSse(BedrockToSse),
+    GeminiFix(GeminiChatStreamFix),
     Strip(UsageChunkStripper),
     ToChat(MessagesToChatStream),
     ToMessages(ChatToMessagesStream),
@@ -71,6 +74,7 @@ impl Stage {
     fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         match self {
             Stage::BedrockSse(s) => s.feed(bytes),
+            Stage::GeminiFix(s) => s.feed(bytes),
             Stage::Strip(s) => s.feed(bytes),
             Stage::ToChat(s) => s.feed(bytes),
             Stage::ToMessages(s) => s.feed(bytes),
@@ -80,6 +84,7 @@ impl Stage {
     fn finish(&mut self) -> Vec<u8> {
         match self {
             Stage::BedrockSse(s) => s.finish(),
+            Stage::GeminiFix(s) => s.finish(),
             Stage::Strip(s) => s.finish(),
             Stage::ToChat(s) => s.finish(),
             Stage::ToMessages(s) => s.finish(),
@@ -141,8 +146,13 @@ impl ResponsePipeline {
                 (Endpoint::Messages, Endpoint::ChatCompletions) => {
                     stages.push(Stage::ToMessages(ChatToMessagesStream::new(&plan.requested_model)))
                 }
-                _ if plan.strip_usage_chunk && status == 200 => {
-                    stages.push(Stage::Strip(UsageChunkStripper::default()))
+                (Endpoint::ChatCompletions, _) => {
+                    if plan.gemini {
+                        stages.push(Stage::GeminiFix(GeminiChatStreamFix::default()));
+                    }
+                    if plan.strip_usage_chunk && status == 200 {
+                        stages.push(Stage::Strip(UsageChunkStripper::default()));
+                    }
                 }
                 _ => {}
             }

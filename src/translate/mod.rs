@@ -19,6 +19,7 @@
 mod chat_to_messages;
 mod common;
 mod errors;
+mod gemini_stream;
 mod messages_to_chat;
 mod response_to_chat;
 mod response_to_messages;
@@ -31,6 +32,7 @@ use std::fmt;
 
 pub use chat_to_messages::chat_request_to_messages;
 pub use errors::{anthropic_error_to_openai, anthropic_error_type, openai_error_to_anthropic};
+pub use gemini_stream::GeminiChatStreamFix;
 pub use messages_to_chat::messages_request_to_chat;
 pub use response_to_chat::messages_response_to_chat;
 pub use response_to_messages::chat_response_to_messages;

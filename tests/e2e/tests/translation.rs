@@ -1050,18 +1050,11 @@ fn gemini_tool_call_streams_reach_anthropic_clients_as_tool_use() {
     assert_eq!(inputs, [("get_weather", &json!({"city": "Paris"})), ("get_time", &json!({"city": "Lyon"}))]);
 }
 
-/// KNOWN BUG (gap): an OpenAI Chat client calling a Gemini model gets
-/// Gemini's OpenAI-compatible stream passed through unchanged
-/// (src/forward.rs `plan`: (ChatCompletions, OpenAiChat) is `native`, so
-/// src/pipeline.rs `ResponsePipeline::start` passes it through or only strips
-/// the usage chunk). Gemini streams tool calls without `index` and ends them
-/// with `finish_reason: "stop"` (googleapis/python-genai#2868), so the OpenAI
-/// SDK's `chat.completions.stream` helper raises `TypeError: list indices must
-/// be integers or slices, not NoneType`, and agent loops that wait for
-/// `tool_calls` stop. The Anthropic-client path normalises both (see the test
-/// above). Ignored until the gateway normalises Gemini streams for Chat clients.
+/// Gemini streams tool calls without `index` and ends them with
+/// `finish_reason: "stop"` (googleapis/python-genai#2868); without the
+/// gateway's fix the OpenAI SDK's stream helper raises a TypeError and agent
+/// loops waiting for `tool_calls` stop.
 #[test]
-#[ignore = "KNOWN BUG: Gemini tool-call streams reach OpenAI Chat clients without index and with finish_reason stop"]
 fn gemini_tool_call_streams_reach_openai_clients_in_openai_shape() {
     let stack = Stack::shared();
     let _g = stack.guard();
@@ -1074,10 +1067,10 @@ fn gemini_tool_call_streams_reach_openai_clients_in_openai_shape() {
     let deltas: Vec<&Value> =
         chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
     assert_eq!(deltas.len(), 2, "{}", resp.body);
-    // KNOWN BUG: OpenAI requires `index` on every streamed tool call delta.
+    // OpenAI requires `index` on every streamed tool call delta.
     assert!(deltas.iter().all(|d| d["index"].is_u64()), "tool call deltas without index: {deltas:?}");
     let finish: Vec<&str> = chunks.iter().filter_map(|c| c["choices"][0]["finish_reason"].as_str()).collect();
-    // KNOWN BUG: a turn that calls tools finishes with "tool_calls".
+    // A turn that calls tools finishes with "tool_calls".
     assert_eq!(finish, ["tool_calls"], "{}", resp.body);
 }
 
