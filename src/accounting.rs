@@ -9,7 +9,7 @@ use crate::capture::properties::{sanitize_id, MAX_ID_CHARS};
 use crate::pricing::{self, Cost, CostSource, PriceTable};
 use crate::request::ParsedRequest;
 use crate::routes::Endpoint;
-use crate::usage::{Extracted, Usage, Wire};
+use crate::usage::{Extracted, Usage};
 
 /// The end user a call is attributed to: OpenAI `safety_identifier`/`user`,
 /// then Anthropic `metadata.user_id`, then the `x-posthog-distinct-id`
@@ -32,13 +32,6 @@ pub fn api_format(endpoint: Endpoint) -> &'static str {
     }
 }
 
-/// The wire format the provider answers in, from the client's API format.
-pub fn wire_of(api_format: &str) -> Wire {
-    match api_format {
-        "openai_responses" => Wire::OpenAiResponses,
-        "anthropic_messages" => Wire::Anthropic,
-        _ => Wire::OpenAiChat,
-    }
 }
 
 /// What is known about a call when it is sent upstream.
