@@ -32,8 +32,6 @@ pub fn api_format(endpoint: Endpoint) -> &'static str {
     }
 }
 
-}
-
 /// What is known about a call when it is sent upstream.
 #[derive(Debug, Clone, Default)]
 pub struct CallInfo {
