@@ -23,7 +23,7 @@ impl Rng {
         Rng(h ^ (data.len() as u64).rotate_left(32))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -33,7 +33,7 @@ impl Rng {
 
     /// Uniform-ish in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -76,7 +76,8 @@ fn track(wire: Wire, streaming: bool, limits: Limits, chunks: &[&[u8]]) -> (Extr
 
 /// Properties of one wire's tracker on arbitrary bytes, read both as a JSON
 /// body and as a stream:
-/// - the result does not depend on how the bytes are chunked;
+/// - the result does not depend on how the bytes are chunked (random cuts,
+///   two halves, byte by byte);
 /// - caps hold (error <= 512 chars, output text <= its byte cap);
 /// - "first token" is signalled at most once, and only if it is in the result;
 /// - the wire's token semantics flags are the documented ones;
@@ -99,6 +100,9 @@ pub fn check_tracker(wire: Wire, data: &[u8]) {
         let max_cuts = if rng.below(2) == 0 { 4 } else { 64 };
         let split = track(wire, streaming, limits, &pieces(data, &mut rng, max_cuts));
         assert_eq!(whole, split.0, "streaming={streaming}: result depends on chunking");
+        let (head, tail) = data.split_at(data.len() / 2);
+        let halves = track(wire, streaming, limits, &[head, tail]);
+        assert_eq!(whole, halves.0, "streaming={streaming}: result differs when fed in two halves");
         if data.len() <= 512 {
             let bytes = track(wire, streaming, limits, &bytewise(data));
             assert_eq!(whole, bytes.0, "streaming={streaming}: result differs when fed byte by byte");

@@ -152,7 +152,9 @@ impl BedrockToSse {
                 } else {
                     raw.get().to_owned()
                 };
-                push(out, if kind.is_empty() { "message" } else { &kind }, &data);
+                // The type becomes the `event:` line: a control character in it would split the line.
+                let named = !kind.is_empty() && !kind.chars().any(char::is_control);
+                push(out, if named { &kind } else { "message" }, &data);
             }
             BedrockEvent::Error { kind, message } => {
                 push(out, "error", &anthropic_error_json(kind, &message));
@@ -173,6 +175,17 @@ fn push(out: &mut Vec<u8>, event: &str, data: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_type_with_a_line_break_cannot_inject_an_event() {
+        let payload = r#"{"type":"ping\nevent: error\ndata: {}"}"#;
+        let mut sse = Vec::new();
+        let event = super::BedrockEvent::Anthropic(payload.to_string());
+        super::BedrockToSse::new().emit(event, &mut sse);
+        let text = String::from_utf8(sse).unwrap();
+        assert!(text.starts_with("event: message\ndata: "), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("event:")).count(), 1, "{text}");
+    }
+
     use super::*;
     use crate::bedrock::event_stream::{encode, string_header};
     use crate::usage::SseParser;
