@@ -8,8 +8,8 @@ use super::http::{Request, Sending};
 use crate::auth::Principal;
 use crate::errors::{ApiError, ErrorKind};
 use crate::limits::{
-    applicable_windows, budget_headers, budget_status, effective_cap, estimate_usd, BudgetTier, CheckPlan, CheckResult,
-    LimitOverrides, Subject,
+    applicable_windows, budget_headers, budget_status, effective_cap, estimate_usd, rate_limit_headers, BudgetTier,
+    CheckPlan, CheckResult, LimitOverrides, Subject,
 };
 
 /// A check in flight: the call, and what to send once it allows.
@@ -69,15 +69,11 @@ impl Request {
         };
         let Checking { plan, estimate_usd, cap_usd, mut sending, .. } = *checking;
         let action = match plan.parse(status, body) {
-            Ok(result @ CheckResult::Allowed { .. }) => {
-                let CheckResult::Allowed { month_spend_usd, reservations, .. } = &result else {
-                    return;
-                };
-                let budget =
-                    budget_status(cap_usd, *month_spend_usd, self.shared.config.limits.budget.engage_threshold);
-                self.response_headers = result.headers();
+            Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations }) => {
+                let budget = budget_status(cap_usd, month_spend_usd, self.shared.config.limits.budget.engage_threshold);
+                self.response_headers = tightest.as_ref().map(rate_limit_headers).unwrap_or_default();
                 self.response_headers.extend(budget_headers(&budget));
-                self.reservations = reservations.clone();
+                self.reservations = reservations;
                 sending.budget_engaged = budget.tier == BudgetTier::Engage;
                 if let Some(tier) = budget.tier.header_value() {
                     sending.call.gateway_properties.insert("$ai_budget_tier".into(), tier.into());

@@ -77,6 +77,8 @@ pub type WeakRequest = Weak<RefCell<Request>>;
 pub struct Sending {
     pub route: Route,
     pub body_size: usize,
+    /// The client's body as read once; Save Mode scans it when the plan keeps it.
+    body: Vec<u8>,
     pub upstream: forward::Upstream,
     pub call: CallInfo,
     pub max_output_tokens: Option<u64>,
@@ -356,10 +358,13 @@ impl Request {
         // Read before `call_info` strips the gateway's own headers.
         let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
         let call = self.call_info(&route, principal, &parsed, &upstream);
+        let max_output_tokens = parsed.max_output_tokens;
+        drop(parsed);
         let sending = Sending {
-            max_output_tokens: parsed.max_output_tokens,
+            max_output_tokens,
             route,
             body_size,
+            body,
             upstream,
             call,
             save_mode_header,
@@ -375,6 +380,7 @@ impl Request {
         let Sending {
             route,
             body_size,
+            body,
             upstream,
             mut call,
             save_mode_header,
@@ -405,7 +411,7 @@ impl Request {
             );
             let upgrade = decision.active.then(|| match &new_body {
                 Some(b) => cost_controls::upgrade_cache_ttl(b),
-                None => cost_controls::upgrade_cache_ttl(&host::request_body(body_size)),
+                None => cost_controls::upgrade_cache_ttl(&body),
             });
             call.gateway_properties.extend(cost_controls::telemetry(&decision, upgrade.as_ref()));
             if let Some(Upgrade::Upgraded { body: upgraded, .. }) = upgrade {
