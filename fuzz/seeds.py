@@ -474,6 +474,8 @@ CONFIGS = {
     "bad_provider": {"providers": {"mistral": MOCK}},
     "bad_types": {"products": "llm_gateway", "max_request_body_bytes": -1},
     "unknown_field": {"prodcts": ["a"]},
+    # Keys and values with control characters: the error must stay one line.
+    "control_chars_in_keys": r'{"providers":{"azure\nFAKE \u001b[31m":{}},"models":{"x\r":{"provider":"n\u2028o"}},"pricing":{"m\n":{"input":-1,"output":1}},"limits":{"a\nb":1},"prod\ncts":[]}',
 }
 
 # --- Auth ---------------------------------------------------------------------

@@ -183,10 +183,42 @@ impl Config {
         let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
             RawConfig::default()
         } else {
-            serde_json::from_slice(json).map_err(|e| format!("invalid configuration: {e}"))?
+            serde_json::from_slice(json).map_err(|e| one_line(format!("invalid configuration: {e}")))?
         };
-        compile(raw)
+        compile(raw).map_err(one_line)
     }
+}
+
+/// An operator-supplied key as it appears in a field path (`providers.{key}`):
+/// escaped as `{:?}` would (control characters, line separators, quotes,
+/// backslashes) but without the quotes, so an ordinary key reads as itself
+/// and an odd one cannot split the message over several log lines.
+fn key(key: &str) -> std::str::EscapeDebug<'_> {
+    key.escape_debug()
+}
+
+/// Whether `c` could break a log line: control characters
+/// (CR, LF, ESC, NEL, ...) and the Unicode line and paragraph separators.
+fn breaks_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `message` with every character that could break its line escaped (`\n`,
+/// `\u{1b}`): a safety net for text quoted raw by serde (`unknown field
+/// `...``) or by other modules' validation. Anything else is left as is.
+fn one_line(message: String) -> String {
+    if !message.chars().any(breaks_line) {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if breaks_line(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn compile(raw: RawConfig) -> Result<Config, String> {
@@ -203,7 +235,10 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     }
     for name in raw.providers.keys() {
         if Provider::from_name(name).is_none() {
-            return Err(format!("providers.{name}: unknown provider (known: openai, anthropic, gemini, bedrock)"));
+            return Err(format!(
+                "providers.{}: unknown provider (known: openai, anthropic, gemini, bedrock)",
+                key(name)
+            ));
         }
     }
     let settings = |p: Provider| -> Result<ProviderSettings, String> {
@@ -234,7 +269,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     let mut models = HashMap::new();
     for (name, m) in raw.models {
         let provider = Provider::from_name(&m.provider)
-            .ok_or_else(|| format!("models.{name}.provider: unknown provider {:?}", m.provider))?;
+            .ok_or_else(|| format!("models.{}.provider: unknown provider {:?}", key(&name), m.provider))?;
         models.insert(name, ModelRoute { provider, upstream_model: m.model });
     }
     let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -264,7 +299,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     for (model, p) in &raw.pricing {
         let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write_5m, p.cache_write_1h];
         if all.into_iter().flatten().any(|v| !(v >= 0.0 && v.is_finite())) {
-            return Err(format!("pricing.{model}: prices must be numbers >= 0"));
+            return Err(format!("pricing.{}: prices must be numbers >= 0", key(model)));
         }
     }
     raw.cost_controls.validate()?;
@@ -412,5 +447,28 @@ mod tests {
             assert!(err.contains(needle), "{err} should mention {needle}");
             assert!(!err.contains('\n'));
         }
+    }
+
+    #[test]
+    fn raw_keys_and_values_in_errors_are_escaped_to_one_line() {
+        let cases: [(&[u8], &str); 7] = [
+            (br#"{"providers":{"azure\nFAKE: line":{}}}"#, r"providers.azure\nFAKE: line: unknown provider"),
+            (br#"{"providers":{"a\u001b[31m\r":{}}}"#, r"providers.a\u{1b}[31m\r: unknown provider"),
+            (br#"{"providers":{"a\u2028b":{}}}"#, r"providers.a\u{2028}b: unknown provider"),
+            (br#"{"models":{"x\ny":{"provider":"no\npe"}}}"#, r#"models.x\ny.provider: unknown provider "no\npe""#),
+            (br#"{"pricing":{"m\r\n":{"input":-1,"output":1}}}"#, r"pricing.m\r\n: prices must be numbers >= 0"),
+            (br#"{"prod\ncts":[]}"#, r"unknown field `prod\ncts`"),
+            (br#"{"auth":{"a\u0085b":1}}"#, r"unknown field `a\u{85}b`"),
+        ];
+        for (json, needle) in cases {
+            let err = Config::parse(json).unwrap_err();
+            assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+            assert!(!err.chars().any(breaks_line), "{err:?} is not one line");
+        }
+        // Ordinary keys read as themselves, unquoted.
+        let err = Config::parse(br#"{"pricing":{"my-model.v2":{"input":-1,"output":1}}}"#).unwrap_err();
+        assert_eq!(err, "pricing.my-model.v2: prices must be numbers >= 0");
+        assert_eq!(one_line("a\tb\u{1b}".into()), r"a\tb\u{1b}");
+        assert_eq!(one_line("quotes \"stay\" `as is`".into()), "quotes \"stay\" `as is`");
     }
 }

@@ -75,6 +75,12 @@ impl SseParser {
         self.dropped
     }
 
+    /// Bytes held for the current line and event (tests check bounds).
+    #[cfg(test)]
+    pub(super) fn buffered_bytes(&self) -> usize {
+        self.line.capacity() + self.data.capacity()
+    }
+
     /// Parses the next chunk and returns the events it completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();

@@ -113,21 +113,25 @@ fn prefix_within(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// Leading whitespace held while deciding whether a "stream" is JSON.
-const MAX_SNIFF_BYTES: usize = 1024;
+/// JSON's insignificant whitespace (RFC 8259), which serde_json skips before a
+/// value. Only these bytes are skipped while sniffing, so dropping them before
+/// a JSON body is parsed changes nothing (a form feed is not JSON whitespace).
+fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
 
 #[derive(Debug)]
 enum Mode {
-    Body {
-        buf: Vec<u8>,
-        over: bool,
-    },
-    /// `sniff` holds leading whitespace until the first byte tells SSE from
-    /// a JSON body (a provider error answering a streaming request).
-    Stream {
-        parser: SseParser,
-        sniff: Option<Vec<u8>>,
-    },
+    /// `skipped` counts leading whitespace dropped while sniffing a stream: it
+    /// counts against `max_body_bytes` but is not stored.
+    Body { buf: Vec<u8>, over: bool, skipped: usize },
+    /// While `sniffing`, only JSON whitespace has arrived: the first other byte
+    /// tells SSE from a JSON body (a provider error answering a streaming
+    /// request). The whitespace is not held: it goes to the SSE parser (which
+    /// then ends up exactly as if it had read the stream from the start, and
+    /// keeps at most one line, within its event cap) and is counted in
+    /// `skipped`, so the result does not depend on how the bytes are chunked.
+    Stream { parser: SseParser, sniffing: bool, skipped: usize },
 }
 
 /// Reads one response: JSON bodies are buffered (up to a cap) and parsed once
@@ -149,9 +153,9 @@ impl UsageTracker {
 
     pub fn with_limits(wire: Wire, streaming: bool, limits: Limits) -> Self {
         let mode = if streaming {
-            Mode::Stream { parser: SseParser::new(limits.max_event_bytes), sniff: Some(Vec::new()) }
+            Mode::Stream { parser: SseParser::new(limits.max_event_bytes), sniffing: true, skipped: 0 }
         } else {
-            Mode::Body { buf: Vec::new(), over: false }
+            Mode::Body { buf: Vec::new(), over: false, skipped: 0 }
         };
         UsageTracker { wire, limits, mode, sink: Sink { max_text: limits.max_output_text_bytes, ..Sink::default() } }
     }
@@ -164,10 +168,24 @@ impl UsageTracker {
 
     pub fn feed(&mut self, chunk: &[u8]) -> Progress {
         let before = self.sink.first_token;
+        let mut chunk = chunk;
+        if let Mode::Stream { parser, sniffing: sniffing @ true, skipped } = &mut self.mode {
+            let ws = chunk.iter().position(|&b| !is_json_whitespace(b)).unwrap_or(chunk.len());
+            let (lead, rest) = chunk.split_at(ws);
+            let completed = parser.feed(lead);
+            debug_assert!(completed.is_empty(), "whitespace alone completes no SSE event");
+            *skipped = skipped.saturating_add(lead.len());
+            chunk = rest;
+            match rest.first() {
+                None => return Progress::default(),
+                Some(b'{' | b'[') => self.mode = Mode::Body { buf: Vec::new(), over: false, skipped: *skipped },
+                Some(_) => *sniffing = false,
+            }
+        }
         match &mut self.mode {
-            Mode::Body { buf, over } => {
+            Mode::Body { buf, over, skipped } => {
                 if !*over {
-                    if buf.len() + chunk.len() > self.limits.max_body_bytes {
+                    if skipped.saturating_add(buf.len()).saturating_add(chunk.len()) > self.limits.max_body_bytes {
                         *over = true;
                         *buf = Vec::new();
                     } else {
@@ -175,30 +193,9 @@ impl UsageTracker {
                     }
                 }
             }
-            Mode::Stream { parser, sniff: None } => {
+            Mode::Stream { parser, .. } => {
                 for event in parser.feed(chunk) {
                     handle_event(self.wire, &event, &mut self.sink);
-                }
-            }
-            Mode::Stream { sniff: Some(held), .. } => {
-                let mut held = std::mem::take(held);
-                held.extend_from_slice(chunk);
-                match held.iter().find(|b| !b.is_ascii_whitespace()) {
-                    Some(b'{' | b'[') => {
-                        self.mode = Mode::Body { buf: Vec::new(), over: false };
-                        return self.feed(&held);
-                    }
-                    None if held.len() <= MAX_SNIFF_BYTES => {
-                        if let Mode::Stream { sniff: Some(slot), .. } = &mut self.mode {
-                            *slot = held;
-                        }
-                    }
-                    _ => {
-                        if let Mode::Stream { sniff, .. } = &mut self.mode {
-                            *sniff = None;
-                        }
-                        return self.feed(&held);
-                    }
                 }
             }
         }
@@ -208,7 +205,7 @@ impl UsageTracker {
     pub fn finish(&mut self) -> Extracted {
         let mut problem = None;
         match &mut self.mode {
-            Mode::Body { buf, over } => {
+            Mode::Body { buf, over, .. } => {
                 let body = std::mem::take(buf);
                 if *over {
                     problem = Some(Problem::BodyOverCap);
@@ -216,12 +213,7 @@ impl UsageTracker {
                     problem = Some(Problem::UnparsableBody);
                 }
             }
-            Mode::Stream { parser, sniff } => {
-                if let Some(held) = sniff.take() {
-                    for event in parser.feed(&held) {
-                        handle_event(self.wire, &event, &mut self.sink);
-                    }
-                }
+            Mode::Stream { parser, .. } => {
                 if let Some(event) = parser.finish() {
                     handle_event(self.wire, &event, &mut self.sink);
                 }
@@ -299,6 +291,72 @@ mod tests {
         let mut t = UsageTracker::new(Wire::Anthropic, true);
         t.feed(b"\r\n");
         assert_eq!(t.finish(), Extracted::default());
+    }
+
+    fn track(wire: Wire, limits: Limits, chunks: &[&[u8]]) -> Extracted {
+        let mut t = UsageTracker::with_limits(wire, true, limits);
+        for chunk in chunks {
+            t.feed(chunk);
+        }
+        t.finish()
+    }
+
+    /// The result for `body` read as a stream, checked to be the same fed
+    /// whole, in two pieces at every cut, and byte by byte.
+    fn track_any_chunking(wire: Wire, limits: Limits, body: &[u8]) -> Extracted {
+        let whole = track(wire, limits, &[body]);
+        for cut in 0..=body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(track(wire, limits, &[a, b]), whole, "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(track(wire, limits, &bytes), whole, "byte by byte");
+        whole
+    }
+
+    /// Regression (fuzz/corpus/usage_openai_chat/crash-sniff-whitespace-over-1024):
+    /// a first chunk of more than 1 KiB of whitespace made the stream read as
+    /// SSE, losing the JSON error that followed, unless it came in one piece.
+    #[test]
+    fn long_leading_whitespace_does_not_change_the_result() {
+        let mut body = vec![b' '; 3000];
+        body.extend_from_slice(br#"{"error":{"message":"Rate limit reached"}}"#);
+        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), &body);
+        assert_eq!(out.error.as_deref(), Some("Rate limit reached"));
+        assert_eq!(out.problem, None);
+
+        let mut body = b" \t\r\n".repeat(700);
+        body.extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
+        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), &body);
+        assert_eq!(out.output_text, "hi");
+        assert_eq!(out.problem, None);
+    }
+
+    #[test]
+    fn skipped_whitespace_counts_against_the_caps_without_being_held() {
+        // Counted against the body cap, as if it had been buffered.
+        let limits = Limits { max_body_bytes: 12, ..Limits::default() };
+        let out = track_any_chunking(Wire::OpenAiChat, limits, b"\n\n\n\n\n\n\n\n\n\n{}");
+        assert_eq!(out.problem, None);
+        let out = track_any_chunking(Wire::OpenAiChat, limits, b"\n\n\n\n\n\n\n\n\n\n\n{}");
+        assert_eq!(out.problem, Some(Problem::BodyOverCap));
+        // A whitespace line longer than the event cap is an oversized SSE line.
+        let limits = Limits { max_event_bytes: 8, ..Limits::default() };
+        let out = track_any_chunking(Wire::OpenAiChat, limits, b"         \n\ndata: {}\n\n");
+        assert_eq!(out.problem, Some(Problem::EventOverCap));
+        // A form feed is not JSON whitespace: what follows it is not a JSON body.
+        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), b"\x0C{\"error\":\"x\"}");
+        assert_eq!(out, Extracted::default());
+        // Megabytes of whitespace, then a JSON error: only one line is held.
+        let mut t = UsageTracker::new(Wire::OpenAiChat, true);
+        for _ in 0..4096 {
+            t.feed(&[b' '; 1024]);
+            t.feed(b"\r\n");
+        }
+        let Mode::Stream { parser, .. } = &t.mode else { panic!("still sniffing") };
+        assert!(parser.buffered_bytes() <= 4096, "{} bytes held", parser.buffered_bytes());
+        t.feed(br#"{"error":"late"}"#);
+        assert_eq!(t.finish().error.as_deref(), Some("late"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `Config::parse` on arbitrary bytes: never panics; an accepted config
-//! satisfies the invariants the filter relies on without re-checking them.
+//! `Config::parse` on arbitrary bytes: never panics; an error is one
+//! non-empty line (no control characters or line separators, whatever the
+//! keys and values held); an accepted config satisfies the invariants the
+//! filter relies on without re-checking them.
 
 use llm_gateway::config::Config;
 use llm_gateway::providers::Provider;
@@ -9,6 +11,10 @@ pub fn run(data: &[u8]) {
         Ok(c) => c,
         Err(e) => {
             assert!(!e.is_empty(), "empty configuration error");
+            assert!(
+                !e.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')),
+                "error is not one line: {e:?}"
+            );
             return;
         }
     };

@@ -324,6 +324,23 @@ impl Envoy {
         self.stat(&format!("wasmcustom.{name}"))
     }
 
+    /// Prints this Envoy's log if the test that holds the guard panics.
+    pub fn guard(&self) -> LogOnFailure<'_> {
+        LogOnFailure(self)
+    }
+
+    /// All of the filter's metrics at once, by name without the `wasmcustom.` prefix.
+    pub fn metrics(&self) -> HashMap<String, u64> {
+        let url = format!("http://127.0.0.1:{}/stats?filter=^wasmcustom\\.", self.admin_port);
+        let text = ureq::get(&url).call().unwrap().into_string().unwrap();
+        text.lines()
+            .filter_map(|l| {
+                let (name, value) = l.strip_prefix("wasmcustom.")?.split_once(": ")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// One counter or gauge from the admin stats, 0 when absent.
     pub fn stat(&self, name: &str) -> u64 {
         let url = format!("http://127.0.0.1:{}/stats?filter=^{}$", self.admin_port, name.replace('.', "\\."));
@@ -429,6 +446,22 @@ impl Stack {
     pub fn guard(&self) -> LogOnFailure<'_> {
         LogOnFailure(&self.envoy)
     }
+}
+
+/// The Redis key of `team`'s budget for the current UTC month (micro-USD).
+pub fn budget_key(team: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // Days since the epoch to a UTC year-month (civil-from-days).
+    let days = (now / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("llmgw:budget:{team}:{y:04}-{m:02}")
 }
 
 /// The principal of `TEST_KEY`: every product, the required scope.

@@ -139,21 +139,6 @@ fn windows_reset_and_their_keys_expire() {
     }
 }
 
-fn budget_key(team: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    // Days since the epoch to a UTC year-month (civil-from-days).
-    let days = (now / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("llmgw:budget:{team}:{y:04}-{m:02}")
-}
-
 #[test]
 fn budget_tiers_headers_and_the_block() {
     let stack = Stack::shared();
