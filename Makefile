@@ -34,10 +34,14 @@ FAULT_WASM := target/wasm32-wasip1/fault/llm_gateway.wasm
 build-fault: setup
 	@$(CARGO) build --profile fault --target wasm32-wasip1 -p llm-gateway --features fault-injection
 
+# The harness writes Envoy logs and every request it received (provider, capture,
+# callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys.
 test-e2e: build build-fault
+	@rm -rf target/e2e-artifacts
 	@$(CARGO) test -p llm-gateway-e2e
+	@python3 scripts/secret-scan.py target/e2e-artifacts
 
-test: lint test-unit test-wasm test-e2e
+test: lint test-unit test-wasm test-e2e fuzz-smoke
 
 # The end-to-end smoke set on every Envoy minor 1.36-1.40 on PyPI (or ENVOY_MINORS="1.39 1.40").
 .PHONY: test-matrix

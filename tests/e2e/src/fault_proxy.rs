@@ -57,6 +57,7 @@ impl FaultProxy {
 
 fn serve(port: u16, target: u16, current: Arc<Mutex<Fault>>) -> std::io::Result<Server> {
     Server::start_on(port, move |req, res| {
+        crate::record::request("callout", &req);
         let fault = *current.lock().unwrap_or_else(PoisonError::into_inner);
         match fault {
             Fault::Status(status) => {

@@ -3,5 +3,6 @@
 pub mod fault_proxy;
 pub mod http1;
 pub mod mock;
+pub mod record;
 pub mod sink;
 pub mod stack;

@@ -95,6 +95,7 @@ impl MockProvider {
         let log = Arc::new(Mutex::new(Vec::new()));
         let recorded = log.clone();
         let server = Server::start_on(port, move |req, res| {
+            crate::record::request("mock", &req);
             lock(&recorded).push(req.clone());
             // A write error means the peer left; there is no one to tell.
             let _ = handle(&keys, &req, res);

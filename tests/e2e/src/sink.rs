@@ -132,6 +132,7 @@ impl CaptureSink {
 }
 
 fn receive(state: &Mutex<State>, req: Request) -> Outcome {
+    crate::record::request("sink", &req);
     if req.method != "POST" || !CAPTURE_PATHS.contains(&req.route()) {
         return reply(404, "not_found", None);
     }

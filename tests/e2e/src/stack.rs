@@ -369,7 +369,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(overlay: Value) -> Stack {
-        let dir = std::env::temp_dir().join(format!("llmgw-e2e-{}-{}", std::process::id(), free_port()));
+        let dir = crate::record::artifacts_dir().join(format!("stack-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let mock = MockProvider::start(ProviderKeys {
             openai: OPENAI_KEY.into(),
