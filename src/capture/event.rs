@@ -112,6 +112,12 @@ impl Generation {
     /// alone exceeds the budget is not parsed at all. Raw content that is not
     /// valid JSON is sent as a string.
     pub fn to_event(&self, region_url: &str, max_bytes: usize) -> Value {
+        serde_json::from_str(&self.to_json(region_url, max_bytes)).unwrap_or_default()
+    }
+
+    /// [`Self::to_event`], serialised. Content is spliced in as the raw JSON
+    /// it arrived as: a large prompt is copied once, never parsed into a tree.
+    pub fn to_json(&self, region_url: &str, max_bytes: usize) -> String {
         let mut properties = Map::new();
         for (key, value) in &self.client_properties {
             if !is_reserved(key) {
@@ -122,21 +128,20 @@ impl Generation {
             properties.insert(key.clone(), value.clone());
         }
         self.insert_core(&mut properties, region_url);
-
-        let mut event = Map::new();
-        event.insert("event".into(), "$ai_generation".into());
-        event.insert("distinct_id".into(), self.distinct_id.clone().into());
-        event.insert("uuid".into(), self.uuid.clone().into());
-        event.insert("timestamp".into(), rfc3339_millis(self.timestamp_ms).into());
-        event.insert("properties".into(), Value::Object(properties));
-        let mut event = Value::Object(event);
-        self.insert_content(&mut event, max_bytes);
-        event
-    }
-
-    /// [`Self::to_event`], serialised.
-    pub fn to_json(&self, region_url: &str, max_bytes: usize) -> String {
-        self.to_event(region_url, max_bytes).to_string()
+        let properties = Value::Object(properties).to_string();
+        let mut out = String::with_capacity(properties.len() + self.content_len() + 256);
+        out.push_str(r#"{"event":"$ai_generation","distinct_id":"#);
+        out.push_str(&Value::from(self.distinct_id.as_str()).to_string());
+        out.push_str(r#","uuid":"#);
+        out.push_str(&Value::from(self.uuid.as_str()).to_string());
+        out.push_str(r#","timestamp":""#);
+        out.push_str(&rfc3339_millis(self.timestamp_ms));
+        out.push_str(r#"","properties":"#);
+        // The core keys are always there, so the object ends in `}` after at least one member.
+        out.push_str(properties.strip_suffix('}').unwrap_or(&properties));
+        self.push_content(&mut out, "}}".len(), max_bytes);
+        out.push_str("}}");
+        out
     }
 
     fn insert_core(&self, p: &mut Map<String, Value>, region_url: &str) {
@@ -204,21 +209,29 @@ impl Generation {
         set("$lib_version", env!("CARGO_PKG_VERSION").into());
     }
 
-    /// Adds `$ai_input` / `$ai_output_choices`, replacing the largest with
-    /// the marker until the serialised event fits `max_bytes`. Sizes are
-    /// added up rather than re-serialising the event per attempt.
-    fn insert_content(&self, event: &mut Value, max_bytes: usize) {
-        let base_len = json_len(event);
-        let mut kept: Vec<(&str, Value, usize)> = Vec::new();
+    fn content_len(&self) -> usize {
+        [&self.input, &self.output_choices].iter().map(|c| c.as_ref().map_or(0, String::len)).sum()
+    }
+
+    /// Appends `$ai_input` / `$ai_output_choices` as members, replacing the
+    /// largest with the marker until the event fits `max_bytes`. `out` holds
+    /// the event so far; `closing` more bytes will end it.
+    fn push_content(&self, out: &mut String, closing: usize, max_bytes: usize) {
+        let base_len = out.len() + closing;
+        let mut kept: Vec<(&str, std::borrow::Cow<'_, str>, usize)> = Vec::new();
         let mut cut: Vec<&str> = Vec::new();
         for (key, raw) in [("$ai_input", &self.input), ("$ai_output_choices", &self.output_choices)] {
             match raw {
                 None => {}
-                // Cannot fit: skip parsing a body that may be tens of MiB.
+                // Cannot fit: skip a body that may be tens of MiB.
                 Some(raw) if raw.len() > max_bytes => cut.push(key),
                 Some(raw) => {
-                    let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()));
-                    let cost = member_cost(key, json_len(&value));
+                    // Validated without building a tree; anything else goes as a string.
+                    let value = match serde_json::from_str::<&serde_json::value::RawValue>(raw) {
+                        Ok(_) => std::borrow::Cow::Borrowed(raw.trim()),
+                        Err(_) => std::borrow::Cow::Owned(Value::from(raw.as_str()).to_string()),
+                    };
+                    let cost = member_cost(key, value.len());
                     kept.push((key, value, cost));
                 }
             }
@@ -239,17 +252,20 @@ impl Generation {
         }
         // A marker can outweigh a small field: when even markers do not fit, the flag alone says it.
         let markers = base_len + cut.iter().map(|key| marker_cost(key)).sum::<usize>() + flag_cost <= max_bytes;
-        let Some(properties) = event.get_mut("properties").and_then(Value::as_object_mut) else {
-            return;
+        let mut member = |key: &str, value: &str| {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            out.push_str(value);
         };
-        for (key, value, _) in kept {
-            properties.insert(key.to_string(), value);
+        for (key, value, _) in &kept {
+            member(key, value);
         }
         for key in cut.iter().filter(|_| markers) {
-            properties.insert(key.to_string(), TRUNCATION_MARKER.into());
+            member(key, &Value::from(TRUNCATION_MARKER).to_string());
         }
         if !cut.is_empty() {
-            properties.insert("$ai_content_truncated".into(), true.into());
+            member("$ai_content_truncated", "true");
         }
     }
 }
@@ -258,25 +274,6 @@ impl Generation {
 /// here need no escaping).
 fn member_cost(key: &str, value_len: usize) -> usize {
     key.len() + 4 + value_len
-}
-
-/// Serialised length of `value`, without building the string.
-fn json_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
-    }
 }
 
 /// `{"api_key": ..., "batch": [...], "sent_at": ...}` from events already

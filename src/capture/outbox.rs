@@ -44,14 +44,16 @@ impl Default for OutboxConfig {
     /// `flush_at` 100, 1 + `max_retries` 3 attempts, `BATCH_SIZE_LIMIT`
     /// 5 MiB, 30 s backoff cap; PROTOCOLS.md G), with a shorter flush
     /// interval and a 500 ms backoff base because a gateway's events should
-    /// show up promptly, and a 16 MiB byte bound because wasm memory never
-    /// shrinks: an outage must not leave a worker holding more (BENCHMARKS.md).
+    /// show up promptly, an 8 MiB byte bound because wasm memory never
+    /// shrinks: an outage must not leave a worker holding more (the two
+    /// destinations share their events), and 1 MiB batches, because each
+    /// send builds its body as one more copy (BENCHMARKS.md).
     fn default() -> Self {
         Self {
             max_events: 10_000,
-            max_bytes: 16 * 1024 * 1024,
+            max_bytes: 8 * 1024 * 1024,
             max_batch_events: 100,
-            max_batch_bytes: 5 * 1024 * 1024 - 4 * 1024,
+            max_batch_bytes: 1024 * 1024,
             flush_interval_ms: 1_000,
             max_attempts: 4,
             backoff_base_ms: 500,
