@@ -84,7 +84,7 @@ bench-peers: build
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: fuzz fuzz-smoke
+.PHONY: fuzz fuzz-smoke soak
 
 # Each target for FUZZ_SECONDS, from the committed seeds and what earlier runs found.
 fuzz:
@@ -93,3 +93,9 @@ fuzz:
 # A few seconds per target, two at a time: the short run CI makes.
 fuzz-smoke:
 	@fuzz/run.sh --smoke $(FUZZ_TARGETS)
+
+# The soak (issue 9): SOAK_MINUTES (default 20) of mixed traffic with dependency faults
+# and recoveries; checks memory stays flat and the books balance. Report in target/soak/.
+soak: build
+	@bash scripts/soak.sh
+	@python3 scripts/secret-scan.py target/soak/run

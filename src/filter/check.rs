@@ -9,7 +9,7 @@ use crate::auth::Principal;
 use crate::errors::{ApiError, ErrorKind};
 use crate::limits::{
     applicable_windows, budget_headers, budget_status, effective_cap, estimate_usd, rate_limit_headers, BudgetTier,
-    CheckPlan, CheckResult, LimitOverrides, Subject,
+    CheckPlan, CheckResult, LimitOverrides, Subject, WindowStatus,
 };
 
 /// A check in flight: the call, and what to send once it allows.
@@ -42,9 +42,19 @@ impl Request {
         let cap = effective_cap(principal.monthly_budget_usd, limits.budget.monthly_budget_usd);
         let subject =
             Subject { team_id: principal.team_id, product: &sending.call.product, end_user: &sending.call.distinct_id };
-        let plan = CheckPlan::new(windows, &subject, estimate, cap, host::now_ms());
+        let mut plan = CheckPlan::new(windows, &subject, estimate, cap, host::now_ms());
         if plan.is_empty() {
             return self.send(*sending);
+        }
+        if limits.local_admission_ms > 0 && limits.local_admission_lease > 0 {
+            let engage = limits.budget.engage_threshold;
+            let admitted = self.shared.admissions.borrow_mut().admit(&plan, host::now_ms(), engage);
+            if let Some(a) = admitted {
+                host::increment(self.shared.metrics.limits_local_admits, 1);
+                return self.allowed(sending, a.tightest, a.month_spend_usd, a.reservations, cap);
+            }
+            let lease = plan.estimate_micro().saturating_mul(i64::from(limits.local_admission_lease));
+            plan = plan.with_lease(lease);
         }
         let request = plan.request();
         match host::http_call(
@@ -67,18 +77,14 @@ impl Request {
         let Some(checking) = self.checking.take() else {
             return;
         };
-        let Checking { plan, estimate_usd, cap_usd, mut sending, .. } = *checking;
-        let action = match plan.parse(status, body) {
-            Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations }) => {
-                let budget = budget_status(cap_usd, month_spend_usd, self.shared.config.limits.budget.engage_threshold);
-                self.response_headers = tightest.as_ref().map(rate_limit_headers).unwrap_or_default();
-                self.response_headers.extend(budget_headers(&budget));
-                self.reservations = reservations;
-                sending.budget_engaged = budget.tier == BudgetTier::Engage;
-                if let Some(tier) = budget.tier.header_value() {
-                    sending.call.gateway_properties.insert("$ai_budget_tier".into(), tier.into());
-                }
-                self.send(*sending)
+        let Checking { plan, estimate_usd, cap_usd, sending, .. } = *checking;
+        let answer = plan.parse(status, body);
+        let max_age = self.shared.config.limits.local_admission_ms;
+        let ended = self.shared.admissions.borrow_mut().remember(&plan, answer.as_ref().ok(), host::now_ms(), max_age);
+        self.shared.record_spend(&ended, 0.0, sending.team_id);
+        let action = match answer {
+            Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations, .. }) => {
+                self.allowed(sending, tightest, month_spend_usd, reservations, cap_usd)
             }
             Ok(denied) => {
                 host::increment(self.shared.metrics.rate_limited, 1);
@@ -97,6 +103,26 @@ impl Request {
         if matches!(action, Action::Continue) {
             host::resume_request();
         }
+    }
+
+    /// Sends a request the check (or a local admission) allowed, with its headers and budget tier.
+    fn allowed(
+        &mut self,
+        mut sending: Box<Sending>,
+        tightest: Option<WindowStatus>,
+        month_spend_usd: Option<f64>,
+        reservations: Vec<(String, i64)>,
+        cap_usd: Option<f64>,
+    ) -> Action {
+        let budget = budget_status(cap_usd, month_spend_usd, self.shared.config.limits.budget.engage_threshold);
+        self.response_headers = tightest.as_ref().map(rate_limit_headers).unwrap_or_default();
+        self.response_headers.extend(budget_headers(&budget));
+        self.reservations = reservations;
+        sending.budget_engaged = budget.tier == BudgetTier::Engage;
+        if let Some(tier) = budget.tier.header_value() {
+            sending.call.gateway_properties.insert("$ai_budget_tier".into(), tier.into());
+        }
+        self.send(*sending)
     }
 
     /// Redis or webdis failed: limits fail open (counted) unless configured closed.

@@ -83,7 +83,7 @@ pub struct Sending {
     pub call: CallInfo,
     pub max_output_tokens: Option<u64>,
     save_mode_header: Option<String>,
-    team_id: i64,
+    pub team_id: i64,
     cost_controls: Option<bool>,
     /// The budget guard's engage tier turns Save Mode on.
     pub budget_engaged: bool,

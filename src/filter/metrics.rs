@@ -26,6 +26,7 @@ pub struct Metrics {
     pub body_timeouts: Option<u32>,
     pub rate_limited: Option<u32>,
     pub limits_unavailable: Option<u32>,
+    pub limits_local_admits: Option<u32>,
     pub spend_records: Option<u32>,
     pub spend_dropped: Option<u32>,
     /// Provider responses by provider and status class (2xx, 4xx, 5xx).
@@ -61,6 +62,7 @@ impl Metrics {
             body_timeouts: c("body_timeouts_total"),
             rate_limited: c("rate_limited_total"),
             limits_unavailable: c("limits_unavailable_total"),
+            limits_local_admits: c("limits_local_admits_total"),
             spend_records: c("spend_records_total"),
             spend_dropped: c("spend_dropped_total"),
             responses,

@@ -16,6 +16,7 @@ use super::spend::{Recorded, Spend};
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
 use crate::forward::ProviderKeys;
+use crate::limits::Admissions;
 
 /// What every HTTP context on this VM shares.
 pub struct Shared {
@@ -28,6 +29,8 @@ pub struct Shared {
     /// Requests paused for a body that has not started: context id → (deadline, request).
     awaiting_body: RefCell<HashMap<u32, (u64, WeakRequest)>>,
     pub spend: RefCell<Spend>,
+    /// Recent limit-check answers, for local admission.
+    pub admissions: RefCell<Admissions>,
     /// Requests to go on from the root's tick (see `Request::run_deferred`).
     deferred: RefCell<Vec<(u32, WeakRequest)>>,
     /// Callouts made for a request: token → the request, whichever context gets the answer.
@@ -309,6 +312,7 @@ impl RootContext for Root {
                     flights: RefCell::default(),
                     awaiting_body: RefCell::default(),
                     spend: RefCell::new(Spend::new()),
+                    admissions: RefCell::new(Admissions::default()),
                     deferred: RefCell::default(),
                     routed: RefCell::default(),
                     store_failure_logged_ms: RefCell::new(0),
@@ -334,6 +338,8 @@ impl RootContext for Root {
         let now = host::now_ms();
         shared.expire_bodies(now);
         shared.run_deferred();
+        let ended = shared.admissions.borrow_mut().expire(if self.draining { u64::MAX } else { now });
+        shared.record_spend(&ended, 0.0, 0);
         shared.spend.borrow_mut().flush(&shared.config, now, self.draining);
         let dropped = shared.spend.borrow_mut().pending.take_dropped();
         host::increment(shared.metrics.spend_dropped, dropped as i64);

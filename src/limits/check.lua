@@ -10,11 +10,15 @@
 -- ARGV[3]     monthly budget cap, micro-USD (0: never deny on budget)
 -- ARGV[2+2i]  window i's length in seconds (> 0)
 -- ARGV[3+2i]  window i's limit, micro-USD
+-- ARGV[4+2n]  optional lease, micro-USD >= 0: reserved on top of the estimate
+--             when every window can take both, for the worker to admit later
+--             calls itself (src/limits/admission.rs)
 --
 -- Returns a flat array (webdis renders nested arrays as null):
---   {1, month_spend, key_1, spent_1, reset_ms_1, ..., key_n, spent_n, reset_ms_n}
---       allowed; the estimate was added to every window; spent_i includes it;
---       month_spend is -1 without a budget key
+--   {1, month_spend, key_1, spent_1, reset_ms_1, ..., key_n, spent_n, reset_ms_n, lease}
+--       allowed; the estimate (and the lease granted, 0 if it did not fit)
+--       was added to every window; spent_i includes both; month_spend is -1
+--       without a budget key
 --   {0, i, reset_ms, spent}   denied: window i has spent + estimate > limit;
 --       of several full windows, the one that resets last (ties: the last
 --       listed); nothing reserved
@@ -32,7 +36,12 @@ end
 local est = int(ARGV[1])
 local n = int(ARGV[2])
 local cap = int(ARGV[3])
-if est == nil or n == nil or cap == nil or #ARGV ~= 3 + 2 * n or (#KEYS ~= n and #KEYS ~= n + 1) then
+local lease = 0
+if n ~= nil and #ARGV == 4 + 2 * n then
+  lease = int(ARGV[4 + 2 * n])
+end
+if est == nil or n == nil or cap == nil or lease == nil or (#ARGV ~= 3 + 2 * n and #ARGV ~= 4 + 2 * n)
+    or (#KEYS ~= n and #KEYS ~= n + 1) then
   return redis.error_reply('ERR llmgw check.lua: bad arguments')
 end
 local lengths, limits = {}, {}
@@ -70,8 +79,13 @@ if deny > 0 then
   return {0, deny, deny_reset, spent[deny]}
 end
 
+for i = 1, n do
+  if spent[i] + est + lease > limits[i] then
+    lease = 0
+  end
+end
 local out = {1, month_spend}
-local amount = string.format('%d', est)
+local amount = string.format('%d', est + lease)
 for i = 1, n do
   local v = redis.call('INCRBY', keys[i], amount)
   if redis.call('PTTL', keys[i]) < 0 then
@@ -81,4 +95,5 @@ for i = 1, n do
   out[#out + 1] = v
   out[#out + 1] = resets[i]
 end
+out[#out + 1] = lease
 return out

@@ -18,6 +18,17 @@ pub struct WindowStatus {
     pub reset_s: u64,
 }
 
+/// One window of an allowed check, as Redis saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowAnswer {
+    /// The full window key (`<base>:<index>`).
+    pub key: String,
+    /// Spent in the window, this call's reservation included, micro-USD.
+    pub spent_micro: i64,
+    /// Milliseconds until the window ends.
+    pub reset_ms: u64,
+}
+
 /// What the check decided.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckResult {
@@ -30,6 +41,10 @@ pub enum CheckResult {
         /// The team's spend this month; `None` when the plan has no budget.
         month_spend_usd: Option<f64>,
         reservations: Vec<(String, i64)>,
+        /// Every window, in the plan's order (for [`super::Admissions`]).
+        windows: Vec<WindowAnswer>,
+        /// Room reserved beyond the estimate in every window, for local admission.
+        lease_micro: i64,
     },
     /// 429: this window cannot take the estimate; nothing was reserved.
     Denied { window: Window, status: WindowStatus, retry_after_s: u64 },
@@ -111,6 +126,8 @@ pub struct CheckPlan {
     /// The month key and the cap in micro-USD, when the budget is enabled.
     budget: Option<(String, i64)>,
     now_ms: u64,
+    /// Room to reserve beyond the estimate when every window has it.
+    lease_micro: i64,
 }
 
 impl CheckPlan {
@@ -138,7 +155,13 @@ impl CheckPlan {
         let budget = budget_cap_usd
             .filter(|c| c.is_finite() && *c > 0.0)
             .map(|c| (super::budget_key(subject.team_id, now_ms), usd_to_micro_ceil(c)));
-        CheckPlan { windows: planned, estimate_micro: usd_to_micro_ceil(estimate_usd), budget, now_ms }
+        CheckPlan { windows: planned, estimate_micro: usd_to_micro_ceil(estimate_usd), budget, now_ms, lease_micro: 0 }
+    }
+
+    /// Asks for a lease of `lease_micro` on top of the estimate (see [`super::Admissions`]).
+    pub fn with_lease(mut self, lease_micro: i64) -> CheckPlan {
+        self.lease_micro = lease_micro.max(0);
+        self
     }
 
     /// Nothing to check: no window and no budget. Skip the call.
@@ -152,6 +175,28 @@ impl CheckPlan {
 
     pub fn estimate_micro(&self) -> i64 {
         self.estimate_micro
+    }
+
+    /// Each window's limit in micro-USD, in order.
+    pub fn limits_micro(&self) -> impl ExactSizeIterator<Item = i64> + '_ {
+        self.windows.iter().map(|p| p.limit_micro)
+    }
+
+    pub fn budget_cap_micro(&self) -> Option<i64> {
+        self.budget.as_ref().map(|(_, cap)| *cap)
+    }
+
+    /// Names the windows and the budget: plans with the same signature check the same keys.
+    pub fn signature(&self) -> String {
+        let mut s = String::new();
+        for p in &self.windows {
+            s.push_str(&p.base_key);
+            s.push('|');
+        }
+        if let Some((key, _)) = &self.budget {
+            s.push_str(key);
+        }
+        s
     }
 
     /// The `check.lua` call.
@@ -169,6 +214,9 @@ impl CheckPlan {
             args.push(p.window.window_seconds.to_string());
             args.push(p.limit_micro.to_string());
         }
+        if self.lease_micro > 0 {
+            args.push(self.lease_micro.to_string());
+        }
         WebdisRequest::eval(CHECK_SCRIPT, &keys, &args)
     }
 
@@ -178,9 +226,16 @@ impl CheckPlan {
         let bad = |what: &str| StoreError::Malformed(what.to_string());
         match items.as_slice() {
             [tag, spend, rest @ ..] if tag.as_i64() == Some(1) => {
-                if rest.len() != 3 * self.windows.len() {
-                    return Err(bad("wrong number of windows"));
-                }
+                // The windows, then the lease granted (absent from older scripts: none).
+                let n = 3 * self.windows.len();
+                let (triples, lease) = match (rest.get(..n), rest.get(n..)) {
+                    (Some(triples), Some([])) => (triples, 0),
+                    (Some(triples), Some([lease])) => {
+                        (triples, lease.as_i64().filter(|l| *l >= 0).ok_or_else(|| bad("lease"))?)
+                    }
+                    _ => return Err(bad("wrong number of windows")),
+                };
+                let lease_micro = lease;
                 let spend = spend.as_i64().ok_or_else(|| bad("month spend"))?;
                 let month_spend_usd = match self.budget {
                     Some(_) if spend >= 0 => Some(micro_to_usd(spend)),
@@ -188,12 +243,17 @@ impl CheckPlan {
                     None => None,
                 };
                 let mut reservations = Vec::with_capacity(self.windows.len());
+                let mut windows = Vec::with_capacity(self.windows.len());
                 let mut tightest: Option<WindowStatus> = None;
-                for (p, triple) in self.windows.iter().zip(rest.chunks_exact(3)) {
+                for (p, triple) in self.windows.iter().zip(triples.chunks_exact(3)) {
                     let [key, spent, reset_ms] = triple else { return Err(bad("window")) };
                     let key = key.as_str().filter(|k| is_window_key(k, &p.base_key)).ok_or_else(|| bad("key"))?;
                     let spent = spent.as_i64().ok_or_else(|| bad("spent"))?;
-                    let status = window_status(p, spent, reset_ms).ok_or_else(|| bad("reset"))?;
+                    // What is left for the client: the lease is theirs too.
+                    let status =
+                        window_status(p, spent.saturating_sub(lease_micro), reset_ms).ok_or_else(|| bad("reset"))?;
+                    let reset_ms = reset_ms.as_u64().unwrap_or_default();
+                    windows.push(WindowAnswer { key: key.to_string(), spent_micro: spent, reset_ms });
                     let tighter = match &tightest {
                         None => true,
                         Some(t) => (status.remaining_usd, t.reset_s) < (t.remaining_usd, status.reset_s),
@@ -203,7 +263,7 @@ impl CheckPlan {
                     }
                     reservations.push((key.to_string(), self.estimate_micro));
                 }
-                Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations })
+                Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations, windows, lease_micro })
             }
             [tag, index, reset_ms, spent] if tag.as_i64() == Some(0) => {
                 let p = index
@@ -353,7 +413,7 @@ mod tests {
             2_000_000,
             5_000
         ]));
-        let CheckResult::Allowed { tightest, month_spend_usd, reservations } = p.parse(200, &body).unwrap() else {
+        let CheckResult::Allowed { tightest, month_spend_usd, reservations, .. } = p.parse(200, &body).unwrap() else {
             panic!()
         };
         // 60 s: 0.25 left; 3600 s: 0.2 left (tightest); product: 998 left.

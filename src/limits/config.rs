@@ -62,6 +62,10 @@ pub struct LimitsConfig {
     pub budget: BudgetConfig,
     /// How often the root context flushes recorded spend; the accounting delay.
     pub record_flush_ms: u64,
+    /// How long a lease lasts (0: no leases, every request asks Redis). See `Admissions`.
+    pub local_admission_ms: u64,
+    /// A lease's size, in estimates of the call that asks for it (0: no leases).
+    pub local_admission_lease: u32,
 }
 
 impl Default for LimitsConfig {
@@ -77,6 +81,8 @@ impl Default for LimitsConfig {
             team: Vec::new(),
             budget: BudgetConfig::default(),
             record_flush_ms: 250,
+            local_admission_ms: 1000,
+            local_admission_lease: 8,
         }
     }
 }
@@ -95,6 +101,12 @@ impl LimitsConfig {
         }
         if self.record_flush_ms == 0 {
             return Err("limits.record_flush_ms: must be > 0".into());
+        }
+        if self.local_admission_ms > 60_000 {
+            return Err("limits.local_admission_ms: must be at most 60000 (0 turns it off)".into());
+        }
+        if self.local_admission_lease > 1000 {
+            return Err("limits.local_admission_lease: must be at most 1000 (0 turns leases off)".into());
         }
         validate_windows(&self.user, "limits.user")?;
         validate_windows(&self.product, "limits.product")?;

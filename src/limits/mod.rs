@@ -88,6 +88,7 @@
 //! let through without a check (store down) reaches the budget but not the
 //! windows: its window keys are unknown.
 
+mod admission;
 mod batch;
 mod budget;
 mod check;
@@ -95,12 +96,13 @@ mod config;
 mod estimate;
 mod webdis;
 
+pub use admission::{Admissions, Admitted};
 pub use batch::{RecordOutcome, SpendBatch, PENDING_MAX_KEYS, RECORD_MAX_KEYS};
 pub use budget::{
     budget_headers, budget_key, budget_status, effective_cap, month_reset_s, utc_year_month, BudgetStatus, BudgetTier,
     DisabledReason, BUDGET_KEY_TTL_S, WARN_FRACTION,
 };
-pub use check::{rate_limit_headers, CheckPlan, CheckResult, WindowStatus};
+pub use check::{rate_limit_headers, CheckPlan, CheckResult, WindowAnswer, WindowStatus};
 pub use config::{applicable_windows, BudgetConfig, LimitOverrides, LimitsConfig, WindowLimit};
 pub use estimate::{estimate_usd, micro_to_usd, usd_to_micro, usd_to_micro_ceil, DEFAULT_MAX_OUTPUT_TOKENS};
 pub use webdis::{percent_encode, StoreError, WebdisRequest};

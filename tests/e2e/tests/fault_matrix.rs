@@ -41,7 +41,7 @@ struct Rig {
     key: String,
 }
 
-fn rig(stack: &Stack, name: &'static str, team: i64) -> Rig {
+fn rig(stack: &Stack, name: &'static str, team: i64, overlay: Value) -> Rig {
     let (primary_sink, mirror_sink) = (CaptureSink::start(), CaptureSink::start());
     let auth = FaultProxy::start(stack.store.webdis_port);
     let store = FaultProxy::start(stack.store.webdis_port);
@@ -61,6 +61,7 @@ fn rig(stack: &Stack, name: &'static str, team: i64) -> Rig {
                 "primary": {"timeout_ms": 300}, "secondary": {"timeout_ms": 300}},
         }),
     );
+    merge(&mut config, overlay);
     let dir = stack.dir.join(format!("matrix-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let ports =
@@ -183,7 +184,7 @@ impl Rig {
 #[test]
 fn auth_service_faults_fail_closed_and_recover_at_once() {
     let stack = Stack::shared();
-    let rig = rig(stack, "auth", 9101);
+    let rig = rig(stack, "auth", 9101, json!({}));
     let _g = rig.envoy.guard();
     for (i, (name, fault)) in FAULTS.into_iter().enumerate() {
         // A key not yet cached, so the lookup happens.
@@ -205,8 +206,9 @@ fn auth_service_faults_fail_closed_and_recover_at_once() {
 #[test]
 fn store_faults_fail_open_with_unknown_budget_and_count_it() {
     let stack = Stack::shared();
-    let rig = rig(stack, "store", 9102);
+    let rig = rig(stack, "store", 9102, json!({"limits": {"local_admission_ms": 0}}));
     let _g = rig.envoy.guard();
+    // Every request asks the store here (limits.rs tests local admission through an outage).
     // Warm the principal cache: the auth proxy is healthy throughout.
     assert_eq!(rig.call(&rig.key, "store-warm", &[], false).status, 200);
     for (name, fault) in FAULTS {
@@ -229,7 +231,7 @@ fn store_faults_fail_open_with_unknown_budget_and_count_it() {
 #[test]
 fn posthog_faults_never_reach_the_client_or_the_other_destination() {
     let stack = Stack::shared();
-    let rig = rig(stack, "posthog", 9103);
+    let rig = rig(stack, "posthog", 9103, json!({}));
     let _g = rig.envoy.guard();
     for (dest, proxy, other) in [("primary", &rig.primary, "secondary"), ("secondary", &rig.mirror, "primary")] {
         for (name, fault) in FAULTS {
@@ -262,7 +264,7 @@ fn posthog_faults_never_reach_the_client_or_the_other_destination() {
 #[test]
 fn provider_faults_reach_the_client_as_documented_and_are_recorded() {
     let stack = Stack::shared();
-    let rig = rig(stack, "provider", 9104);
+    let rig = rig(stack, "provider", 9104, json!({}));
     let _g = rig.envoy.guard();
     let call = |trace: &str, headers: &[(&str, &str)], stream: bool| {
         let before = rig.envoy.metrics();
@@ -316,7 +318,7 @@ fn provider_faults_reach_the_client_as_documented_and_are_recorded() {
 #[test]
 fn client_faults_forward_nothing_or_record_the_disconnect() {
     let stack = Stack::shared();
-    let rig = rig(stack, "client", 9105);
+    let rig = rig(stack, "client", 9105, json!({}));
     let _g = rig.envoy.guard();
     let head = |trace: &str, extra: &str, len: usize| {
         format!(

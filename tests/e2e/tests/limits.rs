@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy};
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
 
@@ -268,4 +269,61 @@ fn concurrent_requests_overspend_only_by_estimation_error() {
         assert!(overspend <= calls as f64 * 0.03 + 0.001, "overspend {overspend} beyond the estimation error");
     }
     assert_eq!(counted, allowed, "every allowed call is recorded");
+}
+
+#[test]
+fn leases_admit_locally_and_the_window_still_stops_at_its_limit() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let store = FaultProxy::start(stack.store.webdis_port);
+    let dir = stack.dir.join("limits-lease");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = test_plugin_config();
+    merge(&mut config, overlay(json!({"user": [{"window_seconds": 3600, "limit_usd": 1.0}]})));
+    let envoy = Envoy::start_with(&dir, &config, Ports { webdis: store.port(), ..stack.ports() }, 1);
+    let key = "phx_limits_lease";
+    stack.store.put_key(key, &principal(150, json!({})));
+    // Each call is estimated at $0.024001 from its body and really costs that.
+    let call = |user: &str| costly(&envoy, key, user, 24, "/v1/chat/completions");
+    let local = || envoy.metric("llm_gateway.limits_local_admits_total");
+    // The first call asks Redis, which reserves its estimate and a lease of 8 more;
+    // the next 8 are admitted on the lease, the 10th asks again.
+    let mut remaining = Vec::new();
+    for i in 0..10 {
+        let r = call("lena");
+        assert_eq!(r.status, 200, "{}", r.body);
+        remaining.push(r.header("x-ratelimit-remaining-usd").unwrap().parse::<f64>().unwrap());
+        assert_eq!(local(), i.min(8), "call {i}");
+    }
+    assert!(remaining[..9].windows(2).all(|w| w[1] < w[0]), "admissions count against the window: {remaining:?}");
+    // Leases near the limit do not fit: every call asks Redis, which stops the window at $1.
+    let mut allowed = 10;
+    while call("lena").status == 200 {
+        allowed += 1;
+        assert!(allowed < 60, "never limited");
+    }
+    // Once the leases end (1 s) and what they did not use is given back, the window holds
+    // exactly the calls' real cost.
+    std::thread::sleep(Duration::from_millis(1500));
+    let keys = stack.store.command(&["KEYS", "llmgw:rl:u:150:*"]);
+    let spent: f64 = keys["KEYS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!((spent - allowed as f64 * 24_001.0).abs() <= allowed as f64, "{allowed} calls, {spent} micro-USD");
+    assert!(spent <= 1_000_000.0, "spent {spent} micro-USD of a $1 window");
+
+    // Through a store outage, a live lease keeps admitting; once it ends, limits fail open.
+    assert_eq!(call("mira").status, 200);
+    store.set(Fault::Down);
+    let r = call("mira");
+    assert_eq!((r.status, r.header("x-posthog-budget")), (200, None), "admitted on the lease");
+    assert_eq!(envoy.metric("llm_gateway.limits_unavailable_total"), 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = call("mira");
+    assert_eq!((r.status, r.header("x-posthog-budget")), (200, Some("unknown")));
+    assert_eq!(envoy.metric("llm_gateway.limits_unavailable_total"), 1);
+    store.set(Fault::None);
 }

@@ -260,7 +260,7 @@ fn the_monthly_budget_accumulates_and_denies_at_the_cap() {
     let v = r.check(1_000, &w, Some((budget, 0)));
     assert_eq!((tag(&v), v[1].as_i64()), (1, Some(100_000_000)));
     // Budget only, no window.
-    assert_eq!(r.check(0, &[], Some((budget, 200_000_000))), json!([1, 100_000_000]));
+    assert_eq!(r.check(0, &[], Some((budget, 200_000_000))), json!([1, 100_000_000, 0]));
     // Zero amounts are not written (no key created).
     r.record(&[], &[("llmgw:budget:6:2030-01", 0)]);
     assert_eq!(r.get("llmgw:budget:6:2030-01"), None);
@@ -350,4 +350,34 @@ fn concurrent_checks_never_pass_more_than_the_limit_allows() {
     );
     assert!(overspend <= allowed.len() as i64 * 200_000);
     assert_eq!(overspend, 500_000);
+}
+
+#[test]
+fn a_lease_is_reserved_with_the_estimate_only_when_every_window_has_room() {
+    let r = Redis::start();
+    let lease = |est: i64, lease: i64, windows: &[(&str, u64, i64)]| {
+        let keys: Vec<&str> = windows.iter().map(|w| w.0).collect();
+        let mut args = vec![est.to_string(), windows.len().to_string(), "0".to_string()];
+        for (_, s, limit) in windows {
+            args.push(s.to_string());
+            args.push(limit.to_string());
+        }
+        args.push(lease.to_string());
+        r.eval(CHECK, &keys, &args)
+    };
+    let w = [("llmgw:rl:u:1:lease:3600", 3600, 1_000_000), ("llmgw:rl:p:lease:86400", 86_400, 500_000)];
+    // 100k + a 300k lease fit both windows: 400k reserved in each, lease granted.
+    let v = lease(100_000, 300_000, &w);
+    assert_eq!(
+        (tag(&v), v[3].as_i64(), v[6].as_i64(), v[8].as_i64()),
+        (1, Some(400_000), Some(400_000), Some(300_000))
+    );
+    // The second window has 100k left: the estimate fits, the lease does not.
+    let v = lease(100_000, 300_000, &w);
+    assert_eq!((tag(&v), v[3].as_i64(), v[6].as_i64(), v[8].as_i64()), (1, Some(500_000), Some(500_000), Some(0)));
+    // Without the argument the answer is as before plus a lease of 0; a negative lease is refused.
+    let v = r.check(0, &w, None);
+    assert_eq!((tag(&v), v[8].as_i64()), (1, Some(0)));
+    let bad = lease(0, -1, &w);
+    assert!(bad[1].as_str().unwrap().contains("bad arguments"), "{bad}");
 }

@@ -110,7 +110,9 @@ struct Settings {
 fn env_num(name: &str, default: f64, valid: impl Fn(f64) -> bool) -> Result<f64, String> {
     match std::env::var(name) {
         Err(_) => Ok(default),
-        Ok(v) => v.trim().parse().ok().filter(|x: &f64| x.is_finite() && valid(*x)).ok_or(format!("{name}={v}: not usable")),
+        Ok(v) => {
+            v.trim().parse().ok().filter(|x: &f64| x.is_finite() && valid(*x)).ok_or(format!("{name}={v}: not usable"))
+        }
     }
 }
 
@@ -119,7 +121,7 @@ impl Settings {
         Ok(Settings {
             minutes: env_num("SOAK_MINUTES", 20.0, |x| x > 0.0 && x <= 24.0 * 60.0)?,
             rate: env_num("SOAK_RATE", 75.0, |x| x > 0.0 && x <= 2000.0)?,
-            threads: env_num("SOAK_THREADS", 4.0, |x| x >= 1.0 && x <= 64.0 && x.fract() == 0.0)? as usize,
+            threads: env_num("SOAK_THREADS", 4.0, |x| (1.0..=64.0).contains(&x) && x.fract() == 0.0)? as usize,
             seed: env_num("SOAK_SEED", 9005.0, |x| x >= 0.0 && x.fract() == 0.0)? as u64,
             rss_tolerance_pct: env_num("SOAK_RSS_TOLERANCE_PCT", 10.0, |x| x >= 0.0)?,
             rss_slack_mib: env_num("SOAK_RSS_SLACK_MIB", 8.0, |x| x >= 0.0)?,
@@ -332,7 +334,10 @@ fn expected(plan: &Plan, outcome: &Outcome, auth_overlap: bool) -> bool {
         (Kind::Fault("reset"), Outcome::Answered { status, .. }) => *status == 502,
         // A cut stream or body ends as the provider ended it; any ending is right but a hang.
         (Kind::Fault("reset-mid-stream"), _) => true,
-        // Passed through.
+        // Passed through; on a translated route an unparsable body cannot be translated: 502.
+        (Kind::Fault("invalid-json"), Outcome::Answered { status: 502, body }) => {
+            body.contains("untranslatable_response")
+        }
         (Kind::Fault(_), Outcome::Answered { status: 200, .. }) => true,
         (Kind::Fault(_), _) => false,
         (Kind::Disconnect, Outcome::Left { status }) => *status == 200,
@@ -342,8 +347,8 @@ fn expected(plan: &Plan, outcome: &Outcome, auth_overlap: bool) -> bool {
 
 #[derive(Default)]
 struct Tally {
-    /// (case, what the client saw) → count.
-    outcomes: BTreeMap<(String, String), u64>,
+    /// (case, what the client saw) → (count, slowest in ms).
+    outcomes: BTreeMap<(String, String), (u64, u128)>,
     unexpected: u64,
     examples: Vec<String>,
     stuck: u64,
@@ -361,8 +366,8 @@ struct Shared {
     next_id: AtomicU64,
     done: AtomicU64,
     in_flight: AtomicU64,
-    /// Per client thread: the request it is waiting on (id, since when, what).
-    current: Mutex<Vec<Option<(u64, Instant, String)>>>,
+    /// Per client thread: the request it is waiting on (since when, what).
+    current: Mutex<Vec<Option<(Instant, String)>>>,
     tally: Mutex<Tally>,
 }
 
@@ -376,6 +381,8 @@ struct ClientEnv {
     webdis_port: u16,
     warm_key: String,
     interval: Duration,
+    /// Where in the interval this thread starts, so the threads spread the load evenly.
+    offset: Duration,
     seed: u64,
 }
 
@@ -393,15 +400,18 @@ fn provision_key(webdis_port: u16, key: &str) -> Result<(), String> {
 fn client(env: ClientEnv, shared: Arc<Shared>) {
     let agent = ureq::AgentBuilder::new().timeout(CLIENT_TIMEOUT).build();
     let mut rng = Rng(env.seed.wrapping_mul(31).wrapping_add(env.index as u64 + 1));
-    // Spread the threads over one interval so the load is even.
-    let mut next = Instant::now() + env.interval.mul_f64(env.index as f64 / 4.0);
+    let mut next = Instant::now() + env.offset;
     while !shared.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if next > now {
             thread::sleep(next - now);
         }
-        // Open loop at the set rate; after a slow request, carry on from now rather than burst.
-        next = (next + env.interval).max(Instant::now());
+        // Open loop at the set rate: a slow request (a client that leaves a slow stream takes
+        // a while) is caught up on, unless the thread fell more than a second behind.
+        next += env.interval;
+        if next + Duration::from_secs(1) < Instant::now() {
+            next = Instant::now();
+        }
         let plan = Plan::pick(&mut rng, shared.auth_fault.load(Ordering::SeqCst));
         let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
         let key = if plan.cold { format!("phx_soak_cold_{id}") } else { env.warm_key.clone() };
@@ -414,7 +424,7 @@ fn client(env: ClientEnv, shared: Arc<Shared>) {
                 continue;
             }
         }
-        lock(&shared.current)[env.index] = Some((id, Instant::now(), what.clone()));
+        lock(&shared.current)[env.index] = Some((Instant::now(), what.clone()));
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let (epoch, on) = (shared.auth_epoch.load(Ordering::SeqCst), shared.auth_fault.load(Ordering::SeqCst));
         let started = Instant::now();
@@ -428,7 +438,9 @@ fn client(env: ClientEnv, shared: Arc<Shared>) {
         let ok = expected(&plan, &outcome, auth_overlap);
         {
             let mut tally = lock(&shared.tally);
-            *tally.outcomes.entry((plan.label(), outcome.label())).or_default() += 1;
+            let entry = tally.outcomes.entry((plan.label(), outcome.label())).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(elapsed.as_millis());
             tally.slowest = tally.slowest.max(elapsed);
             if matches!(outcome, Outcome::Hung) || elapsed >= CLIENT_TIMEOUT {
                 tally.stuck += 1;
@@ -495,9 +507,9 @@ fn wasm_memories(pid: u32) -> Vec<(u64, u64)> {
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let (Some(range), Some(perm)) = (words.next(), words.next()) else { continue };
-        let header = range.split_once('-').and_then(|(s, e)| {
-            Some((u64::from_str_radix(s, 16).ok()?, u64::from_str_radix(e, 16).ok()?))
-        });
+        let header = range
+            .split_once('-')
+            .and_then(|(s, e)| Some((u64::from_str_radix(s, 16).ok()?, u64::from_str_radix(e, 16).ok()?)));
         if let Some((start, end)) = header {
             vmas.push(Vma { start, end, perm: perm.to_string(), rss: 0 });
         } else if range == "Rss:" {
@@ -630,7 +642,7 @@ fn start_rig(dir: &Path) -> Rig {
         gemini: GEMINI_KEY.into(),
         bedrock: BEDROCK_KEY.into(),
     });
-    let delivered = [Arc::default(), Arc::default()];
+    let delivered: [Arc<Mutex<Delivered>>; 2] = [Arc::default(), Arc::default()];
     let sinks = (counting_sink(delivered[0].clone()), counting_sink(delivered[1].clone()));
     let store = Store::start(dir);
     let proxies = [
@@ -762,6 +774,7 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
                 webdis_port: rig.store.webdis_port,
                 warm_key: warm_keys[index].clone(),
                 interval,
+                offset: interval.mul_f64(index as f64 / s.threads as f64),
                 seed: s.seed,
             };
             let shared = shared.clone();
@@ -823,6 +836,10 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
             rig.sinks.1.clear();
         }
         if t >= total {
+            // The end of the traffic is always sampled.
+            if samples.last().is_some_and(|x| x.t + Duration::from_secs(1) < t) {
+                samples.push(sample(t, active.clone(), false));
+            }
             break;
         }
         thread::sleep(Duration::from_millis(100));
@@ -842,7 +859,7 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
     let still_waiting: Vec<String> = lock(&shared.current)
         .iter()
         .flatten()
-        .map(|(_, since, what)| format!("{what}, waiting for {:.0?}", since.elapsed()))
+        .map(|(since, what)| format!("{what}, waiting for {:.0?}", since.elapsed()))
         .collect();
     for c in clients {
         if c.is_finished() {
@@ -861,17 +878,17 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
                         == calls
             })
     };
-    let (mut n_calls, mut n_distinct) = calls(&rig.mock);
+    // Every client has returned, so every call the provider will see has arrived
+    // (the mock records a request before answering it).
+    let (n_calls, _) = calls(&rig.mock);
     let mut last = metrics(rig.envoy.admin_port).unwrap_or_default();
-    while drain_start.elapsed() < Duration::from_secs(120) {
-        (n_calls, n_distinct) = calls(&rig.mock);
-        last = metrics(rig.envoy.admin_port).unwrap_or_default();
-        if settled(&last, n_calls) {
-            break;
-        }
+    while drain_start.elapsed() < Duration::from_secs(120) && !settled(&last, n_calls) {
         thread::sleep(Duration::from_millis(250));
+        last = metrics(rig.envoy.admin_port).unwrap_or_default();
     }
     let drained_in = drain_start.elapsed();
+    // Counted again in case a request of a stuck client arrived late.
+    let (n_calls, n_distinct) = calls(&rig.mock);
     // Spend reaches Redis every 250 ms: wait for it to stop changing.
     let mut budget_keys = vec![budget_keys_start.clone()];
     if budget_key(TEAM) != budget_keys_start {
@@ -1024,16 +1041,19 @@ fn render_report(
     log_summary: &str,
 ) -> String {
     let mut r = String::new();
-    let done = samples.iter().filter(|x| !x.drained).map(|x| x.done).max().unwrap_or(0);
+    let done = samples.iter().map(|x| x.done).max().unwrap_or(0);
     let _ = writeln!(r, "# Soak report\n");
     let _ = writeln!(
         r,
         "{:.1} min of traffic at {} req/s (target) from {} clients, seed {}; Envoy with 1 worker; \
-         {} requests ({:.1} req/s achieved); traffic stopped at {:.0} s, queues drained in {:.1} s.\n",
+         one dependency fault every {:.0} s for {:.0} s; {} requests ({:.1} req/s achieved); \
+         traffic stopped at {:.0} s, queues drained in {:.1} s.\n",
         s.minutes,
         s.rate,
         s.threads,
         s.seed,
+        s.fault_period().as_secs_f64(),
+        s.fault_length().as_secs_f64(),
         done,
         done as f64 / s.duration().as_secs_f64(),
         traffic_end.as_secs_f64(),
@@ -1096,10 +1116,10 @@ fn render_report(
     }
 
     let _ = writeln!(r, "\n## Client outcomes\n");
-    let _ = writeln!(r, "| case | client saw | count |");
-    let _ = writeln!(r, "|---|---|---:|");
-    for ((case, saw), n) in &tally.outcomes {
-        let _ = writeln!(r, "| {case} | {saw} | {n} |");
+    let _ = writeln!(r, "| case | client saw | count | slowest (ms) |");
+    let _ = writeln!(r, "|---|---|---:|---:|");
+    for ((case, saw), (n, slowest)) in &tally.outcomes {
+        let _ = writeln!(r, "| {case} | {saw} | {n} | {slowest} |");
     }
     let mut ms = tally.plain_ms.clone();
     ms.sort_unstable();
