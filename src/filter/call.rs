@@ -98,12 +98,11 @@ impl Request {
         parsed: &request::ParsedRequest,
         upstream: &forward::Upstream,
     ) -> CallInfo {
-        let headers = host::request_headers();
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let (client_properties, rejected) = properties::header_properties(&headers);
+        let header = |name: &str| self.header(name);
+        let (client_properties, rejected) = properties::header_properties(&self.headers);
         host::increment(self.shared.metrics.properties_rejected, rejected as i64);
         // Gateway directives stop here; the provider has no use for them.
-        for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
+        for (name, _) in self.headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
             host::set_request_header(name, None);
         }
         let capture_content = self.shared.config.capture.as_ref().is_some_and(|c| c.content);
@@ -133,10 +132,10 @@ impl Request {
             return;
         };
         let r = self.response.take();
-        let details = host::property(&["response", "code_details"]).unwrap_or_default();
-        let details = String::from_utf8_lossy(&details);
         let complete = r.as_ref().is_some_and(|r| r.complete);
         let interrupted = (!complete).then(|| {
+            let details = host::property(&["response", "code_details"]).unwrap_or_default();
+            let details = String::from_utf8_lossy(&details);
             if details.contains("downstream") {
                 "client disconnected before the response completed".to_string()
             } else {

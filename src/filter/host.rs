@@ -22,10 +22,6 @@ pub fn plugin_configuration() -> Vec<u8> {
         .unwrap_or_default()
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    logged("get_map_value(request)", hostcalls::get_map_value(MapType::HttpRequestHeaders, name)).flatten()
-}
-
 pub fn set_request_header(name: &str, value: Option<&str>) {
     logged("set_map_value(request)", hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value));
 }

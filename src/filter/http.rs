@@ -69,6 +69,8 @@ pub struct Request {
     pub(super) me: WeakRequest,
     /// The key's hash, to look it up again if the request leading its lookup goes away.
     key_hash: Option<String>,
+    /// The client's request headers, as they arrived.
+    pub(super) headers: Vec<(String, String)>,
 }
 
 pub type WeakRequest = Weak<RefCell<Request>>;
@@ -112,6 +114,7 @@ impl HttpFilter {
                 reservations: Vec::new(),
                 me: Weak::new(),
                 key_hash: None,
+                headers: Vec::new(),
             })),
         }
         .with_self_reference()
@@ -150,6 +153,11 @@ impl Request {
         Action::Pause
     }
 
+    /// A client request header (names are lowercase).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     fn format(&self) -> ApiFormat {
         match &self.phase {
             Phase::Pending { route, .. } => route.endpoint.format(),
@@ -159,16 +167,18 @@ impl Request {
     }
 
     fn on_headers(&mut self, end_of_stream: bool, me: &Rc<RefCell<Request>>) -> Action {
+        host::increment(self.shared.metrics.requests, 1);
+        self.started_ms = host::now_ms();
+        // One copy of the header map serves every lookup of this request.
+        self.headers = host::request_headers();
         #[cfg(feature = "fault-injection")]
-        if host::request_header("x-llm-gateway-test-fault").as_deref() == Some("trap") {
+        if self.header("x-llm-gateway-test-fault") == Some("trap") {
             // A trap, as a bug would cause one (panic = "abort" makes panics traps too).
             std::process::abort();
         }
-        host::increment(self.shared.metrics.requests, 1);
-        self.started_ms = host::now_ms();
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
-        let route = match routes::resolve(&method, &path, &self.shared.config.products) {
+        let method = self.header(":method").unwrap_or_default();
+        let path = self.header(":path").unwrap_or_default();
+        let route = match routes::resolve(method, path, &self.shared.config.products) {
             Ok(r) => r,
             Err((e, format)) => return self.reply(e, format),
         };
@@ -177,17 +187,19 @@ impl Request {
             let e = ApiError::new(ErrorKind::InvalidRequest, "Request body is empty; expected a JSON object");
             return self.reply(e, format);
         }
-        let token = auth::credentials(
-            host::request_header("authorization").as_deref(),
-            host::request_header("x-api-key").as_deref(),
-        );
-        for name in CREDENTIAL_HEADERS {
-            host::set_request_header(name, None);
+        let token = auth::credentials(self.header("authorization"), self.header("x-api-key"));
+        // Credentials stay here; only the filter chooses the upstream and its timeout;
+        // the body may change size.
+        let config = &self.shared.config;
+        for (name, _) in &self.headers {
+            let strip = CREDENTIAL_HEADERS.contains(&name.as_str())
+                || *name == config.route_header
+                || name == "x-envoy-upstream-rq-timeout-ms"
+                || name == "content-length";
+            if strip {
+                host::set_request_header(name, None);
+            }
         }
-        // Only the filter chooses the upstream and its timeout; the body may change size.
-        host::set_request_header(&self.shared.config.route_header, None);
-        host::set_request_header("x-envoy-upstream-rq-timeout-ms", None);
-        host::set_request_header("content-length", None);
         let token = match token {
             Ok(t) => t,
             Err(e) => {
@@ -343,20 +355,18 @@ impl Request {
                 return self.reply(err, format);
             }
         };
-        let provider_header = host::request_header(forward::PROVIDER_HEADER);
         let upstream = match forward::plan(
             &self.shared.config,
             &self.shared.keys,
             route.endpoint,
             &parsed,
             &body,
-            provider_header.as_deref(),
+            self.header(forward::PROVIDER_HEADER),
         ) {
             Ok(u) => u,
             Err(e) => return self.reply(e, format),
         };
-        // Read before `call_info` strips the gateway's own headers.
-        let save_mode_header = host::request_header(&self.shared.config.cost_controls.header);
+        let save_mode_header = self.header(&self.shared.config.cost_controls.header).map(str::to_string);
         let call = self.call_info(&route, principal, &parsed, &upstream);
         let max_output_tokens = parsed.max_output_tokens;
         drop(parsed);
@@ -393,7 +403,7 @@ impl Request {
             host::set_request_header(name, Some(value));
         }
         for (name, value) in &upstream.default_headers {
-            if host::request_header(name).is_none() {
+            if self.header(name).is_none() {
                 host::set_request_header(name, Some(value));
             }
         }
@@ -440,7 +450,12 @@ impl Request {
             host::set_response_header(name, Some(value));
         }
         let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
-        let details = host::property(&["response", "code_details"]).unwrap_or_default();
+        // Only an error status can be Envoy's own reply.
+        let details = if status >= 400 || status == 0 {
+            host::property(&["response", "code_details"]).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let upstream = match &self.phase {
             Phase::Forwarded { provider, .. } => provider,
             _ => "provider",
