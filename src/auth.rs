@@ -62,7 +62,12 @@ impl Token {
     /// Lower-case hex SHA-256: the only form of the key that leaves the filter.
     pub fn hash(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            // Both nibbles are < 16, so `from_digit` always answers.
+            hex.extend([b >> 4, b & 0x0f].map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')));
+        }
+        hex
     }
 }
 
