@@ -101,6 +101,20 @@ fn bad_client_input_gets_clear_errors() {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // A repeated credential header is refused, whichever key it repeats.
+    for (first, second) in [(TEST_KEY, TEST_KEY), (TEST_KEY, "phx_someone_else_entirely")] {
+        let mut s = TcpStream::connect(("127.0.0.1", stack.envoy.port)).unwrap();
+        let body = chat("gpt-4o", false);
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {first}\r\nauthorization: Bearer {second}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+        assert!(!out.contains("phx_"), "the error never echoes a key: {out}");
+    }
     // An oversized credential is malformed, not a crash.
     let huge = format!("Bearer phx_{}", "a".repeat(8000));
     let resp = stack.post("/v1/chat/completions", &[("authorization", &huge)], &chat("gpt-4o", false));
