@@ -252,8 +252,10 @@ impl Context for Root {
         let now = host::now_ms();
         let mut c = capture.borrow_mut();
         c.on_response(token, status, retry_after.as_deref(), now);
+        // A full batch waiting goes now, not at the next tick: under load one batch
+        // per tick and destination would cap delivery at 10 batches a second.
+        c.flush(now, self.draining);
         if self.draining {
-            c.flush(now, true);
             drop(c);
             self.finish_draining();
         }
