@@ -24,6 +24,17 @@ pub enum Fault {
     Down,
 }
 
+/// Every dependency fault of the matrix, by name; timeouts in the tests are
+/// 300 ms, so "slow" is past them.
+pub const FAULTS: [(&str, Fault); 6] = [
+    ("down", Fault::Down),
+    ("slow", Fault::Slow(700)),
+    ("5xx", Fault::Status(500)),
+    ("429", Fault::Status(429)),
+    ("reset", Fault::Reset),
+    ("garbage", Fault::Garbage),
+];
+
 pub struct FaultProxy {
     fault: Arc<Mutex<Fault>>,
     target: u16,

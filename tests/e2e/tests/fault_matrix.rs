@@ -11,20 +11,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy};
+use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy, FAULTS};
 use llm_gateway_e2e::sink::CaptureSink;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
-
-/// The dependency faults of the matrix (provider faults come from the mock's directives).
-const FAULTS: [(&str, Fault); 6] = [
-    ("down", Fault::Down),
-    ("slow", Fault::Slow(700)),
-    ("5xx", Fault::Status(500)),
-    ("429", Fault::Status(429)),
-    ("reset", Fault::Reset),
-    ("garbage", Fault::Garbage),
-];
 
 /// An Envoy whose auth service, webdis and both PostHog destinations sit
 /// behind fault proxies, with timeouts of 300 ms so "slow" is past them.

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy};
+use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy, FAULTS};
 use llm_gateway_e2e::mock::{MockProvider, ProviderKeys};
 use llm_gateway_e2e::sink::CaptureSink;
 use llm_gateway_e2e::stack::*;
@@ -51,15 +51,6 @@ const TEAM: i64 = 4242;
 /// The header the mock's requests are counted by (its value is the request's id).
 const TAG: &str = "x-soak-id";
 
-/// The dependency faults, as in `tests/fault_matrix.rs` (timeouts are 300 ms, so "slow" is past them).
-const FAULTS: [(&str, Fault); 6] = [
-    ("down", Fault::Down),
-    ("slow", Fault::Slow(700)),
-    ("5xx", Fault::Status(500)),
-    ("429", Fault::Status(429)),
-    ("reset", Fault::Reset),
-    ("garbage", Fault::Garbage),
-];
 /// The neighbours behind fault proxies, and the metric a fault of each moves.
 const TARGETS: [(&str, &str); 4] = [
     ("auth", "auth_unavailable_total"),
