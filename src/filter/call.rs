@@ -154,7 +154,11 @@ impl Request {
         let cost = accounting::call_cost(&shared.config.prices, &call, &out, shared.config.fallback_cost_usd);
         self.count(&call, &out, cost.as_ref());
         let reservations = std::mem::take(&mut self.reservations);
-        shared.record_spend(&reservations, cost.as_ref().map_or(0.0, |c| c.total_usd), call.team_id);
+        let real_usd = cost.as_ref().map_or(0.0, |c| c.total_usd);
+        shared.record_spend(&reservations, real_usd, call.team_id);
+        if let Some((signature, estimate)) = self.admission.take() {
+            shared.admissions.borrow_mut().settle(&signature, estimate, crate::limits::usd_to_micro(real_usd));
+        }
         if let Some(capture) = &shared.capture {
             let mut capture = capture.borrow_mut();
             let settings = &capture.settings;

@@ -65,6 +65,8 @@ pub struct Request {
     pub(super) response_headers: Vec<(&'static str, String)>,
     /// Estimates reserved in each window, settled with the real cost at the end.
     pub(super) reservations: Vec<(String, i64)>,
+    /// The allowed check's plan signature and estimate, to settle its lease too.
+    pub(super) admission: Option<(String, i64)>,
     /// This request, for the registries that route callout answers back to it.
     pub(super) me: WeakRequest,
     /// The key's hash, to look it up again if the request leading its lookup goes away.
@@ -112,6 +114,7 @@ impl HttpFilter {
                 checking: None,
                 response_headers: Vec::new(),
                 reservations: Vec::new(),
+                admission: None,
                 me: Weak::new(),
                 key_hash: None,
                 headers: Vec::new(),

@@ -9,7 +9,9 @@
 //! error). The cost is that room leased but unused stays reserved until the
 //! lease ends (at most `max_age_ms`); then the worker gives it back through
 //! the batched `record.lua`. Each admitted call settles like a checked one:
-//! its real cost replaces its estimate.
+//! its real cost replaces its estimate in Redis, and a cost over the estimate
+//! also comes out of the lease, so an underestimate stops local admission as
+//! soon as Redis would see it.
 
 use std::collections::HashMap;
 
@@ -111,6 +113,23 @@ impl Admissions {
         returned
     }
 
+    /// A call allowed under `signature` (by Redis or on the lease) ended: a
+    /// cost over its estimate comes out of the lease too, so the worker's next
+    /// calls see it as Redis will. A cost under the estimate is not added
+    /// back: Redis gets that room, not the lease.
+    pub fn settle(&mut self, signature: &str, estimate_micro: i64, real_micro: i64) {
+        let over = real_micro.saturating_sub(estimate_micro);
+        if let Some(lease) = self.entries.get_mut(signature).filter(|_| over > 0) {
+            lease.left_micro = lease.left_micro.saturating_sub(over);
+            for w in &mut lease.windows {
+                w.spent_micro = w.spent_micro.saturating_add(over);
+            }
+            if let Some(spent) = lease.month_spend.as_mut() {
+                *spent = spent.saturating_add(over);
+            }
+        }
+    }
+
     /// Admits the call on its plan's lease if the lease still covers its
     /// estimate and the month's spend stays under `budget_fraction` of the cap.
     pub fn admit(&mut self, plan: &CheckPlan, now_ms: u64, budget_fraction: f64) -> Option<Admitted> {
@@ -191,6 +210,22 @@ mod tests {
         }
         assert_eq!(a.admit(&p, NOW + 10, 0.95), None, "the lease is used up");
         assert!(a.expire(NOW + 1000).is_empty(), "nothing left to give back");
+    }
+
+    #[test]
+    fn calls_that_cost_more_than_estimated_use_up_the_lease_sooner() {
+        let p = plan(0.1, false);
+        let mut a = Admissions::default();
+        a.remember(&p, Some(&allowed(&p, 400_000, -1, 60_000, 300_000)), NOW, 1000);
+        // The first call cost $0.25, not $0.10: $0.15 of the lease is gone.
+        a.settle(&p.signature(), 100_000, 250_000);
+        assert!(a.admit(&p, NOW, 0.95).is_some());
+        assert!(a.admit(&p, NOW, 0.95).is_none(), "$0.05 left");
+        // Cheaper calls give nothing back to the lease; unknown plans are ignored.
+        a.settle(&p.signature(), 100_000, 0);
+        assert!(a.admit(&p, NOW, 0.95).is_none());
+        a.settle("another plan", 0, 1_000_000);
+        assert_eq!(a.expire(NOW + 1000)[0].1, 50_000);
     }
 
     #[test]
