@@ -65,7 +65,8 @@ clean:
 # Benchmarks (BENCHMARKS.md): Envoy without the filter vs with it, same machine and mock,
 # pinned cores, interleaved rounds; results printed and written to BENCHMARKS.md.
 # bench-peers installs (once) LiteLLM and Portkey and measures them against Envoy with and
-# without the filter in the same run (its own BENCHMARKS.md section). BENCH_ARGS passes options
+# without the filter in the same run (its own BENCHMARKS.md section), 8 rounds: at 10 req/s the
+# gateway's small delta needs them. BENCH_ARGS passes options
 # to bench/bench.py (e.g. BENCH_ARGS="--rounds 3 --scenarios chat-1k").
 .PHONY: bench bench-peers
 bench: build
@@ -76,7 +77,7 @@ bench: build
 
 bench-peers: build
 	@$(CARGO) build --release -p llm-gateway-bench
-	@BENCH_COMMAND="make bench-peers $(BENCH_ARGS)" python3 bench/bench.py --peers-only $(BENCH_ARGS)
+	@BENCH_COMMAND="make bench-peers $(BENCH_ARGS)" python3 bench/bench.py --peers-only --rounds 8 $(BENCH_ARGS)
 
 # Fuzzing: fuzz/ is a cargo-fuzz project (its own workspace, nightly). Both
 # targets install cargo-fuzz when missing. FUZZ_TARGETS="sse_parser request"

@@ -227,7 +227,7 @@ impl Generation {
                 Some(raw) if raw.len() > max_bytes => cut.push(key),
                 Some(raw) => {
                     // Validated without building a tree; anything else goes as a string.
-                    let value = match serde_json::from_str::<&serde_json::value::RawValue>(raw) {
+                    let value = match serde_json::from_str::<ParsesAsValue>(raw) {
                         Ok(_) => std::borrow::Cow::Borrowed(raw.trim()),
                         Err(_) => std::borrow::Cow::Owned(Value::from(raw.as_str()).to_string()),
                     };
@@ -267,6 +267,55 @@ impl Generation {
         if !cut.is_empty() {
             member("$ai_content_truncated", "true");
         }
+    }
+}
+
+/// Deserialises from exactly the JSON that `serde_json::Value` accepts
+/// (numbers within f64, nesting within serde_json's limit), keeping nothing:
+/// raw content spliced into an event must parse wherever PostHog parses it,
+/// or one event would make its whole batch unreadable (found by fuzzing:
+/// `1e400` is valid JSON syntax but out of range).
+struct ParsesAsValue;
+
+impl<'de> serde::Deserialize<'de> for ParsesAsValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParsesAsValue)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ParsesAsValue {
+    type Value = ParsesAsValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<ParsesAsValue>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value::<ParsesAsValue>()?;
+        }
+        Ok(self)
     }
 }
 
@@ -529,5 +578,19 @@ mod tests {
         let parsed: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(parsed["batch"][1]["event"], "b");
         assert_eq!(batch_body("k", &[], "t"), r#"{"api_key":"k","batch":[],"sent_at":"t"}"#);
+    }
+
+    #[test]
+    fn content_that_value_would_refuse_goes_as_a_string() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for raw in [r#"[{"n": 1e400}]"#, deep.as_str(), r#"[{"role":"user"}] x"#] {
+            let g = Generation { input: Some(raw.to_string()), ..generation() };
+            let json = g.to_json(REGION, DEFAULT_MAX_EVENT_BYTES);
+            let event: Value = serde_json::from_str(&json).expect("the event parses as a Value");
+            assert_eq!(event["properties"]["$ai_input"], raw, "sent as a string");
+        }
+        let g = Generation { input: Some(r#" [{"n": 1e300, "s": "\u00e9"}] "#.to_string()), ..generation() };
+        let event: Value = serde_json::from_str(&g.to_json(REGION, DEFAULT_MAX_EVENT_BYTES)).unwrap();
+        assert_eq!(event["properties"]["$ai_input"][0]["s"], "é", "valid JSON is spliced in as JSON");
     }
 }
