@@ -44,7 +44,7 @@ fn a_user_over_their_window_gets_429_while_another_user_passes() {
     let stack = Stack::shared();
     let _g = stack.guard();
     let envoy =
-        stack.extra_envoy("limits-user", overlay(json!({"user": [{"window_seconds": 60, "limit_usd": 0.3}]})), 1);
+        stack.extra_envoy("limits-user", overlay(json!({"user": [{"window_seconds": 3600, "limit_usd": 0.3}]})), 1);
     let key = "phx_limits_user_window";
     stack.store.put_key(key, &principal(101, json!({})));
     for i in 0..2 {
@@ -53,12 +53,12 @@ fn a_user_over_their_window_gets_429_while_another_user_passes() {
         assert_eq!(r.header("x-ratelimit-limit-usd"), Some("0.3"));
         assert!(r.header("x-ratelimit-remaining-usd").is_some());
         let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
-        assert!(reset <= 60);
+        assert!(reset <= 3600);
         wait_for_records();
     }
     let denied = costly(&envoy, key, "alice", 150, "/v1/chat/completions");
     assert_eq!(denied.status, 429, "{}", denied.body);
-    assert!(denied.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
+    assert!(denied.header("retry-after").unwrap().parse::<u64>().unwrap() <= 3600);
     assert_eq!(denied.json()["error"]["code"], "rate_limit_exceeded");
     assert_eq!(denied.json()["error"]["type"], "rate_limit_error");
     // Anthropic clients get their own error shape.
@@ -83,7 +83,7 @@ fn a_user_over_their_window_gets_429_while_another_user_passes() {
 fn product_scope_and_team_override_from_the_principal() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let limits = json!({"user": [], "product": [{"window_seconds": 60, "limit_usd": 0.16}]});
+    let limits = json!({"user": [], "product": [{"window_seconds": 3600, "limit_usd": 0.16}]});
     let envoy = stack.extra_envoy("limits-product", overlay(limits), 1);
     let key = "phx_limits_product";
     stack.store.put_key(key, &principal(102, json!({})));
@@ -94,7 +94,7 @@ fn product_scope_and_team_override_from_the_principal() {
 
     // The principal tightens its team's limit.
     let team_key = "phx_limits_team_override";
-    let limits = json!({"team": [{"window_seconds": 60, "limit_usd": 0.1}]});
+    let limits = json!({"team": [{"window_seconds": 3600, "limit_usd": 0.1}]});
     stack.store.put_key(team_key, &principal(103, json!({"limits": limits})));
     assert_eq!(costly(&envoy, team_key, "t1", 90, "/array/v1/chat/completions").status, 200);
     wait_for_records();
@@ -234,7 +234,7 @@ fn concurrent_requests_overspend_only_by_estimation_error() {
     // Limit $1.00; each call is estimated at ~$0.15 from its body but really costs $0.18
     // (a 20% underestimate): the overspend must stay within allowed calls x that error.
     let envoy =
-        stack.extra_envoy("limits-race", overlay(json!({"user": [{"window_seconds": 60, "limit_usd": 1.0}]})), 2);
+        stack.extra_envoy("limits-race", overlay(json!({"user": [{"window_seconds": 3600, "limit_usd": 1.0}]})), 2);
     let key = "phx_limits_race";
     stack.store.put_key(key, &principal(140, json!({})));
     let filler = "y".repeat(480);
@@ -256,7 +256,8 @@ fn concurrent_requests_overspend_only_by_estimation_error() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 24 - allowed);
     // Leases end after 1 s and give back what they did not use; then the spend is flushed.
     std::thread::sleep(Duration::from_millis(1600));
-    // One window key, or two if the run straddled a window boundary: judge each window alone.
+    // An hour's window, so the key outlives the wait above; two keys if the run straddled
+    // a window boundary: judge each window alone.
     let keys = stack.store.command(&["KEYS", "llmgw:rl:u:140:*"]);
     let mut counted = 0;
     for k in keys["KEYS"].as_array().unwrap() {
