@@ -51,7 +51,7 @@ impl Request {
             let admitted = self.shared.admissions.borrow_mut().admit(&plan, host::now_ms(), engage);
             if let Some(a) = admitted {
                 host::increment(self.shared.metrics.limits_local_admits, 1);
-                self.admission = Some((plan.signature(), plan.estimate_micro()));
+                self.admission = Some((plan.signature().to_string(), plan.estimate_micro()));
                 return self.allowed(sending, a.tightest, a.month_spend_usd, a.reservations, cap);
             }
             let lease = plan.estimate_micro().saturating_mul(i64::from(limits.local_admission_lease));
@@ -85,7 +85,7 @@ impl Request {
         self.shared.record_spend(&ended, 0.0, sending.team_id);
         let action = match answer {
             Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations, .. }) => {
-                self.admission = Some((plan.signature(), plan.estimate_micro()));
+                self.admission = Some((plan.signature().to_string(), plan.estimate_micro()));
                 self.allowed(sending, tightest, month_spend_usd, reservations, cap_usd)
             }
             Ok(denied) => {

@@ -69,7 +69,7 @@ impl Admissions {
         max_age_ms: u64,
     ) -> Vec<(String, i64)> {
         let key = plan.signature();
-        let mut returned = self.entries.remove(&key).map(|l| l.leftover()).unwrap_or_default();
+        let mut returned = self.entries.remove(key).map(|l| l.leftover()).unwrap_or_default();
         let Some(CheckResult::Allowed { windows, month_spend_usd, lease_micro, .. }) = answer else {
             return returned;
         };
@@ -96,7 +96,7 @@ impl Admissions {
             month_spend,
             left_micro: *lease_micro,
         };
-        self.entries.insert(key, lease);
+        self.entries.insert(key.to_string(), lease);
         returned
     }
 
@@ -133,7 +133,7 @@ impl Admissions {
     /// Admits the call on its plan's lease if the lease still covers its
     /// estimate and the month's spend stays under `budget_fraction` of the cap.
     pub fn admit(&mut self, plan: &CheckPlan, now_ms: u64, budget_fraction: f64) -> Option<Admitted> {
-        let lease = self.entries.get_mut(&plan.signature())?;
+        let lease = self.entries.get_mut(plan.signature())?;
         let estimate = plan.estimate_micro();
         if now_ms >= lease.expires_ms || lease.left_micro < estimate || lease.windows.len() != plan.limits_micro().len()
         {
@@ -218,11 +218,11 @@ mod tests {
         let mut a = Admissions::default();
         a.remember(&p, Some(&allowed(&p, 400_000, -1, 60_000, 300_000)), NOW, 1000);
         // The first call cost $0.25, not $0.10: $0.15 of the lease is gone.
-        a.settle(&p.signature(), 100_000, 250_000);
+        a.settle(p.signature(), 100_000, 250_000);
         assert!(a.admit(&p, NOW, 0.95).is_some());
         assert!(a.admit(&p, NOW, 0.95).is_none(), "$0.05 left");
         // Cheaper calls give nothing back to the lease; unknown plans are ignored.
-        a.settle(&p.signature(), 100_000, 0);
+        a.settle(p.signature(), 100_000, 0);
         assert!(a.admit(&p, NOW, 0.95).is_none());
         a.settle("another plan", 0, 1_000_000);
         assert_eq!(a.expire(NOW + 1000)[0].1, 50_000);

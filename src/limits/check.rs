@@ -128,6 +128,8 @@ pub struct CheckPlan {
     now_ms: u64,
     /// Room to reserve beyond the estimate when every window has it.
     lease_micro: i64,
+    /// See [`CheckPlan::signature`].
+    signature: String,
 }
 
 impl CheckPlan {
@@ -155,7 +157,16 @@ impl CheckPlan {
         let budget = budget_cap_usd
             .filter(|c| c.is_finite() && *c > 0.0)
             .map(|c| (super::budget_key(subject.team_id, now_ms), usd_to_micro_ceil(c)));
-        CheckPlan { windows: planned, estimate_micro: usd_to_micro_ceil(estimate_usd), budget, now_ms, lease_micro: 0 }
+        let mut signature = String::new();
+        for p in &planned {
+            signature.push_str(&p.base_key);
+            signature.push('|');
+        }
+        if let Some((key, _)) = &budget {
+            signature.push_str(key);
+        }
+        let estimate_micro = usd_to_micro_ceil(estimate_usd);
+        CheckPlan { windows: planned, estimate_micro, budget, now_ms, lease_micro: 0, signature }
     }
 
     /// Asks for a lease of `lease_micro` on top of the estimate (see [`super::Admissions`]).
@@ -187,16 +198,8 @@ impl CheckPlan {
     }
 
     /// Names the windows and the budget: plans with the same signature check the same keys.
-    pub fn signature(&self) -> String {
-        let mut s = String::new();
-        for p in &self.windows {
-            s.push_str(&p.base_key);
-            s.push('|');
-        }
-        if let Some((key, _)) = &self.budget {
-            s.push_str(key);
-        }
-        s
+    pub fn signature(&self) -> &str {
+        &self.signature
     }
 
     /// The `check.lua` call.
