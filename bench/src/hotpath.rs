@@ -1,0 +1,58 @@
+//! `cargo run --release -p llm-gateway-bench --bin hotpath`: the filter's pure
+//! request path timed natively (no Envoy, no V8), to separate the gateway's own
+//! logic from the per-request host and runtime work BENCHMARKS.md measures.
+
+use std::time::Instant;
+
+use llm_gateway::capture::event::{Generation, DEFAULT_MAX_EVENT_BYTES};
+use llm_gateway::{auth, capture, config, forward, pipeline, request, routes};
+
+fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(f());
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    println!("{name:38} {us:9.2} µs");
+    us
+}
+
+fn main() {
+    let config = config::Config::parse(br#"{"providers":{"openai":{"cluster":"mock"}},"limits":{"enabled":false}}"#)
+        .expect("config");
+    let keys = forward::ProviderKeys::from_env(|_| Some("sk-test".into()));
+    let filler = "x".repeat(900);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"{filler}"}},{{"role":"user","content":"hi"}}]}}"#
+    );
+    let body = body.as_bytes();
+    let resp = br#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":230,"completion_tokens":9,"total_tokens":239}}"#;
+    let route = routes::resolve("POST", "/v1/chat/completions", &config.products).expect("route");
+    let parsed = request::parse(body, route.endpoint).expect("parse");
+    let up = forward::plan(&config, &keys, route.endpoint, &parsed, body, None).expect("plan");
+    let headers: Vec<(String, String)> = (0..15).map(|i| (format!("x-header-{i}"), "value".into())).collect();
+    let n = 20_000;
+    println!("1 KB chat request, JSON response, {n} iterations each:");
+    let total = [
+        time("route", n, || routes::resolve("POST", "/v1/chat/completions", &config.products).is_ok()),
+        time("credential + key hash", n, || {
+            auth::credentials(Some("Bearer phx_0123456789abcdef"), None).map(|t| t.hash())
+        }),
+        time("request parse", n, || request::parse(body, route.endpoint).is_ok()),
+        time("upstream plan", n, || forward::plan(&config, &keys, route.endpoint, &parsed, body, None).is_ok()),
+        time("response usage (JSON)", n, || {
+            let mut p = pipeline::ResponsePipeline::start(up.response.clone(), 200, Some("application/json"), None, 1);
+            p.feed(resp, true);
+            p.finish()
+        }),
+        time("header properties", n, || capture::properties::header_properties(&headers)),
+        time("event uuid", n, capture::properties::new_uuid),
+    ]
+    .iter()
+    .sum::<f64>();
+    println!("{:38} {total:9.2} µs", "sum");
+    let prompt = format!(r#"[{{"role":"system","content":"{}"}}]"#, "lorem ipsum dolor sit amet ".repeat(10_000));
+    let g = Generation { input: Some(prompt.clone()), model: "gpt-4o".into(), ..Generation::default() };
+    println!("$ai_generation event with a {} KB prompt:", prompt.len() / 1024);
+    time("event JSON (content checked, spliced)", 200, || g.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES));
+}
