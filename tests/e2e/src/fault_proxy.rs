@@ -61,7 +61,16 @@ impl FaultProxy {
         if fault == Fault::Down {
             *server = None;
         } else if server.is_none() {
-            *server = Some(serve(self.port, self.target, self.fault.clone()).expect("rebind the proxy port"));
+            // A client's outgoing connection may hold the port for a moment; wait it out.
+            let mut bound = serve(self.port, self.target, self.fault.clone());
+            for _ in 0..100 {
+                if bound.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                bound = serve(self.port, self.target, self.fault.clone());
+            }
+            *server = Some(bound.expect("rebind the proxy port"));
         }
     }
 }

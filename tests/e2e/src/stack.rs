@@ -50,6 +50,12 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The end of a startup log, without the list of compiled-in extensions that fills its head.
+pub fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.contains("server.cc:467]")).collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// Fills `${NAME}` placeholders; every placeholder must have a value.
 pub fn render(template: &str, vars: &HashMap<&str, String>) -> String {
     let mut out = String::with_capacity(template.len());
@@ -105,15 +111,32 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
     cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+/// Starts a server that takes its port on the command line, on a fresh port each try: a
+/// port picked by `free_port` can be taken by another process before the server binds it.
+fn start_on_free_port(what: &str, log: &Path, mut command: impl FnMut(u16) -> Command) -> (u16, Child) {
+    let mut last_log = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(&mut command(port), log);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listening = TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if listening {
+                // Whoever answered, a server that lost the port exits at once.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                last_log = std::fs::read_to_string(log).unwrap_or_default();
+                break;
+            }
+            if listening {
+                return (port, child);
+            }
+            assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
     }
+    panic!("{what} did not start in 5 tries:\n{}", log_tail(&last_log));
 }
 
 /// Redis and webdis, for auth lookups and limits.
@@ -125,34 +148,24 @@ pub struct Store {
 
 impl Store {
     pub fn start(dir: &Path) -> Store {
-        let redis_port = free_port();
-        let log = dir.join("redis.log");
-        let mut redis = spawn(
-            Command::new("redis-server").args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]),
-            &log,
-        );
-        wait_for_port(redis_port, "redis-server", &mut redis, &log);
-        let webdis_port = free_port();
-        let conf = dir.join("webdis.json");
-        let webdis_conf = json!({
-            "redis_host": "127.0.0.1", "redis_port": redis_port,
-            "http_host": "127.0.0.1", "http_port": webdis_port,
-            "threads": 2, "daemonize": false, "database": 0, "verbosity": 1,
-            "logfile": dir.join("webdis.log"),
+        let (redis_port, redis) = start_on_free_port("redis-server", &dir.join("redis.log"), |port| {
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+            cmd
         });
-        std::fs::write(&conf, webdis_conf.to_string()).unwrap();
-        let log = dir.join("webdis.out");
-        let mut webdis = spawn(Command::new("webdis").arg(&conf), &log);
-        wait_for_port(webdis_port, "webdis", &mut webdis, &log);
+        let (webdis_port, webdis) = start_on_free_port("webdis", &dir.join("webdis.out"), |port| {
+            let conf = dir.join("webdis.json");
+            let webdis_conf = json!({
+                "redis_host": "127.0.0.1", "redis_port": redis_port,
+                "http_host": "127.0.0.1", "http_port": port,
+                "threads": 2, "daemonize": false, "database": 0, "verbosity": 1,
+                "logfile": dir.join("webdis.log"),
+            });
+            std::fs::write(&conf, webdis_conf.to_string()).unwrap();
+            let mut cmd = Command::new("webdis");
+            cmd.arg(conf);
+            cmd
+        });
         Store { redis_port, webdis_port, children: vec![redis, webdis] }
     }
 
@@ -234,7 +247,7 @@ impl Envoy {
     pub fn start_with(dir: &Path, plugin_config: &Value, ports: Ports, workers: u32) -> Envoy {
         match Envoy::try_start(dir, plugin_config, ports, workers) {
             Ok(e) => e,
-            Err(log) => panic!("envoy did not start:\n{log}"),
+            Err(log) => panic!("envoy did not start:\n{}", log_tail(&log)),
         }
     }
 
@@ -251,7 +264,10 @@ impl Envoy {
         workers: u32,
         wasm: &Path,
     ) -> Result<Envoy, String> {
-        let (port, admin_port) = (free_port(), free_port());
+        // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
+        // other process can take a port between our picking it and Envoy binding it.
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = format!("{}-{}", std::process::id(), STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap();
         // Every service cluster on loopback, in plaintext; deployments set hosts and TLS
         // through the same placeholders (scripts/render-envoy.py).
@@ -271,8 +287,8 @@ impl Envoy {
             ("WEBDIS_TRANSPORT", PLAINTEXT.into()),
             ("SINK_TRANSPORT", PLAINTEXT.into()),
             ("SINK2_TRANSPORT", PLAINTEXT.into()),
-            ("LISTEN_PORT", port.to_string()),
-            ("ADMIN_PORT", admin_port.to_string()),
+            ("LISTEN_PORT", "0".into()),
+            ("ADMIN_PORT", "0".into()),
             ("WASM_PATH", wasm.display().to_string()),
             ("BODY_LIMIT", (2 * 1_048_576).to_string()),
             ("PLUGIN_CONFIG", serde_json::to_string(&plugin_config.to_string()).unwrap()),
@@ -283,12 +299,14 @@ impl Envoy {
             ("AUTH_PORT", ports.auth.to_string()),
         ]
         .into();
-        let yaml = dir.join(format!("envoy-{port}.yaml"));
+        let yaml = dir.join(format!("envoy-{n}.yaml"));
         std::fs::write(&yaml, render(&template, &vars)).unwrap();
-        let log = dir.join(format!("envoy-{port}.log"));
+        let log = dir.join(format!("envoy-{n}.log"));
+        let admin_file = dir.join(format!("envoy-{n}.admin"));
         let mut cmd = Command::new(envoy_bin());
         let workers = workers.to_string();
         cmd.arg("-c").arg(&yaml).args(["--disable-hot-restart", "--concurrency", &workers, "-l", "info"]);
+        cmd.arg("--admin-address-path").arg(&admin_file);
         for (var, key) in [
             ("LLM_GATEWAY_OPENAI_API_KEY", OPENAI_KEY),
             ("LLM_GATEWAY_ANTHROPIC_API_KEY", ANTHROPIC_KEY),
@@ -303,9 +321,10 @@ impl Envoy {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(std::fs::read_to_string(&log).unwrap_or_default());
             }
-            let ready = ureq::get(&format!("http://127.0.0.1:{admin_port}/ready")).call().is_ok();
-            if ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Envoy { port, admin_port, log, child });
+            if let Some((port, admin_port)) = Envoy::bound_ports(&admin_file) {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(Envoy { port, admin_port, log, child });
+                }
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -313,6 +332,17 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Once Envoy is ready: the ports it bound for the client listener and the admin.
+    fn bound_ports(admin_file: &Path) -> Option<(u16, u16)> {
+        let admin = std::fs::read_to_string(admin_file).ok()?;
+        let admin_port: u16 = admin.trim().rsplit_once(':')?.1.parse().ok()?;
+        ureq::get(&format!("http://127.0.0.1:{admin_port}/ready")).call().ok()?;
+        let listeners: Value =
+            ureq::get(&format!("http://127.0.0.1:{admin_port}/listeners?format=json")).call().ok()?.into_json().ok()?;
+        let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()?;
+        Some((u16::try_from(port).ok()?, admin_port))
     }
 
     pub fn log_text(&self) -> String {
