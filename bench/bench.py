@@ -81,7 +81,7 @@ LIMITS = json.loads(os.environ.get("BENCH_LIMITS_CONFIG", '{"limits": {"enabled"
 # Floor systems run bench/wasm-floor (the least any proxy-wasm filter costs
 # here) in place of the gateway, in the scenarios they name, to split the
 # gateway's added latency into wasm plumbing, body copy and the gateway's work.
-FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "ceiling-1k"]
+FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "stream-1k", "ceiling-1k"]
 SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
     {"name": "no-filter", "kind": "envoy", "plugin": None},
@@ -119,6 +119,10 @@ SCENARIOS = [
     {"name": "chat-16k", "body": 16 * 1024, "rate": 500, "conns": 4},
     {"name": "chat-256k", "body": 256 * 1024, "rate": 200, "conns": 4},
     {"name": "stream-1k", "body": 1024, "stream": True, "rate": 200, "conns": 8},
+    # The same stream with the client asking for usage itself: the gateway then
+    # rewrites neither the request nor the response chunks.
+    {"name": "stream-1k-usage", "body_fn": lambda: stream_body_asking_usage(1024), "stream": True, "rate": 200,
+     "conns": 8},
     {"name": "ceiling-1k", "body": 1024, "closed": True, "conns": 8},
     {"name": "ceiling-256k", "body": 256 * 1024, "closed": True, "conns": 4, "optional": True},
 ]
@@ -140,6 +144,7 @@ TARGETS = [
     ("chat-16k", "d_p99", 1000, "added p99 <= 1 ms at 16 KB"),
     ("chat-256k", "d_p50", 2000, "added p50 <= 2 ms at 256 KB"),
     ("stream-1k", "d_ttfb_p50", 200, "streaming TTFB delta <= 0.2 ms p50"),
+    ("stream-1k-usage", "d_ttfb_p50", 200, "streaming TTFB delta <= 0.2 ms p50, client asks for usage"),
 ]
 
 # ---------------------------------------------------------------------------
@@ -493,6 +498,13 @@ def load(system, scenario, duration, warmup):
     if gen.returncode != 0:
         raise RuntimeError(f"load generator failed: {stderr.strip()}")
     return json.loads(stdout)
+
+
+def stream_body_asking_usage(size):
+    """A streaming chat body of about `size` bytes with `stream_options.include_usage` set."""
+    body = subprocess.run([TOOL, "body", "--body-bytes", str(size), "--stream"], capture_output=True,
+                          check=True).stdout
+    return body.replace(b'"stream":true', b'"stream":true,"stream_options":{"include_usage":true}', 1)
 
 
 def probe(system, scenario_body=1024):

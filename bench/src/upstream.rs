@@ -39,8 +39,8 @@ fn chat_json() -> Vec<u8> {
     .into_bytes()
 }
 
-/// SSE events: a role chunk, `parts` content chunks, a finish chunk, the
-/// usage chunk when asked for (`include_usage`), and `[DONE]`.
+/// SSE writes: a role chunk, `parts` content chunks, a finish chunk, then the
+/// usage chunk when asked for (`include_usage`) with `[DONE]`.
 fn chat_stream(parts: usize, include_usage: bool) -> Vec<Vec<u8>> {
     let chunk = |choices: Value| {
         let mut c = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED,
@@ -54,13 +54,17 @@ fn chat_stream(parts: usize, include_usage: bool) -> Vec<Vec<u8>> {
     let mut events = vec![choice(json!({"role": "assistant", "content": ""}), Value::Null)];
     events.extend((0..parts).map(|i| choice(json!({"content": format!("token{i} ")}), Value::Null)));
     events.push(choice(json!({}), json!("stop")));
-    if include_usage {
-        let mut last = chunk(json!([]));
-        last["usage"] = usage();
-        events.push(last);
-    }
     let mut out: Vec<Vec<u8>> = events.iter().map(|e| format!("data: {e}\n\n").into_bytes()).collect();
-    out.push(b"data: [DONE]\n\n".to_vec());
+    // The usage chunk shares the last write with `[DONE]`, so asking for usage adds
+    // no chunk gap and streams with and without it take equally long.
+    let mut last = Vec::new();
+    if include_usage {
+        let mut usage_chunk = chunk(json!([]));
+        usage_chunk["usage"] = usage();
+        last.extend(format!("data: {usage_chunk}\n\n").into_bytes());
+    }
+    last.extend(b"data: [DONE]\n\n");
+    out.push(last);
     out
 }
 
@@ -188,11 +192,15 @@ mod tests {
         let v: Value = serde_json::from_slice(&chat_json()).unwrap();
         assert_eq!(v["usage"]["prompt_tokens"], 19);
         let events = chat_stream(3, true);
-        assert_eq!(events.len(), 1 + 3 + 1 + 1 + 1);
-        for e in &events[..events.len() - 1] {
-            let text = std::str::from_utf8(e).unwrap();
-            let _: Value = serde_json::from_str(text.trim_start_matches("data: ").trim_end()).unwrap();
+        assert_eq!(events.len(), chat_stream(3, false).len());
+        let text: String = events.iter().map(|e| std::str::from_utf8(e).unwrap()).collect();
+        let data: Vec<&str> = text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect();
+        assert_eq!(data.len(), 1 + 3 + 1 + 1 + 1);
+        for d in &data[..data.len() - 1] {
+            let _: Value = serde_json::from_str(d).unwrap();
         }
+        assert_eq!(data[data.len() - 1], "[DONE]");
+        assert_eq!(serde_json::from_str::<Value>(data[data.len() - 2]).unwrap()["usage"]["completion_tokens"], 10);
         assert!(flag(r#"{"a":1,"stream":true}"#, "stream"));
         assert!(flag(r#"{"stream_options": {"include_usage": true}}"#, "include_usage"));
         assert!(!flag(r#"{"stream":false}"#, "stream"));

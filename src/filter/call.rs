@@ -10,7 +10,7 @@ use crate::accounting::{self, CallInfo, Outcome};
 use crate::auth::Principal;
 use crate::capture::properties;
 use crate::forward;
-use crate::pipeline::{ResponsePipeline, ResponsePlan};
+use crate::pipeline::{ProviderWire, ResponsePipeline, ResponsePlan};
 use crate::request;
 use crate::routes::{self, Route};
 use crate::usage::Extracted;
@@ -32,14 +32,18 @@ impl Response {
 
     /// The provider's headers arrived: choose how the body goes back. Pauses
     /// when the body must be converted whole (the status may still change).
-    pub fn start(&mut self, status: u16, end_of_stream: bool) -> Action {
+    pub fn start(&mut self, status: u16, end_of_stream: bool, started_ms: u64) -> Action {
         self.status = status;
+        // Only a Bedrock error needs its error type; every other response saves the hostcall.
+        let amzn_error_type = (self.plan.provider == ProviderWire::Bedrock && status >= 400)
+            .then(|| host::response_header("x-amzn-errortype"))
+            .flatten();
         let pipeline = ResponsePipeline::start(
             self.plan.clone(),
             status,
             host::response_header("content-type").as_deref(),
-            host::response_header("x-amzn-errortype"),
-            host::now_ms() / 1000,
+            amzn_error_type,
+            started_ms / 1000,
         );
         if pipeline.rewrites() {
             host::set_response_header("content-length", None);

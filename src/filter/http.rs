@@ -473,7 +473,7 @@ impl Request {
         };
         let Some(error) = errors::from_envoy_reply(status, &String::from_utf8_lossy(&details), upstream) else {
             return match self.response.as_mut() {
-                Some(r) => r.start(status, end_of_stream),
+                Some(r) => r.start(status, end_of_stream, self.started_ms),
                 None => Action::Continue,
             };
         };
