@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/llm_gateway.wasm
 CARGO ?= cargo
 export CARGO_TERM_QUIET ?= true
 
-.PHONY: all setup build build-fault run test test-unit test-wasm test-e2e lint fmt key clean
+.PHONY: all setup build build-fault build-timing run test test-unit test-wasm test-e2e lint fmt key clean
 
 all: build
 
@@ -36,6 +36,10 @@ build-fault: setup
 
 # The harness writes Envoy logs and every request it received (provider, capture,
 # callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys.
+# The callback-timing build, for bench/profile.py --timing.
+build-timing: setup
+	@$(CARGO) build --profile timing --target wasm32-wasip1 -p llm-gateway --features callback-timing
+
 test-e2e: build build-fault
 	@rm -rf target/e2e-artifacts
 	@$(CARGO) test -p llm-gateway-e2e

@@ -96,6 +96,8 @@ SYSTEMS = [
      "scenarios": FLOOR_SCENARIOS},
     {"name": "wasm-body", "kind": "envoy", "plugin": {"floor": "body"}, "wasm": FLOOR_WASM, "floor": True,
      "optional": True, "scenarios": FLOOR_SCENARIOS},
+    {"name": "wasm-hostcalls", "kind": "envoy", "plugin": {"floor": "hostcalls"}, "wasm": FLOOR_WASM, "floor": True,
+     "optional": True, "scenarios": FLOOR_SCENARIOS},
 ]
 PEERS = [
     {"name": "portkey", "kind": "portkey", "optional": True},
@@ -742,19 +744,19 @@ def markdown(table, scenarios, meta, res, targets):
 
 def floor_breakdown(table):
     """Splits the gateway's cost using the floor filters measured in the same run."""
+    floors = ("wasm-noop", "wasm-body", "wasm-hostcalls", "filter")
     cols = []
     for scen, metric, label in (("chat-1k", "d_p50", "Δ p50 µs, chat 1 KB"),
                                 ("chat-256k", "d_p50", "Δ p50 µs, chat 256 KB"),
                                 ("ceiling-1k", "cpu", "CPU µs / request over no-filter, ceiling 1 KB")):
         rows = table.get(scen, {})
-        if not all(n in rows for n in (BASELINE, "wasm-noop", "wasm-body", "filter")):
+        if not all(n in rows for n in (BASELINE,) + floors):
             continue
         if metric == "cpu":
             base = rows[BASELINE]["cpu_1k"]
-            val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None
-                   for n in ("wasm-noop", "wasm-body", "filter")}
+            val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None for n in floors}
         else:
-            val = {n: rows[n].get(metric) for n in ("wasm-noop", "wasm-body", "filter")}
+            val = {n: rows[n].get(metric) for n in floors}
         cols.append((label, val))
     if not cols:
         return []
@@ -763,12 +765,14 @@ def floor_breakdown(table):
         return None if a is None or b is None else a - b
     L = ["#### Where the filter's cost goes (floor filters, same run)", "",
          "| layer | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
-    L.append("| any wasm filter: V8 context + header callbacks (wasm-noop) | "
-             + " | ".join(signed(v["wasm-noop"]) for _, v in cols) + " |")
-    L.append("| + pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop) | "
-             + " | ".join(signed(diff(v["wasm-body"], v["wasm-noop"])) for _, v in cols) + " |")
-    L.append("| + the gateway's own work (filter − wasm-body) | "
-             + " | ".join(signed(diff(v["filter"], v["wasm-body"])) for _, v in cols) + " |")
+    for label, upper, lower in (
+            ("any wasm filter: V8 context + header callbacks (wasm-noop)", "wasm-noop", None),
+            ("+ pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop)",
+             "wasm-body", "wasm-noop"),
+            ("+ the gateway's hostcalls, without its logic (wasm-hostcalls − wasm-body)", "wasm-hostcalls", "wasm-body"),
+            ("+ the gateway's own computation (filter − wasm-hostcalls)", "filter", "wasm-hostcalls")):
+        L.append(f"| {label} | " + " | ".join(
+            signed(v[upper] if lower is None else diff(v[upper], v[lower])) for _, v in cols) + " |")
     L.append("| = filter | " + " | ".join(signed(v["filter"]) for _, v in cols) + " |")
     L.append("")
     return L

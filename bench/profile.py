@@ -10,6 +10,11 @@ e.g. `bench/profile.py no-filter wasm-body filter`. Needs `perf` (linux-perf)
 and permission to profile (root, or kernel.perf_event_paranoid <= 1). The
 Envoy from PyPI is stripped, so time inside Envoy and V8 is one bucket; JIT
 code shows as `[JIT]`.
+
+`bench/profile.py --timing filter` instead loads the `callback-timing` build
+of the filter (`make build-timing`), which adds each callback's wall time to a
+counter, and prints the time per request inside each callback: the filter's
+own code and the hostcalls it makes, without the runtime's entry and exit.
 """
 import argparse
 import json
@@ -44,7 +49,10 @@ def main():
     ap.add_argument("--body-bytes", type=int, default=1024)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--perf-data", default=b.RUN)
+    ap.add_argument("--timing", action="store_true", help="per-callback time from the callback-timing build")
     args = ap.parse_args()
+    if args.timing:
+        return timing(args)
     if not shutil.which("perf"):
         sys.exit("profile: perf not found (apt-get install linux-perf)")
     os.makedirs(b.RUN, exist_ok=True)
@@ -80,6 +88,42 @@ def main():
             cells = [f"{per_req * split.get(k, 0) / 100:.0f}" for k in keys]
             other = per_req * (100 - sum(split.get(k, 0) for k in keys)) / 100
             print(f"| {name} | {rps:.0f} | {per_req:.0f} | " + " | ".join(cells) + f" | {other:.0f} |")
+    finally:
+        b.stop_all()
+
+
+TIMING_WASM = os.path.join(b.ROOT, "target/wasm32-wasip1/timing/llm_gateway.wasm")
+
+
+def timing(args):
+    if not os.path.exists(TIMING_WASM):
+        sys.exit(f"profile: {TIMING_WASM} missing (make build-timing)")
+    os.makedirs(b.RUN, exist_ok=True)
+    try:
+        ports = b.start_shared()
+        for name in args.systems:
+            s = b.start_envoy({**b.SYSTEM_BY_NAME[name], "wasm": TIMING_WASM}, ports)
+            b.probe(s)
+            load = subprocess.run(b.pinned(b.CLIENT_CORE, [
+                b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration",
+                str(args.seconds), "--warmup", "1", "--body-bytes", str(args.body_bytes), "--watch-pid",
+                str(s["pid"])] + sum([["--header", h] for h in s["headers"]], [])),
+                capture_output=True, text=True, check=True)
+            rps = json.loads(load.stdout)["throughput_rps"]
+            stats = b.admin_stats(s["admin"], "wasmcustom")
+            requests = stats.get("wasmcustom.llm_gateway.requests_total", 0)
+            print(f"\n{name}: {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
+                  "wall time inside each callback per request (µs):\n")
+            print("| callback | µs / request |\n|---|---|")
+            total = 0
+            for key, ns in sorted(stats.items()):
+                if key.startswith("wasmcustom.llm_gateway.timing.") and requests:
+                    per = ns / requests / 1000
+                    total += per
+                    print(f"| {key.rsplit('.', 1)[-1].removesuffix('_ns')} | {per:.1f} |")
+            print(f"| all | {total:.1f} |")
+            s["proc"].terminate()
+            s["proc"].wait()
     finally:
         b.stop_all()
 

@@ -14,4 +14,7 @@ for (const imp of WebAssembly.Module.imports(module)) {
   }
 }
 const instance = await WebAssembly.instantiate(module, { ...wasi.getImportObject(), env: env_ });
-exit(wasi.start(instance));
+// A binary that links the filter also exports the SDK's `_initialize`, which
+// `wasi.start` refuses next to `_start`; hand it only what a command needs.
+const { memory, _start } = instance.exports;
+exit(wasi.start({ exports: { memory, _start } }));

@@ -79,6 +79,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+#[cfg(feature = "callback-timing")]
+pub fn now_ns() -> u64 {
+    logged("get_current_time", hostcalls::get_current_time())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Starts a callout; `None` if the host refused it (unknown cluster, bad headers).
 pub fn http_call(cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32> {
     logged(

@@ -17,6 +17,7 @@ use proxy_wasm::types::Action;
 use super::call::Response;
 use super::check::Checking;
 use super::host;
+use super::metrics::timed;
 use super::root::Shared;
 use crate::accounting::CallInfo;
 use crate::auth::{self, Cached, Lookup, Principal};
@@ -564,26 +565,28 @@ impl Context for HttpFilter {
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let me = Rc::clone(&self.req);
-        self.req.borrow_mut().on_headers(end_of_stream, &me)
+        timed("request_headers", || self.req.borrow_mut().on_headers(end_of_stream, &me))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.req.borrow_mut().on_body(body_size, end_of_stream)
+        timed("request_body", || self.req.borrow_mut().on_body(body_size, end_of_stream))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.req.borrow_mut().on_response_headers(end_of_stream)
+        timed("response_headers", || self.req.borrow_mut().on_response_headers(end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.req.borrow_mut().on_response_body(body_size, end_of_stream)
+        timed("response_body", || self.req.borrow_mut().on_response_body(body_size, end_of_stream))
     }
 
     fn on_log(&mut self) {
-        let id = self.req.borrow().id;
-        self.req.borrow().shared.body_arrived(id);
-        self.req.borrow().shared.unroute(id);
-        self.abandon_lookup();
-        self.req.borrow_mut().finish_call();
+        timed("log", || {
+            let id = self.req.borrow().id;
+            self.req.borrow().shared.body_arrived(id);
+            self.req.borrow().shared.unroute(id);
+            self.abandon_lookup();
+            self.req.borrow_mut().finish_call();
+        })
     }
 }

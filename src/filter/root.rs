@@ -330,7 +330,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(HttpFilter::new(context_id, shared)))
+        super::metrics::timed("create", || Some(Box::new(HttpFilter::new(context_id, shared)) as Box<dyn HttpContext>))
     }
 
     fn on_tick(&mut self) {

@@ -8,19 +8,27 @@
 //!   headers, copies the whole request body into the VM once it is complete,
 //!   then sets the routing header and continues; copies each response body
 //!   chunk into the VM as it passes (as usage extraction must).
+//! - `"floor": "hostcalls"` (`wasm-hostcalls`): `body`, plus the hostcalls the
+//!   gateway makes for a non-streaming OpenAI call with auth cached, limits and
+//!   capture off (the header map read once, the credential removed, six
+//!   upstream headers set, two response headers read, the clock and metrics),
+//!   with none of its logic, so the gap to the gateway is its own computation.
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 const ROUTE_HEADER: &str = "x-llm-gateway-cluster";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { body: false }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { body: false, calls: None }) });
 }}
 
 struct Root {
     body: bool,
+    /// The metric the `hostcalls` floor increments, when that floor is chosen.
+    calls: Option<u32>,
 }
 
 impl Context for Root {}
@@ -29,12 +37,16 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let text = String::from_utf8_lossy(&config);
-        self.body = text.contains("\"floor\":\"body\"") || text.contains("\"floor\": \"body\"");
+        let floor = |name: &str| text.contains(&format!("\"floor\":\"{name}\"")) || text.contains(&format!("\"floor\": \"{name}\""));
+        if floor("hostcalls") {
+            self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
+        }
+        self.body = floor("body") || self.calls.is_some();
         true
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Floor { body: self.body, seen: 0 }))
+        Some(Box::new(Floor { body: self.body, calls: self.calls, seen: 0 }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -44,14 +56,32 @@ impl RootContext for Root {
 
 struct Floor {
     body: bool,
+    calls: Option<u32>,
     /// Bytes copied in, so the copies cannot be optimised away.
     seen: usize,
 }
 
 impl Context for Floor {}
 
+impl Floor {
+    fn count(&self, n: u32) {
+        if let Some(id) = self.calls {
+            for _ in 0..n {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+        }
+    }
+}
+
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        if self.calls.is_some() {
+            self.count(1);
+            let _ = self.get_current_time();
+            self.seen += self.get_http_request_headers().len();
+            self.set_http_request_header("authorization", None);
+            self.count(1);
+        }
         if self.body && !end_of_stream {
             return Action::Pause;
         }
@@ -68,6 +98,27 @@ impl HttpContext for Floor {
         }
         self.seen += self.get_http_request_body(0, size).map_or(0, |b| b.len());
         self.set_http_request_header(ROUTE_HEADER, Some("mock"));
+        if self.calls.is_some() {
+            for (name, value) in [
+                ("accept-encoding", "identity"),
+                (":authority", "mock.local"),
+                (":path", "/v1/chat/completions"),
+                ("x-envoy-upstream-rq-timeout-ms", "600000"),
+                ("authorization", "Bearer sk-upstream-fake"),
+            ] {
+                self.set_http_request_header(name, Some(value));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if self.calls.is_some() {
+            for name in [":status", "content-type"] {
+                self.seen += self.get_http_response_header(name).map_or(0, |v| v.len());
+            }
+            let _ = self.get_current_time();
+        }
         Action::Continue
     }
 
@@ -76,5 +127,12 @@ impl HttpContext for Floor {
             self.seen += self.get_http_response_body(0, size).map_or(0, |b| b.len());
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.calls.is_some() {
+            let _ = self.get_current_time();
+            self.count(4);
+        }
     }
 }
