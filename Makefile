@@ -34,12 +34,12 @@ FAULT_WASM := target/wasm32-wasip1/fault/llm_gateway.wasm
 build-fault: setup
 	@$(CARGO) build --profile fault --target wasm32-wasip1 -p llm-gateway --features fault-injection
 
-# The harness writes Envoy logs and every request it received (provider, capture,
-# callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys.
 # The callback-timing build, for bench/profile.py --timing.
 build-timing: setup
 	@$(CARGO) build --profile timing --target wasm32-wasip1 -p llm-gateway --features callback-timing
 
+# The harness writes Envoy logs and every request it received (provider, capture,
+# callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys.
 test-e2e: build build-fault
 	@rm -rf target/e2e-artifacts
 	@$(CARGO) test -p llm-gateway-e2e

@@ -50,6 +50,46 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A loopback port that refuses every connection and that no other process can
+/// take while this lives: a socket bound to it that never listens.
+pub struct DeadPort {
+    /// Held only to keep the port: closing it frees the port.
+    _fd: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain socket calls on a descriptor this function owns from creation.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_in).cast(), len);
+            assert!(bound == 0, "bind: {}", std::io::Error::last_os_error());
+            let mut len = len;
+            let named = libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+            assert!(named == 0, "getsockname: {}", std::io::Error::last_os_error());
+            DeadPort { port: u16::from_be(addr.sin_port), _fd: fd }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The end of a startup log, without the list of compiled-in extensions that fills its head.
 pub fn log_tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.contains("server.cc:467]")).collect();

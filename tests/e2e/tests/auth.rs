@@ -95,7 +95,8 @@ fn auth_service_down_slow_or_garbage_fails_closed_with_503() {
     // Down: nothing listens on the auth port.
     let dir = stack.dir.join("auth-down");
     std::fs::create_dir_all(&dir).unwrap();
-    let down = Envoy::start_with(&dir, &test_plugin_config(), Ports { auth: free_port(), ..stack.ports() }, 1);
+    let dead = DeadPort::new();
+    let down = Envoy::start_with(&dir, &test_plugin_config(), Ports { auth: dead.port(), ..stack.ports() }, 1);
     let resp = send(down.port, "POST", "/v1/chat/completions", &[], &chat());
     assert_eq!(resp.status, 503, "{}", resp.body);
     assert_eq!(resp.json()["error"]["code"], "auth_unavailable");

@@ -198,7 +198,8 @@ fn store_down_fails_open_and_counts_it() {
     let _g = stack.guard();
     let dir = stack.dir.join("limits-down");
     std::fs::create_dir_all(&dir).unwrap();
-    let ports = Ports { webdis: free_port(), ..stack.ports() };
+    let dead = DeadPort::new();
+    let ports = Ports { webdis: dead.port(), ..stack.ports() };
     let envoy = Envoy::start_with(&dir, &test_plugin_config(), ports, 1);
     for _ in 0..3 {
         let r = send(

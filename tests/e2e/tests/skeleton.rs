@@ -225,7 +225,8 @@ fn unreachable_provider_is_502() {
     let dir = stack.dir.join("unreachable");
     std::fs::create_dir_all(&dir).unwrap();
     // Nothing listens on the mock port of this Envoy.
-    let ports = Ports { mock: free_port(), ..stack.ports() };
+    let dead = DeadPort::new();
+    let ports = Ports { mock: dead.port(), ..stack.ports() };
     let envoy = Envoy::start_with(&dir, &test_plugin_config(), ports, 1);
     let resp = send(envoy.port, "POST", "/v1/chat/completions", &[], &chat("gpt-4o", false));
     assert_eq!(resp.status, 502, "{}", envoy.log_text());
