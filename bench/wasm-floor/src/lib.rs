@@ -37,7 +37,9 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let text = String::from_utf8_lossy(&config);
-        let floor = |name: &str| text.contains(&format!("\"floor\":\"{name}\"")) || text.contains(&format!("\"floor\": \"{name}\""));
+        let floor = |name: &str| {
+            text.contains(&format!("\"floor\":\"{name}\"")) || text.contains(&format!("\"floor\": \"{name}\""))
+        };
         if floor("hostcalls") {
             self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
         }
