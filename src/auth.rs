@@ -75,6 +75,16 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(ErrorKind::Authentication, message)
 }
 
+/// The credential of a request with these (lower-case) headers. A credential
+/// header sent twice is refused rather than one copy picked silently.
+pub fn request_credentials(headers: &[(String, String)]) -> Result<Token, ApiError> {
+    let values = |name: &'static str| headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str());
+    if values("authorization").nth(1).is_some() || values("x-api-key").nth(1).is_some() {
+        return Err(unauthorized("Send one credential: the request repeats a credential header"));
+    }
+    credentials(values("authorization").next(), values("x-api-key").next())
+}
+
 /// Reads the credential from `Authorization: Bearer …` or `x-api-key`.
 /// Both may be sent (SDKs do) but must then carry the same token.
 pub fn credentials(authorization: Option<&str>, x_api_key: Option<&str>) -> Result<Token, ApiError> {
@@ -255,6 +265,24 @@ mod tests {
         }
         let long = format!("phx_{}", "a".repeat(600));
         assert_eq!(credentials(None, Some(&long)).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn a_repeated_credential_header_is_401() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let one = h(&[(":path", "/"), ("authorization", "Bearer phx_abc123")]);
+        assert_eq!(request_credentials(&one).unwrap(), credentials(Some("Bearer phx_abc123"), None).unwrap());
+        assert!(request_credentials(&h(&[("x-api-key", "phx_abc123")])).is_ok());
+        for twice in [
+            h(&[("authorization", "Bearer phx_abc123"), ("authorization", "Bearer phx_abc123")]),
+            h(&[("x-api-key", "phx_a"), ("authorization", "Bearer phx_a"), ("x-api-key", "phx_b")]),
+        ] {
+            let e = request_credentials(&twice).unwrap_err();
+            assert_eq!(e.status(), 401);
+            assert!(e.message.contains("repeats") && !e.message.contains("phx_"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -191,15 +191,7 @@ impl Request {
             let e = ApiError::new(ErrorKind::InvalidRequest, "Request body is empty; expected a JSON object");
             return self.reply(e, format);
         }
-        let repeated = ["authorization", "x-api-key"].map(|n| self.headers.iter().filter(|(k, _)| k == n).count() > 1);
-        let token = if repeated.contains(&true) {
-            Err(ApiError::new(
-                ErrorKind::Authentication,
-                "Send one credential: the request repeats a credential header",
-            ))
-        } else {
-            auth::credentials(self.header("authorization"), self.header("x-api-key"))
-        };
+        let token = auth::request_credentials(&self.headers);
         // Credentials stay here; only the filter chooses the upstream and its timeout;
         // the body may change size.
         let config = &self.shared.config;
