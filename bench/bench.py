@@ -80,7 +80,8 @@ LIMITS = json.loads(os.environ.get("BENCH_LIMITS_CONFIG", '{"limits": {"enabled"
 
 # Floor systems run bench/wasm-floor (the least any proxy-wasm filter costs
 # here) in place of the gateway, in the scenarios they name, to split the
-# gateway's added latency into wasm plumbing, body copy and the gateway's work.
+# gateway's added latency into wasm plumbing, body copy, the gateway's hostcalls
+# and its own computation.
 FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "stream-1k", "ceiling-1k"]
 SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
