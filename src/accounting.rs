@@ -8,7 +8,6 @@ use crate::capture::event::Generation;
 use crate::capture::properties::{sanitize_id, MAX_ID_CHARS};
 use crate::pricing::{self, Cost, CostSource, PriceTable};
 use crate::request::ParsedRequest;
-use crate::routes::Endpoint;
 use crate::usage::{Extracted, Usage};
 
 /// The end user a call is attributed to: OpenAI `safety_identifier`/`user`,
@@ -22,14 +21,6 @@ pub fn end_user(req: &ParsedRequest, header: Option<&str>, principal: &Principal
         .find_map(|v| sanitize_id(v, MAX_ID_CHARS))
         .or_else(|| principal.distinct_id.clone())
         .unwrap_or_else(|| format!("team_{}", principal.team_id))
-}
-
-pub fn api_format(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::ChatCompletions => "openai_chat",
-        Endpoint::Responses => "openai_responses",
-        Endpoint::Messages => "anthropic_messages",
-    }
 }
 
 /// What is known about a call when it is sent upstream.
@@ -132,6 +123,7 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
 mod tests {
     use super::*;
     use crate::request::parse;
+    use crate::wire::Api;
 
     fn owner() -> Principal {
         Principal { team_id: 9, distinct_id: Some("owner".into()), ..Default::default() }
@@ -140,13 +132,13 @@ mod tests {
     #[test]
     fn end_user_precedence() {
         let body = br#"{"model":"m","messages":[],"user":"u-1","metadata":{"user_id":"meta"}}"#;
-        let req = parse(body, Endpoint::ChatCompletions).unwrap();
+        let req = parse(body, Api::Chat).unwrap();
         assert_eq!(end_user(&req, Some("hdr"), &owner()), "u-1");
         let body = br#"{"model":"m","messages":[],"metadata":{"user_id":"meta"}}"#;
-        let req = parse(body, Endpoint::Messages).unwrap();
+        let req = parse(body, Api::Messages).unwrap();
         assert_eq!(end_user(&req, Some("hdr"), &owner()), "meta");
         let body = br#"{"model":"m","messages":[],"user":"bad id with spaces"}"#;
-        let req = parse(body, Endpoint::ChatCompletions).unwrap();
+        let req = parse(body, Api::Chat).unwrap();
         assert_eq!(end_user(&req, Some("hdr"), &owner()), "hdr");
         assert_eq!(end_user(&req, None, &owner()), "owner");
         assert_eq!(end_user(&req, None, &Principal { team_id: 3, ..Default::default() }), "team_3");

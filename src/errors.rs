@@ -6,12 +6,7 @@
 
 use serde_json::json;
 
-/// Which API the client speaks, decided by the route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiFormat {
-    OpenAi,
-    Anthropic,
-}
+use crate::wire::Api;
 
 /// What went wrong, independent of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,20 +150,22 @@ impl ApiError {
         self.kind.status()
     }
 
-    pub fn reply(self, format: ApiFormat) -> LocalReply {
-        let body = match format {
-            ApiFormat::OpenAi => json!({"error": {
-                "message": self.message,
-                "type": self.kind.openai_type(),
-                "param": self.param,
-                "code": self.code,
-            }}),
-            ApiFormat::Anthropic => json!({"type": "error", "error": {
+    /// The reply in `api`'s error shape.
+    pub fn reply(self, api: Api) -> LocalReply {
+        let body = if api.anthropic_errors() {
+            json!({"type": "error", "error": {
                 "message": self.message,
                 "type": self.kind.anthropic_type(),
                 "param": self.param,
                 "code": self.code,
-            }}),
+            }})
+        } else {
+            json!({"error": {
+                "message": self.message,
+                "type": self.kind.openai_type(),
+                "param": self.param,
+                "code": self.code,
+            }})
         };
         let mut headers = self.headers;
         headers.push(("content-type", "application/json".to_string()));
@@ -183,7 +180,7 @@ mod tests {
 
     #[test]
     fn openai_shape_has_all_four_keys() {
-        let r = ApiError::new(ErrorKind::InvalidRequest, "bad").param("model").reply(ApiFormat::OpenAi);
+        let r = ApiError::new(ErrorKind::InvalidRequest, "bad").param("model").reply(Api::Chat);
         assert_eq!(r.status, 400);
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["error"]["message"], "bad");
@@ -195,7 +192,7 @@ mod tests {
 
     #[test]
     fn anthropic_shape_adds_top_level_type_and_anthropic_names() {
-        let r = ApiError::new(ErrorKind::NotFound, "nope").reply(ApiFormat::Anthropic);
+        let r = ApiError::new(ErrorKind::NotFound, "nope").reply(Api::Messages);
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(v["type"], "error");

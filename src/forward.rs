@@ -4,11 +4,12 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::errors::{ApiError, ErrorKind};
-use crate::pipeline::{ProviderWire, ResponsePlan};
+use crate::pipeline::ResponsePlan;
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
-use crate::routes::Endpoint;
 use crate::translate::{self, TranslateError};
+use crate::wire::Api;
+use crate::wire::ProviderWire;
 
 /// A provider key from the VM environment. `Debug` never shows it.
 #[derive(Clone, Default)]
@@ -90,7 +91,7 @@ pub const PROVIDER_HEADER: &str = "x-posthog-provider";
 pub fn plan(
     config: &Config,
     keys: &ProviderKeys,
-    endpoint: Endpoint,
+    api: Api,
     req: &ParsedRequest,
     body: &[u8],
     provider_header: Option<&str>,
@@ -120,9 +121,9 @@ pub fn plan(
             .param("model")
         })?;
     }
-    let wire = match (endpoint, provider) {
-        (Endpoint::Responses, Provider::OpenAi) => ProviderWire::OpenAiResponses,
-        (Endpoint::Responses, _) => {
+    let wire = match (api, provider) {
+        (Api::Responses, Provider::OpenAi) => ProviderWire::OpenAiResponses,
+        (Api::Responses, _) => {
             return Err(ApiError::new(
                 ErrorKind::InvalidRequest,
                 format!(
@@ -134,7 +135,8 @@ pub fn plan(
             .param("model")
             .code("unsupported_model_for_endpoint"));
         }
-        (_, Provider::OpenAi | Provider::Gemini) => ProviderWire::OpenAiChat,
+        (_, Provider::OpenAi) => ProviderWire::OpenAiChat,
+        (_, Provider::Gemini) => ProviderWire::GeminiChat,
         (_, Provider::Anthropic) => ProviderWire::Anthropic,
         (_, Provider::Bedrock) => ProviderWire::Bedrock,
     };
@@ -144,7 +146,7 @@ pub fn plan(
     })?;
     let settings = config.provider(provider);
     let path = match wire {
-        ProviderWire::OpenAiChat => format!("{}/chat/completions", settings.base_path),
+        ProviderWire::OpenAiChat | ProviderWire::GeminiChat => format!("{}/chat/completions", settings.base_path),
         ProviderWire::OpenAiResponses => format!("{}/responses", settings.base_path),
         ProviderWire::Anthropic => format!("{}/messages", settings.base_path),
         ProviderWire::Bedrock => crate::bedrock::invoke_path(model, req.stream),
@@ -166,15 +168,11 @@ pub fn plan(
         Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
         _ => Vec::new(),
     };
-    let native = matches!(
-        (endpoint, wire),
-        (Endpoint::ChatCompletions, ProviderWire::OpenAiChat)
-            | (Endpoint::Responses, ProviderWire::OpenAiResponses)
-            | (Endpoint::Messages, ProviderWire::Anthropic)
-    );
+    // Bedrock takes Messages bodies, but its own variant of them.
+    let native = wire.api() == api && wire != ProviderWire::Bedrock;
     // OpenAI-format streams carry usage only when asked; ask, and hide the answer
     // from a client that did not (PROTOCOLS.md A, `include_usage`).
-    let strip_usage_chunk = native && wire == ProviderWire::OpenAiChat && req.stream && req.include_usage != Some(true);
+    let strip_usage_chunk = native && api == Api::Chat && req.stream && req.include_usage != Some(true);
     let translate_err = |e: TranslateError| {
         let code = match e {
             TranslateError::Unsupported(_) => "unsupported_for_provider",
@@ -192,11 +190,11 @@ pub fn plan(
         }
         (!set.is_empty()).then(|| req.fields.rewrite(&set, &[]))
     } else {
-        Some(match (endpoint, wire) {
-            (Endpoint::ChatCompletions, ProviderWire::Anthropic) => {
+        Some(match (api, wire) {
+            (Api::Chat, ProviderWire::Anthropic) => {
                 translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?
             }
-            (Endpoint::ChatCompletions, _) => {
+            (Api::Chat, _) => {
                 let messages =
                     translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?;
                 crate::bedrock::messages_to_bedrock_body(&messages).map_err(translate_err)?
@@ -216,12 +214,11 @@ pub fn plan(
         body,
         strip_usage_chunk,
         response: ResponsePlan {
-            client: endpoint,
+            client: api,
             provider: wire,
             requested_model: requested.to_string(),
             client_wants_usage: req.include_usage == Some(true),
             strip_usage_chunk,
-            gemini: provider == Provider::Gemini,
         },
     })
 }
@@ -248,7 +245,7 @@ mod tests {
         ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))
     }
 
-    fn run(c: &Config, ep: Endpoint, body: &[u8], provider_header: Option<&str>) -> Result<Upstream, ApiError> {
+    fn run(c: &Config, ep: Api, body: &[u8], provider_header: Option<&str>) -> Result<Upstream, ApiError> {
         plan(c, &keys(), ep, &parse(body, ep).unwrap(), body, provider_header)
     }
 
@@ -260,7 +257,7 @@ mod tests {
     fn openai_chat() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
-        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
+        let u = run(&c, Api::Chat, body, None).unwrap();
         assert_eq!(u.provider, Provider::OpenAi);
         assert_eq!(header(&u, ":path"), "/v1/chat/completions");
         assert_eq!(header(&u, "x-llm-gateway-cluster"), "openai");
@@ -272,7 +269,7 @@ mod tests {
     fn gemini_prefix_rewrites_model_and_path() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gemini/gemini-2.5-flash","messages":[]}"#;
-        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
+        let u = run(&c, Api::Chat, body, None).unwrap();
         assert_eq!(header(&u, ":path"), "/v1beta/openai/chat/completions");
         assert_eq!(header(&u, ":authority"), "generativelanguage.googleapis.com");
         assert_eq!(u.body.as_deref(), Some(&br#"{"model":"gemini-2.5-flash","messages":[]}"#[..]));
@@ -282,7 +279,7 @@ mod tests {
     fn anthropic_uses_x_api_key_and_version_default() {
         let c = Config::parse(br#"{"models":{"fast":{"provider":"anthropic","model":"claude-haiku-4-5"}}}"#).unwrap();
         let body = br#"{"model":"fast","messages":[],"max_tokens":5}"#;
-        let u = run(&c, Endpoint::Messages, body, None).unwrap();
+        let u = run(&c, Api::Messages, body, None).unwrap();
         assert_eq!(u.model, "claude-haiku-4-5");
         assert_eq!(header(&u, "x-api-key"), "key-for-LLM_GATEWAY_ANTHROPIC_API_KEY");
         assert_eq!(u.default_headers, vec![("anthropic-version", "2023-06-01".to_string())]);
@@ -292,9 +289,9 @@ mod tests {
     fn unsupported_combinations_name_what_is_supported() {
         let c = Config::parse(b"{}").unwrap();
         for (ep, model, needle) in [
-            (Endpoint::Responses, "gemini-2.5-flash", "supports openai models only"),
-            (Endpoint::Responses, "claude-sonnet-4-5", "supports openai models only"),
-            (Endpoint::Messages, "llama-3", "Unknown model"),
+            (Api::Responses, "gemini-2.5-flash", "supports openai models only"),
+            (Api::Responses, "claude-sonnet-4-5", "supports openai models only"),
+            (Api::Messages, "llama-3", "Unknown model"),
         ] {
             let body = format!(r#"{{"model":"{model}","messages":[],"input":"x"}}"#);
             let e = run(&c, ep, body.as_bytes(), None).unwrap_err();
@@ -302,7 +299,7 @@ mod tests {
             assert!(e.message.contains(needle), "{}", e.message);
         }
         let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}],"n":2}"#;
-        let e = run(&c, Endpoint::ChatCompletions, body, None).unwrap_err();
+        let e = run(&c, Api::Chat, body, None).unwrap_err();
         assert!(e.message.contains("n"), "{}", e.message);
     }
 
@@ -310,7 +307,7 @@ mod tests {
     fn translated_routes() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}]}"#;
-        let u = run(&c, Endpoint::ChatCompletions, body, None).unwrap();
+        let u = run(&c, Api::Chat, body, None).unwrap();
         assert_eq!(header(&u, ":path"), "/v1/messages");
         assert_eq!(u.response.provider, ProviderWire::Anthropic);
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
@@ -318,7 +315,7 @@ mod tests {
         assert_eq!(sent["max_tokens"], DEFAULT_MAX_TOKENS);
 
         let body = br#"{"model":"gpt-4o","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-        let u = run(&c, Endpoint::Messages, body, None).unwrap();
+        let u = run(&c, Api::Messages, body, None).unwrap();
         assert_eq!(header(&u, ":path"), "/v1/chat/completions");
         assert!(!u.strip_usage_chunk, "the translator emits usage the Anthropic client expects");
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
@@ -330,7 +327,7 @@ mod tests {
         let c = Config::parse(b"{}").unwrap();
         let body =
             br#"{"model":"us.anthropic.claude-sonnet-4-5-20250929-v1:0","max_tokens":5,"stream":true,"messages":[]}"#;
-        let u = run(&c, Endpoint::Messages, body, None).unwrap();
+        let u = run(&c, Api::Messages, body, None).unwrap();
         assert_eq!(u.provider, Provider::Bedrock);
         assert_eq!(
             header(&u, ":path"),
@@ -342,17 +339,16 @@ mod tests {
         assert!(sent.get("model").is_none());
 
         let body = br#"{"model":"claude-sonnet-4-5-20250929","max_tokens":5,"messages":[]}"#;
-        let u = run(&c, Endpoint::Messages, body, Some("bedrock")).unwrap();
+        let u = run(&c, Api::Messages, body, Some("bedrock")).unwrap();
         assert_eq!(header(&u, ":path"), "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke");
-        let e =
-            run(&c, Endpoint::Messages, br#"{"model":"claude-unknown-9","messages":[]}"#, Some("bedrock")).unwrap_err();
+        let e = run(&c, Api::Messages, br#"{"model":"claude-unknown-9","messages":[]}"#, Some("bedrock")).unwrap_err();
         assert!(e.message.contains("No Bedrock model id"), "{}", e.message);
     }
 
     #[test]
     fn include_usage_is_turned_on_for_chat_streams_that_did_not_ask() {
         let c = Config::parse(b"{}").unwrap();
-        let ep = Endpoint::ChatCompletions;
+        let ep = Api::Chat;
         let body = br#"{"model":"gpt-4o","messages":[],"stream":true,"stream_options":{"include_obfuscation":false}}"#;
         let u = run(&c, ep, body, None).unwrap();
         assert!(u.strip_usage_chunk);
@@ -372,8 +368,8 @@ mod tests {
     fn missing_key_is_a_server_error() {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
-        let req = parse(body, Endpoint::ChatCompletions).unwrap();
-        let e = plan(&c, &ProviderKeys::default(), Endpoint::ChatCompletions, &req, body, None).unwrap_err();
+        let req = parse(body, Api::Chat).unwrap();
+        let e = plan(&c, &ProviderKeys::default(), Api::Chat, &req, body, None).unwrap_err();
         assert_eq!(e.status(), 500);
         assert!(format!("{:?}", keys()).contains("Secret(..)"));
         assert!(!format!("{:?}", keys()).contains("key-for"));

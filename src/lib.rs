@@ -19,6 +19,7 @@ pub mod request;
 pub mod routes;
 pub mod translate;
 pub mod usage;
+pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod filter;

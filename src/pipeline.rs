@@ -6,97 +6,38 @@
 
 use crate::bedrock::{bedrock_error_to_anthropic, BedrockToSse};
 use crate::errors::{ApiError, ErrorKind};
-use crate::routes::Endpoint;
 use crate::translate::{
     anthropic_error_to_openai, chat_response_to_messages, messages_response_to_chat, openai_error_to_anthropic,
-    ChatToMessagesStream, GeminiChatStreamFix, MessagesToChatStream,
+    ChatToMessages, GeminiChatFix, MessagesToChat,
 };
-use crate::usage::{Extracted, UsageChunkStripper, UsageTracker, Wire};
-
-/// What the provider answers in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderWire {
-    OpenAiChat,
-    OpenAiResponses,
-    Anthropic,
-    /// Anthropic JSON, or an AWS event stream of Anthropic events.
-    Bedrock,
-}
-
-impl ProviderWire {
-    fn usage_wire(self) -> Wire {
-        match self {
-            ProviderWire::OpenAiChat => Wire::OpenAiChat,
-            ProviderWire::OpenAiResponses => Wire::OpenAiResponses,
-            ProviderWire::Anthropic | ProviderWire::Bedrock => Wire::Anthropic,
-        }
-    }
-
-    /// The client format this wire is native to.
-    fn native(self) -> Endpoint {
-        match self {
-            ProviderWire::OpenAiChat => Endpoint::ChatCompletions,
-            ProviderWire::OpenAiResponses => Endpoint::Responses,
-            ProviderWire::Anthropic | ProviderWire::Bedrock => Endpoint::Messages,
-        }
-    }
-}
+use crate::usage::{Extracted, UsageChunkStripper, UsageTracker};
+use crate::wire::stream::{Sse, Transform};
+use crate::wire::{Api, ProviderWire};
 
 /// How a call's response must be carried back, decided when the request is sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponsePlan {
-    pub client: Endpoint,
+    pub client: Api,
     pub provider: ProviderWire,
     pub requested_model: String,
     /// An OpenAI client asked for the usage chunk (`stream_options.include_usage`).
     pub client_wants_usage: bool,
     /// The gateway asked for usage on the client's behalf and must remove it.
     pub strip_usage_chunk: bool,
-    /// Gemini's OpenAI-compatible stream, whose tool calls need normalising.
-    pub gemini: bool,
 }
 
 impl ResponsePlan {
     pub fn translated(&self) -> bool {
-        self.client != self.provider.native()
-    }
-}
-
-enum Stage {
-    BedrockSse(BedrockToSse),
-    GeminiFix(GeminiChatStreamFix),
-    Strip(UsageChunkStripper),
-    ToChat(MessagesToChatStream),
-    ToMessages(ChatToMessagesStream),
-}
-
-impl Stage {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
-        match self {
-            Stage::BedrockSse(s) => s.feed(bytes),
-            Stage::GeminiFix(s) => s.feed(bytes),
-            Stage::Strip(s) => s.feed(bytes),
-            Stage::ToChat(s) => s.feed(bytes),
-            Stage::ToMessages(s) => s.feed(bytes),
-        }
-    }
-
-    fn finish(&mut self) -> Vec<u8> {
-        match self {
-            Stage::BedrockSse(s) => s.finish(),
-            Stage::GeminiFix(s) => s.finish(),
-            Stage::Strip(s) => s.finish(),
-            Stage::ToChat(s) => s.finish(),
-            Stage::ToMessages(s) => s.finish(),
-        }
+        self.client != self.provider.api()
     }
 }
 
 enum Mode {
     /// Bytes go to the client as they came; usage is read on the way.
     PassThrough,
-    /// Chunk by chunk through `stages`; usage is read after the Bedrock decoder, if any.
-    Stream { stages: Vec<Stage> },
+    /// Chunk by chunk: the provider's framing decoded to SSE (Bedrock), where
+    /// usage is read, then each conversion in turn.
+    Stream { decoder: Option<BedrockToSse>, stages: Vec<Box<dyn Transform>> },
     /// Held whole and translated at the end (a JSON body or an error body).
     Whole { status: u16, amzn_error_type: Option<String> },
 }
@@ -127,7 +68,7 @@ impl ResponsePipeline {
     ) -> Self {
         let ct = content_type.unwrap_or("");
         let streaming = ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream");
-        let tracker = UsageTracker::new(plan.provider.usage_wire(), streaming && status < 400);
+        let tracker = UsageTracker::new(plan.provider.api(), streaming && status < 400);
         let mode = if status >= 400 || !streaming {
             if plan.translated() || (plan.provider == ProviderWire::Bedrock && status >= 400) {
                 Mode::Whole { status, amzn_error_type }
@@ -135,31 +76,12 @@ impl ResponsePipeline {
                 Mode::PassThrough
             }
         } else {
-            let mut stages = Vec::new();
-            if plan.provider == ProviderWire::Bedrock {
-                stages.push(Stage::BedrockSse(BedrockToSse::new()));
-            }
-            match (plan.client, plan.provider.native()) {
-                (Endpoint::ChatCompletions, Endpoint::Messages) => stages.push(Stage::ToChat(
-                    MessagesToChatStream::new(&plan.requested_model, plan.client_wants_usage, created),
-                )),
-                (Endpoint::Messages, Endpoint::ChatCompletions) => {
-                    stages.push(Stage::ToMessages(ChatToMessagesStream::new(&plan.requested_model)))
-                }
-                (Endpoint::ChatCompletions, _) => {
-                    if plan.gemini {
-                        stages.push(Stage::GeminiFix(GeminiChatStreamFix::default()));
-                    }
-                    if plan.strip_usage_chunk && status == 200 {
-                        stages.push(Stage::Strip(UsageChunkStripper::default()));
-                    }
-                }
-                _ => {}
-            }
-            if stages.is_empty() {
+            let decoder = (plan.provider == ProviderWire::Bedrock).then(BedrockToSse::new);
+            let stages = stages(&plan, status, created);
+            if decoder.is_none() && stages.is_empty() {
                 Mode::PassThrough
             } else {
-                Mode::Stream { stages }
+                Mode::Stream { decoder, stages }
             }
         };
         ResponsePipeline { plan, tracker, mode, created }
@@ -192,40 +114,19 @@ impl ResponsePipeline {
                 let first_token = tracker.feed(chunk).first_token;
                 Fed { replace: None, first_token }
             }
-            Mode::Stream { stages } => {
+            Mode::Stream { decoder, stages } => {
                 // Usage is read on the provider's SSE: after the Bedrock decoder, before translation.
-                let (mut decoder, rest) = match stages.split_first_mut() {
-                    Some((Stage::BedrockSse(d), rest)) => (Some(d), rest),
-                    _ => (None, &mut stages[..]),
-                };
-                let mut sse = match decoder.as_deref_mut() {
+                let mut sse = match decoder.as_mut() {
                     Some(d) => d.feed(chunk),
                     None => chunk.to_vec(),
                 };
                 if end {
-                    if let Some(d) = decoder {
+                    if let Some(d) = decoder.as_mut() {
                         sse.extend(d.finish());
                     }
                 }
                 let first_token = tracker.feed(&sse).first_token;
-                let mut out = sse;
-                for stage in rest.iter_mut() {
-                    out = stage.feed(&out);
-                }
-                if end {
-                    // Each stage's tail still passes through the stages after it.
-                    for i in 0..rest.len() {
-                        let Some((stage, later)) = rest.get_mut(i..).and_then(|s| s.split_first_mut()) else {
-                            break;
-                        };
-                        let mut tail = stage.finish();
-                        for next in later {
-                            tail = next.feed(&tail);
-                        }
-                        out.extend(tail);
-                    }
-                }
-                Fed { replace: Some(out), first_token }
+                Fed { replace: Some(run(stages, sse, end)), first_token }
             }
         }
     }
@@ -244,31 +145,30 @@ impl ResponsePipeline {
             let anthropic_shaped = match self.plan.provider {
                 ProviderWire::Bedrock => bedrock_error_to_anthropic(status, amzn_error_type.as_deref(), body),
                 ProviderWire::Anthropic => body.to_vec(),
-                ProviderWire::OpenAiChat | ProviderWire::OpenAiResponses => {
+                ProviderWire::OpenAiChat | ProviderWire::OpenAiResponses | ProviderWire::GeminiChat => {
                     let out = match client {
-                        Endpoint::Messages => openai_error_to_anthropic(status, body),
+                        Api::Messages => openai_error_to_anthropic(status, body),
                         _ => body.to_vec(),
                     };
                     return (out, None);
                 }
             };
             let out = match client {
-                Endpoint::Messages => anthropic_shaped,
+                Api::Messages => anthropic_shaped,
                 _ => anthropic_error_to_openai(status, &anthropic_shaped),
             };
             return (out, None);
         }
-        let translated = match (client, self.plan.provider.native()) {
-            (Endpoint::ChatCompletions, Endpoint::Messages) => messages_response_to_chat(body, model, self.created),
-            (Endpoint::Messages, Endpoint::ChatCompletions) => chat_response_to_messages(body, model),
+        let translated = match (client, self.plan.provider.api()) {
+            (Api::Chat, Api::Messages) => messages_response_to_chat(body, model, self.created),
+            (Api::Messages, Api::Chat) => chat_response_to_messages(body, model),
             _ => Ok(body.to_vec()),
         };
         match translated {
             Ok(out) => (out, None),
             Err(e) => {
                 let msg = format!("The provider's response could not be translated: {}", e.message());
-                let reply =
-                    ApiError::new(ErrorKind::BadGateway, msg).code("untranslatable_response").reply(client.format());
+                let reply = ApiError::new(ErrorKind::BadGateway, msg).code("untranslatable_response").reply(client);
                 (reply.body.into_bytes(), Some(reply.status))
             }
         }
@@ -277,4 +177,41 @@ impl ResponsePipeline {
     pub fn finish(&mut self) -> Extracted {
         self.tracker.finish()
     }
+}
+
+/// The conversions a streamed response goes through, in order.
+fn stages(plan: &ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Transform>> {
+    let mut stages: Vec<Box<dyn Transform>> = Vec::new();
+    match (plan.client, plan.provider.api()) {
+        (Api::Chat, Api::Messages) => stages.push(Box::new(Sse::new(MessagesToChat::new(
+            &plan.requested_model,
+            plan.client_wants_usage,
+            created,
+        )))),
+        (Api::Messages, Api::Chat) => stages.push(Box::new(Sse::new(ChatToMessages::new(&plan.requested_model)))),
+        (Api::Chat, Api::Chat) => {
+            if plan.provider == ProviderWire::GeminiChat {
+                stages.push(Box::new(Sse::new(GeminiChatFix::default())));
+            }
+            if plan.strip_usage_chunk && status == 200 {
+                stages.push(Box::new(UsageChunkStripper::default()));
+            }
+        }
+        _ => {}
+    }
+    stages
+}
+
+/// Passes `bytes` through every stage; at the end each stage's tail still
+/// passes through the stages after it.
+fn run(stages: &mut [Box<dyn Transform>], bytes: Vec<u8>, end: bool) -> Vec<u8> {
+    let mut out = bytes;
+    for stage in stages.iter_mut() {
+        let mut next = stage.feed(&out);
+        if end {
+            next.extend(stage.finish());
+        }
+        out = next;
+    }
+    out
 }

@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::routes::Endpoint;
+use crate::wire::Api;
 
 /// Top-level members of a JSON object, in order, values unparsed.
 pub struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -103,7 +103,7 @@ fn err(message: impl Into<String>, param: Option<&'static str>) -> BodyError {
     BodyError { message: message.into(), param }
 }
 
-pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, BodyError> {
+pub fn parse(body: &[u8], api: Api) -> Result<ParsedRequest<'_>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(err("Request body is empty; expected a JSON object", None));
     }
@@ -118,9 +118,9 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, BodyE
         Some(o) => o.include_usage,
         None => None,
     };
-    let list_field = match endpoint {
-        Endpoint::ChatCompletions | Endpoint::Messages => Some("messages"),
-        Endpoint::Responses => None,
+    let list_field = match api {
+        Api::Chat | Api::Messages => Some("messages"),
+        Api::Responses => None,
     };
     if let Some(name) = list_field {
         match fields.get(name) {
@@ -188,7 +188,7 @@ mod tests {
     fn reads_the_needed_fields() {
         let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,
             "stream_options":{"include_usage":false},"user":"u1","max_completion_tokens":50}"#;
-        let p = parse(body, Endpoint::ChatCompletions).unwrap();
+        let p = parse(body, Api::Chat).unwrap();
         assert_eq!(p.model, "gpt-4o");
         assert!(p.stream);
         assert_eq!(p.include_usage, Some(false));
@@ -200,7 +200,7 @@ mod tests {
     fn anthropic_metadata_and_safety_identifier() {
         let body =
             br#"{"model":"claude-x","messages":[],"metadata":{"user_id":"abc"},"safety_identifier":"s","user":"u"}"#;
-        let p = parse(body, Endpoint::Messages).unwrap();
+        let p = parse(body, Api::Messages).unwrap();
         assert_eq!(p.metadata_user_id.as_deref(), Some("abc"));
         assert_eq!(p.user.as_deref(), Some("s"));
         assert!(!p.stream);
@@ -208,40 +208,40 @@ mod tests {
 
     #[test]
     fn client_errors() {
-        let cases: [(&[u8], Endpoint, &str); 11] = [
-            (b"", Endpoint::ChatCompletions, "empty"),
-            (b"{", Endpoint::ChatCompletions, "Invalid JSON"),
-            (b"[1]", Endpoint::ChatCompletions, "Invalid JSON"),
-            (br#"{"messages":[]}"#, Endpoint::ChatCompletions, "'model'"),
-            (br#"{"model":5,"messages":[]}"#, Endpoint::ChatCompletions, "Invalid type for 'model'"),
-            (br#"{"model":"","messages":[]}"#, Endpoint::ChatCompletions, "must not be empty"),
-            (br#"{"model":"m","messages":[],"stream":"yes"}"#, Endpoint::ChatCompletions, "'stream'"),
-            (br#"{"model":"m","messages":"hi"}"#, Endpoint::Messages, "'messages' must be an array"),
-            (br#"{"model":"m"}"#, Endpoint::ChatCompletions, "Missing required parameter: 'messages'"),
-            (br#"{"model":"m","model":"n","messages":[]}"#, Endpoint::ChatCompletions, "duplicate key"),
-            (b"{\"model\":\"\xff\",\"messages\":[]}", Endpoint::ChatCompletions, "Invalid JSON"),
+        let cases: [(&[u8], Api, &str); 11] = [
+            (b"", Api::Chat, "empty"),
+            (b"{", Api::Chat, "Invalid JSON"),
+            (b"[1]", Api::Chat, "Invalid JSON"),
+            (br#"{"messages":[]}"#, Api::Chat, "'model'"),
+            (br#"{"model":5,"messages":[]}"#, Api::Chat, "Invalid type for 'model'"),
+            (br#"{"model":"","messages":[]}"#, Api::Chat, "must not be empty"),
+            (br#"{"model":"m","messages":[],"stream":"yes"}"#, Api::Chat, "'stream'"),
+            (br#"{"model":"m","messages":"hi"}"#, Api::Messages, "'messages' must be an array"),
+            (br#"{"model":"m"}"#, Api::Chat, "Missing required parameter: 'messages'"),
+            (br#"{"model":"m","model":"n","messages":[]}"#, Api::Chat, "duplicate key"),
+            (b"{\"model\":\"\xff\",\"messages\":[]}", Api::Chat, "Invalid JSON"),
         ];
         for (body, ep, needle) in cases {
             let e = parse(body, ep).err().unwrap();
             assert!(e.message.contains(needle), "{} should contain {needle}", e.message);
         }
-        assert!(parse(br#"{"model":"m","input":"x"}"#, Endpoint::Responses).is_ok());
+        assert!(parse(br#"{"model":"m","input":"x"}"#, Api::Responses).is_ok());
     }
 
     #[test]
     fn deep_nesting_inside_skipped_fields_does_not_recurse() {
         // Raw fields are skipped without recursion; the provider judges their content.
         let deep = format!(r#"{{"model":"m","messages":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
-        assert!(parse(deep.as_bytes(), Endpoint::ChatCompletions).is_ok());
+        assert!(parse(deep.as_bytes(), Api::Chat).is_ok());
         let deep_meta =
             format!(r#"{{"model":"m","messages":[],"metadata":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
-        assert!(parse(deep_meta.as_bytes(), Endpoint::ChatCompletions).is_err());
+        assert!(parse(deep_meta.as_bytes(), Api::Chat).is_err());
     }
 
     #[test]
     fn rewrite_keeps_untouched_fields_verbatim() {
         let body = br#"{"model":"alias","messages":[ {"a" : 1} ],"x\"y":2}"#;
-        let p = parse(body, Endpoint::ChatCompletions).unwrap();
+        let p = parse(body, Api::Chat).unwrap();
         let out = p.fields.rewrite(
             &[("model", "\"real\"".into()), ("stream_options", r#"{"include_usage":true}"#.into())],
             &["x\"y"],

@@ -1,56 +1,28 @@
 //! Which gateway endpoint a request is for: `/v1/...` or `/{product}/v1/...`.
 
-use crate::errors::{ApiError, ApiFormat, ErrorKind};
-
-/// The client-facing APIs the gateway serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Responses,
-    Messages,
-}
-
-impl Endpoint {
-    pub fn format(self) -> ApiFormat {
-        match self {
-            Endpoint::Messages => ApiFormat::Anthropic,
-            Endpoint::ChatCompletions | Endpoint::Responses => ApiFormat::OpenAi,
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/v1/chat/completions",
-            Endpoint::Responses => "/v1/responses",
-            Endpoint::Messages => "/v1/messages",
-        }
-    }
-
-    fn from_path(path: &str) -> Option<Endpoint> {
-        [Endpoint::ChatCompletions, Endpoint::Responses, Endpoint::Messages].into_iter().find(|e| e.path() == path)
-    }
-}
+use crate::errors::{ApiError, ErrorKind};
+use crate::wire::Api;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     /// Index into the configured product list.
     pub product: usize,
-    pub endpoint: Endpoint,
+    pub api: Api,
 }
 
 /// Resolves method and path against the configured products. `products[0]`
 /// is the product of unprefixed paths. Errors come formatted for the API the
 /// path names (Anthropic for `.../v1/messages`, OpenAI otherwise).
-pub fn resolve(method: &str, path: &str, products: &[String]) -> Result<Route, (ApiError, ApiFormat)> {
+pub fn resolve(method: &str, path: &str, products: &[String]) -> Result<Route, (ApiError, Api)> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let (product, rest) = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
         Some((first, rest)) if first != "v1" => (Some(first), rest),
         _ => (None, path.trim_start_matches('/')),
     };
-    let endpoint = Endpoint::from_path(&format!("/{rest}"));
-    let format = endpoint.map_or(ApiFormat::OpenAi, Endpoint::format);
-    let Some(endpoint) = endpoint else {
-        return Err((not_found(path), format));
+    let rest = format!("/{rest}");
+    // An unknown path gets an OpenAI-shaped 404.
+    let Some(api) = Api::ALL.into_iter().find(|a| a.path() == rest) else {
+        return Err((not_found(path), Api::Chat));
     };
     let product = match product {
         None => 0,
@@ -58,16 +30,16 @@ pub fn resolve(method: &str, path: &str, products: &[String]) -> Result<Route, (
             Some(i) => i,
             None => {
                 let msg = format!("Unknown product '{}'. Valid products: {}", truncate(name, 64), products.join(", "));
-                return Err((ApiError::new(ErrorKind::NotFound, msg), format));
+                return Err((ApiError::new(ErrorKind::NotFound, msg), api));
             }
         },
     };
     if method != "POST" {
-        let msg = format!("Method {} is not allowed on {}; use POST", truncate(method, 16), endpoint.path());
+        let msg = format!("Method {} is not allowed on {}; use POST", truncate(method, 16), api.path());
         let err = ApiError::new(ErrorKind::MethodNotAllowed, msg).header("allow", "POST".to_string());
-        return Err((err, format));
+        return Err((err, api));
     }
-    Ok(Route { product, endpoint })
+    Ok(Route { product, api })
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -94,15 +66,15 @@ mod tests {
     #[test]
     fn unprefixed_paths_use_default_product() {
         let r = resolve("POST", "/v1/chat/completions", &products()).unwrap();
-        assert_eq!(r, Route { product: 0, endpoint: Endpoint::ChatCompletions });
+        assert_eq!(r, Route { product: 0, api: Api::Chat });
         let r = resolve("POST", "/v1/messages?beta=true", &products()).unwrap();
-        assert_eq!(r.endpoint, Endpoint::Messages);
+        assert_eq!(r.api, Api::Messages);
     }
 
     #[test]
     fn product_prefix() {
         let r = resolve("POST", "/array/v1/responses", &products()).unwrap();
-        assert_eq!(r, Route { product: 1, endpoint: Endpoint::Responses });
+        assert_eq!(r, Route { product: 1, api: Api::Responses });
         let r = resolve("POST", "/llm_gateway/v1/messages", &products()).unwrap();
         assert_eq!(r.product, 0);
     }
@@ -111,7 +83,7 @@ mod tests {
     fn unknown_product_names_valid_ones() {
         let (e, f) = resolve("POST", "/nope/v1/messages", &products()).unwrap_err();
         assert_eq!(e.status(), 404);
-        assert_eq!(f, ApiFormat::Anthropic);
+        assert_eq!(f, Api::Messages);
         assert!(e.message.contains("llm_gateway, array, posthog_code"), "{}", e.message);
     }
 

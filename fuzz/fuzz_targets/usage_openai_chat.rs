@@ -1,8 +1,8 @@
-//! `UsageTracker` for `Wire::OpenAiChat` on arbitrary bytes, read as a JSON body and
+//! `UsageTracker` for `Api::Chat` on arbitrary bytes, read as a JSON body and
 //! as an SSE stream; the properties are listed on `fuzz_support::check_tracker`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_gateway::usage::Wire;
+use llm_gateway::wire::Api;
 
-fuzz_target!(|data: &[u8]| fuzz_support::check_tracker(Wire::OpenAiChat, data));
+fuzz_target!(|data: &[u8]| fuzz_support::check_tracker(Api::Chat, data));

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use llm_gateway::accounting::{self, CallInfo, Outcome};
 use llm_gateway::pricing::PriceTable;
-use llm_gateway::usage::{Extracted, Limits, Problem, UsageTracker, Wire};
+use llm_gateway::usage::{Extracted, Limits, Problem, UsageTracker};
+use llm_gateway::wire::Api;
 
 /// SplitMix64 seeded with FNV-1a of the input.
 pub struct Rng(u64);
@@ -63,7 +64,7 @@ pub fn is_subsequence(small: &[u8], big: &[u8]) -> bool {
     small.iter().all(|b| it.any(|c| c == b))
 }
 
-fn track(wire: Wire, streaming: bool, limits: Limits, chunks: &[&[u8]]) -> (Extracted, usize) {
+fn track(wire: Api, streaming: bool, limits: Limits, chunks: &[&[u8]]) -> (Extracted, usize) {
     let mut t = UsageTracker::with_limits(wire, streaming, limits);
     let mut first_token_signals = 0;
     for chunk in chunks {
@@ -83,7 +84,7 @@ fn track(wire: Wire, streaming: bool, limits: Limits, chunks: &[&[u8]]) -> (Extr
 /// - the wire's token semantics flags are the documented ones;
 /// - the call prices to a finite, non-negative cost, and the resulting
 ///   `$ai_generation` event serialises to valid JSON.
-pub fn check_tracker(wire: Wire, data: &[u8]) {
+pub fn check_tracker(wire: Api, data: &[u8]) {
     let mut rng = Rng::new(data);
     let defaults = Limits::default();
     let limits = match rng.below(3) {
@@ -123,9 +124,8 @@ pub fn check_tracker(wire: Wire, data: &[u8]) {
         }
         if let Some(u) = &whole.usage {
             let (includes_cache, excludes_reasoning) = match wire {
-                Wire::OpenAiChat | Wire::OpenAiResponses => (true, false),
-                Wire::Anthropic => (false, false),
-                Wire::GeminiNative => (true, true),
+                Api::Chat | Api::Responses => (true, false),
+                Api::Messages => (false, false),
             };
             assert_eq!(u.input_includes_cache, includes_cache);
             assert_eq!(u.output_excludes_reasoning, excludes_reasoning);
@@ -137,12 +137,8 @@ pub fn check_tracker(wire: Wire, data: &[u8]) {
 }
 
 /// Prices the call and builds its event, as the filter does at the end of a call.
-fn books(wire: Wire, streaming: bool, extracted: Extracted) {
-    let api_format = match wire {
-        Wire::OpenAiChat | Wire::GeminiNative => "openai_chat",
-        Wire::OpenAiResponses => "openai_responses",
-        Wire::Anthropic => "anthropic_messages",
-    };
+fn books(wire: Api, streaming: bool, extracted: Extracted) {
+    let api_format = wire.event_name();
     let info = CallInfo {
         model: "requested-model".into(),
         upstream_model: "claude-sonnet-4-5".into(),

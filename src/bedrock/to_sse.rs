@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use super::base64;
 use super::error::{anthropic_error_json, exception_error_type};
 use super::event_stream::{EventStreamDecoder, Message};
+use crate::wire::stream::Transform;
 
 /// What one event-stream message means.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,13 +96,9 @@ pub struct BedrockToSse {
     done: bool,
 }
 
-impl BedrockToSse {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl Transform for BedrockToSse {
     /// Translates the next bytes of the provider's stream; returns the complete SSE events.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         if self.done {
             return out;
@@ -121,7 +118,7 @@ impl BedrockToSse {
     }
 
     /// Ends the stream: an error event if it stopped inside a message.
-    pub fn finish(&mut self) -> Vec<u8> {
+    fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Some(e) = self.decoder.finish() {
             if !self.done {
@@ -130,6 +127,12 @@ impl BedrockToSse {
         }
         self.done = true;
         out
+    }
+}
+
+impl BedrockToSse {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn emit(&mut self, event: BedrockEvent, out: &mut Vec<u8>) {
@@ -188,7 +191,7 @@ mod tests {
 
     use super::*;
     use crate::bedrock::event_stream::{encode, string_header};
-    use crate::usage::SseParser;
+    use crate::wire::SseParser;
 
     fn chunk_frame(anthropic_event: &str) -> Vec<u8> {
         let payload = format!(r#"{{"bytes":"{}","p":"abcdefghij"}}"#, base64::encode(anthropic_event.as_bytes()));

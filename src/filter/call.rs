@@ -10,10 +10,11 @@ use crate::accounting::{self, CallInfo, Outcome};
 use crate::auth::Principal;
 use crate::capture::properties;
 use crate::forward;
-use crate::pipeline::{ProviderWire, ResponsePipeline, ResponsePlan};
+use crate::pipeline::{ResponsePipeline, ResponsePlan};
 use crate::request;
 use crate::routes::{self, Route};
 use crate::usage::Extracted;
+use crate::wire::ProviderWire;
 use proxy_wasm::types::Action;
 
 /// One provider response, read (and converted when needed) as it passes.
@@ -110,7 +111,7 @@ impl Request {
             host::set_request_header(name, None);
         }
         let capture_content = self.shared.config.capture.as_ref().is_some_and(|c| c.content);
-        let content_field = if route.endpoint == crate::routes::Endpoint::Responses { "input" } else { "messages" };
+        let content_field = if route.api == crate::wire::Api::Responses { "input" } else { "messages" };
         CallInfo {
             started_ms: self.started_ms,
             uuid: properties::new_uuid(),
@@ -118,7 +119,7 @@ impl Request {
             distinct_id: accounting::end_user(parsed, header("x-posthog-distinct-id"), principal),
             team_id: principal.team_id,
             product: self.shared.config.products.get(route.product).cloned().unwrap_or_default(),
-            api_format: accounting::api_format(route.endpoint),
+            api_format: route.api.event_name(),
             provider: upstream.provider.name(),
             model: parsed.model.to_string(),
             upstream_model: upstream.model.clone(),

@@ -90,7 +90,7 @@ impl Request {
             }
             Ok(denied) => {
                 host::increment(self.shared.metrics.rate_limited, 1);
-                let format = sending.route.endpoint.format();
+                let format = sending.route.api;
                 let mut error = denied
                     .error(estimate_usd)
                     .unwrap_or_else(|| ApiError::new(ErrorKind::RateLimited, "Rate limit exceeded"));
@@ -135,7 +135,7 @@ impl Request {
             self.response_headers = vec![("x-posthog-budget", "unknown".into())];
             return self.send(*sending);
         }
-        let format = sending.route.endpoint.format();
+        let format = sending.route.api;
         let e = ApiError::new(ErrorKind::Unavailable, "Rate limits cannot be checked right now; try again")
             .code("limits_unavailable");
         self.reply(e, format)

@@ -22,12 +22,13 @@ use super::root::Shared;
 use crate::accounting::CallInfo;
 use crate::auth::{self, Cached, Lookup, Principal};
 use crate::cost_controls::{self, Upgrade};
-use crate::errors::{self, ApiError, ApiFormat, ErrorKind};
+use crate::errors::{self, ApiError, ErrorKind};
 use crate::forward::{self, CREDENTIAL_HEADERS};
-use crate::pipeline::ProviderWire;
 use crate::providers::Provider;
 use crate::request;
 use crate::routes::{self, Route};
+use crate::wire::Api;
+use crate::wire::ProviderWire;
 
 enum Phase {
     /// Waiting for request headers.
@@ -40,11 +41,11 @@ enum Phase {
         body_size: Option<usize>,
     },
     /// Sent upstream; the provider's response is streaming back.
-    Forwarded { format: ApiFormat, provider: &'static str },
+    Forwarded { format: Api, provider: &'static str },
     /// Envoy replied with an error instead of the provider; replacing its body.
     RewritingError { body: String },
     /// The filter replied itself; nothing more to do.
-    Replied { format: ApiFormat },
+    Replied { format: Api },
 }
 
 /// Per-request state, shared (weakly) with the requests waiting on the same key.
@@ -149,7 +150,7 @@ enum AuthOutcome {
 }
 
 impl Request {
-    pub(super) fn reply(&mut self, error: ApiError, format: ApiFormat) -> Action {
+    pub(super) fn reply(&mut self, error: ApiError, format: Api) -> Action {
         log::info!("#{} local reply {}", self.id, error.status());
         host::increment(self.shared.metrics.local_replies, 1);
         host::send_reply(&error.reply(format));
@@ -162,11 +163,11 @@ impl Request {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    fn format(&self) -> ApiFormat {
+    fn format(&self) -> Api {
         match &self.phase {
-            Phase::Pending { route, .. } => route.endpoint.format(),
+            Phase::Pending { route, .. } => route.api,
             Phase::Forwarded { format, .. } | Phase::Replied { format } => *format,
-            _ => ApiFormat::OpenAi,
+            _ => Api::Chat,
         }
     }
 
@@ -186,7 +187,7 @@ impl Request {
             Ok(r) => r,
             Err((e, format)) => return self.reply(e, format),
         };
-        let format = route.endpoint.format();
+        let format = route.api;
         if end_of_stream {
             let e = ApiError::new(ErrorKind::InvalidRequest, "Request body is empty; expected a JSON object");
             return self.reply(e, format);
@@ -254,7 +255,7 @@ impl Request {
         let Phase::Pending { route, principal, body_size } = &mut self.phase else {
             return Action::Continue;
         };
-        let format = route.endpoint.format();
+        let format = route.api;
         let p = match outcome {
             AuthOutcome::Known(p) => p,
             AuthOutcome::Unknown => {
@@ -315,7 +316,7 @@ impl Request {
     /// No body arrived in time; see `Shared::expect_body`.
     pub(super) fn body_timed_out(&mut self) {
         if let Phase::Pending { route, body_size: None, .. } = &self.phase {
-            let format = route.endpoint.format();
+            let format = route.api;
             host::increment(self.shared.metrics.body_timeouts, 1);
             let e = ApiError::new(ErrorKind::RequestTimeout, "The request body did not arrive in time")
                 .code("request_body_timeout");
@@ -330,7 +331,7 @@ impl Request {
         };
         let limit = self.shared.config.max_request_body_bytes;
         if size > limit {
-            let format = route.endpoint.format();
+            let format = route.api;
             let e =
                 ApiError::new(ErrorKind::TooLarge, format!("Request body exceeds the gateway limit of {limit} bytes"));
             return self.reply(e, format);
@@ -349,9 +350,9 @@ impl Request {
     /// Authenticated and the whole body is here: parse it once, decide the
     /// upstream, check limits, send it on.
     fn forward(&mut self, route: Route, principal: &Principal, body_size: usize) -> Action {
-        let format = route.endpoint.format();
+        let format = route.api;
         let body = host::request_body(body_size);
-        let parsed = match request::parse(&body, route.endpoint) {
+        let parsed = match request::parse(&body, route.api) {
             Ok(p) => p,
             Err(e) => {
                 let mut err = ApiError::new(ErrorKind::InvalidRequest, e.message);
@@ -362,7 +363,7 @@ impl Request {
         let upstream = match forward::plan(
             &self.shared.config,
             &self.shared.keys,
-            route.endpoint,
+            route.api,
             &parsed,
             &body,
             self.header(forward::PROVIDER_HEADER),
@@ -438,7 +439,7 @@ impl Request {
         }
         self.call = Some(Box::new(call));
         self.response = Some(Response::new(upstream.response));
-        self.phase = Phase::Forwarded { format: route.endpoint.format(), provider: upstream.provider.name() };
+        self.phase = Phase::Forwarded { format: route.api, provider: upstream.provider.name() };
         Action::Continue
     }
 

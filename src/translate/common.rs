@@ -85,22 +85,6 @@ impl ObjectWriter {
     }
 }
 
-/// Appends an unnamed SSE event (OpenAI's format).
-pub(super) fn push_data(out: &mut Vec<u8>, json: &str) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Appends a named SSE event (Anthropic's format).
-pub(super) fn push_named(out: &mut Vec<u8>, event: &str, json: &str) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(b"\n\n");
-}
-
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 pub(super) fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
     match stop_reason {
@@ -124,111 +108,6 @@ pub(super) fn stop_reason_for(finish_reason: Option<&str>, has_tool_calls: bool)
         _ if has_tool_calls => "tool_use",
         _ => "end_turn",
     }
-}
-
-/// Anthropic usage as reported: `input_tokens` excludes cache reads and writes.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-pub(super) struct AnthropicUsage {
-    #[serde(default)]
-    pub input_tokens: Option<u64>,
-    #[serde(default)]
-    pub output_tokens: Option<u64>,
-    #[serde(default)]
-    pub cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
-    pub cache_creation_input_tokens: Option<u64>,
-}
-
-impl AnthropicUsage {
-    /// Takes every field `newer` reports (stream usage is cumulative: the last value wins).
-    pub(super) fn update(&mut self, newer: &AnthropicUsage) {
-        let AnthropicUsage { input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens } =
-            *newer;
-        self.input_tokens = input_tokens.or(self.input_tokens);
-        self.output_tokens = output_tokens.or(self.output_tokens);
-        self.cache_read_input_tokens = cache_read_input_tokens.or(self.cache_read_input_tokens);
-        self.cache_creation_input_tokens = cache_creation_input_tokens.or(self.cache_creation_input_tokens);
-    }
-
-    /// OpenAI semantics: the prompt includes cache reads and writes.
-    pub(super) fn to_chat(self) -> ChatUsage {
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        let write = self.cache_creation_input_tokens.unwrap_or(0);
-        let prompt = self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write);
-        let completion = self.output_tokens.unwrap_or(0);
-        ChatUsage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt.saturating_add(completion),
-            prompt_tokens_details: PromptTokensDetails {
-                cached_tokens: read,
-                cache_write_tokens: self.cache_creation_input_tokens,
-            },
-        }
-    }
-}
-
-/// OpenAI `usage` (CompletionUsage), the parts the translators read or write.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub(super) struct ChatUsage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-    #[serde(default)]
-    pub total_tokens: u64,
-    #[serde(default, deserialize_with = "default_if_null")]
-    pub prompt_tokens_details: PromptTokensDetails,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub(super) struct PromptTokensDetails {
-    #[serde(default, deserialize_with = "default_if_null")]
-    pub cached_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write_tokens: Option<u64>,
-}
-
-fn default_if_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl ChatUsage {
-    /// Usage from a raw member, or None when absent, null or malformed (a
-    /// response's content matters more than a usage field of the wrong type).
-    pub(super) fn lenient(raw: Option<&RawValue>) -> Option<ChatUsage> {
-        raw.and_then(|r| serde_json::from_str::<Option<ChatUsage>>(r.get()).ok().flatten())
-    }
-}
-
-impl AnthropicUsage {
-    /// As [`ChatUsage::lenient`].
-    pub(super) fn lenient(raw: Option<&RawValue>) -> Option<AnthropicUsage> {
-        raw.and_then(|r| serde_json::from_str::<Option<AnthropicUsage>>(r.get()).ok().flatten())
-    }
-}
-
-impl ChatUsage {
-    /// Anthropic semantics: `input_tokens` excludes cache reads and writes.
-    pub(super) fn to_anthropic(self) -> AnthropicUsageOut {
-        let read = self.prompt_tokens_details.cached_tokens;
-        let write = self.prompt_tokens_details.cache_write_tokens;
-        AnthropicUsageOut {
-            input_tokens: self.prompt_tokens.saturating_sub(read).saturating_sub(write.unwrap_or(0)),
-            output_tokens: self.completion_tokens,
-            cache_read_input_tokens: read,
-            cache_creation_input_tokens: write.unwrap_or(0),
-        }
-    }
-}
-
-/// Anthropic `usage` as the translators write it.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub(super) struct AnthropicUsageOut {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_input_tokens: u64,
-    pub cache_creation_input_tokens: u64,
 }
 
 /// Splits `data:<media type>;base64,<data>`; None for other URLs and for
@@ -267,32 +146,6 @@ mod tests {
         assert_eq!(parse_base64_data_url("data:image/png;base64,iVBO"), Some(("image/png", "iVBO")));
         assert_eq!(parse_base64_data_url("data:text/plain,hello"), None);
         assert_eq!(parse_base64_data_url("https://x/y.png"), None);
-    }
-
-    #[test]
-    fn usage_semantics_round_trip() {
-        let a = AnthropicUsage {
-            input_tokens: Some(2048),
-            output_tokens: Some(503),
-            cache_read_input_tokens: Some(1800),
-            cache_creation_input_tokens: Some(248),
-        };
-        let chat = a.to_chat();
-        assert_eq!((chat.prompt_tokens, chat.completion_tokens, chat.total_tokens), (4096, 503, 4599));
-        assert_eq!(
-            chat.prompt_tokens_details,
-            PromptTokensDetails { cached_tokens: 1800, cache_write_tokens: Some(248) }
-        );
-        let back = chat.to_anthropic();
-        assert_eq!(
-            back,
-            AnthropicUsageOut {
-                input_tokens: 2048,
-                output_tokens: 503,
-                cache_read_input_tokens: 1800,
-                cache_creation_input_tokens: 248
-            }
-        );
     }
 
     #[test]

@@ -6,40 +6,24 @@
 
 use serde_json::Value;
 
-use crate::usage::SseParser;
+use crate::wire::stream::{push_data, EventHandler, Next};
+use crate::wire::SseEvent;
 
 #[derive(Default)]
-pub struct GeminiChatStreamFix {
-    parser: SseParser,
+pub struct GeminiChatFix {
     next_index: u64,
     saw_tool_calls: bool,
 }
 
-impl GeminiChatStreamFix {
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let events = self.parser.feed(chunk);
-        let mut out = Vec::new();
-        for e in events {
-            self.emit(&e.data, &mut out);
-        }
-        out
+impl EventHandler for GeminiChatFix {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next {
+        let fixed = self.fix(&event.data);
+        push_data(out, fixed.as_deref().unwrap_or(&event.data));
+        Next::Continue
     }
+}
 
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(e) = self.parser.finish() {
-            self.emit(&e.data, &mut out);
-        }
-        out
-    }
-
-    fn emit(&mut self, data: &str, out: &mut Vec<u8>) {
-        let fixed = self.fix(data);
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(fixed.as_deref().unwrap_or(data).as_bytes());
-        out.extend_from_slice(b"\n\n");
-    }
-
+impl GeminiChatFix {
     /// The chunk rewritten, or `None` when it is fine as it is.
     fn fix(&mut self, data: &str) -> Option<String> {
         if !(data.contains("tool_calls") || self.saw_tool_calls && data.contains("\"stop\"")) {
@@ -70,6 +54,7 @@ impl GeminiChatStreamFix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::stream::{Sse, Transform};
 
     #[test]
     fn adds_indexes_and_fixes_the_finish_reason() {
@@ -81,7 +66,7 @@ mod tests {
             "data: [DONE]\n\n",
         );
         for split in 0..stream.len() {
-            let mut f = GeminiChatStreamFix::default();
+            let mut f = Sse::new(GeminiChatFix::default());
             let (a, b) = stream.as_bytes().split_at(split);
             let mut out = f.feed(a);
             out.extend(f.feed(b));
@@ -105,7 +90,7 @@ mod tests {
     fn plain_text_streams_pass_unchanged() {
         let stream =
             "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-        let mut f = GeminiChatStreamFix::default();
+        let mut f = Sse::new(GeminiChatFix::default());
         let mut out = f.feed(stream.as_bytes());
         out.extend(f.finish());
         assert_eq!(String::from_utf8(out).unwrap(), stream);

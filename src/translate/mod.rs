@@ -4,12 +4,12 @@
 //! Pure code (no proxy-wasm): whole-body functions for requests, JSON
 //! responses and error bodies, and incremental converters for SSE streams that
 //! emit each complete output event as soon as its input event is complete and
-//! hold at most one input event (the shared [`crate::usage::SseParser`]).
+//! hold at most one input event (the shared [`crate::wire::SseParser`]).
 //!
 //! | client speaks | provider speaks | request | response | stream | error body |
 //! |---|---|---|---|---|---|
-//! | OpenAI Chat | Anthropic Messages | [`chat_request_to_messages`] | [`messages_response_to_chat`] | [`MessagesToChatStream`] | [`anthropic_error_to_openai`] |
-//! | Anthropic Messages | OpenAI Chat (OpenAI, Gemini) | [`messages_request_to_chat`] | [`chat_response_to_messages`] | [`ChatToMessagesStream`] | [`openai_error_to_anthropic`] |
+//! | OpenAI Chat | Anthropic Messages | [`chat_request_to_messages`] | [`messages_response_to_chat`] | [`MessagesToChat`] | [`anthropic_error_to_openai`] |
+//! | Anthropic Messages | OpenAI Chat (OpenAI, Gemini) | [`messages_request_to_chat`] | [`chat_response_to_messages`] | [`ChatToMessages`] | [`openai_error_to_anthropic`] |
 //!
 //! Token semantics follow each client format (PROTOCOLS.md A, C): an OpenAI
 //! client's `prompt_tokens` includes cache reads and writes; an Anthropic
@@ -32,12 +32,12 @@ use std::fmt;
 
 pub use chat_to_messages::chat_request_to_messages;
 pub use errors::{anthropic_error_to_openai, anthropic_error_type, openai_error_to_anthropic};
-pub use gemini_stream::GeminiChatStreamFix;
+pub use gemini_stream::GeminiChatFix;
 pub use messages_to_chat::messages_request_to_chat;
 pub use response_to_chat::messages_response_to_chat;
 pub use response_to_messages::chat_response_to_messages;
-pub use stream_to_chat::MessagesToChatStream;
-pub use stream_to_messages::ChatToMessagesStream;
+pub use stream_to_chat::MessagesToChat;
+pub use stream_to_messages::ChatToMessages;
 
 /// Why a body could not be translated. Both carry a message fit for the
 /// client (a request error is a 400; a response error means the provider sent

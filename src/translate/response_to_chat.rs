@@ -16,8 +16,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::common::{finish_reason_for, invalid, AnthropicUsage, ChatUsage, Str};
+use super::common::{finish_reason_for, invalid, Str};
 use super::TranslateError;
+use crate::wire::usage::{self, ChatUsageOut};
 
 #[derive(Deserialize)]
 struct Message<'a> {
@@ -52,7 +53,7 @@ struct Completion<'a> {
     created: u64,
     model: &'a str,
     choices: [Choice<'a>; 1],
-    usage: ChatUsage,
+    usage: ChatUsageOut,
 }
 
 #[derive(Serialize)]
@@ -121,7 +122,7 @@ pub fn messages_response_to_chat(body: &[u8], requested_model: &str, created: u6
             logprobs: None,
             finish_reason: finish_reason_for(message.stop_reason.as_deref()),
         }],
-        usage: AnthropicUsage::lenient(message.usage).unwrap_or_default().to_chat(),
+        usage: ChatUsageOut::from(&usage::anthropic(message.usage).unwrap_or_else(usage::anthropic_start)),
     };
     serde_json::to_vec(&completion).map_err(|e| invalid(e.to_string()))
 }

@@ -19,8 +19,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::common::{invalid, stop_reason_for, AnthropicUsageOut, ChatUsage, Str};
+use super::common::{invalid, stop_reason_for, Str};
 use super::TranslateError;
+use crate::wire::usage::{self, AnthropicUsageOut};
 
 #[derive(Deserialize)]
 struct Completion<'a> {
@@ -120,7 +121,7 @@ pub fn chat_response_to_messages(body: &[u8], requested_model: &str) -> Result<V
         content,
         stop_reason,
         stop_sequence: None,
-        usage: ChatUsage::lenient(completion.usage).unwrap_or_default().to_anthropic(),
+        usage: AnthropicUsageOut::from(&usage::chat(completion.usage).unwrap_or_default()),
     };
     serde_json::to_vec(&message).map_err(|e| invalid(e.to_string()))
 }

@@ -19,12 +19,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::common::{finish_reason_for, push_data, to_json, AnthropicUsage, ChatUsage, Str};
+use super::common::{finish_reason_for, to_json, Str};
 use super::errors::{openai_error_json, openai_type_for_anthropic};
-use crate::usage::{SseEvent, SseParser};
+use crate::wire::stream::{push_data, EventHandler, Next};
+use crate::wire::usage::{self, ChatUsageOut, Usage};
+use crate::wire::SseEvent;
 
-pub struct MessagesToChatStream {
-    parser: SseParser,
+pub struct MessagesToChat {
     model: String,
     include_usage: bool,
     created: u64,
@@ -35,9 +36,7 @@ pub struct MessagesToChatStream {
     open_tool: Option<(u64, u32)>,
     next_tool: u32,
     stop_reason: Option<String>,
-    usage: AnthropicUsage,
-    /// `message_stop` or `error` was handled; later input is ignored.
-    done: bool,
+    usage: Usage,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +106,7 @@ struct Chunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     /// Absent without `include_usage`; null on ordinary chunks with it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<ChatUsage>>,
+    usage: Option<Option<ChatUsageOut>>,
 }
 
 #[derive(Serialize)]
@@ -145,12 +144,23 @@ struct FunctionDelta<'a> {
     arguments: &'a str,
 }
 
-impl MessagesToChatStream {
+impl EventHandler for MessagesToChat {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next {
+        self.on_event(event, out)
+    }
+
+    /// A stream that ends without `message_stop` or `error` gets an error event, not `[DONE]`.
+    fn cut(&mut self, out: &mut Vec<u8>) {
+        let json = openai_error_json("server_error", "The provider's stream ended before the response was complete");
+        push_data(out, &json);
+    }
+}
+
+impl MessagesToChat {
     /// `requested_model` is echoed in every chunk; `include_usage` is the
     /// client's `stream_options.include_usage`; `created` is the Unix time to stamp.
     pub fn new(requested_model: &str, include_usage: bool, created: u64) -> Self {
-        MessagesToChatStream {
-            parser: SseParser::default(),
+        MessagesToChat {
             model: requested_model.to_owned(),
             include_usage,
             created,
@@ -159,49 +169,14 @@ impl MessagesToChatStream {
             open_tool: None,
             next_tool: 0,
             stop_reason: None,
-            usage: AnthropicUsage::default(),
-            done: false,
+            usage: usage::anthropic_start(),
         }
     }
 
-    /// Translates the next bytes of the provider's stream; returns the complete output events.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        if self.done {
-            return out;
-        }
-        for event in self.parser.feed(chunk) {
-            self.on_event(&event, &mut out);
-        }
-        out
-    }
-
-    /// Ends the stream: handles a last event without its blank line, and
-    /// reports a stream cut before `message_stop`.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if self.done {
-            return out;
-        }
-        if let Some(event) = self.parser.finish() {
-            self.on_event(&event, &mut out);
-        }
-        if !self.done {
-            self.done = true;
-            let json =
-                openai_error_json("server_error", "The provider's stream ended before the response was complete");
-            push_data(&mut out, &json);
-        }
-        out
-    }
-
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next {
         // Events that do not parse are skipped, as the Anthropic SDK skips unknown ones.
         let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
-            return;
+            return Next::Continue;
         };
         match e.kind.as_ref() {
             "message_start" => {
@@ -209,15 +184,13 @@ impl MessagesToChatStream {
                     if let Some(id) = m.id {
                         self.id = id.into_owned();
                     }
-                    if let Some(u) = AnthropicUsage::lenient(m.usage) {
-                        self.usage.update(&u);
-                    }
+                    usage::merge_anthropic(&mut self.usage, m.usage);
                 }
                 self.ensure_started(out);
             }
             "content_block_start" => {
                 self.ensure_started(out);
-                let Some(block) = e.content_block else { return };
+                let Some(block) = e.content_block else { return Next::Continue };
                 match block.kind.as_ref() {
                     "tool_use" => {
                         let tool_index = self.next_tool;
@@ -247,7 +220,7 @@ impl MessagesToChatStream {
             }
             "content_block_delta" => {
                 self.ensure_started(out);
-                let Some(delta) = e.delta else { return };
+                let Some(delta) = e.delta else { return Next::Continue };
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
                         if let Some(text) = delta.text.as_deref().filter(|t| !t.is_empty()) {
@@ -255,10 +228,12 @@ impl MessagesToChatStream {
                         }
                     }
                     Some("input_json_delta") => {
-                        let Some((block_index, tool_index)) = self.open_tool else { return };
-                        let Some(json) = delta.partial_json.as_deref().filter(|j| !j.is_empty()) else { return };
+                        let Some((block_index, tool_index)) = self.open_tool else { return Next::Continue };
+                        let Some(json) = delta.partial_json.as_deref().filter(|j| !j.is_empty()) else {
+                            return Next::Continue;
+                        };
                         if e.index.unwrap_or(0) != block_index {
-                            return;
+                            return Next::Continue;
                         }
                         let delta = ChunkDelta {
                             tool_calls: Some([ToolCallDelta {
@@ -281,9 +256,7 @@ impl MessagesToChatStream {
                 if let Some(reason) = e.delta.and_then(|d| d.stop_reason) {
                     self.stop_reason = Some(reason.into_owned());
                 }
-                if let Some(u) = AnthropicUsage::lenient(e.usage) {
-                    self.usage.update(&u);
-                }
+                usage::merge_anthropic(&mut self.usage, e.usage);
             }
             "message_stop" => {
                 self.ensure_started(out);
@@ -296,21 +269,22 @@ impl MessagesToChatStream {
                         created: self.created,
                         model: &self.model,
                         choices: Vec::new(),
-                        usage: Some(Some(self.usage.to_chat())),
+                        usage: Some(Some(ChatUsageOut::from(&self.usage))),
                     };
                     push_data(out, &to_json(&chunk));
                 }
                 push_data(out, "[DONE]");
-                self.done = true;
+                return Next::Done;
             }
             "error" => {
                 let kind = e.error.as_ref().and_then(|b| b.kind.as_deref()).unwrap_or_default();
                 let message = e.error.as_ref().and_then(|b| b.message.as_deref()).unwrap_or("Provider error");
                 push_data(out, &openai_error_json(openai_type_for_anthropic(kind, 500), message));
-                self.done = true;
+                return Next::Done;
             }
             _ => {}
         }
+        Next::Continue
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>) {

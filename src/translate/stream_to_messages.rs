@@ -24,12 +24,13 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::common::{push_named, stop_reason_for, to_json, ChatUsage, Str};
+use super::common::{stop_reason_for, to_json, Str};
 use super::errors::{anthropic_error_json, anthropic_type_for_detail, ErrorDetail};
-use crate::usage::{SseEvent, SseParser};
+use crate::wire::stream::{push_named, EventHandler, Next};
+use crate::wire::usage::{self, AnthropicUsageOut, Usage};
+use crate::wire::SseEvent;
 
-pub struct ChatToMessagesStream {
-    parser: SseParser,
+pub struct ChatToMessages {
     model: String,
     id: String,
     started: bool,
@@ -38,8 +39,7 @@ pub struct ChatToMessagesStream {
     saw_tool: bool,
     saw_refusal: bool,
     finish_reason: Option<String>,
-    usage: Option<ChatUsage>,
-    done: bool,
+    usage: Option<Usage>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -191,11 +191,27 @@ struct DeltaUsage {
     cache_creation_input_tokens: Option<u64>,
 }
 
-impl ChatToMessagesStream {
+impl EventHandler for ChatToMessages {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next {
+        self.on_event(event, out)
+    }
+
+    /// See the module docs for a stream without `[DONE]`.
+    fn cut(&mut self, out: &mut Vec<u8>) {
+        if self.finish_reason.is_some() {
+            self.complete(out);
+        } else {
+            let json =
+                anthropic_error_json("api_error", "The provider's stream ended before the response was complete");
+            push_named(out, "error", &json);
+        }
+    }
+}
+
+impl ChatToMessages {
     /// `requested_model` is echoed in `message_start`.
     pub fn new(requested_model: &str) -> Self {
-        ChatToMessagesStream {
-            parser: SseParser::default(),
+        ChatToMessages {
             model: requested_model.to_owned(),
             id: String::new(),
             started: false,
@@ -205,62 +221,22 @@ impl ChatToMessagesStream {
             saw_refusal: false,
             finish_reason: None,
             usage: None,
-            done: false,
         }
     }
 
-    /// Translates the next bytes of the provider's stream; returns the complete output events.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        if self.done {
-            return out;
-        }
-        for event in self.parser.feed(chunk) {
-            self.on_event(&event, &mut out);
-        }
-        out
-    }
-
-    /// Ends the stream (see the module docs for a stream without `[DONE]`).
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if self.done {
-            return out;
-        }
-        if let Some(event) = self.parser.finish() {
-            self.on_event(&event, &mut out);
-        }
-        if self.done {
-            return out;
-        }
-        if self.finish_reason.is_some() {
-            self.complete(&mut out);
-        } else {
-            self.done = true;
-            let json =
-                anthropic_error_json("api_error", "The provider's stream ended before the response was complete");
-            push_named(&mut out, "error", &json);
-        }
-        out
-    }
-
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next {
         if event.data.trim() == "[DONE]" {
             self.complete(out);
-            return;
+            return Next::Done;
         }
         let Ok(chunk) = serde_json::from_str::<Chunk>(&event.data) else {
-            return;
+            return Next::Continue;
         };
         if let Some(error) = chunk.error {
             let message = error.message.as_deref().unwrap_or("Provider error").to_owned();
             let kind = anthropic_type_for_detail(Some(&error), 200);
             push_named(out, "error", &anthropic_error_json(kind, &message));
-            self.done = true;
-            return;
+            return Next::Done;
         }
         if !self.started {
             if let Some(id) = chunk.id.as_deref() {
@@ -268,11 +244,11 @@ impl ChatToMessagesStream {
             }
         }
         self.ensure_started(out);
-        if let Some(usage) = ChatUsage::lenient(chunk.usage) {
+        if let Some(usage) = chunk.usage.and_then(|raw| usage::chat(Some(raw))) {
             self.usage = Some(usage);
         }
         let Some(choice) = chunk.choices.unwrap_or_default().into_iter().find(|c| c.index.unwrap_or(0) == 0) else {
-            return;
+            return Next::Continue;
         };
         if let Some(delta) = choice.delta {
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
@@ -289,6 +265,7 @@ impl ChatToMessagesStream {
         if let Some(reason) = choice.finish_reason {
             self.finish_reason = Some(reason.into_owned());
         }
+        Next::Continue
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
@@ -386,7 +363,7 @@ impl ChatToMessagesStream {
     fn complete(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
         self.close(out);
-        let usage = match self.usage.map(ChatUsage::to_anthropic) {
+        let usage = match self.usage.as_ref().map(AnthropicUsageOut::from) {
             Some(u) => DeltaUsage {
                 input_tokens: Some(u.input_tokens),
                 output_tokens: u.output_tokens,
@@ -414,6 +391,5 @@ impl ChatToMessagesStream {
         };
         push_named(out, "message_delta", &to_json(&delta));
         push_named(out, "message_stop", r#"{"type":"message_stop"}"#);
-        self.done = true;
     }
 }

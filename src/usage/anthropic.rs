@@ -10,9 +10,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{array, count, decode, error_message, string};
 use super::tracker::Sink;
-use super::{SseEvent, Usage};
+use crate::wire::json::{array, decode, error_message, string};
+use crate::wire::{usage, SseEvent};
 
 #[derive(Deserialize)]
 struct Message<'a> {
@@ -53,58 +53,6 @@ struct Block<'a> {
     text: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct RawUsage<'a> {
-    #[serde(borrow, default)]
-    input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_creation_input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_read_input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_creation: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct CacheCreation<'a> {
-    #[serde(borrow, default)]
-    ephemeral_5m_input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    ephemeral_1h_input_tokens: Option<&'a RawValue>,
-}
-
-/// Overrides the fields of `into` that `raw` reports.
-fn merge(into: &mut Usage, raw: &RawValue) {
-    let Some(u) = decode::<RawUsage>(Some(raw)) else {
-        return;
-    };
-    let split: Option<CacheCreation> = decode(u.cache_creation);
-    let set = |field: &mut u64, value: Option<u64>| {
-        if let Some(v) = value {
-            *field = v;
-        }
-    };
-    set(&mut into.input_tokens, count(u.input_tokens));
-    set(&mut into.output_tokens, count(u.output_tokens));
-    let set_opt = |field: &mut Option<u64>, value: Option<u64>| {
-        if value.is_some() {
-            *field = value;
-        }
-    };
-    set_opt(&mut into.cache_read_tokens, count(u.cache_read_input_tokens));
-    set_opt(&mut into.cache_creation_tokens, count(u.cache_creation_input_tokens));
-    if let Some(split) = split {
-        set_opt(&mut into.cache_creation_5m_tokens, count(split.ephemeral_5m_input_tokens));
-        set_opt(&mut into.cache_creation_1h_tokens, count(split.ephemeral_1h_input_tokens));
-    }
-}
-
-fn fresh() -> Usage {
-    Usage { input_includes_cache: false, ..Usage::default() }
-}
-
 fn block(raw: Option<&RawValue>, sink: &mut Sink) {
     let Some(b) = decode::<Block>(raw) else {
         return;
@@ -130,8 +78,8 @@ pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error
         sink.model(&model);
     }
     if let Some(raw) = m.usage {
-        let mut usage = fresh();
-        merge(&mut usage, raw);
+        let mut usage = usage::anthropic_start();
+        usage::merge_anthropic(&mut usage, Some(raw));
         sink.usage = Some(usage);
     }
     for b in array(m.content) {
@@ -154,8 +102,8 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
                 sink.model(&model);
             }
             if let Some(raw) = m.usage {
-                let mut usage = fresh();
-                merge(&mut usage, raw);
+                let mut usage = usage::anthropic_start();
+                usage::merge_anthropic(&mut usage, Some(raw));
                 sink.usage = Some(usage);
             }
         }
@@ -163,7 +111,7 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
         "content_block_delta" => block(e.delta, sink),
         "message_delta" => {
             if let Some(raw) = e.usage {
-                merge(sink.usage.get_or_insert_with(fresh), raw);
+                usage::merge_anthropic(sink.usage.get_or_insert_with(usage::anthropic_start), Some(raw));
             }
         }
         "error" => sink.error(error_message(e.error).as_deref().unwrap_or("error event")),
@@ -174,9 +122,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::{every_split, finish_body};
-    use super::super::{Usage, Wire};
+    use super::super::Usage;
+    use crate::wire::Api;
 
-    const WIRE: Wire = Wire::Anthropic;
+    const WIRE: Api = Api::Messages;
 
     #[test]
     fn json_body_with_5m_and_1h_cache_split() {

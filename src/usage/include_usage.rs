@@ -14,8 +14,9 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::array;
-use super::sse::DEFAULT_MAX_EVENT_BYTES;
+use crate::wire::json::array;
+use crate::wire::sse::DEFAULT_MAX_EVENT_BYTES;
+use crate::wire::stream::Transform;
 
 #[derive(Debug)]
 pub struct UsageChunkStripper {
@@ -38,22 +39,9 @@ impl Default for UsageChunkStripper {
     }
 }
 
-impl UsageChunkStripper {
-    /// Events larger than `max_event_bytes` are forwarded untouched rather
-    /// than buffered.
-    pub fn new(max_event_bytes: usize) -> Self {
-        UsageChunkStripper {
-            buf: Vec::new(),
-            line_start: true,
-            after_cr: false,
-            blank_cr: false,
-            passthrough: false,
-            max_event_bytes,
-        }
-    }
-
+impl Transform for UsageChunkStripper {
     /// Returns the bytes to forward now: every event this chunk completed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut pending = chunk;
         let mut i = 0;
@@ -102,13 +90,28 @@ impl UsageChunkStripper {
     }
 
     /// Flushes whatever is left, as a last event without its blank line.
-    pub fn finish(&mut self) -> Vec<u8> {
+    fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         self.end_event(&mut out);
         self.line_start = true;
         self.after_cr = false;
         self.blank_cr = false;
         out
+    }
+}
+
+impl UsageChunkStripper {
+    /// Events larger than `max_event_bytes` are forwarded untouched rather
+    /// than buffered.
+    pub fn new(max_event_bytes: usize) -> Self {
+        UsageChunkStripper {
+            buf: Vec::new(),
+            line_start: true,
+            after_cr: false,
+            blank_cr: false,
+            passthrough: false,
+            max_event_bytes,
+        }
     }
 
     /// Ends the event at `end` of `pending`; returns the rest of `pending`.

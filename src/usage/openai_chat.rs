@@ -8,9 +8,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{array, count, decode, error_message, string, text_content};
 use super::tracker::Sink;
-use super::{SseEvent, Usage};
+use crate::wire::json::{array, count, decode, error_message, string, text_content};
+use crate::wire::{usage, SseEvent};
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -46,47 +46,6 @@ struct Message<'a> {
     reasoning_content: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct RawUsage<'a> {
-    #[serde(borrow, default)]
-    prompt_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    completion_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt_tokens_details: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    completion_tokens_details: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails<'a> {
-    #[serde(borrow, default)]
-    cached_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_write_tokens: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails<'a> {
-    #[serde(borrow, default)]
-    reasoning_tokens: Option<&'a RawValue>,
-}
-
-fn usage(raw: &RawValue) -> Option<Usage> {
-    let u: RawUsage = decode(Some(raw))?;
-    let prompt: Option<PromptDetails> = decode(u.prompt_tokens_details);
-    let completion: Option<CompletionDetails> = decode(u.completion_tokens_details);
-    Some(Usage {
-        input_tokens: count(u.prompt_tokens).unwrap_or(0),
-        output_tokens: count(u.completion_tokens).unwrap_or(0),
-        cache_read_tokens: prompt.as_ref().and_then(|p| count(p.cached_tokens)),
-        cache_creation_tokens: prompt.as_ref().and_then(|p| count(p.cache_write_tokens)),
-        reasoning_tokens: completion.and_then(|c| count(c.reasoning_tokens)),
-        input_includes_cache: true,
-        ..Usage::default()
-    })
-}
-
 fn read(chunk: &Chunk, sink: &mut Sink) {
     if let Some(message) = error_message(chunk.error) {
         sink.error(&message);
@@ -94,7 +53,7 @@ fn read(chunk: &Chunk, sink: &mut Sink) {
     if let Some(model) = string(chunk.model) {
         sink.model(&model);
     }
-    if let Some(u) = chunk.usage.and_then(usage) {
+    if let Some(u) = chunk.usage.and_then(|raw| usage::chat(Some(raw))) {
         sink.usage = Some(u);
     }
     for choice in array(chunk.choices) {
@@ -137,9 +96,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::{every_split, finish_body};
-    use super::super::{Usage, Wire};
+    use super::super::Usage;
+    use crate::wire::Api;
 
-    const WIRE: Wire = Wire::OpenAiChat;
+    const WIRE: Api = Api::Chat;
 
     #[test]
     fn json_body_with_cached_and_reasoning_tokens() {

@@ -9,9 +9,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{array, count, decode, error_message, string};
 use super::tracker::Sink;
-use super::{SseEvent, Usage};
+use crate::wire::json::{array, decode, error_message, string};
+use crate::wire::{usage, SseEvent};
 
 #[derive(Deserialize)]
 struct Response<'a> {
@@ -55,47 +55,6 @@ struct Event<'a> {
     error: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct RawUsage<'a> {
-    #[serde(borrow, default)]
-    input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input_tokens_details: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output_tokens_details: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct InputDetails<'a> {
-    #[serde(borrow, default)]
-    cached_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_write_tokens: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct OutputDetails<'a> {
-    #[serde(borrow, default)]
-    reasoning_tokens: Option<&'a RawValue>,
-}
-
-fn usage(raw: &RawValue) -> Option<Usage> {
-    let u: RawUsage = decode(Some(raw))?;
-    let input: Option<InputDetails> = decode(u.input_tokens_details);
-    let output: Option<OutputDetails> = decode(u.output_tokens_details);
-    Some(Usage {
-        input_tokens: count(u.input_tokens).unwrap_or(0),
-        output_tokens: count(u.output_tokens).unwrap_or(0),
-        cache_read_tokens: input.as_ref().and_then(|d| count(d.cached_tokens)),
-        cache_creation_tokens: input.as_ref().and_then(|d| count(d.cache_write_tokens)),
-        reasoning_tokens: output.and_then(|d| count(d.reasoning_tokens)),
-        input_includes_cache: true,
-        ..Usage::default()
-    })
-}
-
 /// Reads a response object; `with_text` is off for stream snapshots, whose
 /// text already came as deltas.
 fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
@@ -105,7 +64,7 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
     if let Some(model) = string(r.model) {
         sink.model(&model);
     }
-    if let Some(u) = r.usage.and_then(usage) {
+    if let Some(u) = r.usage.and_then(|raw| usage::responses(Some(raw))) {
         sink.usage = Some(u);
     }
     if !with_text {
@@ -171,9 +130,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::{every_split, finish_body};
-    use super::super::{Usage, Wire};
+    use super::super::Usage;
+    use crate::wire::Api;
 
-    const WIRE: Wire = Wire::OpenAiResponses;
+    const WIRE: Api = Api::Responses;
 
     #[test]
     fn json_body() {

@@ -1,8 +1,9 @@
 //! Test helpers shared by the wire readers.
 
-use super::{Extracted, UsageTracker, Wire};
+use super::{Extracted, UsageTracker};
+use crate::wire::Api;
 
-pub(super) fn finish_body(wire: Wire, body: &[u8]) -> Extracted {
+pub(super) fn finish_body(wire: Api, body: &[u8]) -> Extracted {
     let mut t = UsageTracker::new(wire, false);
     t.feed(body);
     t.finish()
@@ -10,7 +11,7 @@ pub(super) fn finish_body(wire: Wire, body: &[u8]) -> Extracted {
 
 /// Reads `stream` whole, split at every byte offset and one byte at a time;
 /// all must agree. Returns the result.
-pub(super) fn every_split(wire: Wire, stream: &[u8]) -> Extracted {
+pub(super) fn every_split(wire: Api, stream: &[u8]) -> Extracted {
     let mut t = UsageTracker::new(wire, true);
     t.feed(stream);
     let whole = t.finish();

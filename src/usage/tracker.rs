@@ -1,7 +1,8 @@
 //! One response's usage, model, error and text, read as the bytes pass.
 
-use super::sse::SseParser;
-use super::{anthropic, gemini, openai_chat, openai_responses, SseEvent, Usage, Wire};
+use super::{anthropic, openai_chat, openai_responses, Usage};
+use crate::wire::SseParser;
+use crate::wire::{Api, SseEvent};
 
 /// Longest error message kept, in characters.
 const MAX_ERROR_CHARS: usize = 512;
@@ -21,7 +22,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 32 * 1024 * 1024,
-            max_event_bytes: super::sse::DEFAULT_MAX_EVENT_BYTES,
+            max_event_bytes: crate::wire::sse::DEFAULT_MAX_EVENT_BYTES,
             max_output_text_bytes: 256 * 1024,
         }
     }
@@ -140,18 +141,18 @@ enum Mode {
 /// JSON object or array (an error reply) is read as a JSON body.
 #[derive(Debug)]
 pub struct UsageTracker {
-    wire: Wire,
+    wire: Api,
     limits: Limits,
     mode: Mode,
     sink: Sink,
 }
 
 impl UsageTracker {
-    pub fn new(wire: Wire, streaming: bool) -> Self {
+    pub fn new(wire: Api, streaming: bool) -> Self {
         Self::with_limits(wire, streaming, Limits::default())
     }
 
-    pub fn with_limits(wire: Wire, streaming: bool, limits: Limits) -> Self {
+    pub fn with_limits(wire: Api, streaming: bool, limits: Limits) -> Self {
         let mode = if streaming {
             Mode::Stream { parser: SseParser::new(limits.max_event_bytes), sniffing: true, skipped: 0 }
         } else {
@@ -235,21 +236,19 @@ impl UsageTracker {
     }
 }
 
-fn handle_body(wire: Wire, body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
+fn handle_body(wire: Api, body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
     match wire {
-        Wire::OpenAiChat => openai_chat::body(body, sink),
-        Wire::OpenAiResponses => openai_responses::body(body, sink),
-        Wire::Anthropic => anthropic::body(body, sink),
-        Wire::GeminiNative => gemini::body(body, sink),
+        Api::Chat => openai_chat::body(body, sink),
+        Api::Responses => openai_responses::body(body, sink),
+        Api::Messages => anthropic::body(body, sink),
     }
 }
 
-fn handle_event(wire: Wire, event: &SseEvent, sink: &mut Sink) {
+fn handle_event(wire: Api, event: &SseEvent, sink: &mut Sink) {
     match wire {
-        Wire::OpenAiChat => openai_chat::event(event, sink),
-        Wire::OpenAiResponses => openai_responses::event(event, sink),
-        Wire::Anthropic => anthropic::event(event, sink),
-        Wire::GeminiNative => gemini::event(event, sink),
+        Api::Chat => openai_chat::event(event, sink),
+        Api::Responses => openai_responses::event(event, sink),
+        Api::Messages => anthropic::event(event, sink),
     }
 }
 
@@ -281,19 +280,19 @@ mod tests {
         let body = b"\n {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\"}}";
         for cut in 0..=body.len() {
             let (a, b) = body.split_at(cut);
-            let mut t = UsageTracker::new(Wire::OpenAiChat, true);
+            let mut t = UsageTracker::new(Api::Chat, true);
             t.feed(a);
             t.feed(b);
             let out = t.finish();
             assert_eq!(out.error.as_deref(), Some("Rate limit reached"), "split at {cut}");
             assert_eq!(out.problem, None);
         }
-        let mut t = UsageTracker::new(Wire::Anthropic, true);
+        let mut t = UsageTracker::new(Api::Messages, true);
         t.feed(b"\r\n");
         assert_eq!(t.finish(), Extracted::default());
     }
 
-    fn track(wire: Wire, limits: Limits, chunks: &[&[u8]]) -> Extracted {
+    fn track(wire: Api, limits: Limits, chunks: &[&[u8]]) -> Extracted {
         let mut t = UsageTracker::with_limits(wire, true, limits);
         for chunk in chunks {
             t.feed(chunk);
@@ -303,7 +302,7 @@ mod tests {
 
     /// The result for `body` read as a stream, checked to be the same fed
     /// whole, in two pieces at every cut, and byte by byte.
-    fn track_any_chunking(wire: Wire, limits: Limits, body: &[u8]) -> Extracted {
+    fn track_any_chunking(wire: Api, limits: Limits, body: &[u8]) -> Extracted {
         let whole = track(wire, limits, &[body]);
         for cut in 0..=body.len() {
             let (a, b) = body.split_at(cut);
@@ -321,13 +320,13 @@ mod tests {
     fn long_leading_whitespace_does_not_change_the_result() {
         let mut body = vec![b' '; 3000];
         body.extend_from_slice(br#"{"error":{"message":"Rate limit reached"}}"#);
-        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), &body);
+        let out = track_any_chunking(Api::Chat, Limits::default(), &body);
         assert_eq!(out.error.as_deref(), Some("Rate limit reached"));
         assert_eq!(out.problem, None);
 
         let mut body = b" \t\r\n".repeat(700);
         body.extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
-        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), &body);
+        let out = track_any_chunking(Api::Chat, Limits::default(), &body);
         assert_eq!(out.output_text, "hi");
         assert_eq!(out.problem, None);
     }
@@ -336,19 +335,19 @@ mod tests {
     fn skipped_whitespace_counts_against_the_caps_without_being_held() {
         // Counted against the body cap, as if it had been buffered.
         let limits = Limits { max_body_bytes: 12, ..Limits::default() };
-        let out = track_any_chunking(Wire::OpenAiChat, limits, b"\n\n\n\n\n\n\n\n\n\n{}");
+        let out = track_any_chunking(Api::Chat, limits, b"\n\n\n\n\n\n\n\n\n\n{}");
         assert_eq!(out.problem, None);
-        let out = track_any_chunking(Wire::OpenAiChat, limits, b"\n\n\n\n\n\n\n\n\n\n\n{}");
+        let out = track_any_chunking(Api::Chat, limits, b"\n\n\n\n\n\n\n\n\n\n\n{}");
         assert_eq!(out.problem, Some(Problem::BodyOverCap));
         // A whitespace line longer than the event cap is an oversized SSE line.
         let limits = Limits { max_event_bytes: 8, ..Limits::default() };
-        let out = track_any_chunking(Wire::OpenAiChat, limits, b"         \n\ndata: {}\n\n");
+        let out = track_any_chunking(Api::Chat, limits, b"         \n\ndata: {}\n\n");
         assert_eq!(out.problem, Some(Problem::EventOverCap));
         // A form feed is not JSON whitespace: what follows it is not a JSON body.
-        let out = track_any_chunking(Wire::OpenAiChat, Limits::default(), b"\x0C{\"error\":\"x\"}");
+        let out = track_any_chunking(Api::Chat, Limits::default(), b"\x0C{\"error\":\"x\"}");
         assert_eq!(out, Extracted::default());
         // Megabytes of whitespace, then a JSON error: only one line is held.
-        let mut t = UsageTracker::new(Wire::OpenAiChat, true);
+        let mut t = UsageTracker::new(Api::Chat, true);
         for _ in 0..4096 {
             t.feed(&[b' '; 1024]);
             t.feed(b"\r\n");
@@ -362,7 +361,7 @@ mod tests {
     #[test]
     fn oversized_body_gives_up_and_says_why() {
         let limits = Limits { max_body_bytes: 10, ..Limits::default() };
-        let mut t = UsageTracker::with_limits(Wire::OpenAiChat, false, limits);
+        let mut t = UsageTracker::with_limits(Api::Chat, false, limits);
         t.feed(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
         let out = t.finish();
         assert_eq!(out.usage, None);

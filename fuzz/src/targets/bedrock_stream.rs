@@ -11,7 +11,8 @@
 //! cut anywhere, must come back as the same events, each named by its JSON
 //! `type` (`message` when it has none).
 use llm_gateway::bedrock::{crc32, BedrockToSse};
-use llm_gateway::usage::{SseEvent, SseParser};
+use llm_gateway::wire::stream::Transform;
+use llm_gateway::wire::{SseEvent, SseParser};
 use serde_json::value::RawValue;
 
 use crate::{pieces, Rng};

@@ -9,6 +9,7 @@
 
 use crate::{bytewise, is_subsequence, pieces, Rng};
 use llm_gateway::usage::UsageChunkStripper;
+use llm_gateway::wire::stream::Transform;
 
 fn strip(cap: Option<usize>, chunks: &[&[u8]]) -> Vec<u8> {
     let mut s = cap.map_or_else(UsageChunkStripper::default, UsageChunkStripper::new);

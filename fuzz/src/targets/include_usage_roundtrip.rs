@@ -10,6 +10,7 @@
 use crate::{pieces, Rng};
 use arbitrary::Arbitrary;
 use llm_gateway::usage::UsageChunkStripper;
+use llm_gateway::wire::stream::Transform;
 use serde_json::json;
 
 #[derive(Arbitrary, Debug)]

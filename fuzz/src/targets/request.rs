@@ -1,9 +1,9 @@
 //! Client request bodies: `request::parse`, `Fields::rewrite`, the upstream
 //! plan (`forward::plan`) and, on Messages, the Save Mode upgrade, chained as
-//! the filter chains them. For each endpoint, when the body parses:
+//! the filter chains them. For each api, when the body parses:
 //!
 //! - a rewrite (none, the plan's own, or random sets and removals) re-parses
-//!   on the same endpoint, with the set values in place, removed fields gone
+//!   on the same api, with the set values in place, removed fields gone
 //!   and every other field's raw JSON unchanged;
 //! - the plan's body carries the routed model and, when the gateway turned on
 //!   `include_usage`, `stream_options.include_usage: true`;
@@ -16,9 +16,9 @@ use crate::Rng;
 use llm_gateway::config::Config;
 use llm_gateway::cost_controls::{upgrade_cache_ttl, Upgrade};
 use llm_gateway::forward::{plan, ProviderKeys};
-use llm_gateway::pipeline::ProviderWire;
 use llm_gateway::request::{parse, ParsedRequest};
-use llm_gateway::routes::Endpoint;
+use llm_gateway::wire::Api;
+use llm_gateway::wire::ProviderWire;
 use serde_json::value::RawValue;
 
 const CONFIG: &[u8] = br#"{"models": {
@@ -39,8 +39,8 @@ fn members(body: &[u8]) -> HashMap<String, &RawValue> {
     }
 }
 
-fn reparse<'a>(out: &'a [u8], endpoint: Endpoint, what: &str) -> ParsedRequest<'a> {
-    match parse(out, endpoint) {
+fn reparse<'a>(out: &'a [u8], api: Api, what: &str) -> ParsedRequest<'a> {
+    match parse(out, api) {
         Ok(p) => p,
         Err(e) => panic!("{what} does not re-parse: {} ({})", e.message, String::from_utf8_lossy(out)),
     }
@@ -91,13 +91,13 @@ pub fn run(data: &[u8]) {
         Err(e) => panic!("fuzz config does not parse: {e}"),
     });
     let mut rng = Rng::new(data);
-    for endpoint in [Endpoint::ChatCompletions, Endpoint::Responses, Endpoint::Messages] {
-        let Ok(req) = parse(data, endpoint) else { continue };
+    for api in [Api::Chat, Api::Responses, Api::Messages] {
+        let Ok(req) = parse(data, api) else { continue };
         assert!(!req.model.is_empty());
 
         // The identity rewrite keeps every field (compact, same raw values).
         let same = req.fields.rewrite(&[], &[]);
-        let again = reparse(&same, endpoint, "identity rewrite");
+        let again = reparse(&same, api, "identity rewrite");
         assert_eq!((again.model.as_ref(), again.stream), (req.model.as_ref(), req.stream));
         assert_eq!(again.include_usage, req.include_usage);
         assert_eq!(again.user, req.user);
@@ -125,13 +125,13 @@ pub fn run(data: &[u8]) {
         // The plan's body, as forwarded upstream: the client's own format
         // rewritten, or translated into the provider's (Bedrock by header too).
         let header = if rng.below(4) == 0 { Some("bedrock") } else { None };
-        let Ok(up) = plan(config, keys, endpoint, &req, data, header) else { continue };
+        let Ok(up) = plan(config, keys, api, &req, data, header) else { continue };
         if up.response.translated() || up.response.provider == ProviderWire::Bedrock {
             let Some(body) = &up.body else { panic!("translated request without a body") };
             let target = match up.response.provider {
-                ProviderWire::OpenAiChat => Some(Endpoint::ChatCompletions),
-                ProviderWire::Anthropic => Some(Endpoint::Messages),
-                ProviderWire::OpenAiResponses => Some(Endpoint::Responses),
+                ProviderWire::OpenAiChat | ProviderWire::GeminiChat => Some(Api::Chat),
+                ProviderWire::Anthropic => Some(Api::Messages),
+                ProviderWire::OpenAiResponses => Some(Api::Responses),
                 ProviderWire::Bedrock => None,
             };
             match target {
@@ -150,7 +150,7 @@ pub fn run(data: &[u8]) {
         }
         let forwarded: &[u8] = match &up.body {
             Some(body) => {
-                let p = reparse(body, endpoint, "the planned body");
+                let p = reparse(body, api, "the planned body");
                 assert_eq!(p.model, up.model, "planned body names another model");
                 assert_eq!(p.stream, req.stream);
                 if up.strip_usage_chunk {
@@ -167,9 +167,9 @@ pub fn run(data: &[u8]) {
         };
 
         // Save Mode on Messages, applied to the body as forwarded.
-        if endpoint == Endpoint::Messages {
+        if api == Api::Messages {
             if let Upgrade::Upgraded { body, .. } = upgrade_cache_ttl(forwarded) {
-                let p = reparse(&body, endpoint, "the upgraded body");
+                let p = reparse(&body, api, "the upgraded body");
                 assert_eq!(p.model, up.model);
                 assert_eq!(p.stream, req.stream);
                 assert_eq!(p.max_output_tokens, req.max_output_tokens);

@@ -10,24 +10,24 @@ use std::sync::OnceLock;
 
 use llm_gateway::config::Config;
 use llm_gateway::forward::{plan, ProviderKeys};
-use llm_gateway::pipeline::{ProviderWire, ResponsePipeline, ResponsePlan};
+use llm_gateway::pipeline::{ResponsePipeline, ResponsePlan};
 use llm_gateway::request::parse;
-use llm_gateway::routes::Endpoint;
 use llm_gateway::usage::Extracted;
+use llm_gateway::wire::Api;
 
 use crate::{pieces, Rng};
 
 /// Requests whose plans (from `forward::plan`, as the filter makes them)
-/// cover every client / provider pairing: endpoint, model, provider header.
-const REQUESTS: [(Endpoint, &str, Option<&str>); 8] = [
-    (Endpoint::ChatCompletions, "gpt-4o", None),
-    (Endpoint::ChatCompletions, "gemini/gemini-2.5-flash", None),
-    (Endpoint::ChatCompletions, "claude-sonnet-4-5", None),
-    (Endpoint::ChatCompletions, "claude-sonnet-4-5", Some("bedrock")),
-    (Endpoint::Responses, "gpt-4o", None),
-    (Endpoint::Messages, "claude-sonnet-4-5", None),
-    (Endpoint::Messages, "gpt-4o", None),
-    (Endpoint::Messages, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
+/// cover every client / provider pairing: api, model, provider header.
+const REQUESTS: [(Api, &str, Option<&str>); 8] = [
+    (Api::Chat, "gpt-4o", None),
+    (Api::Chat, "gemini/gemini-2.5-flash", None),
+    (Api::Chat, "claude-sonnet-4-5", None),
+    (Api::Chat, "claude-sonnet-4-5", Some("bedrock")),
+    (Api::Responses, "gpt-4o", None),
+    (Api::Messages, "claude-sonnet-4-5", None),
+    (Api::Messages, "gpt-4o", None),
+    (Api::Messages, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
 ];
 const TYPES: [Option<&str>; 4] =
     [Some("text/event-stream"), Some("application/json"), Some("application/vnd.amazon.eventstream"), None];
@@ -47,20 +47,12 @@ fn respond(plan: &ResponsePlan, status: u16, ct: Option<&str>, chunks: &[&[u8]])
     }
     if p.holds_body() {
         let (body, _) = p.finish_whole(&held);
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() && plan.client != native(plan.provider) {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() && plan.client != plan.provider.api() {
             panic!("held body is not JSON: {}", String::from_utf8_lossy(&body));
         }
         out = body;
     }
     (out, p.finish())
-}
-
-fn native(provider: ProviderWire) -> Endpoint {
-    match provider {
-        ProviderWire::OpenAiChat => Endpoint::ChatCompletions,
-        ProviderWire::OpenAiResponses => Endpoint::Responses,
-        ProviderWire::Anthropic | ProviderWire::Bedrock => Endpoint::Messages,
-    }
 }
 
 /// The plan the gateway makes for one of `REQUESTS`, streaming or not, with
@@ -71,20 +63,20 @@ fn make_plan(rng: &mut Rng) -> ResponsePlan {
         Ok(c) => (c, ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))),
         Err(e) => panic!("default config: {e}"),
     });
-    let (endpoint, model, header) = REQUESTS[rng.below(REQUESTS.len())];
+    let (api, model, header) = REQUESTS[rng.below(REQUESTS.len())];
     let stream = rng.below(4) != 0;
     let usage = [", \"stream_options\": {\"include_usage\": true}", ""][rng.below(2)];
     let body = format!(
         r#"{{"model": "{model}", "max_tokens": 10, "stream": {stream}{usage}, "input": "hi",
             "messages": [{{"role": "user", "content": "hi"}}]}}"#
     );
-    let req = match parse(body.as_bytes(), endpoint) {
+    let req = match parse(body.as_bytes(), api) {
         Ok(r) => r,
         Err(e) => panic!("request {body}: {}", e.message),
     };
-    match plan(config, keys, endpoint, &req, body.as_bytes(), header) {
+    match plan(config, keys, api, &req, body.as_bytes(), header) {
         Ok(up) => up.response,
-        Err(e) => panic!("no plan for {endpoint:?} {model} {header:?}: {}", e.message),
+        Err(e) => panic!("no plan for {api:?} {model} {header:?}: {}", e.message),
     }
 }
 

@@ -7,8 +7,8 @@
 //! - `finish` leaves nothing behind: a second `finish` yields nothing.
 
 use crate::{bytewise, pieces, Rng};
-use llm_gateway::usage::sse::DEFAULT_MAX_EVENT_BYTES;
-use llm_gateway::usage::{SseEvent, SseParser};
+use llm_gateway::wire::sse::DEFAULT_MAX_EVENT_BYTES;
+use llm_gateway::wire::{SseEvent, SseParser};
 
 fn parse_all(cap: usize, chunks: &[&[u8]]) -> (Vec<SseEvent>, u64) {
     let mut p = SseParser::new(cap);

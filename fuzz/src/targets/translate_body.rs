@@ -8,12 +8,12 @@
 //! client gets its own API's error shape with a string message.
 use llm_gateway::bedrock::{bedrock_error_to_anthropic, messages_to_bedrock_body};
 use llm_gateway::request::parse;
-use llm_gateway::routes::Endpoint;
 use llm_gateway::translate::{
     anthropic_error_to_openai, chat_request_to_messages, chat_response_to_messages, messages_request_to_chat,
     messages_response_to_chat, openai_error_to_anthropic,
 };
-use llm_gateway::usage::{UsageTracker, Wire};
+use llm_gateway::usage::UsageTracker;
+use llm_gateway::wire::Api;
 use std::collections::HashMap;
 
 use serde_json::value::RawValue;
@@ -46,9 +46,9 @@ fn check_bedrock_body(body: &[u8]) {
 /// (prompt with cache, billed output), when the body reports a usage that is
 /// possible and well typed, without repeated keys (OpenAI's cached tokens are part of its prompt tokens; Anthropic's
 /// cache writes are the sum of their split; counts are below 2^53).
-fn usage(wire: Wire, body: &[u8]) -> Option<(u64, u64)> {
+fn usage(wire: Api, body: &[u8]) -> Option<(u64, u64)> {
     let text = std::str::from_utf8(body).ok()?;
-    if !crate::json_without_duplicates(text) || !crate::usage_well_typed(wire == Wire::Anthropic, text) {
+    if !crate::json_without_duplicates(text) || !crate::usage_well_typed(wire == Api::Messages, text) {
         return None;
     }
     let mut t = UsageTracker::new(wire, false);
@@ -84,14 +84,14 @@ fn anthropic_error(body: &[u8]) {
 
 pub fn run(data: &[u8]) {
     if let Ok(out) = chat_request_to_messages(data, "claude-sonnet-4-5", 4096) {
-        match parse(&out, Endpoint::Messages) {
+        match parse(&out, Api::Messages) {
             Ok(p) => assert_eq!(p.model, "claude-sonnet-4-5"),
             Err(e) => panic!("translated Messages request does not parse: {}", e.message),
         }
         check_bedrock_body(&out);
     }
     if let Ok(out) = messages_request_to_chat(data, "gpt-4o") {
-        match parse(&out, Endpoint::ChatCompletions) {
+        match parse(&out, Api::Chat) {
             Ok(p) => assert_eq!(p.model, "gpt-4o"),
             Err(e) => panic!("translated Chat request does not parse: {}", e.message),
         }
@@ -100,13 +100,13 @@ pub fn run(data: &[u8]) {
 
     if let Ok(out) = messages_response_to_chat(data, "client-model", 1_741_569_952) {
         members(&out, "translated Chat response");
-        if let (Some(a), Some(b)) = (usage(Wire::Anthropic, data), usage(Wire::OpenAiChat, &out)) {
+        if let (Some(a), Some(b)) = (usage(Api::Messages, data), usage(Api::Chat, &out)) {
             assert_eq!(a, b, "usage changed in translation (prompt, output)");
         }
     }
     if let Ok(out) = chat_response_to_messages(data, "client-model") {
         members(&out, "translated Messages response");
-        if let (Some(a), Some(b)) = (usage(Wire::OpenAiChat, data), usage(Wire::Anthropic, &out)) {
+        if let (Some(a), Some(b)) = (usage(Api::Chat, data), usage(Api::Messages, &out)) {
             assert_eq!(a, b, "usage changed in translation (prompt, output)");
         }
     }

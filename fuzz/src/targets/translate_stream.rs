@@ -1,5 +1,5 @@
-//! Streaming translation (`translate::MessagesToChatStream`,
-//! `translate::ChatToMessagesStream`) on arbitrary provider bytes.
+//! Streaming translation (`translate::MessagesToChat`,
+//! `translate::ChatToMessages`) on arbitrary provider bytes.
 //!
 //! - The output does not depend on how the provider's bytes are chunked.
 //! - Every output event's data is JSON (or OpenAI's `[DONE]`), on one line;
@@ -8,14 +8,16 @@
 //!   (see `well_formed`), the client's stream ends without an error, and both
 //!   report usage,
 //!   the prompt (cache included) and the billed output are the same.
-use llm_gateway::translate::{ChatToMessagesStream, MessagesToChatStream};
-use llm_gateway::usage::{SseEvent, SseParser, UsageTracker, Wire};
+use llm_gateway::translate::{ChatToMessages, MessagesToChat};
+use llm_gateway::usage::UsageTracker;
+use llm_gateway::wire::stream::{Sse, Transform};
+use llm_gateway::wire::{Api, SseEvent, SseParser};
 use serde_json::Value;
 
 use crate::{pieces, Rng};
 
 fn to_chat(chunks: &[&[u8]]) -> Vec<u8> {
-    let mut t = MessagesToChatStream::new("client-model", true, 1_741_569_952);
+    let mut t = Sse::new(MessagesToChat::new("client-model", true, 1_741_569_952));
     let mut out = Vec::new();
     for chunk in chunks {
         out.extend(t.feed(chunk));
@@ -25,7 +27,7 @@ fn to_chat(chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 fn to_messages(chunks: &[&[u8]]) -> Vec<u8> {
-    let mut t = ChatToMessagesStream::new("client-model");
+    let mut t = Sse::new(ChatToMessages::new("client-model"));
     let mut out = Vec::new();
     for chunk in chunks {
         out.extend(t.feed(chunk));
@@ -102,7 +104,7 @@ fn ends_in_error(sse: &[u8]) -> bool {
 /// (prompt with cache, billed output), when the stream reports a usage that
 /// is possible (OpenAI's cached tokens are part of its prompt tokens; Anthropic's
 /// cache writes are the sum of their split; counts are below 2^53).
-fn usage(wire: Wire, stream: &[u8]) -> Option<(u64, u64)> {
+fn usage(wire: Api, stream: &[u8]) -> Option<(u64, u64)> {
     let mut t = UsageTracker::new(wire, true);
     t.feed(stream);
     let u = t.finish().usage?;
@@ -133,8 +135,7 @@ pub fn run(data: &[u8]) {
             assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole), "output depends on chunking");
         }
         check_events(&whole, !anthropic_provider);
-        let (from, to) =
-            if anthropic_provider { (Wire::Anthropic, Wire::OpenAiChat) } else { (Wire::OpenAiChat, Wire::Anthropic) };
+        let (from, to) = if anthropic_provider { (Api::Messages, Api::Chat) } else { (Api::Chat, Api::Messages) };
         // A stream that ends in an error (cut short, provider error) owes the client no usage.
         if !well_formed(data, anthropic_provider) || ends_in_error(&whole) {
             continue;

@@ -10,40 +10,16 @@ mod streams_to_messages;
 
 use serde_json::{json, Map, Value};
 
-use super::{ChatToMessagesStream, MessagesToChatStream};
-use crate::usage::SseParser;
+use crate::wire::stream::Transform;
+use crate::wire::SseParser;
 
 pub(super) fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
 }
 
-/// The two stream translators, for the shared split test.
-pub(super) trait Translator {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8>;
-    fn finish(&mut self) -> Vec<u8>;
-}
-
-impl Translator for MessagesToChatStream {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        MessagesToChatStream::feed(self, chunk)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        MessagesToChatStream::finish(self)
-    }
-}
-
-impl Translator for ChatToMessagesStream {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        ChatToMessagesStream::feed(self, chunk)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        ChatToMessagesStream::finish(self)
-    }
-}
-
 /// Translates `input` whole, split at every byte offset and one byte at a
 /// time; all must give the same bytes. Returns them.
-pub(super) fn every_split<T: Translator>(make: impl Fn() -> T, input: &[u8]) -> Vec<u8> {
+pub(super) fn every_split<T: Transform>(make: impl Fn() -> T, input: &[u8]) -> Vec<u8> {
     let mut t = make();
     let mut whole = t.feed(input);
     whole.extend(t.finish());

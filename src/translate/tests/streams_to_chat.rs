@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use super::{collect_chat, every_split, parse};
-use crate::translate::{messages_response_to_chat, MessagesToChatStream};
+use crate::translate::{messages_response_to_chat, MessagesToChat};
+use crate::wire::stream::Sse;
 
 /// Verbatim from the Anthropic streaming docs (PROTOCOLS.md C).
 const BASIC: &str = r#"event: message_start
@@ -65,8 +66,10 @@ event: message_stop\r\n\
 data: {\"type\":\"message_stop\"}\r\n\r\n";
 
 fn stream(include_usage: bool, input: &str) -> String {
-    let out =
-        every_split(|| MessagesToChatStream::new("claude-opus-4-8", include_usage, 1_700_000_000), input.as_bytes());
+    let out = every_split(
+        || Sse::new(MessagesToChat::new("claude-opus-4-8", include_usage, 1_700_000_000)),
+        input.as_bytes(),
+    );
     String::from_utf8(out).unwrap()
 }
 

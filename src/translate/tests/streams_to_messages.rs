@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 use super::{collect_anthropic, every_split, parse};
-use crate::translate::{chat_response_to_messages, ChatToMessagesStream};
+use crate::translate::{chat_response_to_messages, ChatToMessages};
+use crate::wire::stream::Sse;
 
 /// The PROTOCOLS.md A example with `include_usage`.
 const BASIC: &str = r#"data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
@@ -46,7 +47,7 @@ fn tool_stream() -> String {
 }
 
 fn stream(input: &str) -> String {
-    String::from_utf8(every_split(|| ChatToMessagesStream::new("gpt-4o-mini"), input.as_bytes())).unwrap()
+    String::from_utf8(every_split(|| Sse::new(ChatToMessages::new("gpt-4o-mini")), input.as_bytes())).unwrap()
 }
 
 #[test]

@@ -938,6 +938,7 @@ fn bedrock_error_type(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llm_gateway::wire::stream::Transform;
 
     fn mock() -> MockProvider {
         MockProvider::start(ProviderKeys {

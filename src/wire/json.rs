@@ -11,28 +11,28 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// Decodes an optional raw member into `T`, or `None` if it does not fit.
-pub(super) fn decode<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+pub fn decode<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
     raw.and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 /// A JSON string member.
-pub(super) fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+pub fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
     decode(raw)
 }
 
 /// A token count: a non-negative number (an integral float is accepted).
-pub(super) fn count(raw: Option<&RawValue>) -> Option<u64> {
+pub fn count(raw: Option<&RawValue>) -> Option<u64> {
     let number: serde_json::Number = decode(raw)?;
     number.as_u64().or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
 }
 
 /// Elements of a JSON array member; empty if it is not an array.
-pub(super) fn array(raw: Option<&RawValue>) -> Vec<&RawValue> {
+pub fn array(raw: Option<&RawValue>) -> Vec<&RawValue> {
     decode(raw).unwrap_or_default()
 }
 
 /// Text content that is either a string or an array of `{"text": ...}` parts.
-pub(super) fn text_content(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+pub fn text_content(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
     if let Some(s) = string(raw) {
         return Some(s);
     }
@@ -57,7 +57,7 @@ pub(super) fn text_content(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
 
 /// A human-readable message from an error member: the string itself, its
 /// `message`, a nested `error.message`, or else the raw JSON.
-pub(super) fn error_message(raw: Option<&RawValue>) -> Option<String> {
+pub fn error_message(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?;
     if let Some(s) = string(Some(raw)) {
         return Some(s.into_owned());

@@ -77,7 +77,7 @@ impl SseParser {
 
     /// Bytes held for the current line and event (tests check bounds).
     #[cfg(test)]
-    pub(super) fn buffered_bytes(&self) -> usize {
+    pub(crate) fn buffered_bytes(&self) -> usize {
         self.line.capacity() + self.data.capacity()
     }
 
