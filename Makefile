@@ -63,6 +63,11 @@ key:
 fmt:
 	@$(CARGO) fmt --all
 
+# Regenerates src/model_caps/catalog.tsv (output limits, reasoning controls) from the pinned LiteLLM release.
+.PHONY: model-limits
+model-limits:
+	@python3 scripts/gen-model-limits.py
+
 clean:
 	@$(CARGO) clean
 

@@ -12,6 +12,7 @@ pub mod cost_controls;
 pub mod errors;
 pub mod forward;
 pub mod limits;
+pub mod model_caps;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;

@@ -163,7 +163,7 @@ impl Rates {
 }
 
 /// Maps provider spellings onto the first-party name.
-fn normalise(model: &str) -> String {
+pub(crate) fn normalise(model: &str) -> String {
     let mut m = model.trim().to_ascii_lowercase();
     for prefix in ["gemini/", "models/"] {
         if let Some(rest) = m.strip_prefix(prefix) {
@@ -206,7 +206,7 @@ fn strip_version(m: &str) -> &str {
 }
 
 /// Removes a trailing release date or `-latest`.
-fn strip_date(m: &str) -> Option<&str> {
+pub(crate) fn strip_date(m: &str) -> Option<&str> {
     if let Some(base) = m.strip_suffix("-latest") {
         return Some(base);
     }
