@@ -257,6 +257,34 @@ impl From<&Usage> for AnthropicUsageOut {
     }
 }
 
+/// Responses API `usage` as the translators write it (the input includes the cache).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ResponsesUsageOut {
+    pub input_tokens: u64,
+    pub input_tokens_details: PromptTokensDetails,
+    pub output_tokens: u64,
+    pub output_tokens_details: OutputTokensDetails,
+    pub total_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OutputTokensDetails {
+    pub reasoning_tokens: u64,
+}
+
+impl From<&Usage> for ResponsesUsageOut {
+    fn from(u: &Usage) -> Self {
+        let chat = ChatUsageOut::from(u);
+        ResponsesUsageOut {
+            input_tokens: chat.prompt_tokens,
+            input_tokens_details: chat.prompt_tokens_details,
+            output_tokens: u.billed_output_tokens(),
+            output_tokens_details: OutputTokensDetails { reasoning_tokens: u.reasoning_tokens.unwrap_or(0) },
+            total_tokens: chat.prompt_tokens.saturating_add(u.billed_output_tokens()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
