@@ -1,14 +1,20 @@
 //! The Chat Completions request both translators into OpenAI's format write
 //! ([`super::messages_to_chat`] for OpenAI and Gemini, [`super::responses_to_chat`]
 //! for Gemini): messages, tools, tool choice, and the last members (output
-//! limit, reasoning effort, output format, streaming with usage).
+//! limit, reasoning effort, output format, streaming with usage). For Gemini
+//! the tools' schemas keep only the keywords Gemini takes ([`gemini_schema`])
+//! and `user` is left out (its endpoint refuses fields it does not know).
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::common::{ObjectWriter, Str};
 use super::target::{chat_reasoning_effort, Effort, Target};
 use super::TranslateError;
+use crate::providers::Provider;
 
 #[derive(Serialize)]
 pub(super) struct OutMessage<'a> {
@@ -98,7 +104,7 @@ pub(super) struct OutFunction<'a> {
     pub name: Str<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<Str<'a>>,
-    pub parameters: &'a RawValue,
+    pub parameters: Cow<'a, RawValue>,
 }
 
 /// `tool_choice`.
@@ -163,6 +169,74 @@ pub(super) struct Settings<'a> {
     pub stream: bool,
 }
 
+/// The JSON Schema keywords Gemini's function declarations take (its
+/// `Schema`); it refuses requests with any other (`$schema`,
+/// `additionalProperties`, `exclusiveMinimum`, `const`, `propertyNames`, …).
+const GEMINI_SCHEMA_KEYS: [&str; 22] = [
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
+/// A parameters schema as Gemini takes it: other keywords removed, `const`
+/// as a one-value `enum`, a `["T", "null"]` type as `T` and `nullable`.
+pub(super) fn gemini_schema(schema: &RawValue) -> Option<Box<RawValue>> {
+    fn clean(v: &mut Value) {
+        let Value::Object(map) = v else { return };
+        if let Some(c) = map.remove("const") {
+            map.entry("enum").or_insert_with(|| Value::Array(vec![c]));
+        }
+        if let Some(Value::Array(types)) = map.get("type") {
+            let non_null: Vec<Value> = types.iter().filter(|t| t.as_str() != Some("null")).cloned().collect();
+            let nullable = non_null.len() < types.len();
+            if let [one] = non_null.as_slice() {
+                let one = one.clone();
+                map.insert("type".into(), one);
+                if nullable {
+                    map.insert("nullable".into(), Value::Bool(true));
+                }
+            }
+        }
+        map.retain(|k, _| GEMINI_SCHEMA_KEYS.contains(&k.as_str()));
+        if let Some(Value::Object(props)) = map.get_mut("properties") {
+            props.values_mut().for_each(clean);
+        }
+        match map.get_mut("items") {
+            Some(Value::Array(items)) => items.iter_mut().for_each(clean),
+            Some(items) => clean(items),
+            None => {}
+        }
+        if let Some(Value::Array(any)) = map.get_mut("anyOf") {
+            any.iter_mut().for_each(clean);
+        }
+    }
+    let mut value: Value = serde_json::from_str(schema.get()).ok()?;
+    if !value.is_object() {
+        value = Value::Object(Map::new());
+    }
+    clean(&mut value);
+    serde_json::value::to_raw_value(&value).ok()
+}
+
 /// Writes a whole Chat request for `target`.
 pub(super) fn write(
     target: &Target,
@@ -177,8 +251,16 @@ pub(super) fn write(
         // The current field: `max_tokens` is deprecated and refused by o-series models.
         out.value("max_completion_tokens", &target.clamp_output(n));
     }
-    if !s.tools.is_empty() {
-        out.value("tools", &s.tools);
+    let mut tools = s.tools;
+    if target.provider == Provider::Gemini {
+        for tool in &mut tools {
+            if let Some(clean) = gemini_schema(&tool.function.parameters) {
+                tool.function.parameters = Cow::Owned(clean);
+            }
+        }
+    }
+    if !tools.is_empty() {
+        out.value("tools", &tools);
         match &s.tool_choice {
             Some(OutChoice::Auto) => out.value("tool_choice", "auto"),
             Some(OutChoice::Required) => out.value("tool_choice", "required"),
@@ -200,7 +282,8 @@ pub(super) fn write(
             out.raw(key, raw.get());
         }
     }
-    if let Some(user) = &s.user {
+    // Gemini's endpoint refuses fields it does not know; the gateway attributes the user itself.
+    if let Some(user) = s.user.as_ref().filter(|_| target.provider != Provider::Gemini) {
         out.value("user", user);
     }
     match &s.format {
@@ -220,4 +303,28 @@ pub(super) fn write(
         out.raw("stream_options", r#"{"include_usage":true}"#);
     }
     Ok(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_schemas_keep_what_gemini_takes() {
+        let schema: Box<RawValue> = serde_json::from_str(
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,
+            "properties":{"n":{"type":"integer","exclusiveMinimum":0,"description":"count"},
+                          "mode":{"const":"fast"},"tags":{"type":"array","items":{"type":["string","null"],"propertyNames":{}}}},
+            "required":["n"]}"#,
+        )
+        .unwrap();
+        let clean: Value = serde_json::from_str(gemini_schema(&schema).unwrap().get()).unwrap();
+        assert_eq!(
+            clean,
+            serde_json::json!({"type": "object", "required": ["n"], "properties": {
+                "n": {"type": "integer", "description": "count"},
+                "mode": {"enum": ["fast"]},
+                "tags": {"type": "array", "items": {"type": "string", "nullable": true}}}})
+        );
+    }
 }

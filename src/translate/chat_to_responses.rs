@@ -25,8 +25,7 @@ use serde_json::value::RawValue;
 use super::common::{invalid, Str};
 use super::errors::ErrorDetail;
 use super::responses_out::{
-    call_item_id, error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext,
-    ResponsesStream, Status,
+    error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext, ResponsesStream, Status,
 };
 use super::TranslateError;
 use crate::wire::stream::{EventHandler, Next};
@@ -117,13 +116,7 @@ pub fn chat_response_to_responses(
                 };
                 let name = call.function.name.into_owned();
                 let arguments = call.function.arguments.filter(|a| !a.trim().is_empty()).unwrap_or(Str::Borrowed("{}"));
-                items.push(Item::Call {
-                    id: call_item_id(&call_id),
-                    custom: ctx.custom_tools.contains(&name),
-                    call_id,
-                    name,
-                    arguments: arguments.into_owned(),
-                });
+                items.push(ctx.call_item(call_id, &name, arguments.into_owned()));
             }
         }
     }

@@ -6,7 +6,8 @@
 //! | `system` string or text blocks | one leading `system` message (blocks joined by a blank line) |
 //! | `system`-role messages inside `messages` (newer models take them mid-conversation) | a `system` message in place |
 //! | user `text` / `image` (base64 → data URL; `url`) / `document` (base64 PDF → `file.file_data`; plain text → text) | user content: a string for one text block, else parts |
-//! | user `tool_result` | a `tool` message each, placed before the rest of the turn; text joined by newlines; images in a result move to the user message that follows |
+//! | user `tool_result` | a `tool` message each, placed before the rest of the turn; text joined by newlines; images in a result move to the user message that follows; a `tool_reference` (a tool search's result) is the text "Tool <name> is now available." |
+//! | `tools` with `defer_loading` | offered once a `tool_reference` in the conversation loaded them; until then left out (Claude Code's `DeferredToolPlaceholder` never is) |
 //! | assistant `text` / `tool_use` | assistant `content` (text concatenated) and `tool_calls` (`input` as the `arguments` string) |
 //! | `thinking`, `redacted_thinking` blocks | dropped (OpenAI has no way to send them back) |
 //! | `tools` `{name, description, input_schema}` | `{type: function, function: {name, description, parameters}}` |
@@ -58,9 +59,11 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
     }
     let messages: Vec<InMessage> =
         field(&fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+    // Deferred tools a tool search has loaded.
+    let mut loaded: Vec<String> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
         match m.role.as_ref() {
-            "user" => convert_user(m.content, i, &mut out_messages)?,
+            "user" => convert_user(m.content, i, &mut out_messages, &mut loaded)?,
             "assistant" => out_messages.push(convert_assistant(m.content, i)?),
             "system" => {
                 let text = system_text(m.content)?;
@@ -73,8 +76,13 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
     }
 
     let tools: Option<Vec<InTool>> = field(&fields, "tools")?;
-    let tools =
-        tools.unwrap_or_default().into_iter().map(|t| convert_tool(t, target)).collect::<Result<Vec<_>, _>>()?;
+    let tools = tools
+        .unwrap_or_default()
+        .into_iter()
+        // A deferred tool no tool search loaded is not offered (Claude Code's placeholder among them).
+        .filter(|t| t.defer_loading != Some(true) || t.name.as_deref().is_some_and(|n| loaded.iter().any(|l| l == n)))
+        .map(|t| convert_tool(t, target))
+        .collect::<Result<Vec<_>, _>>()?;
     let (tool_choice, parallel_tool_calls) = match field::<InToolChoice>(&fields, "tool_choice")? {
         Some(choice) => {
             let parallel = (choice.disable_parallel_tool_use == Some(true) && choice.kind != "none").then_some(false);
@@ -183,6 +191,8 @@ struct InBlock<'a> {
     tool_use_id: Option<Str<'a>>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_name: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -228,12 +238,18 @@ fn blocks_of(raw: &RawValue, i: usize) -> Result<Vec<InBlock<'_>>, TranslateErro
             input: None,
             tool_use_id: None,
             content: None,
+            tool_name: None,
         }]);
     }
     decode(raw, &format!("messages[{i}].content"))
 }
 
-fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) -> Result<(), TranslateError> {
+fn convert_user<'a>(
+    raw: &'a RawValue,
+    i: usize,
+    out: &mut Vec<OutMessage<'a>>,
+    loaded: &mut Vec<String>,
+) -> Result<(), TranslateError> {
     if raw.get().starts_with('"') {
         out.push(OutMessage::text("user", decode_str(raw, "content")?));
         return Ok(());
@@ -247,7 +263,7 @@ fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) 
                 let id = block
                     .tool_use_id
                     .ok_or_else(|| invalid(format!("messages[{i}]: tool_result without 'tool_use_id'")))?;
-                let text = tool_result_text(block.content, i, &mut result_images)?;
+                let text = tool_result_text(block.content, i, &mut result_images, loaded)?;
                 out.push(OutMessage::tool_result(id, text));
             }
             _ => {
@@ -312,6 +328,7 @@ fn tool_result_text<'a>(
     raw: Option<&'a RawValue>,
     i: usize,
     images: &mut Vec<OutPart<'a>>,
+    loaded: &mut Vec<String>,
 ) -> Result<Str<'a>, TranslateError> {
     let Some(raw) = raw.filter(|r| r.get() != "null") else {
         return Ok(Cow::Borrowed(""));
@@ -323,6 +340,12 @@ fn tool_result_text<'a>(
     for block in blocks_of(raw, i)? {
         match block.kind.as_ref() {
             "text" => texts.push(block.text.unwrap_or_default()),
+            // A tool search's result: the deferred tool is offered from now on.
+            "tool_reference" => {
+                let name = block.tool_name.unwrap_or_default();
+                texts.push(Cow::Owned(format!("Tool {name} is now available.")));
+                loaded.push(name.into_owned());
+            }
             _ => {
                 if let Some(part) = user_part(block, i)? {
                     match part {
@@ -380,6 +403,8 @@ struct InTool<'a> {
     description: Option<Str<'a>>,
     #[serde(borrow, default)]
     input_schema: Option<&'a RawValue>,
+    #[serde(default)]
+    defer_loading: Option<bool>,
 }
 
 fn convert_tool<'a>(tool: InTool<'a>, target: &Target) -> Result<OutTool<'a>, TranslateError> {
@@ -391,7 +416,10 @@ fn convert_tool<'a>(tool: InTool<'a>, target: &Target) -> Result<OutTool<'a>, Tr
     }
     let name = tool.name.ok_or_else(|| invalid("tools: tool without 'name'"))?;
     let parameters = tool.input_schema.ok_or_else(|| invalid(format!("tools: '{name}' has no 'input_schema'")))?;
-    Ok(OutTool { kind: "function", function: OutFunction { name, description: tool.description, parameters } })
+    Ok(OutTool {
+        kind: "function",
+        function: OutFunction { name, description: tool.description, parameters: Cow::Borrowed(parameters) },
+    })
 }
 
 #[derive(Deserialize)]

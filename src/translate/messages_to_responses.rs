@@ -24,8 +24,7 @@ use serde_json::value::RawValue;
 
 use super::common::{invalid, Str};
 use super::responses_out::{
-    call_item_id, error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext,
-    ResponsesStream, Status,
+    error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext, ResponsesStream, Status,
 };
 use super::TranslateError;
 use crate::wire::stream::{EventHandler, Next};
@@ -91,13 +90,7 @@ pub fn messages_response_to_responses(
             "tool_use" => {
                 let call_id = block.id.unwrap_or_default().into_owned();
                 let name = block.name.unwrap_or_default().into_owned();
-                Item::Call {
-                    id: call_item_id(&call_id),
-                    custom: ctx.custom_tools.contains(&name),
-                    call_id,
-                    name,
-                    arguments: block.input.map_or("{}", RawValue::get).to_owned(),
-                }
+                ctx.call_item(call_id, &name, block.input.map_or("{}", RawValue::get).to_owned())
             }
             "thinking" => Item::thinking(
                 item_id("rs", &id, n),

@@ -41,6 +41,8 @@ pub struct ResponsesContext {
     pub echo: String,
     /// Tools declared `custom`: their calls come back as `custom_tool_call` items.
     pub custom_tools: Vec<String>,
+    /// Namespaced functions, `(flat name, namespace, name)`: their calls come back naming the namespace.
+    pub namespaced: Vec<(String, String, String)>,
 }
 
 impl ResponsesContext {
@@ -76,8 +78,18 @@ impl ResponsesContext {
         if !echo.is_empty() {
             echo.remove(0);
         }
-        let custom_tools = super::responses_request::Request::custom_tool_names(fields);
-        ResponsesContext { echo, custom_tools }
+        let (custom_tools, namespaced) = super::responses_request::tool_shapes(fields);
+        ResponsesContext { echo, custom_tools, namespaced }
+    }
+
+    /// The call item for a tool the model called by its flat name.
+    pub(super) fn call_item(&self, call_id: String, name: &str, arguments: String) -> Item {
+        let custom = self.custom_tools.iter().any(|t| t == name);
+        let (name, namespace) = match self.namespaced.iter().find(|(flat, _, _)| flat == name) {
+            Some((_, ns, inner)) => (inner.clone(), Some(ns.clone())),
+            None => (name.to_owned(), None),
+        };
+        Item::Call { id: call_item_id(&call_id), call_id, name, namespace, arguments, custom }
     }
 }
 
@@ -93,7 +105,7 @@ pub(super) enum Status {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Item {
     Message { id: String, text: String },
-    Call { id: String, call_id: String, name: String, arguments: String, custom: bool },
+    Call { id: String, call_id: String, name: String, namespace: Option<String>, arguments: String, custom: bool },
     Reasoning { id: String, text: String, encrypted: Option<String> },
 }
 
@@ -122,13 +134,15 @@ impl Item {
                 let content: Vec<OutputText> = if done { vec![OutputText::new(text)] } else { Vec::new() };
                 to_json(&MessageItem { id, kind: "message", status, role: "assistant", content })
             }
-            Item::Call { id, call_id, name, arguments, custom: false } => {
+            Item::Call { id, call_id, name, namespace, arguments, custom: false } => {
                 let arguments = if done { arguments.as_str() } else { "" };
-                to_json(&CallItem { id, kind: "function_call", status, arguments, call_id, name })
+                let namespace = namespace.as_deref();
+                to_json(&CallItem { id, kind: "function_call", status, arguments, call_id, name, namespace })
             }
-            Item::Call { id, call_id, name, arguments, custom: true } => {
+            Item::Call { id, call_id, name, namespace, arguments, custom: true } => {
                 let input = if done { custom_input(arguments) } else { String::new() };
-                to_json(&CustomItem { id, kind: "custom_tool_call", status, call_id, name, input: &input })
+                let namespace = namespace.as_deref();
+                to_json(&CustomItem { id, kind: "custom_tool_call", status, call_id, name, namespace, input: &input })
             }
             Item::Reasoning { id, text, encrypted } => {
                 let summary: Vec<SummaryText> = if done && !text.is_empty() {
@@ -189,6 +203,8 @@ struct CallItem<'a> {
     arguments: &'a str,
     call_id: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -199,6 +215,8 @@ struct CustomItem<'a> {
     status: &'static str,
     call_id: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
     input: &'a str,
 }
 
@@ -334,10 +352,6 @@ impl ResponsesStream {
         }
     }
 
-    pub(super) fn is_custom(&self, name: &str) -> bool {
-        self.ctx.custom_tools.iter().any(|t| t == name)
-    }
-
     fn head(&self) -> ResponseHead<'_> {
         ResponseHead { id: &self.id, created_at: self.created_at, model: &self.model, ctx: &self.ctx }
     }
@@ -412,14 +426,7 @@ impl ResponsesStream {
 
     /// A tool call starts.
     pub(super) fn call(&mut self, out: &mut Vec<u8>, call_id: &str, name: &str) {
-        let custom = self.is_custom(name);
-        let item = Item::Call {
-            id: call_item_id(call_id),
-            call_id: call_id.to_owned(),
-            name: name.to_owned(),
-            arguments: String::new(),
-            custom,
-        };
+        let item = self.ctx.call_item(call_id.to_owned(), name, String::new());
         self.add(out, item);
     }
 

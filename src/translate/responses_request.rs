@@ -12,7 +12,8 @@
 //! | `function_call_output`, `custom_tool_call_output` (string or parts) | a tool result |
 //! | `reasoning` | the summary text and `encrypted_content` (kept only by Anthropic) |
 //! | `instructions` | instructions, before any in `input` |
-//! | `tools` `function` / `custom` | tools; a custom (freeform) tool is a function taking one string `input` (its grammar `format` is not enforced) |
+//! | `tools` `function` / `custom` / `namespace` | tools; a custom (freeform) tool is a function taking one string `input` (its grammar `format` is not enforced); a namespace's tools are functions named `<namespace>__<name>`, and their calls come back naming the namespace |
+//! | `tools` `web_search`, `web_search_preview`, `tool_search` (Codex sends them on every request) | dropped: the model answers without searching |
 //! | `tool_choice` `auto` / `none` / `required` / `{type: function or custom, name}`, `parallel_tool_calls` | tool choice |
 //! | `reasoning.effort`, `reasoning.summary` | effort, and whether to return the thinking text |
 //! | `max_output_tokens`, `temperature`, `top_p`, `text.format`, `stream` | same |
@@ -29,8 +30,8 @@
 //! Refused with a 400 naming the field ([`TranslateError::Unsupported`]):
 //! the gateway is stateless, so `previous_response_id`, `conversation`,
 //! `store: true`, `background: true`, `prompt` (a stored template) and
-//! `item_reference` items; hosted and built-in tools (`web_search`,
-//! `file_search`, `code_interpreter`, `computer_use_preview`,
+//! `item_reference` items; hosted and built-in tools other than web search
+//! (`file_search`, `code_interpreter`, `computer_use_preview`,
 //! `image_generation`, `mcp`, `local_shell`, `shell`, `apply_patch`, …) and
 //! their call items, `allowed_tools` and hosted tool choices; `top_logprobs`;
 //! `input_audio` parts; images and files by `file_id`.
@@ -129,12 +130,28 @@ pub(super) enum Format<'a> {
     JsonObject,
 }
 
-impl<'a> Request<'a> {
-    /// The names of the custom tools, whose calls go back as `custom_tool_call` items.
-    pub fn custom_tool_names(fields: &Fields) -> Vec<String> {
-        let tools: Vec<InTool> = field(fields, "tools").ok().flatten().unwrap_or_default();
-        tools.into_iter().filter(|t| t.kind == "custom").filter_map(|t| t.name.map(Cow::into_owned)).collect()
+/// The tools whose calls go back in another shape than a plain function call:
+/// custom tools (as `custom_tool_call` items) and namespaced functions
+/// (`(flat name, namespace, name)`, as calls naming their namespace).
+pub(super) fn tool_shapes(fields: &Fields) -> (Vec<String>, Vec<(String, String, String)>) {
+    let tools: Vec<InTool> = field(fields, "tools").ok().flatten().unwrap_or_default();
+    let (mut custom, mut namespaced) = (Vec::new(), Vec::new());
+    for tool in tools {
+        match (tool.kind.as_ref(), tool.name) {
+            ("custom", Some(name)) => custom.push(name.into_owned()),
+            ("namespace", Some(ns)) => {
+                for inner in tool.tools.unwrap_or_default() {
+                    let Some(name) = inner.name else { continue };
+                    if inner.kind == "custom" {
+                        custom.push(flat_name(&ns, &name));
+                    }
+                    namespaced.push((flat_name(&ns, &name), ns.clone().into_owned(), name.into_owned()));
+                }
+            }
+            _ => {}
+        }
     }
+    (custom, namespaced)
 }
 
 /// Parses a Responses body; `target` names the provider in refusals.
@@ -157,8 +174,11 @@ pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'
             }
         }
     }
-    let tools: Vec<InTool> = field(fields, "tools")?.unwrap_or_default();
-    let tools = tools.into_iter().map(|t| read_tool(t, target)).collect::<Result<Vec<_>, _>>()?;
+    let in_tools: Vec<InTool> = field(fields, "tools")?.unwrap_or_default();
+    let mut tools = Vec::with_capacity(in_tools.len());
+    for tool in in_tools {
+        read_tool(tool, None, target, &mut tools)?;
+    }
     let reasoning: Option<InReasoning> = field(fields, "reasoning")?;
     let (effort, summary) = match reasoning {
         Some(r) => {
@@ -250,6 +270,8 @@ struct InItem<'a> {
     #[serde(borrow, default)]
     name: Option<Str<'a>>,
     #[serde(borrow, default)]
+    namespace: Option<Str<'a>>,
+    #[serde(borrow, default)]
     arguments: Option<Str<'a>>,
     #[serde(borrow, default)]
     input: Option<Str<'a>>,
@@ -317,6 +339,10 @@ fn read_item<'a>(
         "function_call" | "custom_tool_call" => {
             let call_id = item.call_id.ok_or_else(|| invalid(format!("input[{i}]: {kind} without 'call_id'")))?;
             let name = item.name.ok_or_else(|| invalid(format!("input[{i}]: {kind} without 'name'")))?;
+            let name = match item.namespace.filter(|ns| !ns.is_empty()) {
+                Some(ns) => Cow::Owned(flat_name(&ns, &name)),
+                None => name,
+            };
             let arguments = if kind == "custom_tool_call" {
                 let input = item.input.unwrap_or_default();
                 Cow::Owned(serde_json::json!({ "input": input }).to_string())
@@ -429,9 +455,21 @@ struct InTool<'a> {
     description: Option<Str<'a>>,
     #[serde(borrow, default)]
     parameters: Option<&'a RawValue>,
+    /// A namespace's tools.
+    #[serde(borrow, default)]
+    tools: Option<Vec<InTool<'a>>>,
 }
 
-fn read_tool<'a>(tool: InTool<'a>, target: &Target) -> Result<Tool<'a>, TranslateError> {
+/// Hosted tools Codex always sends: without them the model answers from what it knows.
+const DROPPED_TOOLS: [&str; 3] = ["web_search", "web_search_preview", "tool_search"];
+
+/// Adds a tool, or a namespace's tools under flattened names.
+fn read_tool<'a>(
+    tool: InTool<'a>,
+    namespace: Option<&str>,
+    target: &Target,
+    out: &mut Vec<Tool<'a>>,
+) -> Result<(), TranslateError> {
     let parameters = match tool.kind.as_ref() {
         "function" => match tool.parameters.filter(|p| p.get() != "null") {
             Some(p) => Cow::Borrowed(p.get()),
@@ -439,15 +477,33 @@ fn read_tool<'a>(tool: InTool<'a>, target: &Target) -> Result<Tool<'a>, Translat
             None => Cow::Borrowed(r#"{"type":"object","properties":{}}"#),
         },
         "custom" => Cow::Borrowed(CUSTOM_TOOL_SCHEMA),
+        "namespace" if namespace.is_none() => {
+            let name = tool.name.ok_or_else(|| invalid("tools: namespace without 'name'"))?;
+            for inner in tool.tools.unwrap_or_default() {
+                read_tool(inner, Some(&name), target, out)?;
+            }
+            return Ok(());
+        }
+        kind if DROPPED_TOOLS.contains(&kind) => return Ok(()),
         other => {
             return Err(unsupported(format!(
-                "tools: type '{other}' is not supported for {} models (function and custom tools are)",
+                "tools: type '{other}' is not supported for {} models (function, custom and namespace tools are)",
                 target.name()
             )))
         }
     };
     let name = tool.name.ok_or_else(|| invalid(format!("tools: {} tool without 'name'", tool.kind)))?;
-    Ok(Tool { name, description: tool.description, parameters })
+    let name = match namespace {
+        Some(ns) => Cow::Owned(flat_name(ns, &name)),
+        None => name,
+    };
+    out.push(Tool { name, description: tool.description, parameters });
+    Ok(())
+}
+
+/// A namespaced tool's name for providers without namespaces (`ns__name`, legal for Anthropic).
+pub(super) fn flat_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}__{name}")
 }
 
 #[derive(Deserialize)]

@@ -112,7 +112,11 @@ pub fn responses_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>
         .zip(&parameters)
         .map(|(t, parameters)| OutTool {
             kind: "function",
-            function: OutFunction { name: t.name, description: t.description, parameters },
+            function: OutFunction {
+                name: t.name,
+                description: t.description,
+                parameters: Cow::Borrowed(&**parameters),
+            },
         })
         .collect();
     let tool_choice = match req.tool_choice {

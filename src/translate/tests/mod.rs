@@ -1,6 +1,7 @@
 //! Translator tests on payloads shaped like PROTOCOLS.md A and C, and helpers
 //! that read a translated stream back the way each SDK does.
 
+mod agents;
 mod chat_request;
 mod messages_request;
 mod responses;

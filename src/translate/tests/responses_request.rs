@@ -197,7 +197,8 @@ fn an_agent_turn_becomes_a_chat_request() {
     assert_eq!(sent["tools"][1]["function"]["name"], "apply_patch");
     assert_eq!(sent["tools"][1]["function"]["parameters"]["required"], json!(["input"]));
     assert_eq!((sent["tool_choice"].clone(), sent["parallel_tool_calls"].clone()), (json!("auto"), json!(false)));
-    assert_eq!((sent["user"].clone(), sent["reasoning_effort"].clone()), (json!("end-user-1"), json!("high")));
+    assert_eq!(sent["reasoning_effort"], "high");
+    assert!(sent.get("user").is_none(), "Gemini refuses fields it does not know");
     assert_eq!((sent["stream"].clone(), sent["stream_options"].clone()), (json!(true), json!({"include_usage": true})));
     assert_eq!(sent["max_completion_tokens"], 64000);
     for dropped in ["store", "include", "prompt_cache_key", "metadata", "text", "reasoning", "instructions", "input"] {
@@ -240,7 +241,7 @@ fn stateful_and_hosted_features_are_refused_by_name() {
         (with("background", json!(true)), "'background': true"),
         (with("prompt", json!({"id": "pmpt_1"})), "'prompt'"),
         (with("top_logprobs", json!(2)), "'top_logprobs'"),
-        (with("tools", json!([{"type": "web_search"}])), "type 'web_search'"),
+        (with("tools", json!([{"type": "file_search", "vector_store_ids": []}])), "type 'file_search'"),
         (with("tools", json!([{"type": "local_shell"}])), "type 'local_shell'"),
         (with("tool_choice", json!({"type": "allowed_tools", "mode": "auto", "tools": []})), "'allowed_tools'"),
         (with("input", json!([{"type": "item_reference", "id": "msg_1"}])), "'item_reference'"),
@@ -257,11 +258,13 @@ fn stateful_and_hosted_features_are_refused_by_name() {
         assert!(m.contains(needle.replace("anthropic", "gemini").as_str()), "{m} should contain {needle}");
     }
     // Accepted and dropped.
-    let ok = json!({"model": "x", "input": "hi", "store": false, "background": false, "top_logprobs": 0,
+    let ok = json!({"model": "x", "input": "hi", "store": false,
+        "tools": [{"type": "web_search", "external_web_access": false}, {"type": "tool_search", "execution": "client"}], "background": false, "top_logprobs": 0,
         "truncation": "auto", "service_tier": "auto", "include": ["reasoning.encrypted_content"],
         "prompt_cache_key": "k", "metadata": {"a": "b"}, "stream_options": {"include_obfuscation": false}});
     let sent = to_messages(&t, ok).unwrap();
     assert_eq!(sent["messages"], json!([{"role": "user", "content": "hi"}]));
+    assert!(sent.get("tools").is_none(), "{sent}");
     assert!(matches!(to_messages(&t, json!({"model": "x"})), Err(TranslateError::Invalid(_))));
     assert!(matches!(
         to_messages(&t, json!({"model": "x", "input": "x", "reasoning": {"effort": "extreme"}})),

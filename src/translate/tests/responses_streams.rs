@@ -14,6 +14,7 @@ fn ctx(custom_tools: &[&str]) -> ResponsesContext {
     ResponsesContext {
         echo: r#""tools":[],"tool_choice":"auto","parallel_tool_calls":true,"store":false"#.to_owned(),
         custom_tools: custom_tools.iter().map(|s| s.to_string()).collect(),
+        namespaced: vec![("multi_agent_v1__wait_agent".into(), "multi_agent_v1".into(), "wait_agent".into())],
     }
 }
 
@@ -153,6 +154,9 @@ fn custom_tool_calls_come_back_as_custom_items() {
         json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"input\": \"*** Begin"}}),
         json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": " Patch\\n\"}"}}),
         json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_W", "name": "multi_agent_v1__wait_agent", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"id\":\"a1\"}"}}),
+        json!({"type": "content_block_stop", "index": 2}),
         json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
         json!({"type": "message_stop"}),
     ];
@@ -162,12 +166,18 @@ fn custom_tool_calls_come_back_as_custom_items() {
         json!([
             {"id": "rs_msg_C_0", "type": "reasoning", "summary": [], "encrypted_content": "anthropic-redacted-thinking:Zm9v"},
             {"id": "fc_toolu_P", "type": "custom_tool_call", "status": "completed", "call_id": "toolu_P",
-             "name": "apply_patch", "input": "*** Begin Patch\n"}
+             "name": "apply_patch", "input": "*** Begin Patch\n"},
+            // A namespaced function comes back under its own name and namespace, as Codex runs it.
+            {"id": "fc_toolu_W", "type": "function_call", "status": "completed", "arguments": "{\"id\":\"a1\"}",
+             "call_id": "toolu_W", "name": "wait_agent", "namespace": "multi_agent_v1"}
         ])
     );
-    assert!(!text.contains("function_call_arguments"), "{text}");
+    let argument_events = text.split("\n\n").filter(|e| e.contains("function_call_arguments"));
+    assert!(argument_events.clone().all(|e| !e.contains("fc_toolu_P")), "a custom call has no argument events: {text}");
+    assert!(text.contains("response.custom_tool_call_input.done"), "{text}");
     let body = json!({"id": "msg_C", "content": [{"type": "redacted_thinking", "data": "Zm9v"},
-        {"type": "tool_use", "id": "toolu_P", "name": "apply_patch", "input": {"input": "*** Begin Patch\n"}}],
+        {"type": "tool_use", "id": "toolu_P", "name": "apply_patch", "input": {"input": "*** Begin Patch\n"}},
+        {"type": "tool_use", "id": "toolu_W", "name": "multi_agent_v1__wait_agent", "input": {"id": "a1"}}],
         "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 9}});
     let whole = parse(
         &messages_response_to_responses(
