@@ -155,7 +155,22 @@ pub fn openai_error_normalised(status: u16, body: &[u8]) -> Vec<u8> {
         Some(k) if !k.is_empty() => k.to_owned(),
         _ => openai_error_type(status).to_owned(),
     };
-    openai_error_json(&kind, &message).into_bytes()
+    // A string `code` (`rate_limit_exceeded`, `context_length_exceeded`) is what clients branch on.
+    let code: Option<Str> = detail.as_ref().and_then(|d| d.code).and_then(|c| serde_json::from_str(c.get()).ok());
+    #[derive(Serialize)]
+    struct Body<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        param: Option<()>,
+        code: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        error: Body<'a>,
+    }
+    to_json(&Envelope { error: Body { message: &message, kind: &kind, param: None, code: code.as_deref() } })
+        .into_bytes()
 }
 
 /// An OpenAI error body as an Anthropic one, typed by Anthropic's names (see
@@ -250,8 +265,12 @@ mod tests {
             parse(&openai_error_normalised(400, body)),
             json!({"error": {"message": "API key not valid.", "type": "invalid_request_error", "param": null, "code": null}})
         );
-        let body = br#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#;
-        assert_eq!(parse(&openai_error_normalised(429, body))["error"]["type"], "rate_limit_error");
+        let body = br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let v = parse(&openai_error_normalised(429, body));
+        assert_eq!(
+            (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+            (Some("requests"), Some("rate_limit_exceeded"))
+        );
         assert_eq!(parse(&openai_error_normalised(502, b"<html>"))["error"]["message"], "<html>");
     }
 
