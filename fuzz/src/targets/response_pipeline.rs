@@ -19,12 +19,16 @@ use crate::{pieces, Rng};
 
 /// Requests whose plans (from `forward::plan`, as the filter makes them)
 /// cover every client / provider pairing: api, model, provider header.
-const REQUESTS: [(Api, &str, Option<&str>); 8] = [
+const REQUESTS: [(Api, &str, Option<&str>); 12] = [
     (Api::Chat, "gpt-4o", None),
     (Api::Chat, "gemini/gemini-2.5-flash", None),
     (Api::Chat, "claude-sonnet-4-5", None),
     (Api::Chat, "claude-sonnet-4-5", Some("bedrock")),
     (Api::Responses, "gpt-4o", None),
+    (Api::Responses, "claude-sonnet-4-5", None),
+    (Api::Responses, "gemini-2.5-flash", None),
+    (Api::Responses, "claude-sonnet-4-5", Some("bedrock")),
+    (Api::Responses, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
     (Api::Messages, "claude-sonnet-4-5", None),
     (Api::Messages, "gpt-4o", None),
     (Api::Messages, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
