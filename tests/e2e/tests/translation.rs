@@ -1199,6 +1199,97 @@ fn text_then_parallel_calls_survive_translation_even_when_cut_into_small_pieces(
     }
 }
 
+/// Request bodies recorded from Codex CLI 0.171 and Claude Code 2.1.332 (long
+/// strings cut), sent as the clients send them through Envoy to every
+/// provider behind a translation: each client gets a complete stream in its
+/// own format, and each call its event.
+#[test]
+fn what_codex_and_claude_code_send_reaches_every_provider() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let codex = [
+        ("codex-hi", include_str!("../../../src/translate/tests/agents/codex.gpt-5.json")),
+        ("codex-tool-result", include_str!("../../../src/translate/tests/agents/codex.exec_command.json")),
+        ("codex-apply-patch", include_str!("../../../src/translate/tests/agents/codex.apply_patch.json")),
+    ];
+    let claude_code = [
+        ("cc-hi", include_str!("../../../src/translate/tests/agents/claude-code.gpt-5.json")),
+        ("cc-tool-result", include_str!("../../../src/translate/tests/agents/claude-code.bash.json")),
+        ("cc-tool-search", include_str!("../../../src/translate/tests/agents/claude-code.toolsearch.json")),
+    ];
+    let route = |client, model: &'static str, headers, provider, upstream| Route {
+        name: "agent",
+        client,
+        model,
+        headers,
+        provider,
+        upstream,
+        usage: gemini_usage(),
+    };
+    let codex_routes = [
+        route(Client::Responses, "claude-sonnet-4-6", &[][..], "anthropic", Upstream::Anthropic),
+        route(Client::Responses, "gemini-2.5-flash", &[][..], "gemini", Upstream::Gemini),
+        route(Client::Responses, "claude-haiku-4-5", BEDROCK_HEADER, "bedrock", Upstream::Bedrock("")),
+    ];
+    let codex_headers =
+        [("originator", "codex_exec"), ("user-agent", "codex_exec/0.171.0"), ("accept", "text/event-stream")];
+    for (name, body) in codex {
+        for r in &codex_routes {
+            let mut body: Value = serde_json::from_str(body).unwrap();
+            body["model"] = json!(r.model);
+            let trace = format!("{name}-{}", r.model);
+            let resp = call(stack, r, &trace, &codex_headers, &body.to_string());
+            assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
+            let (_, status, usage, output) = read_responses(&resp, r, Mode::Stream, &trace);
+            assert_eq!(status, "completed", "{trace}");
+            assert!(!output.as_array().unwrap().is_empty(), "{trace}: {output}");
+            assert!(usage["total_tokens"].as_u64() > Some(0), "{trace}: {usage}");
+            let p = event(stack, &trace)["properties"].clone();
+            assert_eq!(
+                (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
+                (Some(r.provider), Some("openai_responses"))
+            );
+            assert_eq!(p["$ai_is_error"], false, "{trace}: {p}");
+        }
+    }
+    let cc_routes = [
+        route(Client::Messages, "gpt-5", &[][..], "openai", Upstream::OpenAi),
+        route(Client::Messages, "gemini-2.5-flash", &[][..], "gemini", Upstream::Gemini),
+    ];
+    let cc_headers = [
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"),
+        ("x-app", "cli"),
+        ("user-agent", "claude-cli/2.1.332 (external, sdk-cli)"),
+    ];
+    for (name, body) in claude_code {
+        for r in &cc_routes {
+            let mut body: Value = serde_json::from_str(body).unwrap();
+            body["model"] = json!(r.model);
+            let in_place = body["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "system").count();
+            let trace = format!("{name}-{}", r.model);
+            let mut headers = vec![("x-posthog-trace-id", trace.as_str()), ("x-test-marker", trace.as_str())];
+            headers.extend_from_slice(&cc_headers);
+            // Claude Code's own path.
+            let resp = stack.post("/v1/messages?beta=true", &headers, &body.to_string());
+            assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
+            let (_, stop, _, _) = read_messages(&resp, r, Mode::Stream, &trace);
+            assert!(!stop.is_empty(), "{trace}");
+            let sent = body_of(&upstream(stack, &trace));
+            let roles: Vec<&str> =
+                sent["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+            let systems = roles.iter().filter(|r| **r == "system").count();
+            assert_eq!(systems, 1 + in_place, "{trace}: the system prompt, and system messages in place: {roles:?}");
+            assert!(!sent.to_string().contains("cache_control"), "{trace}");
+            let p = event(stack, &trace)["properties"].clone();
+            assert_eq!(
+                (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
+                (Some(r.provider), Some("anthropic_messages"))
+            );
+        }
+    }
+}
+
 #[test]
 fn gemini_tool_call_streams_reach_anthropic_clients_as_tool_use() {
     let stack = Stack::shared();
