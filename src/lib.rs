@@ -10,6 +10,7 @@ pub mod capture;
 pub mod config;
 pub mod cost_controls;
 pub mod errors;
+pub mod flow;
 pub mod forward;
 pub mod limits;
 pub mod pipeline;

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::tracker::Sink;
+use super::sink::Sink;
 use crate::wire::json::{array, decode, error_message, string};
 use crate::wire::{usage, SseEvent};
 
