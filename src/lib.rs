@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod auth;
 pub mod bedrock;
+pub mod calendar;
 pub mod capture;
 pub mod config;
 pub mod cost_controls;
