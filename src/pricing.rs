@@ -88,6 +88,11 @@ impl PriceTable {
         self
     }
 
+    /// Every model id the table names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys().map(String::as_str)
+    }
+
     pub fn lookup(&self, model: &str) -> Option<&ModelPrice> {
         self.resolve(model).map(|(_, price)| price)
     }

@@ -14,7 +14,7 @@ fn value(c: u8) -> Option<u32> {
 }
 
 /// Decodes `input`; None if it is not valid base64.
-pub(super) fn decode(input: &[u8]) -> Option<Vec<u8>> {
+pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
     let trimmed = match input {
         [rest @ .., b'=', b'='] => rest,
         [rest @ .., b'='] => rest,
@@ -39,8 +39,8 @@ pub(super) fn decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[cfg(test)]
-pub(super) fn encode(input: &[u8]) -> String {
+/// Standard base64 with padding.
+pub fn encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for group in input.chunks(3) {

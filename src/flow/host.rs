@@ -102,12 +102,13 @@ pub enum Metric {
     LimitsLocalAdmits,
     SpendRecords,
     SpendDropped,
+    CountTokens,
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
     Responses(Provider, u8),
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 24] = [
+const SIMPLE: [(Metric, &str); 25] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -132,6 +133,7 @@ const SIMPLE: [(Metric, &str); 24] = [
     (Metric::LimitsLocalAdmits, "limits_local_admits_total"),
     (Metric::SpendRecords, "spend_records_total"),
     (Metric::SpendDropped, "spend_dropped_total"),
+    (Metric::CountTokens, "count_tokens_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [

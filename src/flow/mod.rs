@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod capture;
+pub mod count;
 pub mod delivery;
 pub mod host;
 pub mod limits;

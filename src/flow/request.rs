@@ -22,6 +22,7 @@ use std::rc::{Rc, Weak};
 
 use super::auth::{self, Outcome};
 use super::capture::{self, Call};
+use super::count::{self, Counted, Counting};
 use super::host::{Action, Host, Metric};
 use super::limits::{self, Checking, Grant, Step};
 use super::registry::{Callout, Registry};
@@ -29,8 +30,9 @@ use super::response::Response;
 use super::upstream::{self, Sending};
 use super::worker::Worker;
 use crate::auth::Principal;
+use crate::errors::LocalReply;
 use crate::errors::{self, ApiError, ErrorKind};
-use crate::routes::{self, Route};
+use crate::routes::{self, Op, Route};
 use crate::wire::Api;
 
 /// The requests of one worker, as its registry sees them.
@@ -45,6 +47,8 @@ enum State {
     Checking(Box<Checking>),
     /// Sent upstream; the provider's response is read as it passes.
     Forwarded { api: Api, call: Box<Call> },
+    /// A token count sent to the provider (no call, no event).
+    Counting(Counting),
     /// Envoy replied with an error instead of the provider; its body is being replaced.
     RewritingError { body: String, call: Option<Box<Call>> },
     /// The filter replied itself; nothing more to do.
@@ -97,6 +101,7 @@ impl Request {
             State::Awaiting { route, .. } => route.api,
             State::Checking(c) => c.sending.route.api,
             State::Forwarded { api, .. } | State::Replied { api } => *api,
+            State::Counting(_) => Api::Messages,
             State::Start | State::RewritingError { .. } => Api::Chat,
         }
     }
@@ -104,7 +109,12 @@ impl Request {
     fn reply(&mut self, host: &dyn Host, error: ApiError, api: Api) -> Action {
         log::info!("#{} local reply {}", self.id, error.status());
         host.count(Metric::LocalReplies, 1);
-        host.send_reply(&error.reply(api));
+        self.answer(host, error.reply(api), api)
+    }
+
+    /// Answers the request locally, a success or an error.
+    fn answer(&mut self, host: &dyn Host, reply: LocalReply, api: Api) -> Action {
+        host.send_reply(&reply);
         self.state = State::Replied { api };
         Action::Pause
     }
@@ -114,13 +124,23 @@ impl Request {
         self.started_ms = host.now_ms();
         // One copy of the header map serves every lookup of this request.
         self.headers = host.request_headers();
+        if self.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            return self.reply(host, routes::websocket_refusal(), Api::Responses);
+        }
         let method = self.header(":method").unwrap_or_default();
         let path = self.header(":path").unwrap_or_default();
-        let route = match routes::resolve(method, path, &self.worker.config.products) {
+        let anthropic_client = self.header("anthropic-version").is_some();
+        let route = match routes::resolve(method, path, &self.worker.config.products, anthropic_client) {
             Ok(r) => r,
             Err((e, api)) => return self.reply(host, e, api),
         };
-        if end_of_stream {
+        // A probe is answered before any auth: it only asks whether the gateway is there.
+        if route.op == Op::Probe {
+            return self.answer(host, LocalReply { status: 200, headers: Vec::new(), body: String::new() }, route.api);
+        }
+        // Listing models takes no body.
+        let body_size = (route.op == Op::Models).then_some(0);
+        if end_of_stream && body_size.is_none() {
             let e = ApiError::new(ErrorKind::InvalidRequest, "Request body is empty; expected a JSON object");
             return self.reply(host, e, route.api);
         }
@@ -134,9 +154,11 @@ impl Request {
             }
         };
         let hash = token.hash();
-        self.state = State::Awaiting { route, hash: hash.clone(), principal: None, body_size: None };
-        let deadline = self.started_ms + self.worker.config.body_timeout_ms;
-        self.registry.borrow_mut().expect_body(self.id, deadline, self.me.clone());
+        self.state = State::Awaiting { route, hash: hash.clone(), principal: None, body_size };
+        if body_size.is_none() {
+            let deadline = self.started_ms + self.worker.config.body_timeout_ms;
+            self.registry.borrow_mut().expect_body(self.id, deadline, self.me.clone());
+        }
         match auth::cached(&self.worker, host, &hash) {
             Some(outcome) => self.on_auth(host, outcome, Caller::OwnHeaders),
             None => self.start_lookup(host, hash),
@@ -240,9 +262,34 @@ impl Request {
         self.forward(host, route, &p, size)
     }
 
-    /// Authenticated and the whole body is here: plan the upstream, then check limits.
+    /// Authenticated and the whole body is here: plan the upstream, then check
+    /// limits; or count tokens, or list models.
     fn forward(&mut self, host: &dyn Host, route: Route, principal: &Principal, body_size: usize) -> Action {
         let api = route.api;
+        match route.op {
+            Op::Call => {}
+            Op::CountTokens => {
+                return match count::begin(&self.worker, host, &self.headers, body_size) {
+                    Ok(Counted::Upstream(counting)) => {
+                        self.state = State::Counting(counting);
+                        Action::Continue
+                    }
+                    Ok(Counted::Reply(reply)) => self.answer(host, reply, api),
+                    Err(e) => self.reply(host, e, api),
+                };
+            }
+            Op::Models => {
+                let config = &self.worker.config;
+                let models = crate::models::routable(config, &self.worker.keys, config.prices.names());
+                let reply = LocalReply {
+                    status: 200,
+                    headers: vec![("content-type", "application/json".to_string())],
+                    body: crate::models::list_body(&models, api == Api::Messages),
+                };
+                return self.answer(host, reply, api);
+            }
+            Op::Probe => return Action::Continue,
+        }
         let sending =
             match upstream::prepare(&self.worker, host, &self.headers, route, principal, body_size, self.started_ms) {
                 Ok(s) => s,
@@ -308,6 +355,7 @@ impl Request {
         let Some(error) = errors::from_envoy_reply(status, &details, upstream) else {
             return match &mut self.state {
                 State::Forwarded { call, .. } => call.response.start(host, status, end_of_stream, self.started_ms),
+                State::Counting(counting) => counting.on_headers(host, status, end_of_stream),
                 _ => Action::Continue,
             };
         };
@@ -340,6 +388,7 @@ impl Request {
                 Action::Continue
             }
             State::Forwarded { call, .. } => call.response.read(host, body_size, end_of_stream),
+            State::Counting(counting) => counting.on_body(host, body_size, end_of_stream),
             _ => Action::Continue,
         }
     }

@@ -165,34 +165,38 @@ impl Rig {
         Rig { host, root: Root::new(Worker::new(config, keys)), requests: HashMap::new() }
     }
 
-    /// A new request's headers, in its own context.
+    /// A new chat request's headers, in its own context.
     fn headers(&mut self, id: u32, key: &str) -> Action {
-        let headers = [
-            (":method", "POST"),
-            (":path", "/v1/chat/completions"),
-            ("authorization", &format!("Bearer {key}")),
-            ("content-type", "application/json"),
-        ];
+        let auth = format!("Bearer {key}");
+        self.open(id, &[(":method", "POST"), (":path", "/v1/chat/completions"), ("authorization", &auth)], CHAT, false)
+    }
+
+    /// A new request with these headers and body; `end_of_stream` if it has no body.
+    fn open(&mut self, id: u32, headers: &[(&str, &str)], body: &str, end_of_stream: bool) -> Action {
         self.host.streams.borrow_mut().insert(
             id,
             Stream {
                 request_headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                request_body: CHAT.as_bytes().to_vec(),
+                request_body: body.as_bytes().to_vec(),
                 ..Stream::default()
             },
         );
         self.host.current.set(id);
         let req = Request::new(id, Rc::clone(&self.root.worker), Rc::clone(&self.root.registry));
         self.requests.insert(id, Rc::clone(&req));
-        let action = req.borrow_mut().on_request_headers(&self.host, false);
+        let action = req.borrow_mut().on_request_headers(&self.host, end_of_stream);
         action
     }
 
     fn body(&mut self, id: u32) -> Action {
         self.host.current.set(id);
-        let size = CHAT.len();
+        let size = self.host.of(id, |s| s.request_body.len());
         let action = self.requests[&id].borrow_mut().on_request_body(&self.host, size, true);
         action
+    }
+
+    fn reply(&self, id: u32) -> Option<LocalReply> {
+        self.host.of(id, |s| s.reply.clone())
     }
 
     /// Envoy answers callout `token` in the context that made it.
@@ -344,4 +348,58 @@ fn envoys_error_reply_is_rewritten_and_the_call_still_booked() {
     assert_eq!(rig.host.metric(Metric::UpstreamFailures), 1);
     assert_eq!(rig.host.metric(Metric::EventsQueued), 1);
     assert_eq!(rig.host.metric(Metric::Responses(crate::providers::Provider::OpenAi, 2)), 1);
+}
+
+#[test]
+fn count_tokens_goes_to_anthropic_and_is_estimated_for_others_without_a_call() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let auth = [(":method", "POST"), (":path", "/v1/messages/count_tokens?beta=true"), ("x-api-key", "phx_count")];
+    let claude = r#"{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(1, &auth, claude, false);
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Continue);
+    let path = rig.host.of(1, |s| Fake::header(&s.request_headers, ":path"));
+    assert_eq!(path.as_deref(), Some("/v1/messages/count_tokens"));
+    assert_eq!(rig.upstream_authority(1).as_deref(), Some("api.anthropic.com"));
+    let gpt = r#"{"model": "gpt-5", "system": "be brief", "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(2, &auth, gpt, false);
+    assert_eq!(rig.body(2), Action::Pause);
+    let reply = rig.reply(2).expect("an estimate");
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.contains(&("x-posthog-token-count", "estimated".to_string())));
+    let n: Value = serde_json::from_str(&reply.body).unwrap();
+    assert!(n["input_tokens"].as_u64().unwrap() > 0);
+    rig.end(1);
+    rig.end(2);
+    assert_eq!(rig.host.metric(Metric::CountTokens), 2);
+    assert_eq!(rig.host.metric(Metric::EventsQueued), 0);
+}
+
+#[test]
+fn models_are_listed_after_auth_in_the_clients_shape() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let headers =
+        [(":method", "GET"), (":path", "/v1/models"), ("x-api-key", "phx_models"), ("anthropic-version", "2023-06-01")];
+    assert_eq!(rig.open(1, &headers, "", true), Action::Pause);
+    assert!(rig.reply(1).is_none(), "nothing before the key is known");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    let reply = rig.reply(1).expect("a list");
+    let list: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(list["has_more"], false);
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(ids.contains(&"gpt-4o-mini") && ids.iter().any(|m| m.starts_with("claude-")), "{ids:?}");
+    rig.open(2, &[(":method", "GET"), (":path", "/v1/models"), ("x-api-key", "phx_nobody")], "", true);
+    rig.answer(rig.auth_callouts()[1].token, 404, b"");
+    assert_eq!(rig.reply(2).map(|r| r.status), Some(401));
+}
+
+#[test]
+fn probes_and_websocket_upgrades_are_answered_at_once() {
+    let mut rig = Rig::new(NO_LIMITS);
+    rig.open(1, &[(":method", "HEAD"), (":path", "/")], "", true);
+    assert_eq!(rig.reply(1).map(|r| r.status), Some(200));
+    let ws = [(":method", "GET"), (":path", "/v1/responses"), ("upgrade", "websocket"), ("connection", "Upgrade")];
+    rig.open(2, &ws, "", true);
+    assert_eq!(rig.reply(2).map(|r| r.status), Some(426));
+    assert!(rig.auth_callouts().is_empty());
 }

@@ -33,6 +33,9 @@ pub struct Sending {
     pub budget_engaged: bool,
 }
 
+/// Headers that carry a coding agent's session id: Claude Code's, then Codex's.
+const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
+
 /// Removes what must not go upstream as the client sent it: credentials stay
 /// here, only the filter chooses the upstream and its timeout, and the body may
 /// change size.
@@ -102,6 +105,15 @@ fn call_info(
         host.set_request_header(name, None);
     }
     let capture_content = worker.config.capture.as_ref().is_some_and(|c| c.content);
+    let mut gateway_properties = serde_json::Map::new();
+    // Coding agents name their session; PostHog groups an agent session's calls by it.
+    let session = SESSION_HEADERS
+        .iter()
+        .find_map(|h| header(h))
+        .and_then(|v| properties::sanitize_id(v, properties::MAX_ID_CHARS));
+    if let Some(session) = session {
+        gateway_properties.insert("$ai_session_id".into(), session.into());
+    }
     let content_field = if route.api == Api::Responses { "input" } else { "messages" };
     CallInfo {
         started_ms,
@@ -118,7 +130,7 @@ fn call_info(
         stream: parsed.stream,
         input: capture_content.then(|| parsed.fields.get(content_field).map(|r| r.get().to_string())).flatten(),
         client_properties,
-        gateway_properties: Default::default(),
+        gateway_properties,
     }
 }
 
