@@ -20,7 +20,7 @@ const BYTES_PER_TOKEN: usize = 3;
 /// The gateway's estimate for a Messages body.
 pub fn estimate(req: &ParsedRequest) -> u64 {
     let bytes: usize =
-        ["system", "messages", "tools"].iter().filter_map(|k| req.fields.get(*k)).map(|r| r.get().len()).sum();
+        ["system", "messages", "tools"].iter().filter_map(|k| req.fields.get(k)).map(|r| r.get().len()).sum();
     bytes.div_ceil(BYTES_PER_TOKEN) as u64
 }
 
