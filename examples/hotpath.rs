@@ -63,7 +63,7 @@ fn main() {
     for model in
         ["gpt-4o-mini", "claude-sonnet-4-5-20250929", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "no-such-model"]
     {
-        time(&format!("cost {model}"), n, || pricing::cost(&config.prices, model, &usage, 0.01).total_usd);
+        time(&format!("cost {model}"), n, || pricing::cost(&config.prices, model, &usage, 20_779, 0.01).total_usd);
     }
     time("config parse (built-in prices)", 200, || config::Config::parse(b"{}").is_ok());
     let prompt = format!(r#"[{{"role":"system","content":"{}"}}]"#, "lorem ipsum dolor sit amet ".repeat(10_000));

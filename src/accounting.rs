@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use crate::auth::Principal;
 use crate::capture::event::Generation;
 use crate::capture::properties::{sanitize_id, MAX_ID_CHARS};
-use crate::pricing::{self, Cost, CostSource, PriceTable};
+use crate::pricing::{self, Cost, PriceTable};
+use crate::providers::Provider;
 use crate::request::ParsedRequest;
 use crate::routes::Endpoint;
 use crate::usage::{Extracted, Usage};
@@ -67,14 +68,44 @@ pub struct Outcome {
 
 /// The call's cost: priced from usage; a successful call whose usage never
 /// arrived costs the fallback amount; a failed call without usage costs nothing.
+///
+/// The model that answered is priced first (a dated snapshot may cost more
+/// than its alias), then the one sent upstream; the table's unknown-model
+/// policy applies only when neither has a price.
 pub fn call_cost(prices: &PriceTable, info: &CallInfo, out: &Outcome, fallback_usd: f64) -> Option<Cost> {
-    let model = out.extracted.served_model.as_deref().unwrap_or(&info.upstream_model);
     match &out.extracted.usage {
-        Some(u) => Some(pricing::cost(prices, model, u, fallback_usd)),
-        None if (200..300).contains(&out.status) => {
-            Some(Cost { input_usd: 0.0, output_usd: 0.0, total_usd: fallback_usd, source: CostSource::Fallback })
+        Some(u) => {
+            let provider = Provider::from_name(info.provider);
+            let served = out.extracted.served_model.as_deref();
+            let models: Vec<&str> = served.into_iter().chain([info.upstream_model.as_str()]).collect();
+            Some(prices.cost(provider, &models, u, pricing::day_of(info.started_ms), fallback_usd))
         }
+        None if (200..300).contains(&out.status) => Some(Cost::flat(fallback_usd)),
         None => None,
+    }
+}
+
+/// What the event says about how the call was priced: `$ai_cost_fallback`
+/// (`family`, `flat`, or `usage_missing` when a successful call reported no
+/// usage), `$ai_cost_model` (the row used), and the web searches billed.
+fn pricing_properties(out: &Outcome, cost: Option<&Cost>, props: &mut Map<String, Value>) {
+    let usage = out.extracted.usage.as_ref();
+    if let Some(c) = cost {
+        let label = if usage.is_none() { Some("usage_missing") } else { c.source.fallback_label() };
+        if let Some(label) = label {
+            props.insert("$ai_cost_fallback".into(), label.into());
+        }
+        if let Some(model) = &c.priced_as {
+            props.insert("$ai_cost_model".into(), model.as_ref().into());
+        }
+        if c.tools_usd > 0.0 {
+            if let Some(n) = serde_json::Number::from_f64(c.tools_usd) {
+                props.insert("$ai_web_search_cost_usd".into(), Value::Number(n));
+            }
+        }
+    }
+    if let Some(n) = usage.and_then(|u| u.web_search_requests) {
+        props.insert("$ai_web_search_count".into(), n.into());
     }
 }
 
@@ -123,7 +154,11 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
         api_format: info.api_format.to_string(),
         input: if content { info.input.clone() } else { None },
         output_choices,
-        gateway_properties: info.gateway_properties.clone(),
+        gateway_properties: {
+            let mut props = info.gateway_properties.clone();
+            pricing_properties(out, cost, &mut props);
+            props
+        },
         client_properties: info.client_properties.clone(),
     }
 }
@@ -151,6 +186,8 @@ mod tests {
         assert_eq!(end_user(&req, None, &owner()), "owner");
         assert_eq!(end_user(&req, None, &Principal { team_id: 3, ..Default::default() }), "team_3");
     }
+
+    use crate::pricing::CostSource;
 
     #[test]
     fn cost_rules() {

@@ -155,7 +155,7 @@ impl Request {
             interrupted,
         };
         let shared = Rc::clone(&self.shared);
-        let cost = accounting::call_cost(&shared.config.prices, &call, &out, shared.config.fallback_cost_usd);
+        let cost = accounting::call_cost(&shared.pricing.table(), &call, &out, shared.config.fallback_cost_usd);
         self.count(&call, &out, cost.as_ref());
         let reservations = std::mem::take(&mut self.reservations);
         let real_usd = cost.as_ref().map_or(0.0, |c| c.total_usd);
@@ -189,9 +189,7 @@ impl Request {
         }
         if let Some(c) = cost {
             host::increment(m.cost_micro_usd, (c.total_usd * 1e6).round() as i64);
-            if c.source == crate::pricing::CostSource::Fallback {
-                host::increment(m.cost_fallback, 1);
-            }
+            m.cost_fallback(c, out.extracted.served_model.as_deref().unwrap_or(&call.upstream_model));
         }
     }
 }

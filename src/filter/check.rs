@@ -25,6 +25,12 @@ impl Request {
     /// Starts the check, or sends right away when no window or budget applies.
     pub(super) fn check_then_send(&mut self, sending: Box<Sending>, principal: &Principal) -> Action {
         let config = &self.shared.config;
+        let prices = self.shared.pricing.table();
+        let (provider, model) = (sending.upstream.provider, &sending.upstream.model);
+        if prices.rejects(Some(provider), model) {
+            host::increment(self.shared.metrics.unpriced_rejected, 1);
+            return self.reply(crate::pricing::unpriced(&sending.call.model), sending.route.endpoint.format());
+        }
         let limits = &config.limits;
         if !limits.enabled {
             return self.send(*sending);
@@ -34,8 +40,7 @@ impl Request {
             LimitOverrides::default()
         });
         let windows = applicable_windows(limits, &overrides);
-        let model = &sending.upstream.model;
-        let estimate = match config.prices.lookup(model) {
+        let estimate = match prices.quote(Some(provider), model, crate::pricing::day_of(host::now_ms())) {
             Some(p) => estimate_usd(sending.body_size as u64, sending.max_output_tokens, p.input, p.output),
             None => config.fallback_cost_usd,
         };

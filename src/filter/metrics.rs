@@ -2,6 +2,7 @@
 //! No name is built from request data; per-model detail goes in events.
 
 use super::host;
+use crate::pricing::{names, Cost, CostSource};
 use crate::providers::Provider;
 
 pub struct Metrics {
@@ -29,6 +30,17 @@ pub struct Metrics {
     pub limits_local_admits: Option<u32>,
     pub spend_records: Option<u32>,
     pub spend_dropped: Option<u32>,
+    /// Calls priced as the most expensive model of their family.
+    pub cost_fallback_family: Option<u32>,
+    /// Calls not priced from their own row, by model bucket (`names::BUCKETS`).
+    cost_fallback_buckets: [Option<u32>; 8],
+    /// Requests refused by `pricing.unknown_model: reject`.
+    pub unpriced_rejected: Option<u32>,
+    pub pricing_refresh_ok: Option<u32>,
+    pub pricing_refresh_failed: Option<u32>,
+    pub pricing_refresh_rejected: Option<u32>,
+    /// Gauge: catalog models in the table in use.
+    pub pricing_catalog_models: Option<u32>,
     /// Provider responses by provider and status class (2xx, 4xx, 5xx).
     responses: Vec<(Provider, [Option<u32>; 3])>,
 }
@@ -65,8 +77,29 @@ impl Metrics {
             limits_local_admits: c("limits_local_admits_total"),
             spend_records: c("spend_records_total"),
             spend_dropped: c("spend_dropped_total"),
+            cost_fallback_family: c("cost_fallback_family_total"),
+            cost_fallback_buckets: names::BUCKETS.map(|b| c(&format!("cost_fallback_{b}_total"))),
+            unpriced_rejected: c("unpriced_model_rejected_total"),
+            pricing_refresh_ok: c("pricing_refresh_ok_total"),
+            pricing_refresh_failed: c("pricing_refresh_failed_total"),
+            pricing_refresh_rejected: c("pricing_refresh_rejected_total"),
+            pricing_catalog_models: host::define_gauge("llm_gateway.pricing_catalog_models"),
             responses,
         }
+    }
+
+    /// A call not priced from its own row (family or flat): counted in total,
+    /// per family pricing, and in its model's bucket (names are unbounded, buckets are not).
+    pub fn cost_fallback(&self, cost: &Cost, model: &str) {
+        if cost.source == CostSource::Table {
+            return;
+        }
+        host::increment(self.cost_fallback, 1);
+        if cost.source == CostSource::Family {
+            host::increment(self.cost_fallback_family, 1);
+        }
+        let bucket = names::BUCKETS.iter().position(|b| *b == names::bucket(model));
+        host::increment(bucket.and_then(|i| self.cost_fallback_buckets.get(i).copied().flatten()), 1);
     }
 
     pub fn response(&self, provider: &str, status: u16) {

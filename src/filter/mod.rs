@@ -7,6 +7,7 @@ mod delivery;
 mod host;
 mod http;
 mod metrics;
+mod prices;
 mod root;
 mod spend;
 

@@ -12,6 +12,7 @@ use super::delivery::Capture;
 use super::host;
 use super::http::{finish_lookup, HttpFilter, Request, Waiter, WeakRequest};
 use super::metrics::Metrics;
+use super::prices::Pricing;
 use super::spend::{Recorded, Spend};
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct Shared {
     pub keys: ProviderKeys,
     pub metrics: Metrics,
     pub capture: Option<RefCell<Capture>>,
+    /// The price table in use, and its refresh (`filter/prices.rs`).
+    pub pricing: Pricing,
     cache: RefCell<PrincipalCache>,
     flights: RefCell<Flights>,
     /// Requests paused for a body that has not started: context id → (deadline, request).
@@ -227,7 +230,7 @@ impl Context for Root {
         let Some(shared) = self.shared.as_ref() else {
             return;
         };
-        if shared.answer(token, body_size, None) {
+        if shared.answer(token, body_size, None) || shared.pricing.answer(token, body_size, &shared.metrics) {
             return;
         }
         let (status, body) = host::call_response(body_size);
@@ -305,7 +308,10 @@ impl RootContext for Root {
                 let metrics = Metrics::define();
                 let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
                 host::set_tick_period_ms(TICK_MS);
+                let pricing = Pricing::new(&config);
+                host::set_gauge(metrics.pricing_catalog_models, config.prices.models() as u64);
                 self.shared = Some(Rc::new(Shared {
+                    pricing,
                     config,
                     keys,
                     metrics,
@@ -338,6 +344,7 @@ impl RootContext for Root {
             return;
         };
         let now = host::now_ms();
+        shared.pricing.tick(now, &shared.metrics);
         shared.expire_bodies(now);
         shared.run_deferred();
         let ended = shared.admissions.borrow_mut().expire(if self.draining { u64::MAX } else { now });

@@ -65,6 +65,14 @@ struct RawUsage<'a> {
     cache_read_input_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     cache_creation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    server_tool_use: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ServerToolUse<'a> {
+    #[serde(borrow, default)]
+    web_search_requests: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +103,8 @@ fn merge(into: &mut Usage, raw: &RawValue) {
     };
     set_opt(&mut into.cache_read_tokens, count(u.cache_read_input_tokens));
     set_opt(&mut into.cache_creation_tokens, count(u.cache_creation_input_tokens));
+    let tools: Option<ServerToolUse> = decode(u.server_tool_use);
+    set_opt(&mut into.web_search_requests, tools.and_then(|t| count(t.web_search_requests)));
     if let Some(split) = split {
         set_opt(&mut into.cache_creation_5m_tokens, count(split.ephemeral_5m_input_tokens));
         set_opt(&mut into.cache_creation_1h_tokens, count(split.ephemeral_1h_input_tokens));

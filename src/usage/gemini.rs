@@ -34,6 +34,15 @@ struct Candidate<'a> {
     index: Option<&'a RawValue>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "groundingMetadata")]
+    grounding_metadata: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Grounding<'a> {
+    #[serde(borrow, default)]
+    web_search_queries: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +95,9 @@ fn read(r: &Response, sink: &mut Sink) {
     if let Some(model) = string(r.model_version) {
         sink.model(&model);
     }
-    if let Some(u) = r.usage_metadata.and_then(usage) {
+    if let Some(mut u) = r.usage_metadata.and_then(usage) {
+        // Searches seen with earlier usage stay counted.
+        u.web_search_requests = sink.usage.as_ref().and_then(|u| u.web_search_requests);
         sink.usage = Some(u);
     }
     for candidate in array(r.candidates) {
@@ -96,6 +107,11 @@ fn read(r: &Response, sink: &mut Sink) {
         // Only the first candidate's text is kept.
         if count(c.index).unwrap_or(0) != 0 {
             continue;
+        }
+        // Grounding with Google Search: each query it ran is billed (counted where usage is known).
+        let queries = decode::<Grounding>(c.grounding_metadata).map(|g| array(g.web_search_queries).len());
+        if let (Some(n @ 1..), Some(u)) = (queries, sink.usage.as_mut()) {
+            u.web_search_requests = Some(n as u64);
         }
         let Some(content) = decode::<Content>(c.content) else {
             continue;

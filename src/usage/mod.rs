@@ -75,6 +75,10 @@ pub struct Usage {
     /// True for Gemini native, whose output count leaves out reasoning
     /// (`thoughtsTokenCount`); false where output already contains it.
     pub output_excludes_reasoning: bool,
+    /// Server-side web searches the provider billed: Anthropic
+    /// `server_tool_use.web_search_requests`, OpenAI Responses `web_search_call`
+    /// output items, Gemini `groundingMetadata.webSearchQueries`.
+    pub web_search_requests: Option<u64>,
 }
 
 impl Usage {

@@ -105,16 +105,19 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
     if let Some(model) = string(r.model) {
         sink.model(&model);
     }
-    if let Some(u) = r.usage.and_then(usage) {
+    let items: Vec<Item> = array(r.output).into_iter().filter_map(|i| decode::<Item>(Some(i))).collect();
+    if let Some(mut u) = r.usage.and_then(usage) {
+        // Each `web_search_call` output item is one billed search.
+        let searches = items.iter().filter(|i| string(i.kind).as_deref() == Some("web_search_call")).count();
+        if searches > 0 {
+            u.web_search_requests = Some(searches as u64);
+        }
         sink.usage = Some(u);
     }
     if !with_text {
         return;
     }
-    for item in array(r.output) {
-        let Some(item) = decode::<Item>(Some(item)) else {
-            continue;
-        };
+    for item in items {
         match string(item.kind).as_deref() {
             Some("message") => {}
             Some(_) => {
