@@ -226,4 +226,48 @@ mod tests {
         let g = generation(&info, &Outcome { status: 502, ..Default::default() }, None, true);
         assert_eq!(g.error.as_deref(), Some("HTTP 502"));
     }
+
+    #[test]
+    fn events_say_how_the_call_was_priced() {
+        let prices = PriceTable::builtin();
+        let info = CallInfo {
+            model: "claude-opus".into(),
+            upstream_model: "claude-opus".into(),
+            provider: "anthropic",
+            ..Default::default()
+        };
+        let usage = Usage { input_tokens: 1000, output_tokens: 10, web_search_requests: Some(2), ..Default::default() };
+        let out = |served: &str| Outcome {
+            status: 200,
+            extracted: Extracted {
+                usage: Some(usage.clone()),
+                served_model: Some(served.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // The answering model is priced, and the searches with it.
+        let answered = out("claude-opus-5-5-20270101");
+        let c = call_cost(&prices, &info, &answered, 0.01).unwrap();
+        let p = generation(&info, &answered, Some(&c), false).gateway_properties;
+        assert_eq!(p["$ai_cost_model"], "claude-opus-5-5");
+        assert_eq!(p["$ai_web_search_count"], 2);
+        assert!((p["$ai_web_search_cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12);
+        assert!(p.get("$ai_cost_fallback").is_none());
+        // An unknown answer of a known family is priced as the family's most expensive model.
+        let unknown = out("claude-opus-9");
+        let c = call_cost(&prices, &info, &unknown, 0.01).unwrap();
+        let p = generation(&info, &unknown, Some(&c), false).gateway_properties;
+        assert_eq!(
+            (p["$ai_cost_fallback"].as_str(), p["$ai_cost_model"].as_str()),
+            (Some("family"), Some("claude-3-opus-latest"))
+        );
+        // A success without usage.
+        let missing = Outcome { status: 200, ..Default::default() };
+        let c = call_cost(&prices, &info, &missing, 0.01).unwrap();
+        assert_eq!(
+            generation(&info, &missing, Some(&c), false).gateway_properties["$ai_cost_fallback"],
+            "usage_missing"
+        );
+    }
 }

@@ -518,6 +518,45 @@ mod tests {
     }
 
     #[test]
+    fn pricing_takes_models_source_and_the_unknown_model_policy() {
+        let c = Config::parse(br#"{}"#).unwrap();
+        assert_eq!(c.prices.unknown_model(), UnknownModel::Family);
+        assert!(c.pricing_source.is_none());
+        let c = Config::parse(
+            br#"{"pricing": {"unknown_model": "reject",
+                 "models": {"my-model": {"input": 1, "output": 2, "web_search": 10}},
+                 "old-style": {"input": 3, "output": 4},
+                 "source": {"cluster": "prices", "path": "/v2/data_slim.json", "refresh_interval_seconds": 600}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.prices.unknown_model(), UnknownModel::Reject);
+        assert_eq!(c.prices.lookup("my-model").map(|q| (q.input, q.web_search_per_1k)), Some((1.0, Some(10.0))));
+        assert_eq!(c.prices.lookup("old-style").map(|q| q.output), Some(4.0));
+        let s = c.pricing_source.unwrap();
+        assert_eq!(
+            (s.cluster.as_str(), s.authority.as_str(), s.path.as_str()),
+            ("prices", "prices", "/v2/data_slim.json")
+        );
+        assert_eq!((s.interval_ms, s.timeout_ms, s.max_bytes), (600_000, 10_000, 8 * 1024 * 1024));
+        let bad: [(&[u8], &str); 7] = [
+            (br#"{"pricing":{"unknown_model":"guess"}}"#, "pricing.unknown_model: must be"),
+            (br#"{"pricing":{"source":{"path":"/x"}}}"#, "pricing.source: missing field `cluster`"),
+            (br#"{"pricing":{"source":{"cluster":"c","url":"x"}}}"#, "pricing.source: unknown field `url`"),
+            (br#"{"pricing":{"source":{"cluster":"c","path":"x"}}}"#, "pricing.source.path"),
+            (br#"{"pricing":{"source":{"cluster":"c","refresh_interval_seconds":0}}}"#, "refresh_interval_seconds"),
+            (
+                br#"{"pricing":{"models":{"m":{"input":1,"output":-2}}}}"#,
+                "pricing.models.m: prices must be numbers >= 0",
+            ),
+            (br#"{"pricing":{"models":{"m":{"input":1,"output":2,"cached":1}}}}"#, "pricing.models.m: unknown field"),
+        ];
+        for (json, needle) in bad {
+            let err = Config::parse(json).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    #[test]
     fn raw_keys_and_values_in_errors_are_escaped_to_one_line() {
         let cases: [(&[u8], &str); 7] = [
             (br#"{"providers":{"azure\nFAKE: line":{}}}"#, r"providers.azure\nFAKE: line: unknown provider"),

@@ -222,4 +222,15 @@ data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\"}],\"role\":
             b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{}}}]}}]}\n\n";
         assert!(every_split(WIRE, stream).first_token);
     }
+
+    #[test]
+    fn grounding_search_queries_are_counted() {
+        let body = br#"{"candidates":[{"index":0,"content":{"parts":[{"text":"Sunny"}]},
+"groundingMetadata":{"webSearchQueries":["weather paris","paris forecast"]}}],
+"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":3},"modelVersion":"gemini-2.5-flash"}"#;
+        assert_eq!(finish_body(WIRE, body).usage.and_then(|u| u.web_search_requests), Some(2));
+        // Usage updated after the grounded chunk keeps the count.
+        let stream = b"data: {\"candidates\":[{\"index\":0,\"content\":{\"parts\":[{\"text\":\"a\"}]},\"groundingMetadata\":{\"webSearchQueries\":[\"q\"]}}],\"usageMetadata\":{\"promptTokenCount\":4}}\n\ndata: {\"candidates\":[{\"index\":0,\"content\":{\"parts\":[{\"text\":\"b\"}]}}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2}}\n\n";
+        assert_eq!(every_split(WIRE, stream).usage.and_then(|u| u.web_search_requests), Some(1));
+    }
 }

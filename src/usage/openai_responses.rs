@@ -260,4 +260,17 @@ data: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{\\\"a\\\
         assert_eq!(out.usage, None);
         assert_eq!(out.output_text, "Hi there");
     }
+
+    #[test]
+    fn web_search_calls_in_the_output_are_counted() {
+        let body = br#"{"object":"response","model":"gpt-5","output":[
+{"type":"web_search_call","id":"ws_1","status":"completed"},{"type":"web_search_call","id":"ws_2","status":"completed"},
+{"type":"message","content":[{"type":"output_text","text":"Found it"}]}],
+"usage":{"input_tokens":10,"output_tokens":5}}"#;
+        let out = finish_body(WIRE, body);
+        assert_eq!(out.usage.and_then(|u| u.web_search_requests), Some(2));
+        assert_eq!(out.output_text, "Found it");
+        let stream = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"output\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n";
+        assert_eq!(every_split(WIRE, stream).usage.and_then(|u| u.web_search_requests), Some(1));
+    }
 }
