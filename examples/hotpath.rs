@@ -65,6 +65,11 @@ fn main() {
     {
         time(&format!("cost {model}"), n, || pricing::cost(&config.prices, model, &usage, 20_779, 0.01).total_usd);
     }
+    let mut i = 0u32;
+    time("cost, a new name each call (memo miss)", n, || {
+        i += 1;
+        pricing::cost(&config.prices, &format!("gpt-4o-mini-2024-07-{i}"), &usage, 20_779, 0.01).total_usd
+    });
     time("config parse (built-in prices)", 200, || config::Config::parse(b"{}").is_ok());
     let prompt = format!(r#"[{{"role":"system","content":"{}"}}]"#, "lorem ipsum dolor sit amet ".repeat(10_000));
     let g = Generation { input: Some(prompt.clone()), model: "gpt-4o".into(), ..Generation::default() };

@@ -77,9 +77,15 @@ impl Pricing {
             return false;
         }
         r.token = None;
-        let (status, body) = host::call_response(body_size);
         let max_bytes = r.source.max_bytes;
-        match r.refresher.answered(host::now_ms(), status, &body, max_bytes) {
+        let now = host::now_ms();
+        let outcome = if body_size > max_bytes {
+            r.refresher.too_large(now, body_size, max_bytes)
+        } else {
+            let (status, body) = host::call_response(body_size);
+            r.refresher.answered(now, status, &body, max_bytes)
+        };
+        match outcome {
             Outcome::Applied(catalog) => {
                 let table = self.table.borrow().with_catalog(catalog);
                 let models = table.models();

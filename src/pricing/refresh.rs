@@ -117,6 +117,13 @@ impl Refresher {
         }
     }
 
+    /// The answer's body is `size` bytes, over `max_bytes`: refused without reading it.
+    pub fn too_large(&mut self, now_ms: u64, size: usize, max_bytes: usize) -> Outcome {
+        self.in_flight = None;
+        self.retry(now_ms);
+        Outcome::Rejected(format!("{size} bytes, over max_bytes {max_bytes}"))
+    }
+
     fn succeeded(&mut self, now_ms: u64) {
         self.next_ms = now_ms.saturating_add(self.interval_ms);
         self.retry_ms = FIRST_RETRY_MS.min(self.interval_ms);
@@ -178,7 +185,7 @@ mod tests {
         r.started(35_000);
         assert!(matches!(r.answered(35_000, 200, b"[]", 1 << 20), Outcome::Rejected(m) if m.contains("partial")));
         r.started(75_000);
-        assert!(matches!(r.answered(75_000, 200, &[b' '; 100], 10), Outcome::Rejected(m) if m.contains("max_bytes")));
+        assert!(matches!(r.too_large(75_000, 100, 10), Outcome::Rejected(m) if m.contains("max_bytes")));
         // The backoff never exceeds the interval, and a success resets it.
         assert!(!r.due(134_999) && r.due(135_000));
         r.started(135_000);
