@@ -40,6 +40,8 @@ PINNED_SHA256 = "56976ce2b04ec206117f7d0e53f4849211a6724ab3a12119afec304eba63ee2
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "src/pricing/catalog.json")
 VERSION_OUT = os.path.join(ROOT, "src/pricing/catalog.version")
+# genai-prices is MIT-licensed: its notice ships beside the data.
+LICENSE_OUT = os.path.join(ROOT, "src/pricing/catalog.LICENSE")
 # genai-prices provider ids, in the order the filter's `Provider` enum maps onto them.
 PROVIDERS = ["openai", "anthropic", "google", "aws"]
 # Price keys the gateway bills (USD per 1M tokens, or per 1000 web searches).
@@ -203,12 +205,17 @@ def main():
             raise SystemExit(f"{wheel}: sha256 {digest}, expected {args.sha256} (genai-prices {args.version})")
         with zipfile.ZipFile(wheel) as z:
             source = z.read("genai_prices/data.py").decode()
+            licenses = [n for n in z.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+            license_text = z.read(licenses[0]).decode() if licenses else ""
     providers = convert(load_providers(source))
     with open(args.out, "w") as f:
         f.write(dump(providers))
     if args.out == OUT:
         with open(VERSION_OUT, "w") as f:
             f.write(f"genai-prices {args.version}\n")
+        with open(LICENSE_OUT, "w") as f:
+            f.write(f"src/pricing/catalog.json is generated from genai-prices {args.version} "
+                    f"(https://github.com/pydantic/genai-prices), under this license:\n\n{license_text}")
     counts = ", ".join(f"{p['id']} {len(p['models'])}" for p in providers)
     print(f"wrote {os.path.relpath(args.out, ROOT)} from genai-prices {args.version}: {counts} models")
 
