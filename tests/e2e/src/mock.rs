@@ -21,6 +21,7 @@
 //! - `x-mock-usage: {json}`: the provider's own usage object, returned
 //!   verbatim (Anthropic streams split it: `output_tokens` goes in the final
 //!   `message_delta`, the rest in `message_start`).
+//! - `x-mock-model: <id>`: answer as this model (the response's `model`).
 //! - `x-mock-status: <code>`: that status with the provider's error body
 //!   (and `retry-after: 1` on 429), once the key check has passed.
 //! - `x-mock-delay-ms: <n>`: sleep before answering.
@@ -284,6 +285,8 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
             None => return send_error(res, api, 400, "model: Field required"),
         },
     };
+    // The model the provider says answered: a dated snapshot of the one asked for, say.
+    let model = req.header("x-mock-model").map_or(model, str::to_owned);
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
     let answer = Answer::for_request(api, &body, d.all_tools);
     // Bedrock streams by operation (path), not by a body field.
