@@ -18,6 +18,7 @@ pub enum ErrorKind {
     MethodNotAllowed,
     RequestTimeout,
     TooLarge,
+    UpgradeRequired,
     RateLimited,
     Internal,
     BadGateway,
@@ -35,6 +36,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::TooLarge => 413,
+            ErrorKind::UpgradeRequired => 426,
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
             ErrorKind::BadGateway => 502,
@@ -67,7 +69,8 @@ impl ErrorKind {
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
             | ErrorKind::RequestTimeout
-            | ErrorKind::TooLarge => "invalid_request_error",
+            | ErrorKind::TooLarge
+            | ErrorKind::UpgradeRequired => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
@@ -80,9 +83,10 @@ impl ErrorKind {
     /// Anthropic's documented error types (PROTOCOLS.md C, "Errors").
     fn anthropic_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::RequestTimeout => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
+            | ErrorKind::UpgradeRequired => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::NotFound => "not_found_error",

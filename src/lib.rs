@@ -6,13 +6,17 @@
 pub mod accounting;
 pub mod auth;
 pub mod bedrock;
+pub mod calendar;
 pub mod capture;
 pub mod config;
 pub mod cost_controls;
+pub mod count_tokens;
 pub mod errors;
+pub mod flow;
 pub mod forward;
 pub mod limits;
 pub mod model_caps;
+pub mod models;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;

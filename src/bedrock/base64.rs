@@ -14,7 +14,7 @@ fn value(c: u8) -> Option<u32> {
 }
 
 /// Decodes `input`; None if it is not valid base64.
-pub(super) fn decode(input: &[u8]) -> Option<Vec<u8>> {
+pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
     let trimmed = match input {
         [rest @ .., b'=', b'='] => rest,
         [rest @ .., b'='] => rest,
@@ -39,19 +39,18 @@ pub(super) fn decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[cfg(test)]
-pub(super) fn encode(input: &[u8]) -> String {
+/// Standard base64 with padding.
+pub fn encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for group in input.chunks(3) {
-        let mut buf = [0u8; 3];
-        buf[..group.len()].copy_from_slice(group);
-        let n = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
+        let byte = |i: usize| u32::from(group.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
         for i in 0..4 {
-            if i <= group.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
+            let sextet = ((n >> (18 - 6 * i)) & 63) as usize;
+            match ALPHABET.get(sextet).filter(|_| i <= group.len()) {
+                Some(c) => out.push(char::from(*c)),
+                None => out.push('='),
             }
         }
     }

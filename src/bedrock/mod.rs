@@ -17,9 +17,10 @@ mod event_stream;
 mod path;
 mod to_sse;
 
+pub use base64::{decode as base64_decode, encode as base64_encode};
 pub use body::{messages_to_bedrock_body, BEDROCK_ANTHROPIC_VERSION};
 pub use crc32::crc32;
 pub use error::{bedrock_error_to_anthropic, exception_error_type};
 pub use event_stream::{DecodeError, EventStreamDecoder, Header, HeaderValue, Message, MAX_MESSAGE_BYTES};
-pub use path::invoke_path;
+pub use path::{count_tokens_path, invoke_path};
 pub use to_sse::{classify, BedrockEvent, BedrockToSse};

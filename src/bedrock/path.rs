@@ -6,7 +6,20 @@
 /// percent-encoded: `:` in `…-v1:0` and in ARNs, and `/` in ARNs
 /// (`…:inference-profile/us.anthropic…`), as the AWS SDKs encode it.
 pub fn invoke_path(model_id: &str, stream: bool) -> String {
-    let action = if stream { "invoke-with-response-stream" } else { "invoke" };
+    model_path(model_id, if stream { "invoke-with-response-stream" } else { "invoke" })
+}
+
+/// `CountTokens` for a model: Bedrock counts only foundation-model ids, so an
+/// inference-profile region prefix (`us.`, `global.`, …) is removed.
+pub fn count_tokens_path(model_id: &str) -> String {
+    let bare = ["global.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov."]
+        .iter()
+        .find_map(|region| model_id.strip_prefix(region).filter(|rest| rest.starts_with("anthropic.")))
+        .unwrap_or(model_id);
+    model_path(bare, "count-tokens")
+}
+
+fn model_path(model_id: &str, action: &str) -> String {
     let mut path = String::with_capacity(model_id.len() * 3 + 36);
     path.push_str("/model/");
     for &b in model_id.as_bytes() {
@@ -27,6 +40,14 @@ pub fn invoke_path(model_id: &str, stream: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_tokens_takes_bare_ids() {
+        assert_eq!(
+            count_tokens_path("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"
+        );
+    }
 
     #[test]
     fn model_ids() {

@@ -1,6 +1,8 @@
 //! RFC 3339 UTC timestamps from unix milliseconds, without a date crate
 //! (the filter only ever needs this one format).
 
+use crate::calendar::civil_from_days;
+
 /// `unix_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_millis(unix_ms: u64) -> String {
     let secs = unix_ms / 1_000;
@@ -13,23 +15,6 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
         second_of_day % 3_600 / 60,
         second_of_day % 60,
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar: Howard Hinnant's `civil_from_days`, restricted to days >= 0 so
-/// everything stays unsigned.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

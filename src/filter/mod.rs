@@ -1,14 +1,10 @@
-//! The host adapter: proxy-wasm contexts that feed host events to the pure
-//! modules and carry out what they decide.
+//! The host adapter: proxy-wasm contexts that hand Envoy's callbacks to the
+//! request flow (`crate::flow`) and the one implementation of its `Host`.
 
-mod call;
-mod check;
-mod delivery;
 mod host;
 mod http;
-mod metrics;
 mod root;
-mod spend;
+mod timing;
 
 pub fn start() {
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

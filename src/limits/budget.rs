@@ -11,6 +11,7 @@
 //! blocks (the budget always fails open).
 
 use super::format_usd;
+use crate::calendar::{civil_from_days, days_from_civil};
 
 /// Fraction of the cap from which the tier is `Warn`.
 pub const WARN_FRACTION: f64 = 0.85;
@@ -133,31 +134,6 @@ pub fn month_reset_s(now_ms: u64) -> u64 {
     next_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
 }
 
-/// Days since 1970-01-01 → (year, month, day); H. Hinnant's algorithm, for days >= 0.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year >= 1970, month, day) → days since 1970-01-01.
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).saturating_sub(719_468)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,13 +209,5 @@ mod tests {
         assert_eq!(month_reset_s(1_709_251_200_000), 31 * 86_400); // March 1st 00:00
         assert_eq!(month_reset_s(1_735_689_599_500), 1); // Dec 31st → Jan 1st
         assert_eq!(month_reset_s(1_706_745_600_000), 29 * 86_400); // 2024-02-01: leap February
-    }
-
-    #[test]
-    fn civil_round_trip() {
-        for days in (0..200_000).step_by(7) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 }

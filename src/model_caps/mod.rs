@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::pricing::{normalise, strip_date};
+use crate::pricing::names::{normalise, strip_date};
 use crate::providers::Provider;
 
 /// The generated catalog the build embeds.

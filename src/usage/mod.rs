@@ -35,6 +35,7 @@ mod anthropic;
 pub mod include_usage;
 mod openai_chat;
 mod openai_responses;
+mod sink;
 #[cfg(test)]
 mod tests_support;
 mod tracker;

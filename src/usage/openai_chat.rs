@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::tracker::Sink;
+use super::sink::Sink;
 use crate::wire::json::{array, count, decode, error_message, string, text_content};
 use crate::wire::{usage, SseEvent};
 

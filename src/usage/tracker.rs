@@ -1,11 +1,9 @@
 //! One response's usage, model, error and text, read as the bytes pass.
 
+use super::sink::Sink;
 use super::{anthropic, openai_chat, openai_responses, Usage};
 use crate::wire::SseParser;
 use crate::wire::{Api, SseEvent};
-
-/// Longest error message kept, in characters.
-const MAX_ERROR_CHARS: usize = 512;
 
 /// Buffer caps; past them the tracker gives up on that part, never grows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,59 +57,6 @@ pub struct Extracted {
 pub struct Progress {
     /// This chunk carried the first content token (for time to first token).
     pub first_token: bool,
-}
-
-/// What the wire readers report into.
-#[derive(Debug, Default)]
-pub(super) struct Sink {
-    pub(super) usage: Option<Usage>,
-    model: Option<String>,
-    error: Option<String>,
-    text: String,
-    max_text: usize,
-    first_token: bool,
-}
-
-impl Sink {
-    /// Assistant text: also the first token when non-empty.
-    pub(super) fn text(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        self.first_token = true;
-        let room = self.max_text.saturating_sub(self.text.len());
-        self.text.push_str(prefix_within(text, room));
-    }
-
-    /// Generated content that is not assistant text (tool calls, reasoning).
-    pub(super) fn token(&mut self) {
-        self.first_token = true;
-    }
-
-    /// The first error wins: later ones usually restate it.
-    pub(super) fn error(&mut self, message: &str) {
-        if self.error.is_none() {
-            self.error = Some(message.chars().take(MAX_ERROR_CHARS).collect());
-        }
-    }
-
-    pub(super) fn model(&mut self, model: &str) {
-        if !model.is_empty() {
-            self.model = Some(model.to_owned());
-        }
-    }
-}
-
-/// The longest prefix of `s` that fits in `max` bytes on a char boundary.
-fn prefix_within(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
 }
 
 /// JSON's insignificant whitespace (RFC 8259), which serde_json skips before a
@@ -255,25 +200,6 @@ fn handle_event(wire: Api, event: &SseEvent, sink: &mut Sink) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_capped_on_a_char_boundary() {
-        let mut sink = Sink { max_text: 4, ..Sink::default() };
-        sink.text("ab");
-        sink.text("é€");
-        sink.text("z");
-        assert_eq!(sink.text, "abé");
-        assert!(sink.first_token);
-    }
-
-    #[test]
-    fn errors_are_truncated_to_512_chars() {
-        let mut sink = Sink::default();
-        sink.error(&"é".repeat(600));
-        assert_eq!(sink.error.as_ref().unwrap().chars().count(), 512);
-        sink.error("second");
-        assert!(sink.error.unwrap().starts_with('é'));
-    }
 
     #[test]
     fn json_error_answering_a_streaming_request_is_read_as_json() {

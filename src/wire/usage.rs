@@ -27,6 +27,10 @@ pub struct Usage {
     /// True for Gemini native, whose output count leaves out reasoning
     /// (`thoughtsTokenCount`); false where output already contains it.
     pub output_excludes_reasoning: bool,
+    /// Server-side web searches the provider billed: Anthropic
+    /// `server_tool_use.web_search_requests`, OpenAI Responses `web_search_call`
+    /// output items.
+    pub web_search_requests: Option<u64>,
 }
 
 impl Usage {
@@ -110,6 +114,14 @@ struct AnthropicFields<'a> {
     cache_read_input_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     cache_creation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    server_tool_use: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ServerToolUse<'a> {
+    #[serde(borrow, default)]
+    web_search_requests: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +189,8 @@ pub fn merge_anthropic(into: &mut Usage, raw: Option<&RawValue>) {
     };
     set_opt(&mut into.cache_read_tokens, count(u.cache_read_input_tokens));
     set_opt(&mut into.cache_creation_tokens, count(u.cache_creation_input_tokens));
+    let tools: Option<ServerToolUse> = decode(u.server_tool_use);
+    set_opt(&mut into.web_search_requests, tools.and_then(|t| count(t.web_search_requests)));
     if let Some(split) = decode::<CacheCreation>(u.cache_creation) {
         set_opt(&mut into.cache_creation_5m_tokens, count(split.ephemeral_5m_input_tokens));
         set_opt(&mut into.cache_creation_1h_tokens, count(split.ephemeral_1h_input_tokens));

@@ -21,6 +21,7 @@
 //! - `x-mock-usage: {json}`: the provider's own usage object, returned
 //!   verbatim (Anthropic streams split it: `output_tokens` goes in the final
 //!   `message_delta`, the rest in `message_start`).
+//! - `x-mock-model: <id>`: answer as this model (the response's `model`).
 //! - `x-mock-status: <code>`: that status with the provider's error body
 //!   (and `retry-after: 1` on 429), once the key check has passed.
 //! - `x-mock-delay-ms: <n>`: sleep before answering.
@@ -233,6 +234,12 @@ impl Directives {
 }
 
 fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result<()> {
+    if req.method == "POST" && req.route() == "/v1/messages/count_tokens" {
+        return count_tokens(keys, Api::Anthropic, req, res);
+    }
+    if req.method == "POST" && req.route().starts_with("/model/") && req.route().ends_with("/count-tokens") {
+        return count_tokens(keys, Api::Bedrock, req, res);
+    }
     let route = Api::route(req);
     // Errors before routing is known are answered in OpenAI's shape.
     let api = route.unwrap_or(Api::OpenAi);
@@ -278,6 +285,8 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
             None => return send_error(res, api, 400, "model: Field required"),
         },
     };
+    // The model the provider says answered: a dated snapshot of the one asked for, say.
+    let model = req.header("x-mock-model").map_or(model, str::to_owned);
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
     let answer = Answer::for_request(api, &body, d.all_tools);
     // Bedrock streams by operation (path), not by a body field.
@@ -762,6 +771,23 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard base64 back to bytes; `None` on anything else.
+fn unbase64(text: &[u8]) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text: Vec<u8> = text.iter().copied().take_while(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text {
+        acc = acc << 6 | ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits & 0xFF) as u8);
+        }
+    }
+    Some(out)
+}
+
 fn data(body: &Value) -> Vec<u8> {
     format!("data: {body}\n\n").into_bytes()
 }
@@ -871,6 +897,55 @@ fn pieces(body: &mut Chunked, bytes: &[u8], size: Option<usize>) -> io::Result<(
         None => body.chunk(bytes),
         Some(size) => bytes.chunks(size).try_for_each(|piece| body.chunk(piece)),
     }
+}
+
+/// Anthropic's `count_tokens` and Bedrock's `CountTokens`. The mock's count
+/// is 10 plus the characters of every text in `system` and `messages`, so a
+/// test can tell a provider's count from the gateway's estimate.
+fn count_tokens(keys: &ProviderKeys, api: Api, req: &Request, res: &mut Responder) -> io::Result<()> {
+    if let Err((status, message)) = check_auth(keys, api, req) {
+        return send_error(res, api, status, message);
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return send_error(res, api, 400, "We could not parse the JSON body of your request.");
+    };
+    let request = match api {
+        // Bedrock counts an InvokeModel body, base64 in input.invokeModel.body.
+        Api::Bedrock => {
+            let inner = body["input"]["invokeModel"]["body"].as_str().and_then(|b| unbase64(b.as_bytes()));
+            let Some(inner) = inner.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+                return send_error(res, api, 400, "Malformed input request: input.invokeModel.body");
+            };
+            if !inner["anthropic_version"].is_string() || !inner["max_tokens"].is_u64() || inner.get("model").is_some()
+            {
+                return send_error(res, api, 400, "Malformed input request: not an InvokeModel body");
+            }
+            inner
+        }
+        _ => {
+            if body.get("max_tokens").is_some() {
+                return send_error(res, api, 400, "max_tokens: Extra inputs are not permitted");
+            }
+            if !body["model"].is_string() {
+                return send_error(res, api, 400, "model: Field required");
+            }
+            body
+        }
+    };
+    let text = |v: &Value| -> usize {
+        match v {
+            Value::String(s) => s.chars().count(),
+            Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).map(|t| t.chars().count()).sum(),
+            _ => 0,
+        }
+    };
+    let messages: usize = request["messages"].as_array().map_or(0, |m| m.iter().map(|m| text(&m["content"])).sum());
+    let count = 10 + text(&request["system"]) + messages;
+    let answer = match api {
+        Api::Bedrock => json!({"inputTokens": count}),
+        _ => json!({"input_tokens": count}),
+    };
+    res.send(200, &headers(api, "application/json"), answer.to_string().as_bytes())
 }
 
 fn send_json(res: &mut Responder, api: Api, body: &Value, d: &Directives) -> io::Result<()> {

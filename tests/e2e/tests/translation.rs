@@ -604,7 +604,15 @@ fn assert_event(stack: &Stack, route: &Route, trace: &str, stream: bool) -> Valu
     assert_eq!(e["event"], "$ai_generation");
     assert_eq!(p["$ai_provider"], route.provider, "{trace}");
     assert_eq!(p["$ai_api_format"], route.client.api_format(), "{trace}");
-    assert_eq!(p["$ai_model"], route.model, "{trace}");
+    // `$ai_model` is the model that answered: the mock's Bedrock answers name the Bedrock id.
+    let answered = match route.upstream {
+        Upstream::Bedrock(id) => id,
+        _ => route.model,
+    };
+    assert_eq!(p["$ai_model"], answered, "{trace}");
+    if answered != route.model {
+        assert_eq!(p["$ai_model_requested"], route.model, "{trace}");
+    }
     assert_eq!(p["$ai_stream"], stream, "{trace}");
     assert_eq!(p["$ai_http_status"], 200, "{trace}");
     assert_eq!(p["$ai_is_error"], false, "{trace}: {p}");

@@ -2,10 +2,11 @@
 //! every request's real cost is settled into one per-worker batch, aggregated
 //! per key, and flushed as one `record.lua` call every `record_flush_ms`.
 
-use super::host;
+use super::host::Host;
 use crate::config::Config;
 use crate::limits::{SpendBatch, StoreError, RECORD_MAX_KEYS};
 
+#[derive(Default)]
 pub struct Spend {
     pub pending: SpendBatch,
     /// The batch out, and its callout token.
@@ -23,12 +24,8 @@ pub enum Recorded {
 }
 
 impl Spend {
-    pub fn new() -> Self {
-        Spend { pending: SpendBatch::new(), in_flight: None, last_flush_ms: 0 }
-    }
-
     /// Sends the pending spend when due; `force` ignores the interval (shutdown).
-    pub fn flush(&mut self, config: &Config, now_ms: u64, force: bool) {
+    pub fn flush(&mut self, host: &dyn Host, config: &Config, now_ms: u64, force: bool) {
         let due = force || now_ms.saturating_sub(self.last_flush_ms) >= config.limits.record_flush_ms;
         if self.in_flight.is_some() || !due {
             return;
@@ -39,7 +36,7 @@ impl Spend {
         self.last_flush_ms = now_ms;
         let request = batch.request();
         let l = &config.limits;
-        match host::http_call(&l.cluster, &request.headers(&l.authority), Some(request.body.as_bytes()), l.timeout_ms) {
+        match host.http_call(&l.cluster, &request.headers(&l.authority), Some(request.body.as_bytes()), l.timeout_ms) {
             Some(token) => self.in_flight = Some((token, batch)),
             None => self.pending.merge(batch),
         }

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::host;
+use super::host::{Host, Lane as LaneName, LaneMetric, Metric};
 use crate::capture::outbox::{classify, Outbox};
 use crate::capture::timestamp::rfc3339_millis;
 use crate::config::{CaptureSettings, Destination};
@@ -15,30 +15,9 @@ struct Lane {
     outbox: Outbox,
     /// Callout token and batch id of the batch out.
     in_flight: Option<(u32, u64)>,
-    metrics: LaneMetrics,
+    name: LaneName,
     /// Outbox counters already added to the Envoy counters.
     reported: [u64; 4],
-}
-
-struct LaneMetrics {
-    sent: Option<u32>,
-    retried: Option<u32>,
-    failed: Option<u32>,
-    dropped: Option<u32>,
-    depth: Option<u32>,
-}
-
-impl LaneMetrics {
-    fn define(name: &str) -> Self {
-        let m = |what: &str| format!("llm_gateway.capture_{name}_{what}");
-        LaneMetrics {
-            sent: host::define_counter(&m("sent_total")),
-            retried: host::define_counter(&m("retried_total")),
-            failed: host::define_counter(&m("failed_total")),
-            dropped: host::define_counter(&m("dropped_total")),
-            depth: host::define_gauge(&m("queue_depth")),
-        }
-    }
 }
 
 pub struct Capture {
@@ -48,13 +27,13 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(settings: CaptureSettings) -> Self {
-        let lanes = std::iter::once(&settings.primary)
-            .chain(settings.secondary.as_ref())
-            .map(|d| Lane {
+        let lanes = std::iter::once((LaneName::Primary, &settings.primary))
+            .chain(settings.secondary.as_ref().map(|d| (LaneName::Secondary, d)))
+            .map(|(name, d)| Lane {
                 dest: d.clone(),
                 outbox: Outbox::new(settings.outbox.clone()),
                 in_flight: None,
-                metrics: LaneMetrics::define(d.name),
+                name,
                 reported: [0; 4],
             })
             .collect();
@@ -69,7 +48,7 @@ impl Capture {
     }
 
     /// Sends whatever batch is due on each destination; `force` ignores intervals and backoff.
-    pub fn flush(&mut self, now_ms: u64, force: bool) {
+    pub fn flush(&mut self, host: &dyn Host, now_ms: u64, force: bool) {
         for lane in &mut self.lanes {
             if lane.in_flight.is_none() {
                 if let Some(batch) = lane.outbox.next_batch(now_ms, force) {
@@ -80,7 +59,7 @@ impl Capture {
                         (":authority", lane.dest.authority.as_str()),
                         ("content-type", "application/json"),
                     ];
-                    match host::http_call(&lane.dest.cluster, &headers, Some(body.as_bytes()), lane.dest.timeout_ms) {
+                    match host.http_call(&lane.dest.cluster, &headers, Some(body.as_bytes()), lane.dest.timeout_ms) {
                         Some(token) => lane.in_flight = Some((token, batch.id)),
                         None => {
                             lane.outbox.on_result(batch.id, classify(0, None), now_ms);
@@ -88,12 +67,19 @@ impl Capture {
                     }
                 }
             }
-            lane.report();
+            lane.report(host);
         }
     }
 
     /// A capture callout finished; false if `token` is not one of ours.
-    pub fn on_response(&mut self, token: u32, status: u32, retry_after: Option<&str>, now_ms: u64) -> bool {
+    pub fn on_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        status: u32,
+        retry_after: Option<&str>,
+        now_ms: u64,
+    ) -> bool {
         let Some(lane) = self.lanes.iter_mut().find(|l| l.in_flight.is_some_and(|(t, _)| t == token)) else {
             return false;
         };
@@ -104,7 +90,7 @@ impl Capture {
             }
             lane.outbox.on_result(batch_id, result, now_ms);
         }
-        lane.report();
+        lane.report(host);
         true
     }
 
@@ -114,16 +100,16 @@ impl Capture {
 }
 
 impl Lane {
-    fn report(&mut self) {
+    fn report(&mut self, host: &dyn Host) {
         let c = self.outbox.counters();
         let now = [c.sent, c.retried, c.failed, c.dropped];
-        let ids = [self.metrics.sent, self.metrics.retried, self.metrics.failed, self.metrics.dropped];
-        for ((id, new), old) in ids.into_iter().zip(now).zip(self.reported.iter_mut()) {
+        let metrics = [LaneMetric::Sent, LaneMetric::Retried, LaneMetric::Failed, LaneMetric::Dropped];
+        for ((metric, new), old) in metrics.into_iter().zip(now).zip(self.reported.iter_mut()) {
             if new > *old {
-                host::increment(id, (new - *old) as i64);
+                host.count(Metric::Capture(self.name, metric), (new - *old) as i64);
                 *old = new;
             }
         }
-        host::set_gauge(self.metrics.depth, self.outbox.depth() as u64);
+        host.gauge(Metric::Capture(self.name, LaneMetric::Depth), self.outbox.depth() as u64);
     }
 }

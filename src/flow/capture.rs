@@ -1,0 +1,81 @@
+//! The capture stage: when a forwarded call ends, however it ended, its cost,
+//! its metrics, its spend against the limits, and its `$ai_generation` event.
+
+use std::rc::Rc;
+
+use super::host::{Host, Metric};
+use super::limits::Grant;
+use super::response::Response;
+use super::worker::Worker;
+use crate::accounting::{self, CallInfo, Outcome};
+use crate::pricing::{Cost, CostSource};
+use crate::routes;
+
+/// A call sent upstream, from the request's side and the response's.
+pub struct Call {
+    pub info: CallInfo,
+    pub response: Response,
+    pub grant: Grant,
+}
+
+/// The call is over: account for it and queue its event. `code_details` is
+/// read only if the response did not complete.
+pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
+    let Call { info, mut response, grant } = call;
+    let interrupted = (!response.complete).then(|| {
+        let details = host.code_details();
+        if details.contains("downstream") {
+            "client disconnected before the response completed".to_string()
+        } else {
+            format!("response did not complete ({})", routes::truncate(&details, 80))
+        }
+    });
+    let out = Outcome {
+        status: if response.status == 0 { 499 } else { response.status },
+        ended_ms: host.now_ms(),
+        first_token_ms: response.first_token_ms,
+        extracted: response.extracted(),
+        interrupted,
+    };
+    let cost = accounting::call_cost(&worker.pricing.table(), &info, &out, worker.config.fallback_cost_usd);
+    count(host, &info, &out, cost.as_ref());
+    grant.settle(worker, host, cost.as_ref().map_or(0.0, |c| c.total_usd), info.team_id);
+    if let Some(capture) = &worker.capture {
+        let mut capture = capture.borrow_mut();
+        let settings = &capture.settings;
+        let event = accounting::generation(&info, &out, cost.as_ref(), settings.content)
+            .to_json(&settings.region_url, settings.max_event_bytes);
+        capture.push(Rc::from(event), out.ended_ms);
+        host.count(Metric::EventsQueued, 1);
+    }
+}
+
+fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
+    if let Some(p) = crate::providers::Provider::from_name(call.provider) {
+        host.count(Metric::Responses(p, Metric::status_class(out.status)), 1);
+    }
+    match &out.extracted.usage {
+        Some(u) => {
+            host.count(Metric::TokensInput, u.input_tokens as i64);
+            host.count(Metric::TokensOutput, u.output_tokens as i64);
+            host.count(Metric::TokensCacheRead, u.cache_read_tokens.unwrap_or(0) as i64);
+            host.count(Metric::TokensCacheCreation, u.cache_creation_tokens.unwrap_or(0) as i64);
+            host.count(Metric::TokensReasoning, u.reasoning_tokens.unwrap_or(0) as i64);
+        }
+        None if (200..300).contains(&out.status) => host.count(Metric::UsageMissing, 1),
+        None => {}
+    }
+    if let Some(c) = cost {
+        host.count(Metric::CostMicroUsd, (c.total_usd * 1e6).round() as i64);
+        // A call not priced from its own row: in total, per family pricing, and
+        // in its model's bucket (names are unbounded, buckets are not).
+        if c.source != CostSource::Table {
+            host.count(Metric::CostFallback, 1);
+            if c.source == CostSource::Family {
+                host.count(Metric::CostFallbackFamily, 1);
+            }
+            let model = out.extracted.served_model.as_deref().unwrap_or(&call.upstream_model);
+            host.count(Metric::cost_fallback_bucket(model), 1);
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The request flow driven natively by a fake host: the paths that only the
+//! end-to-end suite reached before (shared lookups and deferral, a request
+//! leaving mid-lookup, fail-open limits, Envoy's error replies rewritten).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::host::{Action, Host, Metric};
+use super::request::{self, Request};
+use super::root::Root;
+use super::worker::Worker;
+use crate::config::Config;
+use crate::errors::LocalReply;
+use crate::forward::ProviderKeys;
+
+/// One request's stream as Envoy holds it.
+#[derive(Default)]
+struct Stream {
+    request_headers: Vec<(String, String)>,
+    request_body: Vec<u8>,
+    reply: Option<LocalReply>,
+    resumed: u32,
+    response_headers: Vec<(String, String)>,
+    response_body: Vec<u8>,
+    code_details: String,
+}
+
+/// A callout the flow made.
+#[derive(Clone, Debug)]
+struct Dispatched {
+    token: u32,
+    /// The context it was made in, which Envoy answers.
+    context: u32,
+    cluster: String,
+    path: String,
+}
+
+#[derive(Default)]
+struct Fake {
+    now: Cell<u64>,
+    current: Cell<u32>,
+    streams: RefCell<HashMap<u32, Stream>>,
+    callouts: RefCell<Vec<Dispatched>>,
+    next_token: Cell<u32>,
+    /// The callout answer being delivered: status and body.
+    answer: RefCell<(u32, Vec<u8>)>,
+    shared: RefCell<HashMap<String, Vec<u8>>>,
+    metrics: RefCell<HashMap<Metric, i64>>,
+}
+
+impl Fake {
+    fn stream<T>(&self, f: impl FnOnce(&mut Stream) -> T) -> T {
+        f(self.streams.borrow_mut().entry(self.current.get()).or_default())
+    }
+
+    fn of<T>(&self, id: u32, f: impl FnOnce(&Stream) -> T) -> T {
+        f(self.streams.borrow().get(&id).expect("no such stream"))
+    }
+
+    fn metric(&self, m: Metric) -> i64 {
+        self.metrics.borrow().get(&m).copied().unwrap_or(0)
+    }
+
+    fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+        headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn set(headers: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
+        headers.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            headers.push((name.to_string(), v.to_string()));
+        }
+    }
+}
+
+impl Host for Fake {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.stream(|s| s.request_headers.clone())
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.stream(|s| Fake::set(&mut s.request_headers, name, value))
+    }
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        self.stream(|s| s.request_body[..size.min(s.request_body.len())].to_vec())
+    }
+    fn set_request_body(&self, _replace_len: usize, body: &[u8]) {
+        self.stream(|s| s.request_body = body.to_vec())
+    }
+    fn resume_request(&self) {
+        self.stream(|s| s.resumed += 1)
+    }
+    fn send_reply(&self, reply: &LocalReply) {
+        self.stream(|s| s.reply = Some(reply.clone()))
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.stream(|s| Fake::header(&s.response_headers, name))
+    }
+    fn set_response_header(&self, name: &str, value: Option<&str>) {
+        self.stream(|s| Fake::set(&mut s.response_headers, name, value))
+    }
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        self.stream(|s| s.response_body[..size.min(s.response_body.len())].to_vec())
+    }
+    fn set_response_body(&self, _replace_len: usize, body: &[u8]) {
+        self.stream(|s| s.response_body = body.to_vec())
+    }
+    fn code_details(&self) -> String {
+        self.stream(|s| s.code_details.clone())
+    }
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], _body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        let path = headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.to_string()).unwrap_or_default();
+        let context = self.current.get();
+        self.callouts.borrow_mut().push(Dispatched { token, context, cluster: cluster.to_string(), path });
+        Some(token)
+    }
+    fn call_response(&self, _body_size: usize) -> (u32, Vec<u8>) {
+        self.answer.borrow().clone()
+    }
+    fn call_response_header(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().get(key).cloned()
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8]) {
+        self.shared.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+    fn set_effective_context(&self, id: u32) -> bool {
+        let known = self.streams.borrow().contains_key(&id);
+        if known {
+            self.current.set(id);
+        }
+        known
+    }
+    fn count(&self, metric: Metric, by: i64) {
+        *self.metrics.borrow_mut().entry(metric).or_default() += by;
+    }
+    fn gauge(&self, metric: Metric, value: u64) {
+        self.metrics.borrow_mut().insert(metric, value as i64);
+    }
+}
+
+const PRINCIPAL: &[u8] = br#"{"team_id": 7, "scopes": ["llm_gateway:read"]}"#;
+const CHAT: &str = r#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
+
+struct Rig {
+    host: Fake,
+    root: Root,
+    requests: HashMap<u32, Rc<RefCell<Request>>>,
+}
+
+impl Rig {
+    fn new(config: &str) -> Rig {
+        let config = Config::parse(config.as_bytes()).expect("config");
+        let keys = ProviderKeys::from_env(|_| Some("sk-test".to_string()));
+        let host = Fake { now: Cell::new(1_000_000), ..Fake::default() };
+        Rig { host, root: Root::new(Worker::new(config, keys)), requests: HashMap::new() }
+    }
+
+    /// A new chat request's headers, in its own context.
+    fn headers(&mut self, id: u32, key: &str) -> Action {
+        let auth = format!("Bearer {key}");
+        self.open(id, &[(":method", "POST"), (":path", "/v1/chat/completions"), ("authorization", &auth)], CHAT, false)
+    }
+
+    /// A new request with these headers and body; `end_of_stream` if it has no body.
+    fn open(&mut self, id: u32, headers: &[(&str, &str)], body: &str, end_of_stream: bool) -> Action {
+        self.host.streams.borrow_mut().insert(
+            id,
+            Stream {
+                request_headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                request_body: body.as_bytes().to_vec(),
+                ..Stream::default()
+            },
+        );
+        self.host.current.set(id);
+        let req = Request::new(id, Rc::clone(&self.root.worker), Rc::clone(&self.root.registry));
+        self.requests.insert(id, Rc::clone(&req));
+        let action = req.borrow_mut().on_request_headers(&self.host, end_of_stream);
+        action
+    }
+
+    fn body(&mut self, id: u32) -> Action {
+        self.host.current.set(id);
+        let size = self.host.of(id, |s| s.request_body.len());
+        let action = self.requests[&id].borrow_mut().on_request_body(&self.host, size, true);
+        action
+    }
+
+    fn reply(&self, id: u32) -> Option<LocalReply> {
+        self.host.of(id, |s| s.reply.clone())
+    }
+
+    /// Envoy answers callout `token` in the context that made it.
+    fn answer(&mut self, token: u32, status: u32, body: &[u8]) {
+        let made_in = self.host.callouts.borrow().iter().find(|c| c.token == token).expect("no such callout").context;
+        *self.host.answer.borrow_mut() = (status, body.to_vec());
+        self.host.current.set(made_in);
+        let current = self.requests.get(&made_in).cloned();
+        let handled = request::on_callout(&self.root.registry, &self.host, token, 0, current.as_ref());
+        assert!(handled, "callout {token} was no request's");
+    }
+
+    fn end(&mut self, id: u32) {
+        self.host.current.set(id);
+        self.requests[&id].borrow_mut().on_log(&self.host);
+        self.host.streams.borrow_mut().remove(&id);
+    }
+
+    fn auth_callouts(&self) -> Vec<Dispatched> {
+        self.host.callouts.borrow().iter().filter(|c| c.cluster == "auth").cloned().collect()
+    }
+
+    fn upstream_authority(&self, id: u32) -> Option<String> {
+        self.host.of(id, |s| Fake::header(&s.request_headers, ":authority"))
+    }
+}
+
+const NO_LIMITS: &str = r#"{"limits": {"enabled": false}}"#;
+
+#[test]
+fn requests_with_one_key_share_one_lookup_and_the_waiters_go_on_from_the_tick() {
+    let mut rig = Rig::new(NO_LIMITS);
+    assert_eq!(rig.headers(1, "phx_shared"), Action::Pause);
+    assert_eq!(rig.headers(2, "phx_shared"), Action::Pause);
+    assert_eq!(rig.body(1), Action::Pause);
+    assert_eq!(rig.body(2), Action::Pause);
+    let lookups = rig.auth_callouts();
+    assert_eq!(lookups.len(), 1, "one lookup per key per worker");
+    assert!(lookups[0].path.starts_with("/GET/llmgw:key:"));
+    rig.answer(lookups[0].token, 200, PRINCIPAL);
+    // The leader goes on in its own callback; the waiter may not make callouts
+    // from another request's callback, so it goes on from the next tick.
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1);
+    assert_eq!(rig.upstream_authority(1).as_deref(), Some("api.openai.com"));
+    assert_eq!(rig.host.of(2, |s| s.resumed), 0);
+    rig.root.tick(&rig.host);
+    assert_eq!(rig.host.of(2, |s| s.resumed), 1);
+    assert_eq!(rig.upstream_authority(2).as_deref(), Some("api.openai.com"));
+    // The client's key stays here; the provider gets the gateway's.
+    for id in [1, 2] {
+        let auth = rig.host.of(id, |s| Fake::header(&s.request_headers, "authorization"));
+        assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
+    }
+    // A third request finds the key cached.
+    rig.headers(3, "phx_shared");
+    assert_eq!(rig.body(3), Action::Continue);
+    assert_eq!(rig.auth_callouts().len(), 1);
+    assert_eq!(rig.host.metric(Metric::AuthCacheHits), 1);
+}
+
+#[test]
+fn a_request_leaving_mid_lookup_hands_the_lookup_to_its_waiters() {
+    let mut rig = Rig::new(NO_LIMITS);
+    rig.headers(1, "phx_leaver");
+    rig.headers(2, "phx_leaver");
+    rig.body(2);
+    let first = rig.auth_callouts()[0].clone();
+    rig.end(1);
+    rig.root.tick(&rig.host);
+    let lookups = rig.auth_callouts();
+    assert_eq!(lookups.len(), 2, "the waiter looks the key up again");
+    assert_eq!(lookups[1].context, 2);
+    rig.answer(lookups[1].token, 200, PRINCIPAL);
+    assert_eq!(rig.host.of(2, |s| s.resumed), 1);
+    // The first lookup's late answer belongs to nobody now.
+    *rig.host.answer.borrow_mut() = (200, PRINCIPAL.to_vec());
+    assert!(!request::on_callout(&rig.root.registry, &rig.host, first.token, 0, None));
+}
+
+#[test]
+fn unknown_keys_get_the_clients_error_and_are_cached_per_worker() {
+    let mut rig = Rig::new(NO_LIMITS);
+    rig.headers(1, "phx_unknown");
+    let lookup = rig.auth_callouts()[0].token;
+    rig.answer(lookup, 404, b"");
+    let reply = rig.host.of(1, |s| s.reply.clone()).expect("a reply");
+    assert_eq!(reply.status, 401);
+    assert!(rig.host.shared.borrow().is_empty(), "unknown keys never reach shared data");
+    assert_eq!(rig.headers(2, "phx_unknown"), Action::Pause);
+    assert_eq!(rig.host.of(2, |s| s.reply.as_ref().map(|r| r.status)), Some(401));
+}
+
+const LIMITED: &str = r#"{"limits": {"local_admission_lease": 0, "team": [{"window_seconds": 3600, "limit_usd": 5}]}}"#;
+
+#[test]
+fn limits_fail_open_when_the_store_does_not_answer() {
+    let mut rig = Rig::new(LIMITED);
+    rig.headers(1, "phx_open");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Pause, "waits for the limit check");
+    let check = rig.host.callouts.borrow().iter().find(|c| c.cluster == "webdis").cloned().expect("a check");
+    rig.answer(check.token, 0, b"");
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1);
+    assert_eq!(rig.host.metric(Metric::LimitsUnavailable), 1);
+    rig.host.stream(|s| s.response_headers = vec![(":status".into(), "200".into())]);
+    rig.requests[&1].borrow_mut().on_response_headers(&rig.host, false);
+    let budget = rig.host.of(1, |s| Fake::header(&s.response_headers, "x-posthog-budget"));
+    assert_eq!(budget.as_deref(), Some("unknown"));
+}
+
+#[test]
+fn limits_fail_closed_in_the_clients_format() {
+    let closed = r#"{"limits": {"fail_open": false, "local_admission_lease": 0, "team": [{"window_seconds": 3600, "limit_usd": 5}]}}"#;
+    let mut rig = Rig::new(closed);
+    rig.headers(1, "phx_closed");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    rig.body(1);
+    let check = rig.host.callouts.borrow().iter().find(|c| c.cluster == "webdis").cloned().expect("a check");
+    rig.answer(check.token, 503, b"");
+    let reply = rig.host.of(1, |s| s.reply.clone()).expect("a reply");
+    assert_eq!(reply.status, 503);
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "limits_unavailable");
+    assert_eq!(rig.host.of(1, |s| s.resumed), 0);
+}
+
+#[test]
+fn envoys_error_reply_is_rewritten_and_the_call_still_booked() {
+    let config = r#"{"limits": {"enabled": false}, "capture": {"region_url": "https://us.posthog.com",
+        "primary": {"api_key": "phc_test"}}}"#;
+    let mut rig = Rig::new(config);
+    rig.headers(1, "phx_err");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Continue);
+    rig.host.stream(|s| {
+        s.response_headers = vec![(":status".into(), "503".into()), ("content-type".into(), "text/plain".into())];
+        s.response_body = b"upstream connect error".to_vec();
+        s.code_details = "upstream_reset_before_response_started{remote_connection_failure}".into();
+    });
+    let req = Rc::clone(&rig.requests[&1]);
+    assert_eq!(req.borrow_mut().on_response_headers(&rig.host, false), Action::Continue);
+    assert_eq!(req.borrow_mut().on_response_body(&rig.host, 22, false), Action::Pause);
+    assert_eq!(req.borrow_mut().on_response_body(&rig.host, 22, true), Action::Continue);
+    let (status, body) = rig.host.of(1, |s| (Fake::header(&s.response_headers, ":status"), s.response_body.clone()));
+    assert_eq!(status.as_deref(), Some("502"));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["message"], "The provider openai could not be reached");
+    rig.end(1);
+    assert_eq!(rig.host.metric(Metric::UpstreamFailures), 1);
+    assert_eq!(rig.host.metric(Metric::EventsQueued), 1);
+    assert_eq!(rig.host.metric(Metric::Responses(crate::providers::Provider::OpenAi, 2)), 1);
+}
+
+#[test]
+fn count_tokens_goes_to_anthropic_and_is_estimated_for_others_without_a_call() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let auth = [(":method", "POST"), (":path", "/v1/messages/count_tokens?beta=true"), ("x-api-key", "phx_count")];
+    let claude = r#"{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(1, &auth, claude, false);
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Continue);
+    let path = rig.host.of(1, |s| Fake::header(&s.request_headers, ":path"));
+    assert_eq!(path.as_deref(), Some("/v1/messages/count_tokens"));
+    assert_eq!(rig.upstream_authority(1).as_deref(), Some("api.anthropic.com"));
+    let gpt = r#"{"model": "gpt-5", "system": "be brief", "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(2, &auth, gpt, false);
+    assert_eq!(rig.body(2), Action::Pause);
+    let reply = rig.reply(2).expect("an estimate");
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.contains(&("x-posthog-token-count", "estimated".to_string())));
+    let n: Value = serde_json::from_str(&reply.body).unwrap();
+    assert!(n["input_tokens"].as_u64().unwrap() > 0);
+    rig.end(1);
+    rig.end(2);
+    assert_eq!(rig.host.metric(Metric::CountTokens), 2);
+    assert_eq!(rig.host.metric(Metric::EventsQueued), 0);
+}
+
+#[test]
+fn models_are_listed_after_auth_in_the_clients_shape() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let headers =
+        [(":method", "GET"), (":path", "/v1/models"), ("x-api-key", "phx_models"), ("anthropic-version", "2023-06-01")];
+    assert_eq!(rig.open(1, &headers, "", true), Action::Pause);
+    assert!(rig.reply(1).is_none(), "nothing before the key is known");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    let reply = rig.reply(1).expect("a list");
+    let list: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(list["has_more"], false);
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(ids.contains(&"gpt-4o-mini") && ids.iter().any(|m| m.starts_with("claude-")), "{ids:?}");
+    rig.open(2, &[(":method", "GET"), (":path", "/v1/models"), ("x-api-key", "phx_nobody")], "", true);
+    rig.answer(rig.auth_callouts()[1].token, 404, b"");
+    assert_eq!(rig.reply(2).map(|r| r.status), Some(401));
+}
+
+#[test]
+fn probes_and_websocket_upgrades_are_answered_at_once() {
+    let mut rig = Rig::new(NO_LIMITS);
+    rig.open(1, &[(":method", "HEAD"), (":path", "/")], "", true);
+    assert_eq!(rig.reply(1).map(|r| r.status), Some(200));
+    let ws = [(":method", "GET"), (":path", "/v1/responses"), ("upgrade", "websocket"), ("connection", "Upgrade")];
+    rig.open(2, &ws, "", true);
+    assert_eq!(rig.reply(2).map(|r| r.status), Some(426));
+    assert!(rig.auth_callouts().is_empty());
+}

@@ -1,0 +1,181 @@
+//! The upstream stage: what leaves for the provider. At the headers, the
+//! client's credentials and Envoy directives are removed; once authenticated
+//! with the whole body, the body is parsed once and the upstream planned; once
+//! the limits allow, Save Mode applies and the headers and body are set.
+
+use super::host::{Host, Metric};
+use super::worker::Worker;
+use crate::accounting::{self, CallInfo};
+use crate::auth::Principal;
+use crate::capture::properties;
+use crate::cost_controls::{self, Upgrade};
+use crate::errors::{ApiError, ErrorKind};
+use crate::forward::{self, CREDENTIAL_HEADERS};
+use crate::pipeline::ResponsePlan;
+use crate::providers::Provider;
+use crate::request;
+use crate::routes::Route;
+use crate::wire::{Api, ProviderWire};
+
+/// Everything needed to send a request upstream once its limits allow it.
+pub struct Sending {
+    pub route: Route,
+    pub body_size: usize,
+    /// The client's body as read once; Save Mode scans it when the plan keeps it.
+    body: Vec<u8>,
+    pub upstream: forward::Upstream,
+    pub call: CallInfo,
+    pub max_output_tokens: Option<u64>,
+    save_mode_header: Option<String>,
+    pub team_id: i64,
+    cost_controls: Option<bool>,
+    /// The budget guard's engage tier turns Save Mode on.
+    pub budget_engaged: bool,
+}
+
+/// Headers that carry a coding agent's session id: Claude Code's, then Codex's.
+const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
+
+/// Removes what must not go upstream as the client sent it: credentials stay
+/// here, only the filter chooses the upstream and its timeout, and the body may
+/// change size.
+pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String, String)]) {
+    for (name, _) in headers {
+        let strip = CREDENTIAL_HEADERS.contains(&name.as_str())
+            || *name == worker.config.route_header
+            || name == "x-envoy-upstream-rq-timeout-ms"
+            || name == "content-length";
+        if strip {
+            host.set_request_header(name, None);
+        }
+    }
+}
+
+/// Authenticated and the whole body is here: parse it once and decide the upstream.
+pub fn prepare(
+    worker: &Worker,
+    host: &dyn Host,
+    headers: &[(String, String)],
+    route: Route,
+    principal: &Principal,
+    body_size: usize,
+    started_ms: u64,
+) -> Result<Sending, ApiError> {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let body = host.request_body(body_size);
+    let parsed = request::parse(&body, route.api).map_err(|e| {
+        let mut err = ApiError::new(ErrorKind::InvalidRequest, e.message);
+        err.param = e.param;
+        err
+    })?;
+    let upstream =
+        forward::plan(&worker.config, &worker.keys, route.api, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    if worker.pricing.table().rejects(Some(upstream.provider), &upstream.model) {
+        host.count(Metric::UnpricedRejected, 1);
+        return Err(crate::pricing::unpriced(&parsed.model));
+    }
+    let call = call_info(worker, host, headers, &route, principal, &parsed, &upstream, started_ms);
+    Ok(Sending {
+        save_mode_header: header(&worker.config.cost_controls.header).map(str::to_string),
+        max_output_tokens: parsed.max_output_tokens,
+        route,
+        body_size,
+        body,
+        upstream,
+        call,
+        team_id: principal.team_id,
+        cost_controls: principal.cost_controls,
+        budget_engaged: false,
+    })
+}
+
+/// Attribution and everything else the call's event needs from the request.
+#[allow(clippy::too_many_arguments)]
+fn call_info(
+    worker: &Worker,
+    host: &dyn Host,
+    headers: &[(String, String)],
+    route: &Route,
+    principal: &Principal,
+    parsed: &request::ParsedRequest,
+    upstream: &forward::Upstream,
+    started_ms: u64,
+) -> CallInfo {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (client_properties, rejected) = properties::header_properties(headers);
+    host.count(Metric::PropertiesRejected, rejected as i64);
+    // Gateway directives stop here; the provider has no use for them.
+    for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
+        host.set_request_header(name, None);
+    }
+    let capture_content = worker.config.capture.as_ref().is_some_and(|c| c.content);
+    let mut gateway_properties = serde_json::Map::new();
+    // Coding agents name their session; PostHog groups an agent session's calls by it.
+    let session = SESSION_HEADERS
+        .iter()
+        .find_map(|h| header(h))
+        .and_then(|v| properties::sanitize_id(v, properties::MAX_ID_CHARS));
+    if let Some(session) = session {
+        gateway_properties.insert("$ai_session_id".into(), session.into());
+    }
+    let content_field = if route.api == Api::Responses { "input" } else { "messages" };
+    CallInfo {
+        started_ms,
+        uuid: properties::new_uuid(),
+        trace_id: properties::trace_id(header("x-posthog-trace-id"), parsed.metadata_user_id.as_deref()),
+        distinct_id: accounting::end_user(parsed, header("x-posthog-distinct-id"), principal),
+        team_id: principal.team_id,
+        product: worker.config.products.get(route.product).cloned().unwrap_or_default(),
+        api_format: route.api.event_name(),
+        provider: upstream.provider.name(),
+        model: parsed.model.to_string(),
+        upstream_model: upstream.model.clone(),
+        base_url: format!("https://{}{}", upstream.authority, upstream.base_path),
+        stream: parsed.stream,
+        input: capture_content.then(|| parsed.fields.get(content_field).map(|r| r.get().to_string())).flatten(),
+        client_properties,
+        gateway_properties,
+    }
+}
+
+/// Allowed: Save Mode, then the upstream's headers and body. Returns the
+/// call's record and how its response comes back.
+pub fn send(worker: &Worker, host: &dyn Host, s: Sending, headers: &[(String, String)]) -> (CallInfo, ResponsePlan) {
+    let Sending {
+        body_size, body, upstream, mut call, save_mode_header, team_id, cost_controls, budget_engaged, ..
+    } = s;
+    for (name, value) in &upstream.headers {
+        host.set_request_header(name, Some(value));
+    }
+    for (name, value) in &upstream.default_headers {
+        if !headers.iter().any(|(k, _)| k == name) {
+            host.set_request_header(name, Some(value));
+        }
+    }
+    let mut new_body = upstream.body;
+    // Save Mode applies to every Anthropic-bound body, translated ones included.
+    if matches!(upstream.response.provider, ProviderWire::Anthropic | ProviderWire::Bedrock) {
+        let decision = cost_controls::decide(
+            &worker.config.cost_controls,
+            &call.product,
+            team_id,
+            cost_controls,
+            save_mode_header.as_deref(),
+            budget_engaged,
+            upstream.provider == Provider::Bedrock,
+        );
+        let upgrade = decision.active.then(|| match &new_body {
+            Some(b) => cost_controls::upgrade_cache_ttl(b),
+            None => cost_controls::upgrade_cache_ttl(&body),
+        });
+        call.gateway_properties.extend(cost_controls::telemetry(&decision, upgrade.as_ref()));
+        if let Some(Upgrade::Upgraded { body: upgraded, .. }) = upgrade {
+            host.count(Metric::SaveModeUpgrades, 1);
+            new_body = Some(upgraded);
+        }
+    }
+    if let Some(new_body) = &new_body {
+        host.set_request_body(body_size, new_body);
+    }
+    (call, upstream.response)
+}

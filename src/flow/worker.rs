@@ -1,0 +1,96 @@
+//! What every request on one worker (one Envoy worker thread, one VM) shares:
+//! the configuration, the provider keys, the principal cache, recent limit
+//! answers, and the spend and event queues the root context sends.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::delivery::Capture;
+use super::host::Host;
+use super::prices::Pricing;
+use super::spend::Spend;
+use crate::auth::{self, Cached, Principal, PrincipalCache};
+use crate::config::Config;
+use crate::forward::ProviderKeys;
+use crate::limits::Admissions;
+
+pub struct Worker {
+    pub config: Config,
+    pub keys: ProviderKeys,
+    cache: RefCell<PrincipalCache>,
+    /// Recent limit-check answers, for local admission.
+    pub admissions: RefCell<Admissions>,
+    pub spend: RefCell<Spend>,
+    pub capture: Option<RefCell<Capture>>,
+    /// The price table in use, and its refresh.
+    pub pricing: Pricing,
+    /// When a store failure was last logged (one line per interval, not per request).
+    store_failure_logged_ms: Cell<u64>,
+}
+
+/// Principals in Envoy's shared data, for every worker of the process.
+const SHARED_PREFIX: &str = "llm_gateway:principal:";
+
+impl Worker {
+    pub fn new(config: Config, keys: ProviderKeys) -> Self {
+        let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
+        let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
+        Worker {
+            pricing: Pricing::new(&config),
+            config,
+            keys,
+            cache,
+            admissions: RefCell::default(),
+            spend: RefCell::default(),
+            capture,
+            store_failure_logged_ms: Cell::new(0),
+        }
+    }
+
+    /// Local cache first, then the cross-worker shared data (positive answers only).
+    pub fn cached_principal(&self, host: &dyn Host, hash: &str) -> Option<Cached> {
+        let now = host.now_ms();
+        if let Some(c) = self.cache.borrow_mut().get(hash, now) {
+            return Some(c);
+        }
+        let data = host.shared_data(&format!("{SHARED_PREFIX}{hash}"))?;
+        let (principal, expires) = auth::decode_shared(&data, now)?;
+        let known = Cached::Known(Rc::new(principal));
+        self.cache.borrow_mut().insert(hash.to_string(), known.clone(), expires, now);
+        Some(known)
+    }
+
+    pub fn remember_principal(&self, host: &dyn Host, hash: &str, principal: Principal, json: &[u8]) -> Rc<Principal> {
+        let now = host.now_ms();
+        let expires = now + self.config.auth.cache_ttl_ms;
+        let p = Rc::new(principal);
+        self.cache.borrow_mut().insert(hash.to_string(), Cached::Known(Rc::clone(&p)), expires, now);
+        host.set_shared_data(&format!("{SHARED_PREFIX}{hash}"), &auth::encode_shared(expires, json));
+        p
+    }
+
+    /// Unknown keys stay per worker, so random keys cannot grow the shared store.
+    pub fn remember_unknown(&self, host: &dyn Host, hash: &str) {
+        let now = host.now_ms();
+        let expires = now + self.config.auth.negative_cache_ttl_ms;
+        self.cache.borrow_mut().insert(hash.to_string(), Cached::Unknown, expires, now);
+    }
+
+    /// A call's real cost, settled against its reservations and added to its team's month.
+    pub fn record_spend(&self, host: &dyn Host, reservations: &[(String, i64)], cost_usd: f64, team_id: i64) {
+        if self.config.limits.enabled {
+            self.spend.borrow_mut().pending.settle(reservations, cost_usd, Some(team_id), host.now_ms());
+        }
+    }
+
+    pub fn log_store_failure(&self, host: &dyn Host, why: &str) {
+        let now = host.now_ms();
+        if now.saturating_sub(self.store_failure_logged_ms.get()) >= 10_000 {
+            self.store_failure_logged_ms.set(now);
+            let mode = if self.config.limits.fail_open { "open" } else { "closed" };
+            log::warn!(
+                "limits store unavailable ({why}); failing {mode} (llm_gateway.limits_unavailable_total counts each)"
+            );
+        }
+    }
+}
