@@ -5,6 +5,7 @@
 //! chunk; JSON bodies that need translation are converted whole.
 
 use crate::bedrock::{bedrock_error_to_anthropic, BedrockToSse};
+use crate::completion::TerminalScanner;
 use crate::errors::{ApiError, ErrorKind};
 use crate::translate::{
     anthropic_error_to_openai, chat_response_to_messages, chat_response_to_responses, messages_response_to_chat,
@@ -50,6 +51,8 @@ pub struct ResponsePipeline {
     tracker: UsageTracker,
     mode: Mode,
     created: u64,
+    /// Watches what the client receives for its terminal event (streams only).
+    terminal: Option<TerminalScanner>,
 }
 
 /// What one chunk produced.
@@ -58,6 +61,9 @@ pub struct Fed {
     pub replace: Option<Vec<u8>>,
     /// The chunk carried the first content token.
     pub first_token: bool,
+    /// The chunk completed the client's terminal event (see [`crate::completion`]):
+    /// the call is complete once these bytes are passed on, whoever closes first.
+    pub terminal: bool,
 }
 
 impl ResponsePipeline {
@@ -87,7 +93,8 @@ impl ResponsePipeline {
                 Mode::Stream { decoder, stages }
             }
         };
-        ResponsePipeline { plan, tracker, mode, created }
+        let terminal = (streaming && status < 400).then(|| TerminalScanner::new(plan.client));
+        ResponsePipeline { plan, tracker, mode, created, terminal }
     }
 
     /// The body must be held whole (the adapter pauses until the end).
@@ -111,11 +118,12 @@ impl ResponsePipeline {
 
     /// One chunk of a streamed or passed-through body; `end` on the last.
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Fed {
-        let ResponsePipeline { tracker, mode, .. } = self;
+        let ResponsePipeline { tracker, mode, terminal, .. } = self;
+        let mut scan = |out: &[u8]| terminal.as_mut().is_some_and(|t| t.feed(out));
         match mode {
             Mode::PassThrough | Mode::Whole { .. } => {
                 let first_token = tracker.feed(chunk).first_token;
-                Fed { replace: None, first_token }
+                Fed { replace: None, first_token, terminal: scan(chunk) }
             }
             Mode::Stream { decoder, stages } => {
                 // Usage is read on the provider's SSE: after the Bedrock decoder, before translation.
@@ -129,7 +137,9 @@ impl ResponsePipeline {
                     }
                 }
                 let first_token = tracker.feed(&sse).first_token;
-                Fed { replace: Some(run(stages, sse, end)), first_token }
+                let out = run(stages, sse, end);
+                let terminal = scan(&out);
+                Fed { replace: Some(out), first_token, terminal }
             }
         }
     }

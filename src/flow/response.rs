@@ -13,12 +13,13 @@ pub struct Response {
     pub status: u16,
     pipeline: Option<ResponsePipeline>,
     pub first_token_ms: Option<u64>,
-    pub complete: bool,
+    /// When the response became complete by its protocol (see `crate::completion`).
+    pub completed_ms: Option<u64>,
 }
 
 impl Response {
     pub fn new(plan: ResponsePlan) -> Self {
-        Response { plan, status: 0, pipeline: None, first_token_ms: None, complete: false }
+        Response { plan, status: 0, pipeline: None, first_token_ms: None, completed_ms: None }
     }
 
     /// The provider's headers arrived: choose how the body goes back. Pauses
@@ -74,8 +75,13 @@ impl Response {
             if let Some(out) = fed.replace {
                 host.set_response_body(body_size, &out);
             }
+            if fed.terminal && self.completed_ms.is_none() {
+                self.completed_ms = Some(host.now_ms());
+            }
         }
-        self.complete |= end_of_stream;
+        if end_of_stream && self.completed_ms.is_none() {
+            self.completed_ms = Some(host.now_ms());
+        }
         Action::Continue
     }
 
