@@ -56,19 +56,21 @@ impl TerminalScanner {
             return false;
         }
         let mut rest = bytes;
-        while let Some(&first) = rest.first() {
+        while let Some((&first, after_first)) = rest.split_first() {
             if self.after_cr {
                 self.after_cr = false;
                 if first == b'\n' {
-                    rest = &rest[1..];
+                    rest = after_first;
                     continue;
                 }
             }
             match rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
                 Some(end) => {
-                    self.keep(&rest[..end]);
-                    self.after_cr = rest[end] == b'\r';
-                    rest = &rest[end + 1..];
+                    let (line, tail) = rest.split_at(end);
+                    self.keep(line);
+                    let Some((&eol, tail)) = tail.split_first() else { break };
+                    self.after_cr = eol == b'\r';
+                    rest = tail;
                     if self.end_line() {
                         self.seen = true;
                         return true;
@@ -85,7 +87,7 @@ impl TerminalScanner {
 
     fn keep(&mut self, part: &[u8]) {
         let room = LINE_HEAD.saturating_sub(self.line.len());
-        self.line.extend_from_slice(&part[..part.len().min(room)]);
+        self.line.extend_from_slice(part.get(..part.len().min(room)).unwrap_or(part));
     }
 
     /// A line ended; true when it dispatched the terminal event.
@@ -97,7 +99,10 @@ impl TerminalScanner {
         }
         let (name, value) = match line.iter().position(|b| *b == b':') {
             Some(0) => return false, // a comment
-            Some(i) => (&line[..i], &line[i + 1..]),
+            Some(i) => {
+                let (name, value) = line.split_at(i);
+                (name, value.get(1..).unwrap_or_default())
+            }
             None => (&line[..], &[][..]),
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
@@ -132,7 +137,8 @@ fn json_type(data: &[u8]) -> Option<&[u8]> {
     let rest = rest.strip_prefix(b"\"type\"")?.trim_ascii_start();
     let rest = rest.strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
     let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
-    (rest[end] == b'"').then(|| &rest[..end])
+    let (value, tail) = rest.split_at(end);
+    tail.starts_with(b"\"").then_some(value)
 }
 
 /// The message of an event for a call whose client left before it was complete.
