@@ -39,15 +39,17 @@ impl RawResponse {
 
 /// Sends one request on a new connection and reads the response until it ends,
 /// or until `stop(body so far)` is true: then the socket is closed at once.
-/// Sends `TEST_KEY` unless `headers` carry a credential.
+/// Sends `TEST_KEY` unless `headers` name a credential; a header with an empty
+/// value is not sent (`("authorization", "")` sends no credential at all).
 pub fn request_until(
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
     stop: impl Fn(&[u8]) -> bool,
 ) -> RawResponse {
+    let body = body.as_ref();
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
     let _ = conn.set_nodelay(true);
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_default();
@@ -60,12 +62,13 @@ pub fn request_until(
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
         head.push_str("content-type: application/json\r\n");
     }
-    for (k, v) in headers {
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    head.push_str(body);
-    conn.write_all(head.as_bytes()).unwrap_or_else(|e| panic!("write: {e}"));
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    conn.write_all(&request).unwrap_or_else(|e| panic!("write: {e}"));
 
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -116,7 +119,7 @@ pub fn request_until(
 }
 
 /// A request read to its end.
-pub fn exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> RawResponse {
+pub fn exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: impl AsRef<[u8]>) -> RawResponse {
     request_until(port, method, path, headers, body, |_| false)
 }
 

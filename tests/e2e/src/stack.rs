@@ -307,6 +307,19 @@ impl Envoy {
         Envoy::try_start_with_clusters(dir, plugin_config, ports, workers, wasm, "")
     }
 
+    /// As `try_start_with_wasm`, with the provider key variables in `omit` left out
+    /// of Envoy's environment (a gateway with no key for that provider).
+    pub fn try_start_without_keys(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        omit: &[&str],
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit)
+    }
+
     /// As `try_start_with_wasm`, with more clusters (YAML list items, two-space indented)
     /// appended to the template's `clusters`, e.g. one serving a price catalog.
     pub fn try_start_with_clusters(
@@ -316,6 +329,18 @@ impl Envoy {
         workers: u32,
         wasm: &Path,
         extra_clusters: &str,
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[])
+    }
+
+    fn try_start_configured(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        extra_clusters: &str,
+        omit: &[&str],
     ) -> Result<Envoy, String> {
         // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
         // other process can take a port between our picking it and Envoy binding it.
@@ -366,7 +391,11 @@ impl Envoy {
             ("LLM_GATEWAY_GEMINI_API_KEY", GEMINI_KEY),
             ("LLM_GATEWAY_BEDROCK_API_KEY", BEDROCK_KEY),
         ] {
-            cmd.env(var, key);
+            if omit.contains(&var) {
+                cmd.env_remove(var);
+            } else {
+                cmd.env(var, key);
+            }
         }
         let mut child = spawn(&mut cmd, &log);
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -346,7 +346,7 @@ fn every_gateway_header_appears_once_on_every_path() {
         let body = json!({"model": "priced-model", "user": user, "max_tokens": 1,
             "messages": [{"role": "user", "content": "x"}]});
         let headers = [("x-api-key", key), ("x-mock-usage", &usage.to_string())];
-        exchange(envoy.port, "POST", "/v1/chat/completions", &headers, &body.to_string())
+        exchange(envoy.port, "POST", "/v1/chat/completions", &headers, body.to_string())
     };
     let gateway = [
         "x-ratelimit-limit-usd",
