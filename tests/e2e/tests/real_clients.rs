@@ -189,7 +189,7 @@ fn closing_at_the_terminal_event_is_a_complete_call() {
             if hold {
                 headers.push(("x-mock-hold", "end"));
             }
-            let resp = request_until(stack.envoy.port, "POST", r.path, &headers, &body(r, include_usage), |b| {
+            let resp = request_until(stack.envoy.port, "POST", r.path, &headers, body(r, include_usage), |b| {
                 terminal_arrived(r.path, b)
             });
             assert_eq!(resp.status, 200, "{marker}: {}", resp.text());
@@ -232,7 +232,7 @@ fn leaving_one_event_before_the_end_is_a_disconnect() {
         let mut headers =
             vec![("x-test-marker", marker.as_str()), ("x-posthog-trace-id", marker.as_str()), ("x-mock-hold", "last")];
         headers.extend(r.provider_header.map(|p| ("x-posthog-provider", p)));
-        let resp = request_until(stack.envoy.port, "POST", r.path, &headers, &body(r, include_usage), |b| {
+        let resp = request_until(stack.envoy.port, "POST", r.path, &headers, body(r, include_usage), |b| {
             event_arrived(b, last_read)
         });
         assert_eq!(resp.status, 200, "{marker}");
