@@ -61,7 +61,8 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
     // (status, what, gateway port, method, path, headers, body, local reply: never reaches the provider)
     let bearer_unknown = "Bearer phx_errors_unknown_key_0001";
     let bearer_test = format!("Bearer {TEST_KEY}");
-    let cases: Vec<(u16, &str, u16, &str, &str, Vec<(&str, &str)>, String, bool)> = vec![
+    type Case<'a> = (u16, &'a str, u16, &'a str, &'a str, Vec<(&'a str, &'a str)>, String, bool);
+    let cases: Vec<Case> = vec![
         (401, "missing key", port, "POST", c, vec![("authorization", "")], chat("gpt-4o"), true),
         (
             401,
