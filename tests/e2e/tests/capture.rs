@@ -431,3 +431,26 @@ fn draining_before_stop_delivers_everything_queued() {
     assert_eq!(primary.events().len(), 4);
     assert_eq!(mirror.events().len(), 4);
 }
+
+/// Issue 14: a batch is retried for as long as the queue has room, so an
+/// outage longer than the old four attempts (here four failures in a row,
+/// with `Retry-After: 1` honoured) loses no event and duplicates none.
+#[test]
+fn a_short_outage_loses_no_event() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let (envoy, primary, mirror) = isolated(stack, "short-outage", json!({}));
+    primary.fail_next(4, 503, Some(1));
+    for i in 0..3 {
+        call(&envoy, &format!("short-outage-{i}"));
+    }
+    let delivered = primary.wait_for_events(3, Duration::from_secs(30));
+    assert_eq!(delivered.len(), 3, "{} of 3 events delivered", delivered.len());
+    for i in 0..3 {
+        event(&primary, &format!("short-outage-{i}"));
+    }
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_failed_total"), 4);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_dropped_total"), 0);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 3);
+    assert_eq!(mirror.events().len(), 3);
+}
