@@ -313,6 +313,14 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
     assert_eq!(p["$ai_input_tokens"], 25);
     assert!(p["$ai_error"].as_str().unwrap().contains("did not complete"), "{p}");
 
+    // A reset before any response: Envoy's 502, a whole reply, so an error by its status.
+    let trace = "failed-reset-502";
+    let resp = stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "reset")], &messages);
+    assert_eq!(resp.status, 502);
+    let p = event(&stack.sink, trace)["properties"].clone();
+    assert_eq!((p["$ai_is_error"].clone(), p["$ai_http_status"].clone()), (json!(true), json!(502)));
+    assert_eq!(p["$ai_error"], "HTTP 502", "{p}");
+
     // An error event mid-stream.
     let trace = "interrupted-error-event";
     stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "error-event")], &messages);
