@@ -279,11 +279,7 @@ mod tests {
     #[test]
     fn nesting_past_128_levels_in_a_read_field_is_refused() {
         let nested = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
-        for (key, endpoint) in [
-            ("metadata", Api::Messages),
-            ("stream_options", Api::Chat),
-            ("user", Api::Chat),
-        ] {
+        for (key, endpoint) in [("metadata", Api::Messages), ("stream_options", Api::Chat), ("user", Api::Chat)] {
             for levels in [129, 200, 100_000] {
                 let body = format!(r#"{{"model":"m","messages":[],"{key}":{}}}"#, nested(levels));
                 let e = parse(body.as_bytes(), endpoint).err().unwrap_or_else(|| panic!("{key} {levels} accepted"));
