@@ -349,6 +349,9 @@ mod tests {
             case(Messages, ProviderWire::OpenAiChat, false, &chat_events()),
             case(Messages, ProviderWire::GeminiChat, false, &chat_events()),
             case(Responses, ProviderWire::OpenAiResponses, false, &responses.map(named).to_vec()),
+            case(Responses, ProviderWire::Anthropic, false, &anthropic),
+            case(Responses, ProviderWire::Bedrock, false, &bedrock),
+            case(Responses, ProviderWire::GeminiChat, false, &chat_events()),
         ]
     }
 
@@ -359,6 +362,13 @@ mod tests {
             requested_model: "m".into(),
             client_wants_usage: !c.strip,
             strip_usage_chunk: c.strip,
+            responses: (c.client == Api::Responses && c.provider.api() != Api::Responses).then(|| {
+                crate::translate::ResponsesContext {
+                    echo: String::new(),
+                    custom_tools: Vec::new(),
+                    namespaced: Vec::new(),
+                }
+            }),
         };
         let ct = if c.provider == ProviderWire::Bedrock {
             "application/vnd.amazon.eventstream"
@@ -398,10 +408,12 @@ mod tests {
             for event in head {
                 assert!(!p.feed(event, false).terminal, "{what}");
             }
-            // Only the Chat-to-Messages translator completes a stream without `[DONE]`
-            // (some compatible endpoints omit it) once a finish_reason came; the rest
-            // end such a stream with an error event.
-            let completes_at_end = c.client == Api::Messages && c.provider.api() == Api::Chat;
+            // The Chat-to-Messages translator completes a stream without `[DONE]` (some
+            // compatible endpoints omit it) once a finish_reason came; the Responses
+            // translators end a cut stream with `response.failed`, a terminal event; the
+            // rest end such a stream with an error event.
+            let completes_at_end = (c.client == Api::Messages && c.provider.api() == Api::Chat)
+                || (c.client == Api::Responses && c.provider.api() != Api::Responses);
             assert_eq!(
                 p.feed(b"", true).terminal,
                 completes_at_end,

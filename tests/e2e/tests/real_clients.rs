@@ -32,7 +32,7 @@ struct Route {
     usage: (u64, u64),
 }
 
-const ROUTES: [Route; 10] = [
+const ROUTES: [Route; 13] = [
     Route {
         name: "chat-openai",
         path: "/v1/chat/completions",
@@ -112,6 +112,30 @@ const ROUTES: [Route; 10] = [
         provider_header: None,
         provider: "openai",
         usage: (37, 11),
+    },
+    Route {
+        name: "responses-anthropic",
+        path: "/v1/responses",
+        model: "claude-haiku-4-5",
+        provider_header: None,
+        provider: "anthropic",
+        usage: (25, 15),
+    },
+    Route {
+        name: "responses-gemini",
+        path: "/v1/responses",
+        model: "gemini-2.5-flash",
+        provider_header: None,
+        provider: "gemini",
+        usage: (19, 10),
+    },
+    Route {
+        name: "responses-bedrock",
+        path: "/v1/responses",
+        model: "claude-haiku-4-5",
+        provider_header: Some("bedrock"),
+        provider: "bedrock",
+        usage: (25, 15),
     },
 ];
 
