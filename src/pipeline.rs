@@ -191,8 +191,18 @@ impl ResponsePipeline {
         }
     }
 
+    /// What the response yielded. A translated stream the provider ended
+    /// before its answer was complete is an error, as the client was told.
     pub fn finish(&mut self) -> Extracted {
-        self.tracker.finish()
+        let mut extracted = self.tracker.finish();
+        let cut = match &self.mode {
+            Mode::Stream { stages, .. } => stages.iter().any(|s| s.incomplete()),
+            _ => false,
+        };
+        if cut && extracted.error.is_none() {
+            extracted.error = Some("The provider's stream ended before the response was complete".into());
+        }
+        extracted
     }
 }
 
@@ -241,4 +251,38 @@ fn run(stages: &mut [Box<dyn Transform>], bytes: Vec<u8>, end: bool) -> Vec<u8> 
         out = next;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(client: Api, provider: ProviderWire) -> ResponsePlan {
+        ResponsePlan {
+            client,
+            provider,
+            requested_model: "m".into(),
+            client_wants_usage: false,
+            strip_usage_chunk: false,
+            responses: None,
+        }
+    }
+
+    #[test]
+    fn a_translated_stream_cut_short_is_an_error_and_a_whole_one_is_not() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m1\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+                     event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        for (client, whole) in [(Api::Chat, false), (Api::Responses, false), (Api::Chat, true), (Api::Responses, true)]
+        {
+            let mut p =
+                ResponsePipeline::start(plan(client, ProviderWire::Anthropic), 200, Some("text/event-stream"), None, 0);
+            let body = if whole { format!("{start}{stop}") } else { start.to_string() };
+            let fed = p.feed(body.as_bytes(), true);
+            let out = String::from_utf8(fed.replace.unwrap()).unwrap();
+            let extracted = p.finish();
+            assert_eq!(extracted.error.is_some(), !whole, "{client:?} whole={whole}: {out}");
+            assert_eq!(extracted.usage.map(|u| u.input_tokens), Some(3));
+        }
+    }
 }
