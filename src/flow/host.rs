@@ -100,15 +100,19 @@ pub enum Metric {
     RateLimited,
     LimitsUnavailable,
     LimitsLocalAdmits,
+    /// Checks sent again because the filter named another window than Redis's clock.
+    LimitsWindowRetries,
     SpendRecords,
     SpendDropped,
+    /// Budget spend (micro-USD) in the dropped records: what the month keys miss.
+    SpendDroppedMicroUsd,
     CountTokens,
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
     Responses(Provider, u8),
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 25] = [
+const SIMPLE: [(Metric, &str); 27] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -131,8 +135,10 @@ const SIMPLE: [(Metric, &str); 25] = [
     (Metric::RateLimited, "rate_limited_total"),
     (Metric::LimitsUnavailable, "limits_unavailable_total"),
     (Metric::LimitsLocalAdmits, "limits_local_admits_total"),
+    (Metric::LimitsWindowRetries, "limits_window_retries_total"),
     (Metric::SpendRecords, "spend_records_total"),
     (Metric::SpendDropped, "spend_dropped_total"),
+    (Metric::SpendDroppedMicroUsd, "spend_dropped_micro_usd_total"),
     (Metric::CountTokens, "count_tokens_total"),
 ];
 
