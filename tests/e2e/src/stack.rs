@@ -531,7 +531,7 @@ pub fn budget_key(team: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("llmgw:budget:{team}:{y:04}-{m:02}")
+    format!("llmgw:{{t:{team}}}:budget:{y:04}-{m:02}")
 }
 
 /// The principal of `TEST_KEY`: every product, the required scope.
