@@ -27,6 +27,9 @@ struct Fleet {
     cluster: Mutex<RedisCluster>,
     bridges: Vec<Bridge>,
     envoys: Vec<Envoy>,
+    /// Where each gateway's clusters point (its own bridge).
+    ports: Vec<Ports>,
+    dir: std::path::PathBuf,
     _mock: MockProvider,
     sink: CaptureSink,
     _sink2: CaptureSink,
@@ -69,23 +72,22 @@ impl Fleet {
             bedrock: BEDROCK_KEY.into(),
         });
         let (sink, sink2) = (CaptureSink::start(), CaptureSink::start());
-        let envoys = bridges
+        let ports: Vec<Ports> = bridges
             .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let ports = Ports {
-                    mock: mock.port(),
-                    sink: sink.port(),
-                    sink2: sink2.port(),
-                    webdis: b.webdis_port,
-                    auth: b.webdis_port,
-                };
-                let dir = dir.join(format!("gateway-{i}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                Envoy::start_with(&dir, &gateway_config(), ports, WORKERS)
+            .map(|b| Ports {
+                mock: mock.port(),
+                sink: sink.port(),
+                sink2: sink2.port(),
+                webdis: b.webdis_port,
+                auth: b.webdis_port,
             })
             .collect();
-        Fleet { cluster: Mutex::new(cluster), bridges, envoys, _mock: mock, sink, _sink2: sink2 }
+        let envoys = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| gateway(&dir, &format!("gateway-{i}"), &gateway_config(), *p))
+            .collect();
+        Fleet { cluster: Mutex::new(cluster), bridges, envoys, ports, dir, _mock: mock, sink, _sink2: sink2 }
     }
 
     /// One fleet per test binary, owned by a thread that never exits (children die
@@ -185,6 +187,12 @@ impl Fleet {
     fn guards(&self) -> Vec<LogOnFailure<'_>> {
         self.envoys.iter().map(|e| e.guard()).collect()
     }
+}
+
+fn gateway(dir: &std::path::Path, name: &str, config: &Value, ports: Ports) -> Envoy {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    Envoy::start_with(&dir, config, ports, WORKERS)
 }
 
 fn principal(team: i64, extra: Value) -> Value {
@@ -565,4 +573,186 @@ fn a_master_killed_mid_run_fails_over_and_the_books_still_balance() {
         "failover books: shortfall {shortfall} micro-USD; dropped {dropped} keys, {dropped_micro} micro-USD of budget"
     );
     assert_eq!(shortfall as u64, dropped_micro, "every micro-dollar missing is counted as dropped");
+}
+
+/// Counters of one sizing run.
+#[derive(Default)]
+struct Snapshot {
+    /// Per master: command → calls (EVAL and the commands scripts ran).
+    redis: Vec<HashMap<String, u64>>,
+    requests: u64,
+    local_admits: u64,
+    records: u64,
+    unavailable: u64,
+}
+
+fn snapshot(fleet: &Fleet, gateways: &[Envoy]) -> Snapshot {
+    let cluster = fleet.cluster();
+    let metric = |n: &str| gateways.iter().map(|e| e.metric(&format!("llm_gateway.{n}"))).sum();
+    Snapshot {
+        redis: cluster.masters().iter().map(|m| cluster.command_calls(*m)).collect(),
+        requests: metric("requests_total"),
+        local_admits: metric("limits_local_admits_total"),
+        records: metric("spend_records_total"),
+        unavailable: metric("limits_unavailable_total"),
+    }
+}
+
+/// Requests at `rate` per second for `seconds`, spread over `gateways`, from
+/// `subjects` (team, user) pairs taken in turn; returns the achieved rate.
+fn drive(gateways: &[Envoy], keys: &[(String, String)], rate: u64, seconds: u64) -> f64 {
+    let ports: Vec<u16> = gateways.iter().map(|e| e.port).collect();
+    let threads = 16;
+    let start = Instant::now();
+    let total = rate * seconds;
+    let handles: Vec<_> = (0..threads)
+        .map(|k| {
+            let (ports, keys) = (ports.clone(), keys.to_vec());
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                let mut i = k;
+                while i < total {
+                    let due = start + Duration::from_micros(i * 1_000_000 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let (key, user) = &keys[(i as usize) % keys.len()];
+                    let r = call_port(ports[(i as usize) % ports.len()], key, user, 24);
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    sent += 1;
+                    i += threads;
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    sent as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `make bench-fleet` (BENCHMARKS.md, "Fleet: Redis commands per request"): the
+/// commands Redis runs per request on the cluster, by lease size and by how many
+/// subjects share the traffic; then what one shard sustains of each script.
+/// FLEET_RATE (req/s, default 100) and FLEET_SECONDS (default 10) set the load.
+#[test]
+#[ignore = "a measurement: make bench-fleet"]
+fn fleet_sizing() {
+    let (fleet, _turn) = Fleet::shared();
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (rate, seconds) = (env("FLEET_RATE", 100), env("FLEET_SECONDS", 10));
+    println!("| lease | subjects | req/s | checked in Redis | EVAL / req (check + record) | record EVAL/s | Redis commands / req | EVAL share per master |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (run, (lease, teams, users)) in [(0, 10, 5), (8, 10, 5), (0, 1, 1), (8, 1, 1)].into_iter().enumerate() {
+        let mut config = gateway_config();
+        merge(
+            &mut config,
+            json!({"limits": {"local_admission_lease": lease, "user": [{"window_seconds": 3600, "limit_usd": 500}]}}),
+        );
+        let gateways: Vec<Envoy> = fleet
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| gateway(&fleet.dir, &format!("sizing-{run}-{i}"), &config, *p))
+            .collect();
+        let mut keys = Vec::new();
+        for t in 0..teams {
+            let team = 19_700 + 10 * run as i64 + t as i64;
+            let key = format!("phx_fleet_sizing_{team}");
+            fleet.put_key(&key, &principal(team, json!({"monthly_budget_usd": 100000.0})));
+            for u in 0..users {
+                keys.push((key.clone(), format!("u{u:03}")));
+            }
+        }
+        // Warm the principal caches, then measure.
+        for g in &gateways {
+            for (key, user) in &keys {
+                assert_eq!(call(g, key, user, 24).status, 200);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let before = snapshot(fleet, &gateways);
+        let achieved = drive(&gateways, &keys, rate, seconds);
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = snapshot(fleet, &gateways);
+        let requests = (after.requests - before.requests) as f64;
+        let delta = |m: usize, cmd: Option<&str>| -> f64 {
+            let (a, b) = (&after.redis[m], &before.redis[m]);
+            let calls = |h: &HashMap<String, u64>| match cmd {
+                Some(c) => h.get(c).copied().unwrap_or(0),
+                None => h.iter().filter(|(k, _)| !k.starts_with("cluster") && *k != "info").map(|(_, v)| v).sum(),
+            };
+            calls(a).saturating_sub(calls(b)) as f64
+        };
+        let masters = after.redis.len();
+        let evals: Vec<f64> = (0..masters).map(|m| delta(m, Some("eval"))).collect();
+        let all_evals: f64 = evals.iter().sum();
+        let commands: f64 = (0..masters).map(|m| delta(m, None)).sum();
+        let records = (after.records - before.records) as f64;
+        let checked = 1.0 - (after.local_admits - before.local_admits) as f64 / requests;
+        let share: Vec<String> = evals.iter().map(|e| format!("{:.0}%", 100.0 * e / all_evals.max(1.0))).collect();
+        assert_eq!(after.unavailable, before.unavailable, "no check failed during the run");
+        println!(
+            "| {lease} | {} | {achieved:.0} | {:.0}% | {:.2} ({:.2} + {:.2}) | {:.1} | {:.1} | {} |",
+            keys.len(),
+            100.0 * checked,
+            all_evals / requests,
+            (all_evals - records) / requests,
+            records / requests,
+            records / seconds as f64,
+            commands / requests,
+            share.join(" / ")
+        );
+    }
+    // What one shard sustains: redis-benchmark against a master, 50 connections, the
+    // filter's scripts with their real keys (a team's call: 2 windows + budget; a record of 10 keys).
+    let cluster = fleet.cluster();
+    let master = cluster.masters()[0];
+    let team = (1..10_000).find(|t| cluster.master_of(cluster.slot(&format!("{{t:{t}}}"))) == master).unwrap();
+    let now = now_ms();
+    let day = now / 86_400_000;
+    let subject = Subject { team_id: team, product: "bench", end_user: "bench-user" };
+    let windows = vec![
+        Window { scope: Scope::User, window_seconds: 86_400, limit_usd: 1e9 },
+        Window { scope: Scope::Team, window_seconds: 86_400, limit_usd: 1e9 },
+    ];
+    let plan = CheckPlan::new(windows, &subject, 0.000001, Some(1e9), now).split_by_slot();
+    let check = decode(&plan.request(0).body);
+    let mut batch = SpendBatch::new();
+    let reservations: Vec<(String, i64)> =
+        (0..9).map(|i| (format!("llmgw:{{t:{team}}}:rl:u:bench{i}:86400:{day}"), 1)).collect();
+    batch.settle(&reservations, 0.000002, Some(team), now);
+    let record = decode(&batch.request().body);
+    for (name, args) in [("check.lua (2 windows + budget)", check), ("record.lua (10 keys)", record)] {
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-p", &master.to_string(), "-c", "50", "-n", "50000", "-q"])
+            .args(&args)
+            .output()
+            .expect("redis-benchmark");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+        let line = text.lines().rev().find(|l| l.contains("requests per second")).unwrap_or_default();
+        let (before, after) = line.split_once(" requests per second").unwrap_or_default();
+        let rps = before.rsplit(' ').next().unwrap_or("?");
+        println!("one shard, {name}: {rps} EVAL/s{after}");
+    }
+}
+
+/// A webdis command body back into its arguments (`EVAL`, the script, numkeys, ...).
+fn decode(body: &str) -> Vec<String> {
+    body.split('/')
+        .map(|seg| {
+            let mut out = Vec::new();
+            let b = seg.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&seg[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        })
+        .collect()
 }
