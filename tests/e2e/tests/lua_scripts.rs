@@ -439,3 +439,33 @@ fn a_key_naming_another_window_is_refused_with_redis_time() {
     // Sent again on Redis's clock (as the filter does), the call goes through.
     assert_eq!(tag(&r.check(5, &w, None)), 1);
 }
+
+/// scripts/migrate-keys.sh: a month's budget in the layout before hash tags moves to
+/// the tagged key, added to what is there and with its TTL.
+#[test]
+fn budgets_move_to_the_tagged_keys_on_upgrade() {
+    let r = Redis::start();
+    r.store.command(&["SET", "llmgw:budget:7:2030-01", "1500", "EX", "1000"]);
+    r.store.command(&["SET", "llmgw:budget:8:2030-01", "20"]);
+    r.store.command(&["SET", "llmgw:{t:8}:budget:2030-01", "5", "EX", "2000"]);
+    r.store.command(&["SET", "llmgw:key:abc", "{}"]);
+    let out = std::process::Command::new(repo_root().join("scripts/migrate-keys.sh"))
+        .env("LLMGW_REDIS_PORT", r.store.redis_port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(r.get("llmgw:{t:7}:budget:2030-01"), Some(1500));
+    let ttl = r.pttl("llmgw:{t:7}:budget:2030-01");
+    assert!(ttl > 900_000 && ttl <= 1_000_000, "{ttl}");
+    assert_eq!(r.get("llmgw:{t:8}:budget:2030-01"), Some(25), "added to what the new gateways recorded");
+    assert!(r.pttl("llmgw:{t:8}:budget:2030-01") > 1_000_000, "the new key keeps its own TTL");
+    let mut keys = r.all_keys();
+    keys.sort();
+    assert_eq!(keys, ["llmgw:key:abc", "llmgw:{t:7}:budget:2030-01", "llmgw:{t:8}:budget:2030-01"]);
+    // Again: nothing left to move.
+    let out = std::process::Command::new(repo_root().join("scripts/migrate-keys.sh"))
+        .env("LLMGW_REDIS_PORT", r.store.redis_port.to_string())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved 0"));
+}
