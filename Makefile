@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/llm_gateway.wasm
 CARGO ?= cargo
 export CARGO_TERM_QUIET ?= true
 
-.PHONY: all setup build build-fault build-timing run test test-unit test-wasm test-e2e test-fleet lint fmt key clean
+.PHONY: all setup build build-fault build-timing run test test-unit test-wasm test-e2e test-fleet lint fmt key clean prices
 
 all: build
 
@@ -67,6 +67,16 @@ key:
 
 fmt:
 	@$(CARGO) fmt --all
+
+# Regenerates src/pricing/catalog.json from the genai-prices release pinned in
+# scripts/prices.py (downloaded with pip); review the diff, then commit.
+prices:
+	@python3 scripts/prices.py
+
+# Regenerates src/model_caps/catalog.tsv (output limits, reasoning controls) from the pinned LiteLLM release.
+.PHONY: model-limits
+model-limits:
+	@python3 scripts/gen-model-limits.py
 
 clean:
 	@$(CARGO) clean

@@ -11,7 +11,8 @@
 use std::time::Instant;
 
 use llm_gateway::capture::event::{Generation, DEFAULT_MAX_EVENT_BYTES};
-use llm_gateway::{auth, capture, config, forward, pipeline, request, routes};
+use llm_gateway::usage::Usage;
+use llm_gateway::{auth, capture, config, forward, pipeline, pricing, request, routes};
 
 fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) -> f64 {
     let t = Instant::now();
@@ -57,6 +58,19 @@ fn main() {
     .iter()
     .sum::<f64>();
     println!("{:38} {total:9.2} µs", "sum");
+    let usage = Usage { input_tokens: 230, output_tokens: 9, cache_read_tokens: Some(100), ..Usage::default() };
+    println!("price lookup and cost, {n} iterations each:");
+    for model in
+        ["gpt-4o-mini", "claude-sonnet-4-5-20250929", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "no-such-model"]
+    {
+        time(&format!("cost {model}"), n, || pricing::cost(&config.prices, model, &usage, 20_779, 0.01).total_usd);
+    }
+    let mut i = 0u32;
+    time("cost, a new name each call (memo miss)", n, || {
+        i += 1;
+        pricing::cost(&config.prices, &format!("gpt-4o-mini-2024-07-{i}"), &usage, 20_779, 0.01).total_usd
+    });
+    time("config parse (built-in prices)", 200, || config::Config::parse(b"{}").is_ok());
     let prompt = format!(r#"[{{"role":"system","content":"{}"}}]"#, "lorem ipsum dolor sit amet ".repeat(10_000));
     let g = Generation { input: Some(prompt.clone()), model: "gpt-4o".into(), ..Generation::default() };
     println!("$ai_generation event with a {} KB prompt:", prompt.len() / 1024);

@@ -368,6 +368,38 @@ REQUESTS = {
                         "max_output_tokens": 100, "stream": True, "metadata": {"k": "v"}},
     "responses_list": {"model": "pinned", "input": [{"role": "user", "content": [
         {"type": "input_text", "text": "hi"}]}], "store": False, "reasoning": {"effort": "low"}},
+    "responses_agent": {"model": "claude-sonnet-4-5", "stream": True, "store": False, "parallel_tool_calls": False,
+                        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "s1", "max_output_tokens": 99999,
+                        "reasoning": {"effort": "high", "summary": "auto"}, "tool_choice": "auto",
+                        "tools": [{"type": "function", "name": "exec_command", "strict": False,
+                                   "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}},
+                                                  "required": ["cmd"], "additionalProperties": False}},
+                                  {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
+                                  {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "wait"}]},
+                                  {"type": "web_search", "external_web_access": False}],
+                        "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be careful."}]},
+                                  {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ls"},
+                                      {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]},
+                                  {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Plan."}],
+                                   "encrypted_content": "anthropic-thinking:EqQB"},
+                                  {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"},
+                                  {"type": "function_call_output", "call_id": "c1", "output": "a.rs"},
+                                  {"type": "function_call", "call_id": "c2", "namespace": "ns", "name": "wait", "arguments": ""},
+                                  {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "ok"}]},
+                                  {"type": "custom_tool_call", "call_id": "c3", "name": "apply_patch", "input": "*** Begin Patch"},
+                                  {"type": "custom_tool_call_output", "call_id": "c3", "output": "Done"}]},
+    "messages_claude_code": {"model": "gpt-5", "max_tokens": 64000, "stream": True,
+                             "thinking": {"type": "adaptive", "display": "omitted"}, "output_config": {"effort": "high"},
+                             "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+                             "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                             "tools": [{"name": "ToolSearch", "input_schema": {"type": "object"}},
+                                       {"name": "WebFetch", "input_schema": {"$schema": "x", "type": "object"}, "defer_loading": True}],
+                             "messages": [{"role": "user", "content": "find"},
+                                          {"role": "system", "content": "Environment."},
+                                          {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                                              {"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {}}]},
+                                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                              "content": [{"type": "tool_reference", "tool_name": "WebFetch"}]}]}]},
     "messages_basic": {"model": "claude-sonnet-4-5", "max_tokens": 1024,
                        "messages": [{"role": "user", "content": "Hello, Claude"}]},
     "messages_cached": {"model": "fast", "max_tokens": 1024, "stream": True, "system": SYSTEM_BLOCKS,
@@ -572,7 +604,8 @@ def main():
             write("translate_body", f"{wire}_{name}", body)
             write("response_pipeline", f"{wire}_{name}", body)
     for name in ["chat_basic", "chat_stream_options", "chat_to_anthropic", "chat_image", "messages_cached",
-                 "messages_to_openai", "messages_thinking"]:
+                 "messages_to_openai", "messages_thinking", "responses_basic", "responses_list", "responses_agent",
+                 "messages_claude_code"]:
         write("translate_body", f"request_{name}", dumps(REQUESTS[name]))
     write("translate_body", "bedrock_error", '{"message":"The security token included in the request is invalid."}')
     write("translate_body", "html_error", "<html><body>502 Bad Gateway</body></html>")

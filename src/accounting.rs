@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use crate::auth::Principal;
 use crate::capture::event::Generation;
 use crate::capture::properties::{sanitize_id, MAX_ID_CHARS};
-use crate::pricing::{self, Cost, CostSource, PriceTable};
+use crate::pricing::{self, Cost, PriceTable};
+use crate::providers::Provider;
 use crate::request::ParsedRequest;
 use crate::usage::{Extracted, Usage};
 
@@ -58,14 +59,44 @@ pub struct Outcome {
 
 /// The call's cost: priced from usage; a successful call whose usage never
 /// arrived costs the fallback amount; a failed call without usage costs nothing.
+///
+/// The model that answered is priced first (a dated snapshot may cost more
+/// than its alias), then the one sent upstream; the table's unknown-model
+/// policy applies only when neither has a price.
 pub fn call_cost(prices: &PriceTable, info: &CallInfo, out: &Outcome, fallback_usd: f64) -> Option<Cost> {
-    let model = out.extracted.served_model.as_deref().unwrap_or(&info.upstream_model);
     match &out.extracted.usage {
-        Some(u) => Some(pricing::cost(prices, model, u, fallback_usd)),
-        None if (200..300).contains(&out.status) => {
-            Some(Cost { input_usd: 0.0, output_usd: 0.0, total_usd: fallback_usd, source: CostSource::Fallback })
+        Some(u) => {
+            let provider = Provider::from_name(info.provider);
+            let served = out.extracted.served_model.as_deref();
+            let models: Vec<&str> = served.into_iter().chain([info.upstream_model.as_str()]).collect();
+            Some(prices.cost(provider, &models, u, pricing::day_of(info.started_ms), fallback_usd))
         }
+        None if (200..300).contains(&out.status) => Some(Cost::flat(fallback_usd)),
         None => None,
+    }
+}
+
+/// What the event says about how the call was priced: `$ai_cost_fallback`
+/// (`family`, `flat`, or `usage_missing` when a successful call reported no
+/// usage), `$ai_cost_model` (the row used), and the web searches billed.
+fn pricing_properties(out: &Outcome, cost: Option<&Cost>, props: &mut Map<String, Value>) {
+    let usage = out.extracted.usage.as_ref();
+    if let Some(c) = cost {
+        let label = if usage.is_none() { Some("usage_missing") } else { c.source.fallback_label() };
+        if let Some(label) = label {
+            props.insert("$ai_cost_fallback".into(), label.into());
+        }
+        if let Some(model) = &c.priced_as {
+            props.insert("$ai_cost_model".into(), model.as_ref().into());
+        }
+        if c.tools_usd > 0.0 {
+            if let Some(n) = serde_json::Number::from_f64(c.tools_usd) {
+                props.insert("$ai_web_search_cost_usd".into(), Value::Number(n));
+            }
+        }
+    }
+    if let Some(n) = usage.and_then(|u| u.web_search_requests) {
+        props.insert("$ai_web_search_count".into(), n.into());
     }
 }
 
@@ -114,7 +145,11 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
         api_format: info.api_format.to_string(),
         input: if content { info.input.clone() } else { None },
         output_choices,
-        gateway_properties: info.gateway_properties.clone(),
+        gateway_properties: {
+            let mut props = info.gateway_properties.clone();
+            pricing_properties(out, cost, &mut props);
+            props
+        },
         client_properties: info.client_properties.clone(),
     }
 }
@@ -143,6 +178,8 @@ mod tests {
         assert_eq!(end_user(&req, None, &owner()), "owner");
         assert_eq!(end_user(&req, None, &Principal { team_id: 3, ..Default::default() }), "team_3");
     }
+
+    use crate::pricing::CostSource;
 
     #[test]
     fn cost_rules() {
@@ -180,5 +217,49 @@ mod tests {
         assert_eq!(g.latency_s, 2.0);
         let g = generation(&info, &Outcome { status: 502, ..Default::default() }, None, true);
         assert_eq!(g.error.as_deref(), Some("HTTP 502"));
+    }
+
+    #[test]
+    fn events_say_how_the_call_was_priced() {
+        let prices = PriceTable::builtin();
+        let info = CallInfo {
+            model: "claude-opus".into(),
+            upstream_model: "claude-opus".into(),
+            provider: "anthropic",
+            ..Default::default()
+        };
+        let usage = Usage { input_tokens: 1000, output_tokens: 10, web_search_requests: Some(2), ..Default::default() };
+        let out = |served: &str| Outcome {
+            status: 200,
+            extracted: Extracted {
+                usage: Some(usage.clone()),
+                served_model: Some(served.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // The answering model is priced, and the searches with it.
+        let answered = out("claude-opus-5-5-20270101");
+        let c = call_cost(&prices, &info, &answered, 0.01).unwrap();
+        let p = generation(&info, &answered, Some(&c), false).gateway_properties;
+        assert_eq!(p["$ai_cost_model"], "claude-opus-5-5");
+        assert_eq!(p["$ai_web_search_count"], 2);
+        assert!((p["$ai_web_search_cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12);
+        assert!(p.get("$ai_cost_fallback").is_none());
+        // An unknown answer of a known family is priced as the family's most expensive model.
+        let unknown = out("claude-opus-9");
+        let c = call_cost(&prices, &info, &unknown, 0.01).unwrap();
+        let p = generation(&info, &unknown, Some(&c), false).gateway_properties;
+        assert_eq!(
+            (p["$ai_cost_fallback"].as_str(), p["$ai_cost_model"].as_str()),
+            (Some("family"), Some("claude-3-opus-latest"))
+        );
+        // A success without usage.
+        let missing = Outcome { status: 200, ..Default::default() };
+        let c = call_cost(&prices, &info, &missing, 0.01).unwrap();
+        assert_eq!(
+            generation(&info, &missing, Some(&c), false).gateway_properties["$ai_cost_fallback"],
+            "usage_missing"
+        );
     }
 }

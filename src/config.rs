@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::capture::outbox::OutboxConfig;
 use crate::cost_controls::CostControlsConfig;
 use crate::limits::LimitsConfig;
-use crate::pricing::{ModelPrice, PriceTable};
+use crate::pricing::refresh::Source;
+use crate::pricing::{ModelPrice, PriceTable, UnknownModel};
 use crate::providers::Provider;
 
 pub const DEFAULT_PRODUCTS: [&str; 6] = ["llm_gateway", "array", "wizard", "django", "posthog_code", "slack_app"];
@@ -32,8 +33,9 @@ struct RawConfig {
     #[serde(default)]
     auth: RawAuth,
     capture: Option<RawCapture>,
+    /// `models`, `source`, `unknown_model`; any other key is a model (the older form).
     #[serde(default)]
-    pricing: HashMap<String, ModelPrice>,
+    pricing: serde_json::Map<String, serde_json::Value>,
     default_fallback_cost_usd: Option<f64>,
     #[serde(default)]
     cost_controls: CostControlsConfig,
@@ -162,8 +164,11 @@ pub struct Config {
     pub anthropic_version: String,
     pub auth: AuthSettings,
     pub capture: Option<CaptureSettings>,
+    /// Built-in (or `pricing.source`'s) catalog, `pricing.models` overrides, `pricing.unknown_model`.
     pub prices: PriceTable,
     pub fallback_cost_usd: f64,
+    /// Where to refresh the catalog at run time (`pricing.source`).
+    pub pricing_source: Option<Source>,
     pub cost_controls: CostControlsConfig,
     pub limits: LimitsConfig,
 }
@@ -296,20 +301,16 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     if !(fallback_cost_usd >= 0.0 && fallback_cost_usd.is_finite()) {
         return Err("default_fallback_cost_usd: must be a number >= 0".into());
     }
-    for (model, p) in &raw.pricing {
-        let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write_5m, p.cache_write_1h];
-        if all.into_iter().flatten().any(|v| !(v >= 0.0 && v.is_finite())) {
-            return Err(format!("pricing.{}: prices must be numbers >= 0", key(model)));
-        }
-    }
+    let (prices, pricing_source) = compile_pricing(raw.pricing)?;
     raw.cost_controls.validate()?;
     raw.limits.validate()?;
     Ok(Config {
         limits: raw.limits,
         cost_controls: raw.cost_controls,
         capture,
-        prices: PriceTable::builtin().with_overrides(raw.pricing),
+        prices,
         fallback_cost_usd,
+        pricing_source,
         auth,
         products,
         providers,
@@ -320,6 +321,73 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         body_timeout_ms: positive(raw.body_timeout_ms.unwrap_or(10_000), "body_timeout_ms")?,
         anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    cluster: String,
+    authority: Option<String>,
+    path: Option<String>,
+    refresh_interval_seconds: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_bytes: Option<usize>,
+}
+
+/// `pricing`: `models` (overrides), `source` (run-time catalog), `unknown_model`;
+/// any other key is a model override (the form before these keys existed).
+fn compile_pricing(raw: serde_json::Map<String, serde_json::Value>) -> Result<(PriceTable, Option<Source>), String> {
+    let mut overrides: Vec<(String, ModelPrice)> = Vec::new();
+    let mut unknown = UnknownModel::default();
+    let mut source = None;
+    let mut model = |path: String, name: String, value: serde_json::Value| -> Result<(), String> {
+        let p: ModelPrice = serde_json::from_value(value).map_err(|e| format!("{path}: {e}"))?;
+        let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write_5m, p.cache_write_1h, p.web_search];
+        let lc = p.long_context.as_ref();
+        let tier = lc.map(|lc| [Some(lc.input), Some(lc.output), lc.cache_read, lc.cache_write_5m, lc.cache_write_1h]);
+        if all.into_iter().chain(tier.into_iter().flatten()).flatten().any(|v| !(v >= 0.0 && v.is_finite())) {
+            return Err(format!("{path}: prices must be numbers >= 0"));
+        }
+        overrides.push((name, p));
+        Ok(())
+    };
+    for (name, value) in raw {
+        match name.as_str() {
+            "models" => {
+                let serde_json::Value::Object(models) = value else {
+                    return Err("pricing.models: must be an object of model name to prices".into());
+                };
+                for (m, v) in models {
+                    model(format!("pricing.models.{}", key(&m)), m, v)?;
+                }
+            }
+            "unknown_model" => {
+                unknown = serde_json::from_value(value)
+                    .map_err(|_| "pricing.unknown_model: must be \"fallback\", \"family\" or \"reject\"".to_string())?;
+            }
+            "source" => {
+                let s: RawSource = serde_json::from_value(value).map_err(|e| format!("pricing.source: {e}"))?;
+                let cluster = non_empty(Some(s.cluster), "", || "pricing.source.cluster".into())?;
+                let path = s.path.unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') {
+                    return Err("pricing.source.path: must start with '/'".into());
+                }
+                let interval =
+                    positive(s.refresh_interval_seconds.unwrap_or(3600), "pricing.source.refresh_interval_seconds")?;
+                source = Some(Source {
+                    authority: non_empty(s.authority, &cluster, || "pricing.source.authority".into())?,
+                    cluster,
+                    path,
+                    interval_ms: interval.saturating_mul(1000),
+                    timeout_ms: positive(s.timeout_ms.unwrap_or(10_000), "pricing.source.timeout_ms")?,
+                    max_bytes: positive(s.max_bytes.unwrap_or(8 * 1024 * 1024) as u64, "pricing.source.max_bytes")?
+                        as usize,
+                });
+            }
+            _ => model(format!("pricing.{}", key(&name)), name, value)?,
+        }
+    }
+    Ok((PriceTable::builtin().with_overrides(overrides).with_unknown_model(unknown), source))
 }
 
 fn compile_capture(raw: RawCapture) -> Result<CaptureSettings, String> {
@@ -446,6 +514,45 @@ mod tests {
             let err = Config::parse(json).unwrap_err();
             assert!(err.contains(needle), "{err} should mention {needle}");
             assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn pricing_takes_models_source_and_the_unknown_model_policy() {
+        let c = Config::parse(br#"{}"#).unwrap();
+        assert_eq!(c.prices.unknown_model(), UnknownModel::Family);
+        assert!(c.pricing_source.is_none());
+        let c = Config::parse(
+            br#"{"pricing": {"unknown_model": "reject",
+                 "models": {"my-model": {"input": 1, "output": 2, "web_search": 10}},
+                 "old-style": {"input": 3, "output": 4},
+                 "source": {"cluster": "prices", "path": "/v2/data_slim.json", "refresh_interval_seconds": 600}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.prices.unknown_model(), UnknownModel::Reject);
+        assert_eq!(c.prices.lookup("my-model").map(|q| (q.input, q.web_search_per_1k)), Some((1.0, Some(10.0))));
+        assert_eq!(c.prices.lookup("old-style").map(|q| q.output), Some(4.0));
+        let s = c.pricing_source.unwrap();
+        assert_eq!(
+            (s.cluster.as_str(), s.authority.as_str(), s.path.as_str()),
+            ("prices", "prices", "/v2/data_slim.json")
+        );
+        assert_eq!((s.interval_ms, s.timeout_ms, s.max_bytes), (600_000, 10_000, 8 * 1024 * 1024));
+        let bad: [(&[u8], &str); 7] = [
+            (br#"{"pricing":{"unknown_model":"guess"}}"#, "pricing.unknown_model: must be"),
+            (br#"{"pricing":{"source":{"path":"/x"}}}"#, "pricing.source: missing field `cluster`"),
+            (br#"{"pricing":{"source":{"cluster":"c","url":"x"}}}"#, "pricing.source: unknown field `url`"),
+            (br#"{"pricing":{"source":{"cluster":"c","path":"x"}}}"#, "pricing.source.path"),
+            (br#"{"pricing":{"source":{"cluster":"c","refresh_interval_seconds":0}}}"#, "refresh_interval_seconds"),
+            (
+                br#"{"pricing":{"models":{"m":{"input":1,"output":-2}}}}"#,
+                "pricing.models.m: prices must be numbers >= 0",
+            ),
+            (br#"{"pricing":{"models":{"m":{"input":1,"output":2,"cached":1}}}}"#, "pricing.models.m: unknown field"),
+        ];
+        for (json, needle) in bad {
+            let err = Config::parse(json).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
         }
     }
 

@@ -7,7 +7,7 @@ use crate::errors::{ApiError, ErrorKind};
 use crate::pipeline::ResponsePlan;
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
-use crate::translate::{self, TranslateError};
+use crate::translate::{self, ResponsesContext, Target, TranslateError};
 use crate::wire::Api;
 use crate::wire::ProviderWire;
 
@@ -81,13 +81,13 @@ pub fn resolve_model<'m>(config: &'m Config, model: &'m str) -> Option<(Provider
     }
 }
 
-/// How many output tokens to ask for when an OpenAI client set no limit and the
-/// provider (Anthropic) requires one.
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
 /// The client header that picks Bedrock for Anthropic models (the reference gateway's).
 pub const PROVIDER_HEADER: &str = "x-posthog-provider";
 
+/// Decides how a parsed request goes upstream: which provider and model
+/// ([`route`]), in which wire format ([`provider_wire`]), at which path with
+/// which headers ([`upstream_path`], [`upstream_headers`]), with which body
+/// ([`upstream_body`]), and how the response comes back.
 pub fn plan(
     config: &Config,
     keys: &ProviderKeys,
@@ -97,7 +97,54 @@ pub fn plan(
     provider_header: Option<&str>,
 ) -> Result<Upstream, ApiError> {
     let requested = req.model.as_ref();
-    let (mut provider, mut model) = resolve_model(config, requested).ok_or_else(|| {
+    let (provider, model) = route(config, requested, provider_header)?;
+    let wire = provider_wire(api, provider);
+    let key = keys.get(provider).ok_or_else(|| {
+        ApiError::new(ErrorKind::Internal, format!("The gateway has no API key configured for {provider}"))
+            .code("provider_not_configured")
+    })?;
+    let settings = config.provider(provider);
+    let path = upstream_path(wire, &settings.base_path, model, req.stream);
+    let headers = upstream_headers(config, provider, key, &path);
+    let default_headers = match provider {
+        Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
+        _ => Vec::new(),
+    };
+    // OpenAI-format streams carry usage only when asked; ask, and hide the answer
+    // from a client that did not (PROTOCOLS.md A, `include_usage`).
+    let strip_usage_chunk = is_native(api, wire) && api == Api::Chat && req.stream && req.include_usage != Some(true);
+    let new_body = upstream_body(api, wire, &Target::new(provider, model), req, body, strip_usage_chunk)?;
+    let responses =
+        (api == Api::Responses && !is_native(api, wire)).then(|| ResponsesContext::from_request(&req.fields));
+    Ok(Upstream {
+        provider,
+        model: model.to_string(),
+        authority: settings.authority.clone(),
+        base_path: settings.base_path.clone(),
+        path,
+        headers,
+        default_headers,
+        body: new_body,
+        strip_usage_chunk,
+        response: ResponsePlan {
+            client: api,
+            provider: wire,
+            requested_model: requested.to_string(),
+            client_wants_usage: req.include_usage == Some(true),
+            strip_usage_chunk,
+            responses,
+        },
+    })
+}
+
+/// The provider and the model name it gets: the configuration's model table or
+/// the naming conventions, and the provider header's Bedrock choice.
+pub fn route<'m>(
+    config: &'m Config,
+    requested: &'m str,
+    provider_header: Option<&str>,
+) -> Result<(Provider, &'m str), ApiError> {
+    let (provider, model) = resolve_model(config, requested).ok_or_else(|| {
         ApiError::new(
             ErrorKind::InvalidRequest,
             format!(
@@ -108,118 +155,107 @@ pub fn plan(
         .param("model")
         .code("model_not_found")
     })?;
-    if provider_header.is_some_and(|h| h.eq_ignore_ascii_case("bedrock")) && provider == Provider::Anthropic {
-        provider = Provider::Bedrock;
-        model = providers::bedrock_id(model).ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "No Bedrock model id is known for '{}'; send a Bedrock model id or map it under `models`",
-                    crate::routes::truncate(requested, 128)
-                ),
-            )
-            .param("model")
-        })?;
+    if provider != Provider::Anthropic || !provider_header.is_some_and(|h| h.eq_ignore_ascii_case("bedrock")) {
+        return Ok((provider, model));
     }
-    let wire = match (api, provider) {
+    let id = providers::bedrock_id(model).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "No Bedrock model id is known for '{}'; send a Bedrock model id or map it under `models`",
+                crate::routes::truncate(requested, 128)
+            ),
+        )
+        .param("model")
+    })?;
+    Ok((Provider::Bedrock, id))
+}
+
+/// The format the provider speaks for a client API: OpenAI serves each API
+/// natively; Gemini is reached through its OpenAI-compatible Chat endpoint,
+/// Anthropic and Bedrock through Messages.
+pub fn provider_wire(api: Api, provider: Provider) -> ProviderWire {
+    match (api, provider) {
         (Api::Responses, Provider::OpenAi) => ProviderWire::OpenAiResponses,
-        (Api::Responses, _) => {
-            return Err(ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "Model '{}' is served by {provider}; POST /v1/responses supports openai models only \
-                     (use /v1/chat/completions or /v1/messages for other providers)",
-                    crate::routes::truncate(requested, 128)
-                ),
-            )
-            .param("model")
-            .code("unsupported_model_for_endpoint"));
-        }
         (_, Provider::OpenAi) => ProviderWire::OpenAiChat,
         (_, Provider::Gemini) => ProviderWire::GeminiChat,
         (_, Provider::Anthropic) => ProviderWire::Anthropic,
         (_, Provider::Bedrock) => ProviderWire::Bedrock,
-    };
-    let key = keys.get(provider).ok_or_else(|| {
-        ApiError::new(ErrorKind::Internal, format!("The gateway has no API key configured for {provider}"))
-            .code("provider_not_configured")
-    })?;
+    }
+}
+
+/// The body goes as the client sent it, save the model name and `stream_options`.
+/// Bedrock takes Messages bodies, but its own variant of them.
+fn is_native(api: Api, wire: ProviderWire) -> bool {
+    wire.api() == api && wire != ProviderWire::Bedrock
+}
+
+/// The provider's path for the wire (Bedrock's names the model and the operation).
+pub fn upstream_path(wire: ProviderWire, base_path: &str, model: &str, stream: bool) -> String {
+    match wire {
+        ProviderWire::OpenAiChat | ProviderWire::GeminiChat => format!("{base_path}/chat/completions"),
+        ProviderWire::OpenAiResponses => format!("{base_path}/responses"),
+        ProviderWire::Anthropic => format!("{base_path}/messages"),
+        ProviderWire::Bedrock => crate::bedrock::invoke_path(model, stream),
+    }
+}
+
+/// Headers that replace the client's: route, authority, path, timeout, the gateway's key.
+fn upstream_headers(config: &Config, provider: Provider, key: &Secret, path: &str) -> Vec<(String, String)> {
     let settings = config.provider(provider);
-    let path = match wire {
-        ProviderWire::OpenAiChat | ProviderWire::GeminiChat => format!("{}/chat/completions", settings.base_path),
-        ProviderWire::OpenAiResponses => format!("{}/responses", settings.base_path),
-        ProviderWire::Anthropic => format!("{}/messages", settings.base_path),
-        ProviderWire::Bedrock => crate::bedrock::invoke_path(model, req.stream),
-    };
     let auth = match provider {
         Provider::Anthropic => ("x-api-key", key.expose().to_string()),
         _ => ("authorization", format!("Bearer {}", key.expose())),
     };
-    let headers = vec![
+    vec![
         // Usage is read from the response as it passes: ask for it uncompressed.
         ("accept-encoding".into(), "identity".into()),
         (config.route_header.clone(), settings.cluster.clone()),
         (":authority".into(), settings.authority.clone()),
-        (":path".into(), path.clone()),
+        (":path".into(), path.to_owned()),
         ("x-envoy-upstream-rq-timeout-ms".into(), settings.timeout_ms.to_string()),
         (auth.0.into(), auth.1),
-    ];
-    let default_headers = match provider {
-        Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
-        _ => Vec::new(),
+    ]
+}
+
+/// The body to send instead of the client's, if it must change: the model
+/// renamed and usage asked for on native routes, translated otherwise.
+fn upstream_body(
+    api: Api,
+    wire: ProviderWire,
+    target: &Target,
+    req: &ParsedRequest,
+    body: &[u8],
+    strip_usage_chunk: bool,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if is_native(api, wire) {
+        let mut set = Vec::new();
+        if target.model != req.model.as_ref() {
+            set.push(("model", json_string(target.model)));
+        }
+        if strip_usage_chunk {
+            set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
+        }
+        return Ok((!set.is_empty()).then(|| req.fields.rewrite(&set, &[])));
+    }
+    let to_bedrock = |messages: Vec<u8>| crate::bedrock::messages_to_bedrock_body(&messages);
+    let translated = match (api, wire) {
+        (Api::Chat, ProviderWire::Bedrock) => translate::chat_request_to_messages(body, target).and_then(to_bedrock),
+        (Api::Chat, _) => translate::chat_request_to_messages(body, target),
+        (Api::Messages, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body),
+        (Api::Messages, _) => translate::messages_request_to_chat(body, target),
+        (Api::Responses, ProviderWire::Bedrock) => {
+            translate::responses_request_to_messages(body, target).and_then(to_bedrock)
+        }
+        (Api::Responses, ProviderWire::Anthropic) => translate::responses_request_to_messages(body, target),
+        (Api::Responses, _) => translate::responses_request_to_chat(body, target),
     };
-    // Bedrock takes Messages bodies, but its own variant of them.
-    let native = wire.api() == api && wire != ProviderWire::Bedrock;
-    // OpenAI-format streams carry usage only when asked; ask, and hide the answer
-    // from a client that did not (PROTOCOLS.md A, `include_usage`).
-    let strip_usage_chunk = native && api == Api::Chat && req.stream && req.include_usage != Some(true);
-    let translate_err = |e: TranslateError| {
+    translated.map(Some).map_err(|e| {
         let code = match e {
             TranslateError::Unsupported(_) => "unsupported_for_provider",
             TranslateError::Invalid(_) => "invalid_request",
         };
         ApiError::new(ErrorKind::InvalidRequest, e.message().to_string()).code(code)
-    };
-    let body = if native {
-        let mut set = Vec::new();
-        if model != requested {
-            set.push(("model", json_string(model)));
-        }
-        if strip_usage_chunk {
-            set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
-        }
-        (!set.is_empty()).then(|| req.fields.rewrite(&set, &[]))
-    } else {
-        Some(match (api, wire) {
-            (Api::Chat, ProviderWire::Anthropic) => {
-                translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?
-            }
-            (Api::Chat, _) => {
-                let messages =
-                    translate::chat_request_to_messages(body, model, DEFAULT_MAX_TOKENS).map_err(translate_err)?;
-                crate::bedrock::messages_to_bedrock_body(&messages).map_err(translate_err)?
-            }
-            (_, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body).map_err(translate_err)?,
-            _ => translate::messages_request_to_chat(body, model).map_err(translate_err)?,
-        })
-    };
-    Ok(Upstream {
-        provider,
-        model: model.to_string(),
-        authority: settings.authority.clone(),
-        base_path: settings.base_path.clone(),
-        path,
-        headers,
-        default_headers,
-        body,
-        strip_usage_chunk,
-        response: ResponsePlan {
-            client: api,
-            provider: wire,
-            requested_model: requested.to_string(),
-            client_wants_usage: req.include_usage == Some(true),
-            strip_usage_chunk,
-        },
     })
 }
 
@@ -289,11 +325,11 @@ mod tests {
     fn unsupported_combinations_name_what_is_supported() {
         let c = Config::parse(b"{}").unwrap();
         for (ep, model, needle) in [
-            (Api::Responses, "gemini-2.5-flash", "supports openai models only"),
-            (Api::Responses, "claude-sonnet-4-5", "supports openai models only"),
             (Api::Messages, "llama-3", "Unknown model"),
+            (Api::Responses, "claude-sonnet-4-5", "'previous_response_id' is not supported for anthropic models"),
+            (Api::Responses, "gemini-2.5-flash", "'previous_response_id' is not supported for gemini models"),
         ] {
-            let body = format!(r#"{{"model":"{model}","messages":[],"input":"x"}}"#);
+            let body = format!(r#"{{"model":"{model}","messages":[],"input":"x","previous_response_id":"resp_1"}}"#);
             let e = run(&c, ep, body.as_bytes(), None).unwrap_err();
             assert_eq!(e.status(), 400);
             assert!(e.message.contains(needle), "{}", e.message);
@@ -312,7 +348,7 @@ mod tests {
         assert_eq!(u.response.provider, ProviderWire::Anthropic);
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
         assert_eq!(sent["system"], "s");
-        assert_eq!(sent["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(sent["max_tokens"], 32000, "the model's maximum, at most 32000, when the client set none");
 
         let body = br#"{"model":"gpt-4o","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let u = run(&c, Api::Messages, body, None).unwrap();
@@ -320,6 +356,34 @@ mod tests {
         assert!(!u.strip_usage_chunk, "the translator emits usage the Anthropic client expects");
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
         assert_eq!(sent["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn responses_for_every_provider() {
+        let c = Config::parse(b"{}").unwrap();
+        let body = br#"{"model":"MODEL","input":"hi","stream":true,"tools":[{"type":"custom","name":"apply_patch"}]}"#;
+        let cases = [
+            ("gpt-4o", None, "/v1/responses", ProviderWire::OpenAiResponses),
+            ("claude-sonnet-4-5", None, "/v1/messages", ProviderWire::Anthropic),
+            ("gemini-2.5-flash", None, "/v1beta/openai/chat/completions", ProviderWire::GeminiChat),
+            (
+                "claude-sonnet-4-5",
+                Some("bedrock"),
+                "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream",
+                ProviderWire::Bedrock,
+            ),
+        ];
+        for (model, provider_header, path, wire) in cases {
+            let body = String::from_utf8_lossy(body).replace("MODEL", model);
+            let u = run(&c, Api::Responses, body.as_bytes(), provider_header).unwrap();
+            assert_eq!((header(&u, ":path"), u.response.provider), (path, wire), "{model}");
+            let translated = wire != ProviderWire::OpenAiResponses;
+            assert_eq!(u.body.is_some(), translated, "{model}");
+            assert_eq!(u.response.responses.is_some(), translated, "{model}");
+            if let Some(ctx) = &u.response.responses {
+                assert_eq!(ctx.custom_tools, ["apply_patch"]);
+            }
+        }
     }
 
     #[test]

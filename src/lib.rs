@@ -15,6 +15,7 @@ pub mod errors;
 pub mod flow;
 pub mod forward;
 pub mod limits;
+pub mod model_caps;
 pub mod models;
 pub mod pipeline;
 pub mod pricing;

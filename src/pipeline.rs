@@ -7,8 +7,9 @@
 use crate::bedrock::{bedrock_error_to_anthropic, BedrockToSse};
 use crate::errors::{ApiError, ErrorKind};
 use crate::translate::{
-    anthropic_error_to_openai, chat_response_to_messages, messages_response_to_chat, openai_error_to_anthropic,
-    ChatToMessages, GeminiChatFix, MessagesToChat,
+    anthropic_error_to_openai, chat_response_to_messages, chat_response_to_responses, messages_response_to_chat,
+    messages_response_to_responses, openai_error_normalised, openai_error_to_anthropic, ChatToMessages,
+    ChatToResponses, GeminiChatFix, MessagesToChat, MessagesToResponses, ResponsesContext,
 };
 use crate::usage::{Extracted, UsageChunkStripper, UsageTracker};
 use crate::wire::stream::{Sse, Transform};
@@ -24,6 +25,8 @@ pub struct ResponsePlan {
     pub client_wants_usage: bool,
     /// The gateway asked for usage on the client's behalf and must remove it.
     pub strip_usage_chunk: bool,
+    /// A Responses client on a translated route: what its `response` objects echo.
+    pub responses: Option<ResponsesContext>,
 }
 
 impl ResponsePlan {
@@ -148,6 +151,7 @@ impl ResponsePipeline {
                 ProviderWire::OpenAiChat | ProviderWire::OpenAiResponses | ProviderWire::GeminiChat => {
                     let out = match client {
                         Api::Messages => openai_error_to_anthropic(status, body),
+                        Api::Responses if self.plan.translated() => openai_error_normalised(status, body),
                         _ => body.to_vec(),
                     };
                     return (out, None);
@@ -159,9 +163,12 @@ impl ResponsePipeline {
             };
             return (out, None);
         }
+        let ctx = self.plan.responses.clone().unwrap_or_default();
         let translated = match (client, self.plan.provider.api()) {
             (Api::Chat, Api::Messages) => messages_response_to_chat(body, model, self.created),
             (Api::Messages, Api::Chat) => chat_response_to_messages(body, model),
+            (Api::Responses, Api::Messages) => messages_response_to_responses(body, &ctx, model, self.created),
+            (Api::Responses, Api::Chat) => chat_response_to_responses(body, &ctx, model, self.created),
             _ => Ok(body.to_vec()),
         };
         match translated {
@@ -189,6 +196,16 @@ fn stages(plan: &ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Transfo
             created,
         )))),
         (Api::Messages, Api::Chat) => stages.push(Box::new(Sse::new(ChatToMessages::new(&plan.requested_model)))),
+        (Api::Responses, Api::Messages) => stages.push(Box::new(Sse::new(MessagesToResponses::new(
+            plan.responses.clone().unwrap_or_default(),
+            &plan.requested_model,
+            created,
+        )))),
+        (Api::Responses, Api::Chat) => stages.push(Box::new(Sse::new(ChatToResponses::new(
+            plan.responses.clone().unwrap_or_default(),
+            &plan.requested_model,
+            created,
+        )))),
         (Api::Chat, Api::Chat) => {
             if plan.provider == ProviderWire::GeminiChat {
                 stages.push(Box::new(Sse::new(GeminiChatFix::default())));

@@ -4,8 +4,6 @@
 
 pub mod targets;
 
-use std::sync::OnceLock;
-
 use llm_gateway::accounting::{self, CallInfo, Outcome};
 use llm_gateway::pricing::PriceTable;
 use llm_gateway::usage::{Extracted, Limits, Problem, UsageTracker};
@@ -147,9 +145,10 @@ fn books(wire: Api, streaming: bool, extracted: Extracted) {
         ..CallInfo::default()
     };
     let out = Outcome { status: 200, ended_ms: 10, first_token_ms: Some(5), extracted, interrupted: None };
-    static PRICES: OnceLock<PriceTable> = OnceLock::new();
-    let prices = PRICES.get_or_init(PriceTable::builtin);
-    let cost = accounting::call_cost(prices, &info, &out, 0.01);
+    thread_local! {
+        static PRICES: PriceTable = PriceTable::builtin();
+    }
+    let cost = PRICES.with(|prices| accounting::call_cost(prices, &info, &out, 0.01));
     if let Some(c) = &cost {
         for v in [c.input_usd, c.output_usd, c.total_usd] {
             assert!(v.is_finite() && v >= 0.0, "cost not a finite non-negative number: {c:?}");

@@ -78,8 +78,8 @@ impl Generation {
     /// |---|---|---|
     /// | `$ai_trace_id` | always | trace id |
     /// | `$ai_span_id` | always | the event uuid |
-    /// | `$ai_model` | always | model the client asked for |
-    /// | `$ai_model_served` | provider named a different model | model served |
+    /// | `$ai_model` | always | model that answered (the provider's `model`), else the one asked for |
+    /// | `$ai_model_requested` | provider named a different model | model the client asked for |
     /// | `$ai_provider` | always | `openai`, `anthropic`, `gemini`, ... |
     /// | `$ai_api_format` | always | client API: `openai_chat`, `openai_responses`, `anthropic_messages` |
     /// | `$ai_input_tokens` | provider reported it | integer |
@@ -150,9 +150,13 @@ impl Generation {
         };
         set("$ai_trace_id", self.trace_id.clone().into());
         set("$ai_span_id", self.uuid.clone().into());
-        set("$ai_model", self.model.clone().into());
-        if let Some(served) = self.model_served.as_ref().filter(|m| **m != self.model) {
-            set("$ai_model_served", served.clone().into());
+        // As PostHog's SDKs report it: `$ai_model` is the model that answered.
+        match self.model_served.as_ref().filter(|m| **m != self.model) {
+            Some(served) => {
+                set("$ai_model", served.clone().into());
+                set("$ai_model_requested", self.model.clone().into());
+            }
+            None => set("$ai_model", self.model.clone().into()),
         }
         set("$ai_provider", self.provider.clone().into());
         set("$ai_api_format", self.api_format.clone().into());
@@ -413,7 +417,7 @@ mod tests {
             "$ai_reasoning_tokens",
             "$ai_time_to_first_token",
             "$ai_error",
-            "$ai_model_served",
+            "$ai_model_requested",
             "$ai_input",
             "$ai_output_choices",
             "$ai_content_truncated",
@@ -436,7 +440,8 @@ mod tests {
         assert_eq!(p["$ai_cache_creation_input_tokens"], 8741);
         assert_eq!(p["$ai_reasoning_tokens"], 64);
         assert_eq!(p["$ai_time_to_first_token"], 0.3);
-        assert_eq!(p["$ai_model_served"], "gpt-4o-2024-08-06");
+        assert_eq!(p["$ai_model"], "gpt-4o-2024-08-06", "the model that answered");
+        assert_eq!(p["$ai_model_requested"], "gpt-4o");
 
         g.stream = false;
         g.model_served = Some("gpt-4o".into());
@@ -445,7 +450,8 @@ mod tests {
         g.total_cost_usd = Some(f64::NAN);
         let p = &g.to_event(REGION, DEFAULT_MAX_EVENT_BYTES)["properties"];
         assert!(p.get("$ai_time_to_first_token").is_none());
-        assert!(p.get("$ai_model_served").is_none());
+        assert!(p.get("$ai_model_requested").is_none());
+        assert_eq!(p["$ai_model"], "gpt-4o");
         assert!(p.get("team_id").is_none());
         assert!(p.get("$ai_input_tokens").is_none());
         assert!(p.get("$ai_total_cost_usd").is_none());

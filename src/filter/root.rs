@@ -41,7 +41,9 @@ impl RootContext for Root {
                 }
                 host::define_metrics();
                 host::set_tick_period_ms(TICK_MS);
-                self.flow = Some(FlowRoot::new(Worker::new(config, keys)));
+                let flow = FlowRoot::new(Worker::new(config, keys));
+                flow.started(&WasmHost);
+                self.flow = Some(flow);
                 true
             }
             Err(e) => {

@@ -37,7 +37,7 @@ pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
         extracted: response.extracted(),
         interrupted,
     };
-    let cost = accounting::call_cost(&worker.config.prices, &info, &out, worker.config.fallback_cost_usd);
+    let cost = accounting::call_cost(&worker.pricing.table(), &info, &out, worker.config.fallback_cost_usd);
     count(host, &info, &out, cost.as_ref());
     grant.settle(worker, host, cost.as_ref().map_or(0.0, |c| c.total_usd), info.team_id);
     if let Some(capture) = &worker.capture {
@@ -67,8 +67,15 @@ fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
     }
     if let Some(c) = cost {
         host.count(Metric::CostMicroUsd, (c.total_usd * 1e6).round() as i64);
-        if c.source == CostSource::Fallback {
+        // A call not priced from its own row: in total, per family pricing, and
+        // in its model's bucket (names are unbounded, buckets are not).
+        if c.source != CostSource::Table {
             host.count(Metric::CostFallback, 1);
+            if c.source == CostSource::Family {
+                host.count(Metric::CostFallbackFamily, 1);
+            }
+            let model = out.extracted.served_model.as_deref().unwrap_or(&call.upstream_model);
+            host.count(Metric::cost_fallback_bucket(model), 1);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! answers or returns its empty value, never an error to handle.
 
 use crate::errors::LocalReply;
+use crate::pricing::names::{self, BUCKETS};
 use crate::providers::Provider;
 
 /// What a callback tells Envoy.
@@ -107,12 +108,23 @@ pub enum Metric {
     /// Budget spend (micro-USD) in the dropped records: what the month keys miss.
     SpendDroppedMicroUsd,
     CountTokens,
+    /// Calls priced as the most expensive model of their family.
+    CostFallbackFamily,
+    /// Requests refused by `pricing.unknown_model: reject`.
+    UnpricedRejected,
+    PricingRefreshOk,
+    PricingRefreshFailed,
+    PricingRefreshRejected,
+    /// A gauge: catalog models in the table in use.
+    PricingCatalogModels,
+    /// Calls not priced from their own row, by model bucket (`pricing::names::BUCKETS`).
+    CostFallbackBucket(u8),
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
     Responses(Provider, u8),
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 27] = [
+const SIMPLE: [(Metric, &str); 33] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -140,6 +152,12 @@ const SIMPLE: [(Metric, &str); 27] = [
     (Metric::SpendDropped, "spend_dropped_total"),
     (Metric::SpendDroppedMicroUsd, "spend_dropped_micro_usd_total"),
     (Metric::CountTokens, "count_tokens_total"),
+    (Metric::CostFallbackFamily, "cost_fallback_family_total"),
+    (Metric::UnpricedRejected, "unpriced_model_rejected_total"),
+    (Metric::PricingRefreshOk, "pricing_refresh_ok_total"),
+    (Metric::PricingRefreshFailed, "pricing_refresh_failed_total"),
+    (Metric::PricingRefreshRejected, "pricing_refresh_rejected_total"),
+    (Metric::PricingCatalogModels, "pricing_catalog_models"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [
@@ -156,6 +174,9 @@ impl Metric {
     /// Every metric with its full name, in the order of [`Metric::index`].
     pub fn all() -> Vec<(Metric, String)> {
         let mut all: Vec<(Metric, String)> = SIMPLE.iter().map(|(m, n)| (*m, format!("llm_gateway.{n}"))).collect();
+        for (i, bucket) in BUCKETS.iter().enumerate() {
+            all.push((Metric::CostFallbackBucket(i as u8), format!("llm_gateway.cost_fallback_{bucket}_total")));
+        }
         for p in Provider::ALL {
             for (class, name) in STATUS_CLASSES.iter().enumerate() {
                 all.push((
@@ -175,21 +196,32 @@ impl Metric {
     /// A dense index into [`Metric::all`].
     pub fn index(self) -> usize {
         match self {
+            Metric::CostFallbackBucket(i) => SIMPLE.len() + usize::from(i).min(BUCKETS.len() - 1),
             Metric::Responses(p, class) => {
                 let provider = Provider::ALL.iter().position(|q| *q == p).unwrap_or(0);
-                SIMPLE.len() + provider * STATUS_CLASSES.len() + usize::from(class.min(2))
+                SIMPLE.len() + BUCKETS.len() + provider * STATUS_CLASSES.len() + usize::from(class.min(2))
             }
             Metric::Capture(lane, m) => {
                 let lane = usize::from(lane == Lane::Secondary);
                 let m = LANE_METRICS.iter().position(|(n, _)| *n == m).unwrap_or(0);
-                SIMPLE.len() + Provider::ALL.len() * STATUS_CLASSES.len() + lane * LANE_METRICS.len() + m
+                SIMPLE.len()
+                    + BUCKETS.len()
+                    + Provider::ALL.len() * STATUS_CLASSES.len()
+                    + lane * LANE_METRICS.len()
+                    + m
             }
             simple => SIMPLE.iter().position(|(m, _)| *m == simple).unwrap_or(0),
         }
     }
 
     pub fn is_gauge(self) -> bool {
-        matches!(self, Metric::Capture(_, LaneMetric::Depth))
+        matches!(self, Metric::Capture(_, LaneMetric::Depth) | Metric::PricingCatalogModels)
+    }
+
+    /// The bucket counter of an unpriced `model`.
+    pub fn cost_fallback_bucket(model: &str) -> Metric {
+        let bucket = names::bucket(model);
+        Metric::CostFallbackBucket(BUCKETS.iter().position(|b| *b == bucket).unwrap_or(BUCKETS.len() - 1) as u8)
     }
 
     /// The response class of an HTTP status, for [`Metric::Responses`].

@@ -79,7 +79,9 @@ pub fn check(worker: &Worker, host: &dyn Host, sending: Box<Sending>, principal:
         LimitOverrides::default()
     });
     let windows = applicable_windows(limits, &overrides);
-    let estimate = match config.prices.lookup(&sending.upstream.model) {
+    let (provider, model) = (sending.upstream.provider, &sending.upstream.model);
+    let day = crate::pricing::day_of(host.now_ms());
+    let estimate = match worker.pricing.table().quote(Some(provider), model, day) {
         Some(p) => estimate_usd(sending.body_size as u64, sending.max_output_tokens, p.input, p.output),
         None => config.fallback_cost_usd,
     };

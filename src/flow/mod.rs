@@ -15,6 +15,7 @@ pub mod count;
 pub mod delivery;
 pub mod host;
 pub mod limits;
+pub mod prices;
 pub mod registry;
 pub mod request;
 pub mod response;

@@ -279,8 +279,8 @@ impl Request {
                 };
             }
             Op::Models => {
-                let config = &self.worker.config;
-                let models = crate::models::routable(config, &self.worker.keys, config.prices.names());
+                let table = self.worker.pricing.table();
+                let models = crate::models::routable(&self.worker.config, &self.worker.keys, table.names());
                 let reply = LocalReply {
                     status: 200,
                     headers: vec![("content-type", "application/json".to_string())],

@@ -25,8 +25,14 @@ impl Root {
         Root { worker: Rc::new(worker), registry: Rc::default(), draining: false }
     }
 
+    /// The worker is configured: reports what it starts with.
+    pub fn started(&self, host: &dyn Host) {
+        host.gauge(Metric::PricingCatalogModels, self.worker.pricing.table().models() as u64);
+    }
+
     pub fn tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
+        self.worker.pricing.tick(host, now);
         self.expire_bodies(host, now);
         let deferred = self.registry.borrow_mut().take_deferred();
         for (id, req) in deferred {
@@ -72,7 +78,9 @@ impl Root {
     /// A callout answered in the root's context: a request's, a spend record or
     /// an event batch. Returns true when a drain has just finished.
     pub fn on_callout(&mut self, host: &dyn Host, token: u32, body_size: usize) -> bool {
-        if request::on_callout(&self.registry, host, token, body_size, None) {
+        if request::on_callout(&self.registry, host, token, body_size, None)
+            || self.worker.pricing.answer(host, token, body_size)
+        {
             return false;
         }
         let w = &self.worker;

@@ -70,6 +70,10 @@ pub fn prepare(
     })?;
     let upstream =
         forward::plan(&worker.config, &worker.keys, route.api, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    if worker.pricing.table().rejects(Some(upstream.provider), &upstream.model) {
+        host.count(Metric::UnpricedRejected, 1);
+        return Err(crate::pricing::unpriced(&parsed.model));
+    }
     let call = call_info(worker, host, headers, &route, principal, &parsed, &upstream, started_ms);
     Ok(Sending {
         save_mode_header: header(&worker.config.cost_controls.header).map(str::to_string),

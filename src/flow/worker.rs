@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::delivery::Capture;
 use super::host::Host;
+use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
@@ -21,6 +22,8 @@ pub struct Worker {
     pub admissions: RefCell<Admissions>,
     pub spend: RefCell<Spend>,
     pub capture: Option<RefCell<Capture>>,
+    /// The price table in use, and its refresh.
+    pub pricing: Pricing,
     /// When a store failure was last logged (one line per interval, not per request).
     store_failure_logged_ms: Cell<u64>,
     /// Redis's clock minus this host's, as a check answer last showed it (ms).
@@ -35,6 +38,7 @@ impl Worker {
         let cache = RefCell::new(PrincipalCache::new(config.auth.cache_max_entries));
         let capture = config.capture.clone().map(|c| RefCell::new(Capture::new(c)));
         Worker {
+            pricing: Pricing::new(&config),
             config,
             keys,
             cache,

@@ -11,7 +11,8 @@
 //! | `tool_choice` auto / none / required / function | `auto` / `none` / `any` / `tool` |
 //! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use: true` |
 //! | `stop` (string or array) | `stop_sequences` |
-//! | `max_completion_tokens`, else `max_tokens`, else the default | `max_tokens` |
+//! | `max_completion_tokens`, else `max_tokens` | `max_tokens`, clamped to the model's maximum; without either, the model's maximum up to 32,000 (4,096 for a model the catalog does not list): see [`super::target`] |
+//! | `reasoning_effort` | `thinking` / `output_config.effort` by model ([`super::target`]) |
 //! | `temperature`, `top_p` | same, verbatim (Anthropic rejects temperature above 1) |
 //! | `safety_identifier`, else `user` | `metadata.user_id` |
 //! | `stream` | `stream` |
@@ -28,27 +29,25 @@
 //! Ignored, as tuning hints Anthropic has no equivalent for: `frequency_penalty`,
 //! `presence_penalty`, `logit_bias`, `seed`, `service_tier`, `store`,
 //! `metadata`, `prediction`, `prompt_cache_key`, `prompt_cache_retention`,
-//! `reasoning_effort`, `verbosity`, `stream_options` (the stream translator
+//! `verbosity`, `stream_options` (the stream translator
 //! takes `include_usage`), message `name`, image `detail`, and tool `strict`
 //! (Anthropic's strict tools are model-dependent).
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::common::{
-    decode, decode_str, field, invalid, parse_base64_data_url, parse_fields, unsupported, ObjectWriter, Str,
+use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, Str};
+use super::messages_out::{
+    self, image_source, parse_arguments, push_turn, split_data_url, AnthropicTool, Block, Content, Source, ToolChoice,
+    Turn,
 };
+use super::target::{Effort, Target};
 use super::TranslateError;
 
-/// Translates a Chat Completions body into a Messages body for `upstream_model`;
-/// `default_max_tokens` applies when the client set no limit (Anthropic requires one).
-pub fn chat_request_to_messages(
-    body: &[u8],
-    upstream_model: &str,
-    default_max_tokens: u64,
-) -> Result<Vec<u8>, TranslateError> {
+/// Translates a Chat Completions body into a Messages body for `target`.
+pub fn chat_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
     let fields = parse_fields(body)?;
     reject_unsupported(&fields)?;
 
@@ -57,51 +56,45 @@ pub fn chat_request_to_messages(
     let (system, turns) = convert_messages(messages)?;
 
     let max_tokens = match field::<u64>(&fields, "max_completion_tokens")? {
-        Some(n) => n,
-        None => field::<u64>(&fields, "max_tokens")?.unwrap_or(default_max_tokens),
+        Some(n) => Some(n),
+        None => field::<u64>(&fields, "max_tokens")?,
     };
-
-    let mut out = ObjectWriter::with_capacity(body.len() + 256);
-    out.value("model", upstream_model);
-    out.value("max_tokens", &max_tokens);
-    if let Some(system) = system {
-        out.value("system", &system);
-    }
-    out.value("messages", &turns);
-
     let tools: Option<Vec<ChatTool>> = field(&fields, "tools")?;
     let tools = tools.unwrap_or_default().into_iter().map(convert_tool).collect::<Result<Vec<_>, _>>()?;
-    if !tools.is_empty() {
-        out.value("tools", &tools);
-        let parallel = field::<bool>(&fields, "parallel_tool_calls")?;
-        if let Some(choice) = convert_tool_choice(fields.get("tool_choice"), parallel == Some(false))? {
-            out.value("tool_choice", &choice);
+    let tool_choice = match tools.is_empty() {
+        true => None,
+        false => {
+            let parallel = field::<bool>(&fields, "parallel_tool_calls")?;
+            convert_tool_choice(fields.get("tool_choice"), parallel == Some(false))?
         }
-    }
-    if let Some(stop) = stop_sequences(fields.get("stop"))? {
-        out.value("stop_sequences", &stop);
-    }
-    for key in ["temperature", "top_p"] {
-        if let Some(raw) = fields.get(key).filter(|r| r.get() != "null") {
-            out.raw(key, raw.get());
-        }
-    }
+    };
     let user = match field::<Str>(&fields, "safety_identifier")? {
         Some(u) => Some(u),
         None => field::<Str>(&fields, "user")?,
     };
-    if let Some(user_id) = user {
-        out.value("metadata", &Metadata { user_id });
-    }
-    if let Some(format) = field::<ResponseFormat>(&fields, "response_format")? {
-        if let Some(config) = convert_response_format(format)? {
-            out.value("output_config", &config);
-        }
-    }
-    if let Some(stream) = field::<bool>(&fields, "stream")? {
-        out.value("stream", &stream);
-    }
-    Ok(out.finish())
+    let json_schema = match field::<ResponseFormat>(&fields, "response_format")? {
+        Some(format) => convert_response_format(format)?,
+        None => None,
+    };
+    let effort = match field::<Str>(&fields, "reasoning_effort")? {
+        Some(e) => Some(Effort::parse(&e).ok_or_else(|| invalid(format!("Invalid 'reasoning_effort': '{e}'")))?),
+        None => None,
+    };
+    let settings = messages_out::Settings {
+        max_tokens,
+        tools,
+        tool_choice,
+        effort,
+        summary: false,
+        json_schema,
+        temperature: fields.get("temperature").filter(|r| r.get() != "null"),
+        top_p: fields.get("top_p").filter(|r| r.get() != "null"),
+        user,
+        stop_sequences: stop_sequences(fields.get("stop"))?,
+        auto_cache: false,
+        stream: field::<bool>(&fields, "stream")?,
+    };
+    messages_out::write(target, body.len(), system, &turns, settings)
 }
 
 fn reject_unsupported(fields: &crate::request::Fields) -> Result<(), TranslateError> {
@@ -198,74 +191,7 @@ struct FilePart<'a> {
     file_id: Option<Str<'a>>,
 }
 
-/// An Anthropic content block.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'a> {
-    Text {
-        text: Str<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-    Image {
-        source: Source<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-    Document {
-        source: Source<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-    ToolUse {
-        id: Str<'a>,
-        name: Str<'a>,
-        input: Cow<'a, RawValue>,
-    },
-    ToolResult {
-        tool_use_id: Str<'a>,
-        content: Content<'a>,
-    },
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Source<'a> {
-    Base64 { media_type: Str<'a>, data: Str<'a> },
-    Url { url: Str<'a> },
-}
-
-/// Turn content: a string, or blocks once there is anything but one string.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Content<'a> {
-    Text(Str<'a>),
-    Blocks(Vec<Block<'a>>),
-}
-
-impl<'a> Content<'a> {
-    fn into_blocks(self) -> Vec<Block<'a>> {
-        match self {
-            Content::Text(text) => vec![Block::Text { text, cache_control: None }],
-            Content::Blocks(blocks) => blocks,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Turn<'a> {
-    role: &'static str,
-    content: Content<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum System<'a> {
-    Text(Str<'a>),
-    Blocks(Vec<Block<'a>>),
-}
-
-fn convert_messages(messages: Vec<ChatMessage<'_>>) -> Result<(Option<System<'_>>, Vec<Turn<'_>>), TranslateError> {
+fn convert_messages(messages: Vec<ChatMessage<'_>>) -> Result<(Option<Content<'_>>, Vec<Turn<'_>>), TranslateError> {
     let mut system: Vec<Content> = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
@@ -284,23 +210,15 @@ fn convert_messages(messages: Vec<ChatMessage<'_>>) -> Result<(Option<System<'_>
             }
             other => return Err(invalid(format!("messages[{i}]: unknown role '{other}'"))),
         };
-        match turns.last_mut() {
-            Some(last) if last.role == role => {
-                let previous = std::mem::replace(&mut last.content, Content::Blocks(Vec::new()));
-                let mut blocks = previous.into_blocks();
-                blocks.extend(content.into_blocks());
-                last.content = Content::Blocks(blocks);
-            }
-            _ => turns.push(Turn { role, content }),
-        }
+        push_turn(&mut turns, role, content);
     }
     let system = match system.len() {
         0 => None,
         1 if matches!(system.first(), Some(Content::Text(_))) => match system.pop() {
-            Some(Content::Text(text)) => Some(System::Text(text)),
+            Some(Content::Text(text)) => Some(Content::Text(text)),
             _ => None,
         },
-        _ => Some(System::Blocks(system.into_iter().flat_map(Content::into_blocks).collect())),
+        _ => Some(Content::Blocks(system.into_iter().flat_map(Content::into_blocks).collect())),
     };
     Ok((system, turns))
 }
@@ -342,7 +260,7 @@ fn convert_part(part: Part<'_>, i: usize) -> Result<Block<'_>, TranslateError> {
                 .image_url
                 .ok_or_else(|| invalid(format!("messages[{i}]: image_url part without 'image_url'")))?
                 .url;
-            Ok(Block::Image { source: image_source(url, i)?, cache_control })
+            Ok(Block::Image { source: image_source(url, &format!("messages[{i}]"))?, cache_control })
         }
         "file" => {
             let file = part.file.ok_or_else(|| invalid(format!("messages[{i}]: file part without 'file'")))?;
@@ -371,27 +289,6 @@ fn convert_part(part: Part<'_>, i: usize) -> Result<Block<'_>, TranslateError> {
     }
 }
 
-fn image_source(url: Str<'_>, i: usize) -> Result<Source<'_>, TranslateError> {
-    if url.starts_with("data:") {
-        return match split_data_url(url) {
-            Some((media_type, data)) => Ok(Source::Base64 { media_type, data }),
-            None => Err(unsupported(format!("messages[{i}]: image data URLs must be base64 for Anthropic models"))),
-        };
-    }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(Source::Url { url });
-    }
-    Err(invalid(format!("messages[{i}]: image_url must be an http(s) or data URL")))
-}
-
-/// Splits a base64 data URL, borrowing from the body when the URL did.
-fn split_data_url(url: Str<'_>) -> Option<(Str<'_>, Str<'_>)> {
-    match url {
-        Cow::Borrowed(s) => parse_base64_data_url(s).map(|(m, d)| (Cow::Borrowed(m), Cow::Borrowed(d))),
-        Cow::Owned(s) => parse_base64_data_url(&s).map(|(m, d)| (Cow::Owned(m.to_owned()), Cow::Owned(d.to_owned()))),
-    }
-}
-
 fn assistant_content(m: ChatMessage<'_>, i: usize) -> Result<Content<'_>, TranslateError> {
     if m.function_call.is_some_and(|r| r.get() != "null") {
         return Err(unsupported(format!(
@@ -413,31 +310,10 @@ fn assistant_content(m: ChatMessage<'_>, i: usize) -> Result<Content<'_>, Transl
                 "messages[{i}]: only function tool calls are supported for Anthropic models"
             )));
         }
-        let input = parse_arguments(call.function.arguments, i)?;
+        let input = parse_arguments(call.function.arguments.as_deref(), &format!("messages[{i}]"))?;
         blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });
     }
-    match (blocks.len(), blocks.first()) {
-        (1, Some(Block::Text { cache_control: None, .. })) => match blocks.pop() {
-            Some(Block::Text { text, .. }) => Ok(Content::Text(text)),
-            _ => Ok(Content::Blocks(Vec::new())),
-        },
-        _ => Ok(Content::Blocks(blocks)),
-    }
-}
-
-/// Tool arguments are a JSON string; Anthropic wants the object itself.
-fn parse_arguments(arguments: Option<Str<'_>>, i: usize) -> Result<Cow<'_, RawValue>, TranslateError> {
-    let text = arguments.unwrap_or_default();
-    if text.trim().is_empty() {
-        return RawValue::from_string("{}".to_owned()).map(Cow::Owned).map_err(|e| invalid(e.to_string()));
-    }
-    let raw: Box<RawValue> = serde_json::from_str(&text).map_err(|e| {
-        invalid(format!("messages[{i}]: tool call arguments are not valid JSON ({e}); Anthropic needs a JSON object"))
-    })?;
-    if !raw.get().starts_with('{') {
-        return Err(invalid(format!("messages[{i}]: tool call arguments must be a JSON object")));
-    }
-    Ok(Cow::Owned(raw))
+    Ok(Content::from_blocks(blocks))
 }
 
 fn tool_result(m: ChatMessage<'_>, i: usize) -> Result<Content<'_>, TranslateError> {
@@ -470,16 +346,6 @@ struct FunctionDef<'a> {
     parameters: Option<&'a RawValue>,
 }
 
-#[derive(Serialize)]
-struct AnthropicTool<'a> {
-    name: Str<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Str<'a>>,
-    input_schema: Cow<'a, RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_control: Option<&'a RawValue>,
-}
-
 fn convert_tool(tool: ChatTool<'_>) -> Result<AnthropicTool<'_>, TranslateError> {
     if tool.kind != "function" {
         return Err(unsupported(format!("tools: type '{}' is not supported for Anthropic models", tool.kind)));
@@ -493,25 +359,6 @@ fn convert_tool(tool: ChatTool<'_>) -> Result<AnthropicTool<'_>, TranslateError>
             .map_err(|e| invalid(e.to_string()))?,
     };
     Ok(AnthropicTool { name: f.name, description: f.description, input_schema, cache_control: tool.cache_control })
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ToolChoice<'a> {
-    Auto {
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        disable_parallel_tool_use: bool,
-    },
-    Any {
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        disable_parallel_tool_use: bool,
-    },
-    Tool {
-        name: Str<'a>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        disable_parallel_tool_use: bool,
-    },
-    None,
 }
 
 #[derive(Deserialize)]
@@ -559,11 +406,6 @@ fn stop_sequences(raw: Option<&RawValue>) -> Result<Option<Vec<Str<'_>>>, Transl
     decode(raw, "stop").map(Some)
 }
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    user_id: Str<'a>,
-}
-
 #[derive(Deserialize)]
 struct ResponseFormat<'a> {
     #[serde(rename = "type", borrow)]
@@ -578,19 +420,7 @@ struct JsonSchemaSpec<'a> {
     schema: Option<&'a RawValue>,
 }
 
-#[derive(Serialize)]
-struct OutputConfig<'a> {
-    format: OutputFormat<'a>,
-}
-
-#[derive(Serialize)]
-struct OutputFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    schema: &'a RawValue,
-}
-
-fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<OutputConfig<'_>>, TranslateError> {
+fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<&RawValue>, TranslateError> {
     match format.kind.as_ref() {
         "text" => Ok(None),
         "json_schema" => {
@@ -598,7 +428,7 @@ fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<OutputCo
                 .json_schema
                 .and_then(|s| s.schema)
                 .ok_or_else(|| invalid("response_format json_schema needs 'json_schema.schema'"))?;
-            Ok(Some(OutputConfig { format: OutputFormat { kind: "json_schema", schema } }))
+            Ok(Some(schema))
         }
         "json_object" => Err(unsupported(
             "response_format 'json_object' is not supported for Anthropic models (no schemaless JSON mode); use 'json_schema'",

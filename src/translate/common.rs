@@ -75,6 +75,17 @@ impl ObjectWriter {
         self.0.extend_from_slice(json.as_bytes());
     }
 
+    /// Adds members already written as JSON (`"a":1,"b":2`, no braces).
+    pub(super) fn members(&mut self, json: &str) {
+        if json.is_empty() {
+            return;
+        }
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.0.extend_from_slice(json.as_bytes());
+    }
+
     pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
         self.raw(key, &to_json(value));
     }

@@ -143,6 +143,36 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> Vec<u8> {
     openai_error_json(openai_type_for_anthropic(kind, status), &message).into_bytes()
 }
 
+/// An OpenAI-format error body in OpenAI's own shape: Gemini's compatible
+/// endpoint wraps it in an array and leaves out `type`, which OpenAI SDKs read.
+pub fn openai_error_normalised(status: u16, body: &[u8]) -> Vec<u8> {
+    let detail = parse_envelope(body);
+    let message = match detail.as_ref().and_then(|d| d.message.as_deref()) {
+        Some(m) => m.to_owned(),
+        None => fallback_message(status, body),
+    };
+    let kind = match detail.as_ref().and_then(|d| d.kind.as_deref()) {
+        Some(k) if !k.is_empty() => k.to_owned(),
+        _ => openai_error_type(status).to_owned(),
+    };
+    // A string `code` (`rate_limit_exceeded`, `context_length_exceeded`) is what clients branch on.
+    let code: Option<Str> = detail.as_ref().and_then(|d| d.code).and_then(|c| serde_json::from_str(c.get()).ok());
+    #[derive(Serialize)]
+    struct Body<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        param: Option<()>,
+        code: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        error: Body<'a>,
+    }
+    to_json(&Envelope { error: Body { message: &message, kind: &kind, param: None, code: code.as_deref() } })
+        .into_bytes()
+}
+
 /// An OpenAI error body as an Anthropic one, typed by Anthropic's names (see
 /// [`anthropic_type_for_detail`]).
 pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
@@ -226,6 +256,22 @@ mod tests {
         assert_eq!(parse(&openai_error_to_anthropic(404, body))["error"]["type"], "not_found_error");
         let body = br#"{"error":{"message":"boom","type":"server_error","param":null,"code":null}}"#;
         assert_eq!(parse(&openai_error_to_anthropic(500, body))["error"]["type"], "api_error");
+    }
+
+    #[test]
+    fn openai_shaped_bodies_are_normalised() {
+        let body = br#"[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}]"#;
+        assert_eq!(
+            parse(&openai_error_normalised(400, body)),
+            json!({"error": {"message": "API key not valid.", "type": "invalid_request_error", "param": null, "code": null}})
+        );
+        let body = br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let v = parse(&openai_error_normalised(429, body));
+        assert_eq!(
+            (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+            (Some("requests"), Some("rate_limit_exceeded"))
+        );
+        assert_eq!(parse(&openai_error_normalised(502, b"<html>"))["error"]["message"], "<html>");
     }
 
     #[test]

@@ -4,24 +4,27 @@
 //! | Anthropic | OpenAI |
 //! |---|---|
 //! | `system` string or text blocks | one leading `system` message (blocks joined by a blank line) |
+//! | `system`-role messages inside `messages` (newer models take them mid-conversation) | a `system` message in place |
 //! | user `text` / `image` (base64 → data URL; `url`) / `document` (base64 PDF → `file.file_data`; plain text → text) | user content: a string for one text block, else parts |
-//! | user `tool_result` | a `tool` message each, placed before the rest of the turn; text joined by newlines; images in a result move to the user message that follows |
+//! | user `tool_result` | a `tool` message each, placed before the rest of the turn; text joined by newlines; images in a result move to the user message that follows; a `tool_reference` (a tool search's result) is the text "Tool <name> is now available." |
+//! | `tools` with `defer_loading` | offered once a `tool_reference` in the conversation loaded them; until then left out (Claude Code's `DeferredToolPlaceholder` never is) |
 //! | assistant `text` / `tool_use` | assistant `content` (text concatenated) and `tool_calls` (`input` as the `arguments` string) |
 //! | `thinking`, `redacted_thinking` blocks | dropped (OpenAI has no way to send them back) |
 //! | `tools` `{name, description, input_schema}` | `{type: function, function: {name, description, parameters}}` |
 //! | `tool_choice` auto / any / tool / none | `auto` / `required` / `{type: function, function: {name}}` / `none`; `disable_parallel_tool_use` → `parallel_tool_calls: false` |
 //! | `stop_sequences` | `stop` |
-//! | `max_tokens` | `max_completion_tokens` (the current field; `max_tokens` is deprecated and refused by o-series models; Gemini's endpoint takes it too) |
+//! | `max_tokens` | `max_completion_tokens`, clamped to the model's maximum (the current field; `max_tokens` is deprecated and refused by o-series models; Gemini's endpoint takes it too) |
+//! | `thinking` (`enabled` with `budget_tokens`, `adaptive`, `disabled`), `output_config.effort` | `reasoning_effort` for models that reason ([`super::target`]): the effort when given, else the budget's level, `disabled` → `none` where the model takes it; nothing for other models |
 //! | `temperature`, `top_p` | same, verbatim |
 //! | `metadata.user_id` | `user` |
 //! | `stream` | `stream`, plus `stream_options.include_usage: true` (usage arrives only when asked) |
 //! | `output_config.format` (or beta `output_format`) json_schema | `response_format` `{type: json_schema, json_schema: {name: "output", schema}}`, not `strict` (OpenAI's strict mode rejects schemas with optional properties) |
 //! | `cache_control` anywhere | dropped (OpenAI caches automatically) |
 //!
-//! Ignored: `top_k` (no OpenAI equivalent), `thinking` and `output_config.effort`
-//! (`reasoning_effort` is refused by non-reasoning models, so no mapping is
-//! safe for every model), `service_tier`, `container`, `inference_geo`,
-//! `tool_result.is_error` (OpenAI tool messages have no error flag).
+//! Ignored: `top_k` (no OpenAI equivalent), `context_management` (server-side
+//! context editing; the whole conversation is sent), `service_tier`,
+//! `container`, `inference_geo`, `speed`, `tool_result.is_error` (OpenAI tool
+//! messages have no error flag).
 //!
 //! Refused ([`TranslateError::Unsupported`]): server tools (any tool whose
 //! `type` is not `custom`, e.g. `web_search_…`, `bash_…`), `mcp_servers`,
@@ -30,17 +33,22 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, ObjectWriter, Str};
+use super::chat_out::{
+    self, OutChoice, OutContent, OutFile, OutFormat, OutFunction, OutFunctionCall, OutMessage, OutPart, OutTool,
+    OutToolCall, OutUrl,
+};
+use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, Str};
+use super::target::{Effort, Target};
 use super::TranslateError;
 
-/// Translates a Messages body into a Chat Completions body for `upstream_model`.
-pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, TranslateError> {
+/// Translates a Messages body into a Chat Completions body for `target`.
+pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
     let fields = parse_fields(body)?;
     if fields.get("mcp_servers").is_some_and(|r| r.get() != "null" && r.get() != "[]") {
-        return Err(unsupported("'mcp_servers' is not supported for OpenAI-format models"));
+        return Err(unsupported(format!("'mcp_servers' is not supported for {} models", target.name())));
     }
     let mut out_messages: Vec<OutMessage> = Vec::new();
     if let Some(raw) = fields.get("system").filter(|r| r.get() != "null") {
@@ -51,77 +59,110 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec
     }
     let messages: Vec<InMessage> =
         field(&fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+    // Deferred tools a tool search has loaded.
+    let mut loaded: Vec<String> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
         match m.role.as_ref() {
-            "user" => convert_user(m.content, i, &mut out_messages)?,
+            "user" => convert_user(m.content, i, &mut out_messages, &mut loaded)?,
             "assistant" => out_messages.push(convert_assistant(m.content, i)?),
+            "system" => {
+                let text = system_text(m.content)?;
+                if !text.is_empty() {
+                    out_messages.push(OutMessage::text("system", text));
+                }
+            }
             other => return Err(invalid(format!("messages[{i}]: unknown role '{other}'"))),
         }
     }
 
-    let mut out = ObjectWriter::with_capacity(body.len() + 256);
-    out.value("model", upstream_model);
-    out.value("messages", &out_messages);
-    if let Some(max_tokens) = field::<u64>(&fields, "max_tokens")? {
-        out.value("max_completion_tokens", &max_tokens);
-    }
     let tools: Option<Vec<InTool>> = field(&fields, "tools")?;
-    let tools = tools.unwrap_or_default().into_iter().map(convert_tool).collect::<Result<Vec<_>, _>>()?;
-    if !tools.is_empty() {
-        out.value("tools", &tools);
-        if let Some(choice) = field::<InToolChoice>(&fields, "tool_choice")? {
-            let disable_parallel = choice.disable_parallel_tool_use == Some(true);
-            match choice.kind.as_ref() {
-                "auto" => out.value("tool_choice", "auto"),
-                "any" => out.value("tool_choice", "required"),
-                "none" => out.value("tool_choice", "none"),
+    let tools = tools
+        .unwrap_or_default()
+        .into_iter()
+        // A deferred tool no tool search loaded is not offered (Claude Code's placeholder among them).
+        .filter(|t| t.defer_loading != Some(true) || t.name.as_deref().is_some_and(|n| loaded.iter().any(|l| l == n)))
+        .map(|t| convert_tool(t, target))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (tool_choice, parallel_tool_calls) = match field::<InToolChoice>(&fields, "tool_choice")? {
+        Some(choice) => {
+            let parallel = (choice.disable_parallel_tool_use == Some(true) && choice.kind != "none").then_some(false);
+            let choice = match choice.kind.as_ref() {
+                "auto" => OutChoice::Auto,
+                "any" => OutChoice::Required,
+                "none" => OutChoice::None,
                 "tool" => {
-                    let name = choice.name.ok_or_else(|| invalid("tool_choice of type 'tool' needs 'name'"))?;
-                    out.value("tool_choice", &NamedChoice { kind: "function", function: NamedFunction { name } });
+                    OutChoice::Named(choice.name.ok_or_else(|| invalid("tool_choice of type 'tool' needs 'name'"))?)
                 }
                 other => return Err(invalid(format!("Invalid 'tool_choice' type '{other}'"))),
-            }
-            if disable_parallel && choice.kind != "none" {
-                out.value("parallel_tool_calls", &false);
-            }
+            };
+            (Some(choice), parallel)
         }
-    }
-    if let Some(stop) = field::<Vec<Str>>(&fields, "stop_sequences")? {
-        if !stop.is_empty() {
-            out.value("stop", &stop);
-        }
-    }
-    for key in ["temperature", "top_p"] {
-        if let Some(raw) = fields.get(key).filter(|r| r.get() != "null") {
-            out.raw(key, raw.get());
-        }
-    }
-    if let Some(user) = field::<InMetadata>(&fields, "metadata")?.and_then(|m| m.user_id) {
-        out.value("user", &user);
-    }
-    let config_format = field::<InOutputConfig>(&fields, "output_config")?.and_then(|c| c.format);
+        None => (None, None),
+    };
+    let output_config = field::<InOutputConfig>(&fields, "output_config")?;
+    let (config_format, config_effort) = match output_config {
+        Some(c) => (c.format, c.effort),
+        None => (None, None),
+    };
     let format = match config_format {
         Some(f) => Some(f),
         None => field::<InFormat>(&fields, "output_format")?,
     };
-    if let Some(format) = format {
-        if format.kind != "json_schema" {
-            return Err(unsupported(format!(
-                "output format '{}' is not supported for OpenAI-format models",
-                format.kind
-            )));
+    let format = match format {
+        Some(format) => {
+            if format.kind != "json_schema" {
+                return Err(unsupported(format!(
+                    "output format '{}' is not supported for {} models",
+                    format.kind,
+                    target.name()
+                )));
+            }
+            let schema = format.schema.ok_or_else(|| invalid("output_config.format needs 'schema'"))?;
+            Some(OutFormat::JsonSchema { name: Cow::Borrowed("output"), schema, strict: None })
         }
-        let schema = format.schema.ok_or_else(|| invalid("output_config.format needs 'schema'"))?;
-        out.value(
-            "response_format",
-            &ResponseFormat { kind: "json_schema", json_schema: JsonSchema { name: "output", schema } },
-        );
+        None => None,
+    };
+    let settings = chat_out::Settings {
+        max_tokens: field::<u64>(&fields, "max_tokens")?,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        stop: field::<Vec<Str>>(&fields, "stop_sequences")?,
+        temperature: fields.get("temperature").filter(|r| r.get() != "null"),
+        top_p: fields.get("top_p").filter(|r| r.get() != "null"),
+        user: field::<InMetadata>(&fields, "metadata")?.and_then(|m| m.user_id),
+        format,
+        effort: reasoning_effort(field(&fields, "thinking")?, config_effort)?,
+        stream: field::<bool>(&fields, "stream")? == Some(true),
+    };
+    chat_out::write(target, body.len(), &out_messages, settings)
+}
+
+#[derive(Deserialize)]
+struct InThinking<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(default)]
+    budget_tokens: Option<u64>,
+}
+
+/// The effort Anthropic's `thinking` and `output_config.effort` ask for.
+fn reasoning_effort(thinking: Option<InThinking>, effort: Option<Str>) -> Result<Option<Effort>, TranslateError> {
+    if thinking.as_ref().is_some_and(|t| t.kind == "disabled") {
+        return Ok(Some(Effort::None));
     }
-    if field::<bool>(&fields, "stream")? == Some(true) {
-        out.value("stream", &true);
-        out.raw("stream_options", r#"{"include_usage":true}"#);
+    if let Some(effort) = effort {
+        return match Effort::parse(&effort) {
+            Some(e) => Ok(Some(e)),
+            None => Err(invalid(format!("Invalid 'output_config.effort': '{effort}'"))),
+        };
     }
-    Ok(out.finish())
+    Ok(match thinking {
+        Some(InThinking { kind, budget_tokens: Some(budget) }) if kind == "enabled" => {
+            Some(Effort::from_budget(budget))
+        }
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -150,6 +191,8 @@ struct InBlock<'a> {
     tool_use_id: Option<Str<'a>>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_name: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -162,63 +205,6 @@ struct InSource<'a> {
     data: Option<Str<'a>>,
     #[serde(borrow, default)]
     url: Option<Str<'a>>,
-}
-
-#[derive(Serialize)]
-struct OutMessage<'a> {
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<OutContent<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<OutToolCall<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<Str<'a>>,
-}
-
-impl<'a> OutMessage<'a> {
-    fn text(role: &'static str, text: Str<'a>) -> Self {
-        OutMessage { role, content: Some(OutContent::Text(text)), tool_calls: Vec::new(), tool_call_id: None }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OutContent<'a> {
-    Text(Str<'a>),
-    Parts(Vec<OutPart<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum OutPart<'a> {
-    Text { text: Str<'a> },
-    ImageUrl { image_url: OutUrl<'a> },
-    File { file: OutFile },
-}
-
-#[derive(Serialize)]
-struct OutUrl<'a> {
-    url: Str<'a>,
-}
-
-#[derive(Serialize)]
-struct OutFile {
-    filename: String,
-    file_data: String,
-}
-
-#[derive(Serialize)]
-struct OutToolCall<'a> {
-    id: Str<'a>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: OutFunctionCall<'a>,
-}
-
-#[derive(Serialize)]
-struct OutFunctionCall<'a> {
-    name: Str<'a>,
-    arguments: &'a str,
 }
 
 fn system_text(raw: &RawValue) -> Result<Str<'_>, TranslateError> {
@@ -252,12 +238,18 @@ fn blocks_of(raw: &RawValue, i: usize) -> Result<Vec<InBlock<'_>>, TranslateErro
             input: None,
             tool_use_id: None,
             content: None,
+            tool_name: None,
         }]);
     }
     decode(raw, &format!("messages[{i}].content"))
 }
 
-fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) -> Result<(), TranslateError> {
+fn convert_user<'a>(
+    raw: &'a RawValue,
+    i: usize,
+    out: &mut Vec<OutMessage<'a>>,
+    loaded: &mut Vec<String>,
+) -> Result<(), TranslateError> {
     if raw.get().starts_with('"') {
         out.push(OutMessage::text("user", decode_str(raw, "content")?));
         return Ok(());
@@ -271,13 +263,8 @@ fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) 
                 let id = block
                     .tool_use_id
                     .ok_or_else(|| invalid(format!("messages[{i}]: tool_result without 'tool_use_id'")))?;
-                let text = tool_result_text(block.content, i, &mut result_images)?;
-                out.push(OutMessage {
-                    role: "tool",
-                    content: Some(OutContent::Text(text)),
-                    tool_calls: Vec::new(),
-                    tool_call_id: Some(id),
-                });
+                let text = tool_result_text(block.content, i, &mut result_images, loaded)?;
+                out.push(OutMessage::tool_result(id, text));
             }
             _ => {
                 if let Some(part) = user_part(block, i)? {
@@ -291,12 +278,7 @@ fn convert_user<'a>(raw: &'a RawValue, i: usize, out: &mut Vec<OutMessage<'a>>) 
     if parts.is_empty() {
         return Ok(());
     }
-    let content = match <[OutPart; 1]>::try_from(parts) {
-        Ok([OutPart::Text { text }]) => OutContent::Text(text),
-        Ok([part]) => OutContent::Parts(vec![part]),
-        Err(parts) => OutContent::Parts(parts),
-    };
-    out.push(OutMessage { role: "user", content: Some(content), tool_calls: Vec::new(), tool_call_id: None });
+    out.push(OutMessage::parts("user", parts));
     Ok(())
 }
 
@@ -324,8 +306,8 @@ fn user_part(block: InBlock<'_>, i: usize) -> Result<Option<OutPart<'_>>, Transl
                     let filename = if media_type == "application/pdf" { "document.pdf" } else { "document" };
                     Ok(Some(OutPart::File {
                         file: OutFile {
-                            filename: filename.to_owned(),
-                            file_data: format!("data:{media_type};base64,{data}"),
+                            filename: Cow::Borrowed(filename),
+                            file_data: Cow::Owned(format!("data:{media_type};base64,{data}")),
                         },
                     }))
                 }
@@ -346,6 +328,7 @@ fn tool_result_text<'a>(
     raw: Option<&'a RawValue>,
     i: usize,
     images: &mut Vec<OutPart<'a>>,
+    loaded: &mut Vec<String>,
 ) -> Result<Str<'a>, TranslateError> {
     let Some(raw) = raw.filter(|r| r.get() != "null") else {
         return Ok(Cow::Borrowed(""));
@@ -357,6 +340,12 @@ fn tool_result_text<'a>(
     for block in blocks_of(raw, i)? {
         match block.kind.as_ref() {
             "text" => texts.push(block.text.unwrap_or_default()),
+            // A tool search's result: the deferred tool is offered from now on.
+            "tool_reference" => {
+                let name = block.tool_name.unwrap_or_default();
+                texts.push(Cow::Owned(format!("Tool {name} is now available.")));
+                loaded.push(name.into_owned());
+            }
             _ => {
                 if let Some(part) = user_part(block, i)? {
                     match part {
@@ -385,7 +374,7 @@ fn convert_assistant(raw: &RawValue, i: usize) -> Result<OutMessage<'_>, Transla
             "tool_use" => {
                 let id = block.id.ok_or_else(|| invalid(format!("messages[{i}]: tool_use without 'id'")))?;
                 let name = block.name.ok_or_else(|| invalid(format!("messages[{i}]: tool_use without 'name'")))?;
-                let arguments = block.input.map_or("{}", RawValue::get);
+                let arguments = Cow::Borrowed(block.input.map_or("{}", RawValue::get));
                 tool_calls.push(OutToolCall { id, kind: "function", function: OutFunctionCall { name, arguments } });
             }
             "thinking" | "redacted_thinking" => {}
@@ -414,30 +403,23 @@ struct InTool<'a> {
     description: Option<Str<'a>>,
     #[serde(borrow, default)]
     input_schema: Option<&'a RawValue>,
+    #[serde(default)]
+    defer_loading: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct OutTool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: OutFunction<'a>,
-}
-
-#[derive(Serialize)]
-struct OutFunction<'a> {
-    name: Str<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Str<'a>>,
-    parameters: &'a RawValue,
-}
-
-fn convert_tool(tool: InTool<'_>) -> Result<OutTool<'_>, TranslateError> {
+fn convert_tool<'a>(tool: InTool<'a>, target: &Target) -> Result<OutTool<'a>, TranslateError> {
     if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
-        return Err(unsupported(format!("tools: server tool type '{kind}' is not supported for OpenAI-format models")));
+        return Err(unsupported(format!(
+            "tools: server tool type '{kind}' is not supported for {} models",
+            target.name()
+        )));
     }
     let name = tool.name.ok_or_else(|| invalid("tools: tool without 'name'"))?;
     let parameters = tool.input_schema.ok_or_else(|| invalid(format!("tools: '{name}' has no 'input_schema'")))?;
-    Ok(OutTool { kind: "function", function: OutFunction { name, description: tool.description, parameters } })
+    Ok(OutTool {
+        kind: "function",
+        function: OutFunction { name, description: tool.description, parameters: Cow::Borrowed(parameters) },
+    })
 }
 
 #[derive(Deserialize)]
@@ -450,18 +432,6 @@ struct InToolChoice<'a> {
     disable_parallel_tool_use: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct NamedChoice<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: NamedFunction<'a>,
-}
-
-#[derive(Serialize)]
-struct NamedFunction<'a> {
-    name: Str<'a>,
-}
-
 #[derive(Deserialize)]
 struct InMetadata<'a> {
     #[serde(borrow, default)]
@@ -472,6 +442,8 @@ struct InMetadata<'a> {
 struct InOutputConfig<'a> {
     #[serde(borrow, default)]
     format: Option<InFormat<'a>>,
+    #[serde(borrow, default)]
+    effort: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -480,17 +452,4 @@ struct InFormat<'a> {
     kind: Str<'a>,
     #[serde(borrow, default)]
     schema: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct ResponseFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    json_schema: JsonSchema<'a>,
-}
-
-#[derive(Serialize)]
-struct JsonSchema<'a> {
-    name: &'static str,
-    schema: &'a RawValue,
 }

@@ -229,4 +229,17 @@ data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinki
         assert!(out.first_token);
         assert_eq!(out.output_text, "");
     }
+
+    #[test]
+    fn server_tool_web_searches_are_counted() {
+        let body = br#"{"type":"message","model":"claude-opus-5-5","content":[{"type":"text","text":"ok"}],
+"usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":3,"web_fetch_requests":1}}}"#;
+        assert_eq!(finish_body(WIRE, body).usage.and_then(|u| u.web_search_requests), Some(3));
+        // Streams: message_delta's usage is cumulative and carries the count.
+        let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-5-5\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9,\"server_tool_use\":{\"web_search_requests\":2}}}\n\n";
+        let out = every_split(WIRE, stream);
+        assert_eq!(out.usage.map(|u| (u.output_tokens, u.web_search_requests)), Some((9, Some(2))));
+        let plain = br#"{"type":"message","usage":{"input_tokens":1,"output_tokens":1}}"#;
+        assert_eq!(finish_body(WIRE, plain).usage.and_then(|u| u.web_search_requests), None);
+    }
 }

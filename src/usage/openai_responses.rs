@@ -64,16 +64,19 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
     if let Some(model) = string(r.model) {
         sink.model(&model);
     }
-    if let Some(u) = r.usage.and_then(|raw| usage::responses(Some(raw))) {
+    let items: Vec<Item> = array(r.output).into_iter().filter_map(|i| decode::<Item>(Some(i))).collect();
+    if let Some(mut u) = r.usage.and_then(|raw| usage::responses(Some(raw))) {
+        // Each `web_search_call` output item is one billed search.
+        let searches = items.iter().filter(|i| string(i.kind).as_deref() == Some("web_search_call")).count();
+        if searches > 0 {
+            u.web_search_requests = Some(searches as u64);
+        }
         sink.usage = Some(u);
     }
     if !with_text {
         return;
     }
-    for item in array(r.output) {
-        let Some(item) = decode::<Item>(Some(item)) else {
-            continue;
-        };
+    for item in items {
         match string(item.kind).as_deref() {
             Some("message") => {}
             Some(_) => {
@@ -216,5 +219,18 @@ data: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{\\\"a\\\
         let out = every_split(WIRE, STREAM.split_at(cut).0);
         assert_eq!(out.usage, None);
         assert_eq!(out.output_text, "Hi there");
+    }
+
+    #[test]
+    fn web_search_calls_in_the_output_are_counted() {
+        let body = br#"{"object":"response","model":"gpt-5","output":[
+{"type":"web_search_call","id":"ws_1","status":"completed"},{"type":"web_search_call","id":"ws_2","status":"completed"},
+{"type":"message","content":[{"type":"output_text","text":"Found it"}]}],
+"usage":{"input_tokens":10,"output_tokens":5}}"#;
+        let out = finish_body(WIRE, body);
+        assert_eq!(out.usage.and_then(|u| u.web_search_requests), Some(2));
+        assert_eq!(out.output_text, "Found it");
+        let stream = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"output\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n";
+        assert_eq!(every_split(WIRE, stream).usage.and_then(|u| u.web_search_requests), Some(1));
     }
 }

@@ -27,6 +27,10 @@ pub struct Usage {
     /// True for Gemini native, whose output count leaves out reasoning
     /// (`thoughtsTokenCount`); false where output already contains it.
     pub output_excludes_reasoning: bool,
+    /// Server-side web searches the provider billed: Anthropic
+    /// `server_tool_use.web_search_requests`, OpenAI Responses `web_search_call`
+    /// output items.
+    pub web_search_requests: Option<u64>,
 }
 
 impl Usage {
@@ -110,6 +114,14 @@ struct AnthropicFields<'a> {
     cache_read_input_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     cache_creation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    server_tool_use: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ServerToolUse<'a> {
+    #[serde(borrow, default)]
+    web_search_requests: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +189,8 @@ pub fn merge_anthropic(into: &mut Usage, raw: Option<&RawValue>) {
     };
     set_opt(&mut into.cache_read_tokens, count(u.cache_read_input_tokens));
     set_opt(&mut into.cache_creation_tokens, count(u.cache_creation_input_tokens));
+    let tools: Option<ServerToolUse> = decode(u.server_tool_use);
+    set_opt(&mut into.web_search_requests, tools.and_then(|t| count(t.web_search_requests)));
     if let Some(split) = decode::<CacheCreation>(u.cache_creation) {
         set_opt(&mut into.cache_creation_5m_tokens, count(split.ephemeral_5m_input_tokens));
         set_opt(&mut into.cache_creation_1h_tokens, count(split.ephemeral_1h_input_tokens));
@@ -253,6 +267,34 @@ impl From<&Usage> for AnthropicUsageOut {
             output_tokens: u.output_tokens,
             cache_read_input_tokens: read,
             cache_creation_input_tokens: write,
+        }
+    }
+}
+
+/// Responses API `usage` as the translators write it (the input includes the cache).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ResponsesUsageOut {
+    pub input_tokens: u64,
+    pub input_tokens_details: PromptTokensDetails,
+    pub output_tokens: u64,
+    pub output_tokens_details: OutputTokensDetails,
+    pub total_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OutputTokensDetails {
+    pub reasoning_tokens: u64,
+}
+
+impl From<&Usage> for ResponsesUsageOut {
+    fn from(u: &Usage) -> Self {
+        let chat = ChatUsageOut::from(u);
+        ResponsesUsageOut {
+            input_tokens: chat.prompt_tokens,
+            input_tokens_details: chat.prompt_tokens_details,
+            output_tokens: u.billed_output_tokens(),
+            output_tokens_details: OutputTokensDetails { reasoning_tokens: u.reasoning_tokens.unwrap_or(0) },
+            total_tokens: chat.prompt_tokens.saturating_add(u.billed_output_tokens()),
         }
     }
 }

@@ -10,7 +10,6 @@
 //! - an upgraded Messages body still parses, to the same request.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use crate::Rng;
 use llm_gateway::config::Config;
@@ -85,11 +84,14 @@ fn check_kept(original: &[u8], out: &[u8], changed: &[&str]) {
 }
 
 pub fn run(data: &[u8]) {
-    static SETUP: OnceLock<(Config, ProviderKeys)> = OnceLock::new();
-    let (config, keys) = SETUP.get_or_init(|| match Config::parse(CONFIG) {
-        Ok(config) => (config, ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))),
-        Err(e) => panic!("fuzz config does not parse: {e}"),
-    });
+    // Per thread: the config's price table memoises lookups (not `Sync`).
+    thread_local! {
+        static SETUP: &'static (Config, ProviderKeys) = Box::leak(Box::new(match Config::parse(CONFIG) {
+            Ok(config) => (config, ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))),
+            Err(e) => panic!("fuzz config does not parse: {e}"),
+        }));
+    }
+    let (config, keys) = SETUP.with(|s| *s);
     let mut rng = Rng::new(data);
     for api in [Api::Chat, Api::Responses, Api::Messages] {
         let Ok(req) = parse(data, api) else { continue };

@@ -6,7 +6,6 @@
 //! - What the client receives, and the usage read, do not depend on how the
 //!   provider's bytes are chunked.
 //! - A held body (a translated answer, a Bedrock error) comes back as JSON.
-use std::sync::OnceLock;
 
 use llm_gateway::config::Config;
 use llm_gateway::forward::{plan, ProviderKeys};
@@ -19,12 +18,16 @@ use crate::{pieces, Rng};
 
 /// Requests whose plans (from `forward::plan`, as the filter makes them)
 /// cover every client / provider pairing: api, model, provider header.
-const REQUESTS: [(Api, &str, Option<&str>); 8] = [
+const REQUESTS: [(Api, &str, Option<&str>); 12] = [
     (Api::Chat, "gpt-4o", None),
     (Api::Chat, "gemini/gemini-2.5-flash", None),
     (Api::Chat, "claude-sonnet-4-5", None),
     (Api::Chat, "claude-sonnet-4-5", Some("bedrock")),
     (Api::Responses, "gpt-4o", None),
+    (Api::Responses, "claude-sonnet-4-5", None),
+    (Api::Responses, "gemini-2.5-flash", None),
+    (Api::Responses, "claude-sonnet-4-5", Some("bedrock")),
+    (Api::Responses, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
     (Api::Messages, "claude-sonnet-4-5", None),
     (Api::Messages, "gpt-4o", None),
     (Api::Messages, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),
@@ -58,11 +61,14 @@ fn respond(plan: &ResponsePlan, status: u16, ct: Option<&str>, chunks: &[&[u8]])
 /// The plan the gateway makes for one of `REQUESTS`, streaming or not, with
 /// or without the client's `include_usage`.
 fn make_plan(rng: &mut Rng) -> ResponsePlan {
-    static SETUP: OnceLock<(Config, ProviderKeys)> = OnceLock::new();
-    let (config, keys) = SETUP.get_or_init(|| match Config::parse(b"{}") {
-        Ok(c) => (c, ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))),
-        Err(e) => panic!("default config: {e}"),
-    });
+    // Per thread: the config's price table memoises lookups (not `Sync`).
+    thread_local! {
+        static SETUP: &'static (Config, ProviderKeys) = Box::leak(Box::new(match Config::parse(b"{}") {
+            Ok(c) => (c, ProviderKeys::from_env(|name| Some(format!("key-for-{name}")))),
+            Err(e) => panic!("default config: {e}"),
+        }));
+    }
+    let (config, keys) = SETUP.with(|s| *s);
     let (api, model, header) = REQUESTS[rng.below(REQUESTS.len())];
     let stream = rng.below(4) != 0;
     let usage = [", \"stream_options\": {\"include_usage\": true}", ""][rng.below(2)];

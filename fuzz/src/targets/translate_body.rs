@@ -1,16 +1,20 @@
 //! Whole-body translation (`translate`, `bedrock::messages_to_bedrock_body`).
 //!
 //! Requests: a translated request parses as a request of the provider's API
-//! (`request::parse`) and names the upstream model; a Messages body for
-//! Bedrock is a JSON object without `model`, with `anthropic_version`.
+//! (`request::parse`) and names the upstream model, and its output limit
+//! never exceeds the model's (for Chat, Messages and Responses clients, to
+//! Anthropic, OpenAI and Gemini models); a Messages body for Bedrock is a
+//! JSON object without `model`, with `anthropic_version`.
 //! Responses: a translated response is JSON and keeps the usage (prompt with
 //! cache, billed output). Error bodies: whatever the provider sent, the
 //! client gets its own API's error shape with a string message.
 use llm_gateway::bedrock::{bedrock_error_to_anthropic, messages_to_bedrock_body};
 use llm_gateway::request::parse;
+use llm_gateway::providers::Provider;
 use llm_gateway::translate::{
-    anthropic_error_to_openai, chat_request_to_messages, chat_response_to_messages, messages_request_to_chat,
-    messages_response_to_chat, openai_error_to_anthropic,
+    anthropic_error_to_openai, chat_request_to_messages, chat_response_to_messages, chat_response_to_responses,
+    messages_request_to_chat, messages_response_to_chat, messages_response_to_responses, openai_error_normalised,
+    openai_error_to_anthropic, responses_request_to_chat, responses_request_to_messages, ResponsesContext, Target,
 };
 use llm_gateway::usage::UsageTracker;
 use llm_gateway::wire::Api;
@@ -82,18 +86,41 @@ fn anthropic_error(body: &[u8]) {
     assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "not an Anthropic error: {v}");
 }
 
-pub fn run(data: &[u8]) {
-    if let Ok(out) = chat_request_to_messages(data, "claude-sonnet-4-5", 4096) {
-        match parse(&out, Api::Messages) {
-            Ok(p) => assert_eq!(p.model, "claude-sonnet-4-5"),
-            Err(e) => panic!("translated Messages request does not parse: {}", e.message),
+/// A translated request parses as `api`, names the target's model and asks
+/// for no more output than the model produces.
+fn check_request(out: &[u8], api: Api, target: &Target) {
+    match parse(out, api) {
+        Ok(p) => {
+            assert_eq!(p.model, target.model);
+            if let (Some(asked), Some(max)) = (p.max_output_tokens, target.caps.max_output_tokens) {
+                assert!(asked <= max, "{asked} output tokens asked of {} (at most {max})", target.model);
+            }
         }
-        check_bedrock_body(&out);
+        Err(e) => panic!("translated {api:?} request does not parse: {}", e.message),
     }
-    if let Ok(out) = messages_request_to_chat(data, "gpt-4o") {
-        match parse(&out, Api::Chat) {
-            Ok(p) => assert_eq!(p.model, "gpt-4o"),
-            Err(e) => panic!("translated Chat request does not parse: {}", e.message),
+}
+
+pub fn run(data: &[u8]) {
+    let claude = Target::new(Provider::Anthropic, "claude-sonnet-4-5");
+    let opus = Target::new(Provider::Anthropic, "claude-opus-4-8");
+    let gpt = Target::new(Provider::OpenAi, "gpt-4o-mini");
+    let gemini = Target::new(Provider::Gemini, "gemini-2.5-flash");
+    for target in [&claude, &opus] {
+        if let Ok(out) = chat_request_to_messages(data, target) {
+            check_request(&out, Api::Messages, target);
+            check_bedrock_body(&out);
+        }
+        if let Ok(out) = responses_request_to_messages(data, target) {
+            check_request(&out, Api::Messages, target);
+            check_bedrock_body(&out);
+        }
+    }
+    for target in [&gpt, &gemini] {
+        if let Ok(out) = messages_request_to_chat(data, target) {
+            check_request(&out, Api::Chat, target);
+        }
+        if let Ok(out) = responses_request_to_chat(data, target) {
+            check_request(&out, Api::Chat, target);
         }
     }
     check_bedrock_body(data);
@@ -111,8 +138,23 @@ pub fn run(data: &[u8]) {
         }
     }
 
+    let ctx = ResponsesContext::default();
+    if let Ok(out) = messages_response_to_responses(data, &ctx, "client-model", 1_741_569_952) {
+        members(&out, "translated Responses response");
+        if let (Some(a), Some(b)) = (usage(Api::Messages, data), usage(Api::Responses, &out)) {
+            assert_eq!(a, b, "usage changed in translation (prompt, output)");
+        }
+    }
+    if let Ok(out) = chat_response_to_responses(data, &ctx, "client-model", 1_741_569_952) {
+        members(&out, "translated Responses response");
+        if let (Some(a), Some(b)) = (usage(Api::Chat, data), usage(Api::Responses, &out)) {
+            assert_eq!(a, b, "usage changed in translation (prompt, output)");
+        }
+    }
+
     let status = [400, 401, 403, 404, 413, 429, 500, 503, 529, 200][data.len() % 10];
     openai_error(&anthropic_error_to_openai(status, data));
+    openai_error(&openai_error_normalised(status, data));
     anthropic_error(&openai_error_to_anthropic(status, data));
     for kind in [None, Some("ThrottlingException"), Some("ValidationException:http://x"), Some("weird")] {
         anthropic_error(&bedrock_error_to_anthropic(status, kind, data));

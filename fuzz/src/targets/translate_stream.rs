@@ -1,14 +1,17 @@
 //! Streaming translation (`translate::MessagesToChat`,
-//! `translate::ChatToMessages`) on arbitrary provider bytes.
+//! `translate::ChatToMessages`, `translate::MessagesToResponses`,
+//! `translate::ChatToResponses`) on arbitrary provider bytes.
 //!
 //! - The output does not depend on how the provider's bytes are chunked.
 //! - Every output event's data is JSON (or OpenAI's `[DONE]`), on one line;
-//!   Anthropic output events are named after their JSON `type`.
+//!   Anthropic and Responses output events are named after their JSON `type`,
+//!   and Responses events count `sequence_number` from 0 and end with exactly
+//!   one `response.completed`, `.incomplete` or `.failed`.
 //! - Usage survives translation: when the provider's stream is well formed
 //!   (see `well_formed`), the client's stream ends without an error, and both
 //!   report usage,
 //!   the prompt (cache included) and the billed output are the same.
-use llm_gateway::translate::{ChatToMessages, MessagesToChat};
+use llm_gateway::translate::{ChatToMessages, ChatToResponses, MessagesToChat, MessagesToResponses, ResponsesContext};
 use llm_gateway::usage::UsageTracker;
 use llm_gateway::wire::stream::{Sse, Transform};
 use llm_gateway::wire::{Api, SseEvent, SseParser};
@@ -34,6 +37,38 @@ fn to_messages(chunks: &[&[u8]]) -> Vec<u8> {
     }
     out.extend(t.finish());
     out
+}
+
+fn to_responses(anthropic_provider: bool, chunks: &[&[u8]]) -> Vec<u8> {
+    let ctx = ResponsesContext { custom_tools: vec!["f".into()], ..ResponsesContext::default() };
+    let mut t: Box<dyn Transform> = if anthropic_provider {
+        Box::new(Sse::new(MessagesToResponses::new(ctx, "client-model", 1_741_569_952)))
+    } else {
+        Box::new(Sse::new(ChatToResponses::new(ctx, "client-model", 1_741_569_952)))
+    };
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(t.feed(chunk));
+    }
+    out.extend(t.finish());
+    out
+}
+
+/// A Responses stream: named events, sequence numbers from 0, one final event, last.
+fn check_responses_events(sse: &[u8]) {
+    let mut p = SseParser::default();
+    let mut events = p.feed(sse);
+    events.extend(p.finish());
+    let last = events.len().saturating_sub(1);
+    for (i, e) in events.iter().enumerate() {
+        assert!(!e.data.contains('\n'), "multi-line data: {e:?}");
+        let Ok(v) = serde_json::from_str::<Value>(&e.data) else { panic!("data is not JSON: {e:?}") };
+        let kind = v.get("type").and_then(Value::as_str);
+        assert_eq!(e.event.as_deref(), kind, "event name != type: {e:?}");
+        assert_eq!(v.get("sequence_number").and_then(Value::as_u64), Some(i as u64), "{e:?}");
+        let terminal = matches!(kind, Some("response.completed" | "response.incomplete" | "response.failed"));
+        assert_eq!(terminal, i == last, "the final event comes last, once: {e:?}");
+    }
 }
 
 fn check_events(sse: &[u8], anthropic: bool) {
@@ -97,6 +132,7 @@ fn ends_in_error(sse: &[u8]) -> bool {
     events.extend(p.finish());
     events.iter().any(|e| {
         e.event.as_deref() == Some("error")
+            || e.event.as_deref() == Some("response.failed")
             || serde_json::from_str::<Value>(&e.data).is_ok_and(|v| v.get("error").is_some())
     })
 }
@@ -141,6 +177,19 @@ pub fn run(data: &[u8]) {
             continue;
         }
         if let (Some(provider), Some(client)) = (usage(from, data), usage(to, &whole)) {
+            assert_eq!(provider, client, "usage changed in translation (prompt, output)");
+        }
+    }
+    for anthropic_provider in [true, false] {
+        let whole = to_responses(anthropic_provider, &[data]);
+        let split = to_responses(anthropic_provider, &pieces(data, &mut rng, 64));
+        assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole), "output depends on chunking");
+        check_responses_events(&whole);
+        let from = if anthropic_provider { Api::Messages } else { Api::Chat };
+        if !well_formed(data, anthropic_provider) || ends_in_error(&whole) {
+            continue;
+        }
+        if let (Some(provider), Some(client)) = (usage(from, data), usage(Api::Responses, &whole)) {
             assert_eq!(provider, client, "usage changed in translation (prompt, output)");
         }
     }

@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::parse;
+use super::{claude, parse};
 use crate::translate::{chat_request_to_messages, TranslateError};
 
 fn translate(body: Value) -> Result<Value, TranslateError> {
-    chat_request_to_messages(body.to_string().as_bytes(), "claude-sonnet-4-5-20250929", 4096).map(|b| parse(&b))
+    chat_request_to_messages(body.to_string().as_bytes(), &claude("claude-sonnet-4-5-20250929")).map(|b| parse(&b))
 }
 
 fn unsupported(body: Value) -> String {
@@ -103,7 +103,7 @@ fn minimal_request_gets_default_max_tokens_and_string_content() {
     let body = json!({"model": "claude-x", "messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]});
     assert_eq!(
         translate(body).unwrap(),
-        json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 4096, "system": "Be nice.",
+        json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 32000, "system": "Be nice.",
                "messages": [{"role": "user", "content": "Hi"}]})
     );
     let body = json!({"model": "m", "max_tokens": 12, "messages": [{"role": "user", "content": "Hi"}]});
@@ -238,11 +238,41 @@ fn invalid_bodies_are_errors() {
     assert!(invalid(json!({"model": "m", "messages": [{"role": "user", "content": 5}]})).contains("content"));
     assert!(invalid(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}))
         .contains("max_tokens"));
-    assert!(matches!(chat_request_to_messages(b"{", "m", 1), Err(TranslateError::Invalid(_))));
+    assert!(matches!(chat_request_to_messages(b"{", &claude("m")), Err(TranslateError::Invalid(_))));
 }
 
 #[test]
 fn escaped_strings_survive() {
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "line1\nline2 \"quoted\" é \u{1F600}"}]});
     assert_eq!(translate(body).unwrap()["messages"][0]["content"], "line1\nline2 \"quoted\" é \u{1F600}");
+}
+
+#[test]
+fn reasoning_effort_becomes_thinking_unless_the_request_forbids_it() {
+    let body = |extra: Value| {
+        let mut b =
+            json!({"model": "m", "reasoning_effort": "medium", "messages": [{"role": "user", "content": "Hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b.to_string()
+    };
+    let sonnet = claude("claude-sonnet-4-5");
+    let sent = parse(&chat_request_to_messages(body(json!({})).as_bytes(), &sonnet).unwrap());
+    assert_eq!(
+        (sent["max_tokens"].clone(), sent["thinking"].clone()),
+        (json!(32000), json!({"type": "enabled", "budget_tokens": 8192}))
+    );
+    let sent = parse(&chat_request_to_messages(body(json!({"temperature": 0.3})).as_bytes(), &sonnet).unwrap());
+    assert!(sent.get("thinking").is_none(), "the client's temperature wins: {sent}");
+    let sent = parse(&chat_request_to_messages(body(json!({"max_tokens": 100000})).as_bytes(), &sonnet).unwrap());
+    assert_eq!(sent["max_tokens"], 64000, "clamped to the model's maximum");
+    let opus = claude("claude-opus-4-8");
+    let sent = parse(&chat_request_to_messages(body(json!({})).as_bytes(), &opus).unwrap());
+    assert_eq!(
+        (sent["thinking"].clone(), sent["output_config"].clone()),
+        (json!({"type": "adaptive"}), json!({"effort": "medium"}))
+    );
+    let sent = parse(&chat_request_to_messages(body(json!({"reasoning_effort": "none"})).as_bytes(), &opus).unwrap());
+    assert!(sent.get("thinking").is_none() && sent.get("output_config").is_none());
 }

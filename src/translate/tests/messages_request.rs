@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::parse;
+use super::{openai, parse};
 use crate::translate::{messages_request_to_chat, TranslateError};
 
 fn translate(body: Value) -> Result<Value, TranslateError> {
-    messages_request_to_chat(body.to_string().as_bytes(), "gpt-4o").map(|b| parse(&b))
+    messages_request_to_chat(body.to_string().as_bytes(), &openai("gpt-4o")).map(|b| parse(&b))
 }
 
 fn unsupported(body: Value) -> String {
@@ -198,7 +198,6 @@ fn unsupported_features_are_named() {
 fn invalid_bodies_are_errors() {
     for body in [
         json!({"model": "m", "max_tokens": 5}),
-        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
         json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]}),
         json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}]}),
         json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]}),
@@ -206,4 +205,49 @@ fn invalid_bodies_are_errors() {
     ] {
         assert!(matches!(translate(body.clone()), Err(TranslateError::Invalid(_))), "{body}");
     }
+}
+
+#[test]
+fn what_claude_code_sends_translates() {
+    // System messages inside `messages`, thinking, effort, context management, cache breakpoints, a large limit.
+    let body = json!({"model": "gpt-5.2", "max_tokens": 64000, "stream": true,
+    "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+    "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Fix it.", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Plan.", "signature": "sig"},
+            {"type": "text", "text": "Looking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.rs"}]},
+        {"role": "system", "content": "The user switched to plan mode."},
+        {"role": "user", "content": "Go on."}
+    ]});
+    let sent = messages_request_to_chat(body.to_string().as_bytes(), &openai("gpt-5.2")).map(|b| parse(&b)).unwrap();
+    let roles: Vec<&str> = sent["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "system", "user"]);
+    assert_eq!(sent["messages"][4]["content"], "The user switched to plan mode.");
+    assert_eq!(sent["messages"][2]["content"], "Looking.", "thinking is dropped, the text kept");
+    assert_eq!(sent["reasoning_effort"], "xhigh");
+    assert_eq!(sent["max_completion_tokens"], 64000);
+    assert!(!sent.to_string().contains("cache_control") && sent.get("context_management").is_none());
+
+    // gpt-4o-mini: no reasoning, and a 16384-token limit.
+    let sent =
+        messages_request_to_chat(body.to_string().as_bytes(), &openai("gpt-4o-mini")).map(|b| parse(&b)).unwrap();
+    assert!(sent.get("reasoning_effort").is_none());
+    assert_eq!(sent["max_completion_tokens"], 16384);
+    // A budget picks the level; Gemini takes it too.
+    let budget = json!({"model": "g", "max_tokens": 5, "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "messages": [{"role": "user", "content": "x"}]});
+    let sent = messages_request_to_chat(budget.to_string().as_bytes(), &super::gemini("gemini-2.5-pro"))
+        .map(|b| parse(&b))
+        .unwrap();
+    assert_eq!(sent["reasoning_effort"], "low");
+    let disabled = json!({"model": "g", "max_tokens": 5, "thinking": {"type": "disabled"},
+        "messages": [{"role": "user", "content": "x"}]});
+    let sent =
+        messages_request_to_chat(disabled.to_string().as_bytes(), &openai("gpt-5.2")).map(|b| parse(&b)).unwrap();
+    assert_eq!(sent["reasoning_effort"], "none");
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::parse;
+use super::{claude, openai, parse};
 use crate::translate::{
     chat_request_to_messages, chat_response_to_messages, messages_request_to_chat, messages_response_to_chat,
 };
@@ -19,7 +19,8 @@ fn openai_client_anthropic_provider() {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
     let mut messages = vec![json!({"role": "user", "content": "Weather in Paris and Oslo?"})];
     let first = json!({"model": "claude-sonnet-4-5", "messages": messages, "tools": tools});
-    let upstream = parse(&chat_request_to_messages(first.to_string().as_bytes(), "claude-sonnet-4-5", 1024).unwrap());
+    let upstream =
+        parse(&chat_request_to_messages(first.to_string().as_bytes(), &claude("claude-sonnet-4-5")).unwrap());
     assert_eq!(upstream["tools"][0]["input_schema"], tools[0]["function"]["parameters"]);
 
     // Anthropic answers with two tool calls.
@@ -39,7 +40,8 @@ fn openai_client_anthropic_provider() {
         messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": format!("{city}: 18C")}));
     }
     let second = json!({"model": "claude-sonnet-4-5", "messages": messages, "tools": tools});
-    let upstream = parse(&chat_request_to_messages(second.to_string().as_bytes(), "claude-sonnet-4-5", 1024).unwrap());
+    let upstream =
+        parse(&chat_request_to_messages(second.to_string().as_bytes(), &claude("claude-sonnet-4-5")).unwrap());
     assert_eq!(
         upstream["messages"],
         json!([
@@ -59,7 +61,7 @@ fn anthropic_client_openai_provider() {
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
     let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
     let first = json!({"model": "gpt-4o", "max_tokens": 512, "messages": messages, "tools": tools});
-    let upstream = parse(&messages_request_to_chat(first.to_string().as_bytes(), "gpt-4o").unwrap());
+    let upstream = parse(&messages_request_to_chat(first.to_string().as_bytes(), &openai("gpt-4o")).unwrap());
     assert_eq!(upstream["tools"][0]["function"]["parameters"], tools[0]["input_schema"]);
 
     // OpenAI answers with a tool call.
@@ -76,7 +78,7 @@ fn anthropic_client_openai_provider() {
     messages.push(json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": message["content"][0]["id"], "content": "18C"}]}));
     let second = json!({"model": "gpt-4o", "max_tokens": 512, "messages": messages, "tools": tools});
-    let upstream = parse(&messages_request_to_chat(second.to_string().as_bytes(), "gpt-4o").unwrap());
+    let upstream = parse(&messages_request_to_chat(second.to_string().as_bytes(), &openai("gpt-4o")).unwrap());
     let sent = upstream["messages"].as_array().unwrap();
     assert_eq!(sent.len(), 3);
     assert_eq!(sent[1]["role"], "assistant");
@@ -99,10 +101,54 @@ fn chat_request_survives_a_trip_through_anthropic_and_back() {
             {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD"}}]}
     ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
        "tool_choice": {"type": "function", "function": {"name": "f"}}, "stop": ["X"], "temperature": 0.3, "user": "u"});
-    let anthropic = chat_request_to_messages(original.to_string().as_bytes(), "claude", 10).unwrap();
-    let back = parse(&messages_request_to_chat(&anthropic, "x").unwrap());
+    let anthropic = chat_request_to_messages(original.to_string().as_bytes(), &claude("claude")).unwrap();
+    let back = parse(&messages_request_to_chat(&anthropic, &openai("x")).unwrap());
     assert_eq!(back["messages"], original["messages"]);
     for key in ["tools", "tool_choice", "stop", "temperature", "user", "max_completion_tokens"] {
         assert_eq!(back[key], original[key], "{key}");
     }
+}
+
+/// Codex against Claude: the answer's reasoning and tool call go back in the
+/// next request as they came, so Anthropic accepts thinking in a tool loop.
+#[test]
+fn responses_client_anthropic_provider_keeps_thinking_across_a_tool_loop() {
+    use crate::translate::{messages_response_to_responses, responses_request_to_messages, ResponsesContext};
+    let tools = json!([{"type": "function", "name": "shell", "parameters": {"type": "object",
+        "properties": {"command": {"type": "string"}}}}]);
+    let mut input = vec![json!({"role": "user", "content": "List the files."})];
+    let request = |input: &[Value]| {
+        json!({"model": "claude-sonnet-4-5", "input": input, "tools": tools, "store": false,
+               "reasoning": {"effort": "medium", "summary": "auto"}, "include": ["reasoning.encrypted_content"]})
+        .to_string()
+    };
+    let sonnet = claude("claude-sonnet-4-5");
+    let first = parse(&responses_request_to_messages(request(&input).as_bytes(), &sonnet).unwrap());
+    assert_eq!(first["thinking"], json!({"type": "enabled", "budget_tokens": 8192}));
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [
+        {"type": "thinking", "thinking": "Use ls.", "signature": "SIG1"},
+        {"type": "tool_use", "id": "toolu_1", "name": "shell", "input": {"command": "ls"}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 50, "output_tokens": 40}});
+    let response = parse(
+        &messages_response_to_responses(
+            answer.to_string().as_bytes(),
+            &ResponsesContext::default(),
+            "claude-sonnet-4-5",
+            1,
+        )
+        .unwrap(),
+    );
+    // The client appends the output items and the call's output.
+    input.extend(response["output"].as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "toolu_1", "output": "a.rs"}));
+    let second = parse(&responses_request_to_messages(request(&input).as_bytes(), &sonnet).unwrap());
+    assert_eq!(
+        second["messages"],
+        json!([
+            {"role": "user", "content": "List the files."},
+            {"role": "assistant", "content": answer["content"]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.rs"}]}
+        ])
+    );
+    assert_eq!(second["thinking"], first["thinking"], "the signed turn keeps thinking on");
 }

@@ -21,6 +21,7 @@
 //! - `x-mock-usage: {json}`: the provider's own usage object, returned
 //!   verbatim (Anthropic streams split it: `output_tokens` goes in the final
 //!   `message_delta`, the rest in `message_start`).
+//! - `x-mock-model: <id>`: answer as this model (the response's `model`).
 //! - `x-mock-status: <code>`: that status with the provider's error body
 //!   (and `retry-after: 1` on 429), once the key check has passed.
 //! - `x-mock-delay-ms: <n>`: sleep before answering.
@@ -284,6 +285,8 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
             None => return send_error(res, api, 400, "model: Field required"),
         },
     };
+    // The model the provider says answered: a dated snapshot of the one asked for, say.
+    let model = req.header("x-mock-model").map_or(model, str::to_owned);
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
     let answer = Answer::for_request(api, &body, d.all_tools);
     // Bedrock streams by operation (path), not by a body field.
@@ -598,19 +601,40 @@ fn chat_stream(
     events
 }
 
-/// Named-event SSE; the spec's example ends at `response.completed`, no
-/// `[DONE]`.
+/// Named-event SSE as the Responses API streams a message: the response
+/// created and in progress, the message item added with its text part, the
+/// text deltas, the text, part and item done, then `response.completed` with
+/// the whole output and the usage. The spec's example ends there, no `[DONE]`.
 fn responses_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>> {
     let pending = response_object(model, "in_progress", json!([]), Value::Null);
+    let text = parts.concat();
+    let at = |body: Value| {
+        let mut body = body;
+        body["item_id"] = json!("msg_mock");
+        body["output_index"] = json!(0);
+        body
+    };
+    let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+    let mut adding = output_message("");
+    adding["status"] = json!("in_progress");
+    adding["content"] = json!([]);
     let mut bodies = vec![
         json!({"type": "response.created", "response": pending}),
         json!({"type": "response.in_progress", "response": pending}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": adding}),
+        at(json!({"type": "response.content_part.added", "content_index": 0, "part": part("")})),
     ];
-    bodies.extend(parts.iter().map(|p| {
-        json!({"type": "response.output_text.delta", "item_id": "msg_mock", "output_index": 0,
-               "content_index": 0, "delta": p, "logprobs": []})
-    }));
-    bodies.push(json!({"type": "response.completed", "response": responses_json(model, &parts.concat(), usage)}));
+    bodies.extend(
+        parts
+            .iter()
+            .map(|p| at(json!({"type": "response.output_text.delta", "content_index": 0, "delta": p, "logprobs": []}))),
+    );
+    bodies.extend([
+        at(json!({"type": "response.output_text.done", "content_index": 0, "text": text, "logprobs": []})),
+        at(json!({"type": "response.content_part.done", "content_index": 0, "part": part(&text)})),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": output_message(&text)}),
+        json!({"type": "response.completed", "response": responses_json(model, &text, usage)}),
+    ]);
     bodies
         .into_iter()
         .enumerate()
@@ -1145,6 +1169,11 @@ mod tests {
         assert_eq!(last["type"], "response.completed");
         assert_eq!(last["response"]["usage"]["total_tokens"], 48);
         assert_eq!(last["sequence_number"], events.len() - 1);
+        // The message arrives as an item, added and done, as Codex and the SDKs read it.
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let done = events.iter().find(|e| e["type"] == "response.output_item.done").unwrap();
+        assert_eq!(done["item"]["content"][0]["text"], "Hello from mock-openai.");
+        assert!(types.contains(&"response.output_item.added") && types.contains(&"response.content_part.added"));
     }
 
     #[test]

@@ -311,6 +311,19 @@ impl Envoy {
         workers: u32,
         wasm: &Path,
     ) -> Result<Envoy, String> {
+        Envoy::try_start_with_clusters(dir, plugin_config, ports, workers, wasm, "")
+    }
+
+    /// As `try_start_with_wasm`, with more clusters (YAML list items, two-space indented)
+    /// appended to the template's `clusters`, e.g. one serving a price catalog.
+    pub fn try_start_with_clusters(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        extra_clusters: &str,
+    ) -> Result<Envoy, String> {
         // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
         // other process can take a port between our picking it and Envoy binding it.
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -343,7 +356,7 @@ impl Envoy {
         ]
         .into();
         let yaml = dir.join(format!("envoy-{n}.yaml"));
-        std::fs::write(&yaml, render(&template, &vars)).unwrap();
+        std::fs::write(&yaml, render(&template, &vars) + extra_clusters).unwrap();
         let log = dir.join(format!("envoy-{n}.log"));
         let admin_file = dir.join(format!("envoy-{n}.admin"));
         let mut cmd = Command::new(envoy_bin());
@@ -501,6 +514,16 @@ impl Stack {
         let mut config = test_plugin_config();
         merge(&mut config, overlay);
         Envoy::start_with(&dir, &config, self.ports(), workers)
+    }
+
+    /// `extra_envoy` with more clusters (see `Envoy::try_start_with_clusters`).
+    pub fn extra_envoy_with_clusters(&self, name: &str, overlay: Value, workers: u32, clusters: &str) -> Envoy {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = test_plugin_config();
+        merge(&mut config, overlay);
+        Envoy::try_start_with_clusters(&dir, &config, self.ports(), workers, &wasm_path(), clusters)
+            .unwrap_or_else(|log| panic!("envoy did not start:\n{}", log_tail(&log)))
     }
 
     pub fn url(&self, path: &str) -> String {

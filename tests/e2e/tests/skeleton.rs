@@ -144,7 +144,13 @@ fn gateway_errors_use_the_api_error_format() {
         ("POST", "/v1/chat/completions", r#"{"model":7,"messages":[]}"#.into(), 400, "'model'"),
         ("POST", "/v1/chat/completions", r#"{"model":"gpt-4o","messages":[],"stream":1}"#.into(), 400, "'stream'"),
         ("POST", "/v1/chat/completions", chat("llama-3-70b", false), 400, "Unknown model"),
-        ("POST", "/v1/responses", responses("claude-sonnet-4-5", false), 400, "supports openai models only"),
+        (
+            "POST",
+            "/v1/responses",
+            json!({"model": "claude-sonnet-4-5", "input": "hi", "previous_response_id": "resp_1"}).to_string(),
+            400,
+            "'previous_response_id' is not supported",
+        ),
         ("POST", "/v1/chat/completions", r#"{"model":"claude-sonnet-4-5","messages":[],"n":3}"#.into(), 400, "n"),
     ];
     let before = stack.mock.requests().len();

@@ -1,8 +1,10 @@
-//! Issue 10: any model through any endpoint format. An OpenAI Chat client
-//! calls Anthropic and Bedrock models, an Anthropic Messages client calls
-//! OpenAI, Gemini and Bedrock models, through Envoy, with the mock answering
-//! in each provider's own wire format. Then the official OpenAI and Anthropic
-//! Python SDKs, unmodified, call every provider's models through the gateway.
+//! Issues 10 and 16: any model through any endpoint format. An OpenAI Chat
+//! client calls Anthropic and Bedrock models, an Anthropic Messages client
+//! calls OpenAI, Gemini and Bedrock models, an OpenAI Responses client calls
+//! Anthropic, Gemini and Bedrock models, through Envoy, with the mock
+//! answering in each provider's own wire format. Then the official OpenAI and
+//! Anthropic Python SDKs, unmodified, call every provider's models through
+//! the gateway, with each of their APIs.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -73,6 +75,7 @@ fn named_events(body: &str) -> Vec<(String, Value)> {
 enum Client {
     Chat,
     Messages,
+    Responses,
 }
 
 impl Client {
@@ -80,6 +83,7 @@ impl Client {
         match self {
             Client::Chat => "/v1/chat/completions",
             Client::Messages => "/v1/messages",
+            Client::Responses => "/v1/responses",
         }
     }
 
@@ -87,6 +91,7 @@ impl Client {
         match self {
             Client::Chat => "openai_chat",
             Client::Messages => "anthropic_messages",
+            Client::Responses => "openai_responses",
         }
     }
 }
@@ -267,6 +272,42 @@ fn routes() -> Vec<Route> {
             upstream: Upstream::Bedrock("global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
             usage: sonnet_usage(),
         },
+        Route {
+            name: "responses-anthropic",
+            client: Client::Responses,
+            model: "claude-sonnet-4-5",
+            headers: &[],
+            provider: "anthropic",
+            upstream: Upstream::Anthropic,
+            usage: for_chat_client(sonnet_usage()),
+        },
+        Route {
+            name: "responses-gemini",
+            client: Client::Responses,
+            model: "gemini-2.5-flash",
+            headers: &[],
+            provider: "gemini",
+            upstream: Upstream::Gemini,
+            usage: gemini_usage(),
+        },
+        Route {
+            name: "responses-bedrock-id",
+            client: Client::Responses,
+            model: SONNET_ID,
+            headers: &[],
+            provider: "bedrock",
+            upstream: Upstream::Bedrock(SONNET_ID),
+            usage: for_chat_client(sonnet_usage()),
+        },
+        Route {
+            name: "responses-bedrock-header",
+            client: Client::Responses,
+            model: "claude-haiku-4-5",
+            headers: BEDROCK_HEADER,
+            provider: "bedrock",
+            upstream: Upstream::Bedrock("global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            usage: for_chat_client(haiku_usage()),
+        },
     ]
 }
 
@@ -282,7 +323,7 @@ impl Mode {
     fn for_client(client: Client) -> &'static [Mode] {
         match client {
             Client::Chat => &[Mode::Whole, Mode::Stream, Mode::StreamWithUsage],
-            Client::Messages => &[Mode::Whole, Mode::Stream],
+            Client::Messages | Client::Responses => &[Mode::Whole, Mode::Stream],
         }
     }
 
@@ -294,8 +335,11 @@ impl Mode {
 /// The client's request body, in its own API's shape.
 fn client_body(route: &Route, mode: Mode, messages: Value, extra: Value) -> String {
     let mut body = json!({"model": route.model, "messages": messages});
-    if route.client == Client::Messages {
-        body["max_tokens"] = json!(64);
+    match route.client {
+        Client::Messages => body["max_tokens"] = json!(64),
+        // The conversation as Responses input items (messages as they are, then any other items).
+        Client::Responses => body = json!({"model": route.model, "input": messages, "max_output_tokens": 64}),
+        Client::Chat => {}
     }
     if mode.streams() {
         body["stream"] = json!(true);
@@ -504,6 +548,54 @@ fn read_messages(resp: &Response, route: &Route, mode: Mode, what: &str) -> (Str
     (text_of(&blocks), stop, usage, blocks)
 }
 
+/// A Responses client's answer: a `response`, or the event stream from
+/// `response.created` to `response.completed`, read as the SDKs and Codex do:
+/// every item is added and done, and the completed response holds the items
+/// the events built. Returns (text, status, usage, output items).
+fn read_responses(resp: &Response, route: &Route, mode: Mode, what: &str) -> (String, String, Value, Value) {
+    let text_of = |output: &Value| -> String {
+        output
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["type"] == "message")
+            .flat_map(|i| i["content"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let response = if mode == Mode::Whole {
+        assert_eq!(resp.header("content-type"), Some("application/json"), "{what}");
+        resp.json()
+    } else {
+        assert_eq!(resp.header("content-type"), Some("text/event-stream"), "{what}");
+        let events = named_events(&resp.body);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.first(), Some(&"response.created"), "{what}: {names:?}");
+        assert_eq!(names.get(1), Some(&"response.in_progress"), "{what}: {names:?}");
+        assert_eq!(names.last(), Some(&"response.completed"), "{what}: {names:?}");
+        let mut done: Vec<Value> = Vec::new();
+        let mut deltas = String::new();
+        for (i, (name, data)) in events.iter().enumerate() {
+            assert_eq!(data["sequence_number"], i, "{what}: {name}");
+            match name.as_str() {
+                "response.output_item.added" => assert_eq!(data["output_index"], done.len(), "{what}"),
+                "response.output_item.done" => done.push(data["item"].clone()),
+                "response.output_text.delta" => deltas.push_str(data["delta"].as_str().unwrap()),
+                _ => {}
+            }
+        }
+        let completed = events.last().unwrap().1["response"].clone();
+        assert_eq!(completed["output"], Value::from(done), "{what}: every item arrives in output_item.done");
+        assert_eq!(deltas, text_of(&completed["output"]), "{what}");
+        completed
+    };
+    assert_eq!(response["object"], "response", "{what}: {response}");
+    assert_eq!(response["model"], route.model, "{what}");
+    assert!(response["id"].as_str().unwrap().starts_with("resp_"), "{what}");
+    let status = response["status"].as_str().unwrap_or_default().to_string();
+    (text_of(&response["output"]), status, response["usage"].clone(), response["output"].clone())
+}
+
 /// The event has the route's provider, the client's format, the provider's counts and a cost.
 fn assert_event(stack: &Stack, route: &Route, trace: &str, stream: bool) -> Value {
     let e = event(stack, trace);
@@ -512,7 +604,15 @@ fn assert_event(stack: &Stack, route: &Route, trace: &str, stream: bool) -> Valu
     assert_eq!(e["event"], "$ai_generation");
     assert_eq!(p["$ai_provider"], route.provider, "{trace}");
     assert_eq!(p["$ai_api_format"], route.client.api_format(), "{trace}");
-    assert_eq!(p["$ai_model"], route.model, "{trace}");
+    // `$ai_model` is the model that answered: the mock's Bedrock answers name the Bedrock id.
+    let answered = match route.upstream {
+        Upstream::Bedrock(id) => id,
+        _ => route.model,
+    };
+    assert_eq!(p["$ai_model"], answered, "{trace}");
+    if answered != route.model {
+        assert_eq!(p["$ai_model_requested"], route.model, "{trace}");
+    }
     assert_eq!(p["$ai_stream"], stream, "{trace}");
     assert_eq!(p["$ai_http_status"], 200, "{trace}");
     assert_eq!(p["$ai_is_error"], false, "{trace}: {p}");
@@ -580,10 +680,23 @@ fn every_translated_route_speaks_each_side_in_its_own_format() {
                     let cache_read = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
                     assert_eq!(cache_read, u.client_cache_read, "{what}: {usage}");
                 }
+                Client::Responses => {
+                    let (text, status, usage, _) = read_responses(&resp, &route, mode, what);
+                    assert_eq!((text, status.as_str()), (vendor_text(&route), "completed"), "{what}");
+                    // Responses semantics: input counts the cache, as OpenAI's does.
+                    assert_eq!(usage["input_tokens"], u.client_input, "{what}: {usage}");
+                    assert_eq!(usage["output_tokens"], u.output, "{what}: {usage}");
+                    assert_eq!(usage["total_tokens"], u.client_input + u.output, "{what}: {usage}");
+                    assert_eq!(usage["input_tokens_details"]["cached_tokens"], u.client_cache_read, "{what}");
+                    assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 0, "{what}");
+                }
             }
             let sent = assert_provider_request(&upstream(stack, &trace), &route, mode.streams(), what);
             if route.anthropic_wire() && route.client == Client::Chat {
-                assert_eq!(sent["max_tokens"], 4096, "{what}: the default when the client sets no limit");
+                assert_eq!(
+                    sent["max_tokens"], 32000,
+                    "{what}: the model's maximum, at most 32000, when the client sets none"
+                );
                 assert_eq!(sent["messages"], json!([{"role": "user", "content": "hi"}]), "{what}");
             }
             let e = assert_event(stack, &route, &trace, mode.streams());
@@ -602,6 +715,8 @@ fn tool_calls_and_results_cross_every_route() {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
     let anthropic_tools = json!([{"name": "get_weather", "description": "Weather now",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let responses_tools = json!([{"type": "function", "name": "get_weather", "description": "Weather now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
     let question = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
     for route in routes() {
         for &mode in Mode::for_client(route.client) {
@@ -609,6 +724,7 @@ fn tool_calls_and_results_cross_every_route() {
             let tools = match route.client {
                 Client::Chat => json!({"tools": chat_tools}),
                 Client::Messages => json!({"tools": anthropic_tools}),
+                Client::Responses => json!({"tools": responses_tools}),
             };
             // 1. The model calls the tool: the provider got the tool in its own shape.
             let trace = format!("{what}-call");
@@ -651,6 +767,23 @@ fn tool_calls_and_results_cross_every_route() {
                             {"type": "tool_result", "tool_use_id": id, "content": "sunny, 21C"}]}]);
                     (history, id)
                 }
+                Client::Responses => {
+                    let (text, status, _, output) = read_responses(&resp, &route, mode, &what);
+                    assert_eq!((text.as_str(), status.as_str()), ("", "completed"), "{what}");
+                    let call = &output[0];
+                    assert_eq!(
+                        (call["type"].as_str(), call["name"].as_str()),
+                        (Some("function_call"), Some("get_weather"))
+                    );
+                    let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+                    assert_eq!(arguments, json!({"city": "Paris"}), "{what}");
+                    let id = call["call_id"].as_str().unwrap().to_string();
+                    // The client appends the output items and the call's output.
+                    let mut history = question.as_array().unwrap().clone();
+                    history.extend(output.as_array().unwrap().iter().cloned());
+                    history.push(json!({"type": "function_call_output", "call_id": id, "output": "sunny, 21C"}));
+                    (Value::from(history), id)
+                }
             };
             // 2. The tool's result goes back in the provider's shape; the model answers with text.
             let trace = format!("{what}-result");
@@ -680,6 +813,10 @@ fn tool_calls_and_results_cross_every_route() {
                 Client::Messages => {
                     let (text, stop, _, _) = read_messages(&resp, &route, mode, &what);
                     (text, stop == "end_turn")
+                }
+                Client::Responses => {
+                    let (text, status, _, _) = read_responses(&resp, &route, mode, &what);
+                    (text, status == "completed")
                 }
             };
             assert_eq!(text, "The weather is sunny, 21C.", "{what}");
@@ -711,6 +848,11 @@ fn provider_errors_come_back_in_the_clients_format_with_their_status() {
                 Client::Messages => {
                     assert_eq!(body["type"], "error", "{what}: Anthropic error shape: {body}");
                     assert_eq!(body["error"]["type"], "rate_limit_error", "{what}: {body}");
+                    body["error"]["message"].clone()
+                }
+                Client::Responses => {
+                    assert!(body["error"]["type"].is_string(), "{what}: OpenAI error shape: {body}");
+                    assert!(body.get("type").is_none(), "{what}: {body}");
                     body["error"]["message"].clone()
                 }
             };
@@ -771,6 +913,16 @@ fn errors_inside_translated_streams_end_the_clients_stream_in_its_format() {
                 assert_eq!(name, "error", "{what}: {}", resp.body);
                 assert!(data["error"]["type"].is_string() && data["error"]["message"].is_string(), "{what}");
                 assert!(!resp.body.contains("message_stop"), "{what}");
+            }
+            Client::Responses => {
+                let mut events = named_events(&resp.body);
+                let (last, failed) = events.pop().unwrap();
+                let (error, _) = events.pop().unwrap();
+                assert_eq!((error.as_str(), last.as_str()), ("error", "response.failed"), "{what}: {}", resp.body);
+                assert_eq!(failed["response"]["status"], "failed", "{what}");
+                assert!(failed["response"]["error"]["code"].is_string(), "{what}: {failed}");
+                assert!(failed["response"]["error"]["message"].is_string(), "{what}: {failed}");
+                assert!(!resp.body.contains("response.completed"), "{what}");
             }
         }
         let p = event(stack, &trace)["properties"].clone();
@@ -892,26 +1044,32 @@ fn requests_translate_field_by_field() {
 fn untranslatable_requests_are_refused_in_the_clients_format() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    // The Responses API serves OpenAI models only; the 400 names what is supported.
+    // The gateway keeps no state: what would need it gets a 400 naming the field, before any provider call.
     for (model, headers) in [
         ("claude-sonnet-4-5", &[][..]),
         ("gemini-2.5-flash", &[][..]),
         (SONNET_ID, &[][..]),
         ("claude-sonnet-4-5", BEDROCK_HEADER),
     ] {
-        let marker = format!("responses-{model}-{}", headers.len());
-        let mut all = vec![("x-test-marker", marker.as_str())];
-        all.extend_from_slice(headers);
-        let resp = stack.post("/v1/responses", &all, &json!({"model": model, "input": "hi"}).to_string());
-        assert_eq!(resp.status, 400, "{model}: {}", resp.body);
-        let body = resp.json();
-        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
-        assert_eq!(body["error"]["param"], "model", "{body}");
-        let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(model), "{message}");
-        assert!(message.contains("supports openai models only"), "{message}");
-        assert!(message.contains("/v1/chat/completions") && message.contains("/v1/messages"), "{message}");
-        assert!(stack.mock.requests().iter().all(|r| r.header("x-test-marker") != Some(marker.as_str())));
+        for (field, value, needle) in [
+            ("previous_response_id", json!("resp_1"), "'previous_response_id' is not supported"),
+            ("store", json!(true), "'store': true is not supported"),
+            ("tools", json!([{"type": "file_search", "vector_store_ids": ["vs_1"]}]), "type 'file_search'"),
+        ] {
+            let marker = format!("responses-{model}-{}-{field}", headers.len());
+            let mut all = vec![("x-test-marker", marker.as_str())];
+            all.extend_from_slice(headers);
+            let mut body = json!({"model": model, "input": "hi"});
+            body[field] = value;
+            let resp = stack.post("/v1/responses", &all, &body.to_string());
+            assert_eq!(resp.status, 400, "{marker}: {}", resp.body);
+            let body = resp.json();
+            assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+            assert_eq!(body["error"]["code"], "unsupported_for_provider", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{marker}: {message}");
+            assert!(stack.mock.requests().iter().all(|r| r.header("x-test-marker") != Some(marker.as_str())));
+        }
     }
     // Features the provider's API cannot express: 400 in the client's own error format.
     let resp = stack.post(
@@ -980,6 +1138,9 @@ fn two_tools(client: Client) -> Value {
             {"type": "function", "function": {"name": "get_time", "parameters": schema}}]}),
         Client::Messages => json!({"tools": [
             {"name": "get_weather", "input_schema": schema}, {"name": "get_time", "input_schema": schema}]}),
+        Client::Responses => json!({"tools": [
+            {"type": "function", "name": "get_weather", "parameters": schema},
+            {"type": "function", "name": "get_time", "parameters": schema}]}),
     }
 }
 
@@ -1021,6 +1182,20 @@ fn text_then_parallel_calls_survive_translation_even_when_cut_into_small_pieces(
                         })
                         .collect()
                 }
+                Client::Responses => {
+                    let (text, status, _, output) = read_responses(&resp, &route, mode, what);
+                    assert_eq!((text.as_str(), status.as_str()), ("Let me check.", "completed"), "{what}");
+                    assert_eq!(output[0]["type"], "message", "{what}: the text comes first: {output}");
+                    let items = &output.as_array().unwrap()[1..];
+                    assert!(items.iter().all(|i| i["type"] == "function_call"), "{what}: {items:?}");
+                    items
+                        .iter()
+                        .map(|i| {
+                            let args = serde_json::from_str(i["arguments"].as_str().unwrap()).unwrap();
+                            (i["call_id"].as_str().unwrap().to_string(), i["name"].as_str().unwrap().into(), args)
+                        })
+                        .collect()
+                }
             };
             let got: Vec<(&str, Value)> = calls.iter().map(|(_, name, args)| (name.as_str(), args.clone())).collect();
             assert_eq!(got, want, "{what}");
@@ -1028,6 +1203,97 @@ fn text_then_parallel_calls_survive_translation_even_when_cut_into_small_pieces(
             let p = event(stack, &trace)["properties"].clone();
             assert_eq!((p["$ai_is_error"].clone(), p["$ai_provider"].clone()), (json!(false), json!(route.provider)));
             assert!(p["$ai_output_tokens"].as_u64() > Some(0), "{what}: usage read from the cut stream: {p}");
+        }
+    }
+}
+
+/// Request bodies recorded from Codex CLI 0.171 and Claude Code 2.1.332 (long
+/// strings cut), sent as the clients send them through Envoy to every
+/// provider behind a translation: each client gets a complete stream in its
+/// own format, and each call its event.
+#[test]
+fn what_codex_and_claude_code_send_reaches_every_provider() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let codex = [
+        ("codex-hi", include_str!("../../../src/translate/tests/agents/codex.gpt-5.json")),
+        ("codex-tool-result", include_str!("../../../src/translate/tests/agents/codex.exec_command.json")),
+        ("codex-apply-patch", include_str!("../../../src/translate/tests/agents/codex.apply_patch.json")),
+    ];
+    let claude_code = [
+        ("cc-hi", include_str!("../../../src/translate/tests/agents/claude-code.gpt-5.json")),
+        ("cc-tool-result", include_str!("../../../src/translate/tests/agents/claude-code.bash.json")),
+        ("cc-tool-search", include_str!("../../../src/translate/tests/agents/claude-code.toolsearch.json")),
+    ];
+    let route = |client, model: &'static str, headers, provider, upstream| Route {
+        name: "agent",
+        client,
+        model,
+        headers,
+        provider,
+        upstream,
+        usage: gemini_usage(),
+    };
+    let codex_routes = [
+        route(Client::Responses, "claude-sonnet-4-6", &[][..], "anthropic", Upstream::Anthropic),
+        route(Client::Responses, "gemini-2.5-flash", &[][..], "gemini", Upstream::Gemini),
+        route(Client::Responses, "claude-haiku-4-5", BEDROCK_HEADER, "bedrock", Upstream::Bedrock("")),
+    ];
+    let codex_headers =
+        [("originator", "codex_exec"), ("user-agent", "codex_exec/0.171.0"), ("accept", "text/event-stream")];
+    for (name, body) in codex {
+        for r in &codex_routes {
+            let mut body: Value = serde_json::from_str(body).unwrap();
+            body["model"] = json!(r.model);
+            let trace = format!("{name}-{}", r.model);
+            let resp = call(stack, r, &trace, &codex_headers, &body.to_string());
+            assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
+            let (_, status, usage, output) = read_responses(&resp, r, Mode::Stream, &trace);
+            assert_eq!(status, "completed", "{trace}");
+            assert!(!output.as_array().unwrap().is_empty(), "{trace}: {output}");
+            assert!(usage["total_tokens"].as_u64() > Some(0), "{trace}: {usage}");
+            let p = event(stack, &trace)["properties"].clone();
+            assert_eq!(
+                (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
+                (Some(r.provider), Some("openai_responses"))
+            );
+            assert_eq!(p["$ai_is_error"], false, "{trace}: {p}");
+        }
+    }
+    let cc_routes = [
+        route(Client::Messages, "gpt-5", &[][..], "openai", Upstream::OpenAi),
+        route(Client::Messages, "gemini-2.5-flash", &[][..], "gemini", Upstream::Gemini),
+    ];
+    let cc_headers = [
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"),
+        ("x-app", "cli"),
+        ("user-agent", "claude-cli/2.1.332 (external, sdk-cli)"),
+    ];
+    for (name, body) in claude_code {
+        for r in &cc_routes {
+            let mut body: Value = serde_json::from_str(body).unwrap();
+            body["model"] = json!(r.model);
+            let in_place = body["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "system").count();
+            let trace = format!("{name}-{}", r.model);
+            let mut headers = vec![("x-posthog-trace-id", trace.as_str()), ("x-test-marker", trace.as_str())];
+            headers.extend_from_slice(&cc_headers);
+            // Claude Code's own path.
+            let resp = stack.post("/v1/messages?beta=true", &headers, &body.to_string());
+            assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
+            let (_, stop, _, _) = read_messages(&resp, r, Mode::Stream, &trace);
+            assert!(!stop.is_empty(), "{trace}");
+            let sent = body_of(&upstream(stack, &trace));
+            let roles: Vec<&str> =
+                sent["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+            let systems = roles.iter().filter(|r| **r == "system").count();
+            assert_eq!(systems, 1 + in_place, "{trace}: the system prompt, and system messages in place: {roles:?}");
+            assert!(!sent.to_string().contains("cache_control"), "{trace}");
+            let p = event(stack, &trace)["properties"].clone();
+            assert_eq!(
+                (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
+                (Some(r.provider), Some("anthropic_messages"))
+            );
         }
     }
 }
@@ -1239,6 +1505,56 @@ fn the_anthropic_sdk_calls_every_providers_models() {
     }
 }
 
+#[test]
+fn the_openai_sdk_responses_api_calls_every_providers_models() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let s = run_sdk_script(stack, RESPONSES_SDK_SCRIPT);
+    assert_eq!(failures(&s), Vec::<String>::new(), "{s}");
+    for (key, vendor, provider) in SDK_PROVIDERS {
+        let hello = format!("Hello from mock-{vendor}.");
+        let case = |name: &str| s[format!("{key}-{name}")].clone();
+        let plain = case("plain");
+        assert_eq!(
+            (plain["object"].as_str(), plain["status"].as_str(), plain["text"].as_str()),
+            (Some("response"), Some("completed"), Some(hello.as_str())),
+            "{key}: {plain}"
+        );
+        assert!(plain["input_tokens"].as_u64() > Some(0) && plain["output_tokens"].as_u64() > Some(0), "{plain}");
+        let stream = case("stream");
+        assert_eq!(
+            (stream["first"].as_str(), stream["last"].as_str(), stream["in_order"].as_bool()),
+            (Some("response.created"), Some("response.completed"), Some(true)),
+            "{key}: {stream}"
+        );
+        assert_eq!(
+            (stream["text"].as_str(), stream["final_text"].as_str()),
+            (Some(&*hello), Some(&*hello)),
+            "{stream}"
+        );
+        assert_eq!(stream["usage"], json!({"input": plain["input_tokens"], "output": plain["output_tokens"]}), "{key}");
+        let helper = case("helper");
+        assert_eq!(helper, json!({"text": hello, "final_text": hello, "status": "completed"}), "{key}");
+        let limited = case("429");
+        assert_eq!(limited["status"], 429, "{key}: RateLimitError expected: {limited}");
+        if provider == "openai" {
+            continue; // the mock's Responses API answers with text only
+        }
+        for name in ["tools", "tools-stream"] {
+            let tools = case(name);
+            assert_eq!(tools["tool"], "get_weather", "{key} {name}: {tools}");
+            assert_eq!(tools["arguments"], json!({"city": "Paris"}), "{key} {name}: {tools}");
+            assert_eq!(tools["text"], "The weather is sunny, 21C.", "{key} {name}: {tools}");
+            assert_eq!(tools["final_status"], "completed", "{key} {name}: {tools}");
+        }
+        let p = event(stack, &format!("sdk-responses-{key}-tools-stream-result"))["properties"].clone();
+        let want = (Some(provider), Some("openai_responses"));
+        assert_eq!((p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()), want, "{key}");
+        assert!(p["$ai_total_cost_usd"].as_f64() > Some(0.0), "{key}: {p}");
+        assert!(p["$ai_input_tokens"].as_u64() > Some(0), "{key}: {p}");
+    }
+}
+
 /// The OpenAI SDK against the gateway: each provider's model whole, streamed
 /// (with and without the usage chunk), a tool round trip whole and streamed
 /// (the SDK's `chat.completions.stream` helper accumulates the deltas), and a
@@ -1330,6 +1646,95 @@ for provider, (model, extra) in MODELS.items():
     case(provider + "-tools", tools_plain)
     case(provider + "-tools-stream", tools_stream)
     case(provider + "-429", rate_limited)
+
+print(json.dumps(out, sort_keys=True))
+"#;
+
+/// The OpenAI SDK's Responses API against the gateway: each provider's model
+/// whole, as raw stream events (`create(stream=True)`), through the SDK's
+/// `responses.stream` helper (which needs every item added before its deltas
+/// and the completed response), a function-call round trip whole and
+/// streamed (the client appends the output items and the call's output, as
+/// OpenAI's guide shows), and a provider 429.
+const RESPONSES_SDK_SCRIPT: &str = r#"
+import json, os
+import openai
+
+client = openai.OpenAI(base_url=os.environ["GATEWAY_URL"] + "/v1", api_key=os.environ["KEY"], max_retries=0, timeout=30)
+TOOLS = [{"type": "function", "name": "get_weather", "description": "Current weather in a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+MODELS = {
+    "openai": ("gpt-4o-mini", {}),
+    "gemini": ("gemini-2.5-flash", {}),
+    "anthropic": ("claude-sonnet-4-5", {}),
+    "bedrock": ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", {}),
+    "bedrock_header": ("claude-haiku-4-5", {"x-posthog-provider": "bedrock"}),
+}
+out = {}
+
+def case(name, fn):
+    try:
+        out[name] = fn()
+    except Exception as e:
+        out[name] = {"exception": type(e).__name__, "message": str(e)[:500]}
+
+def headers(extra, name):
+    return {**extra, "x-posthog-trace-id": "sdk-responses-" + name}
+
+for provider, (model, extra) in MODELS.items():
+    def plain(name=provider + "-plain"):
+        r = client.responses.create(model=model, input="Hello", max_output_tokens=256, store=False,
+                                    extra_headers=headers(extra, name))
+        return {"object": r.object, "model": r.model, "status": r.status, "text": r.output_text,
+                "input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens}
+
+    def streamed(name=provider + "-stream"):
+        events = list(client.responses.create(model=model, input="Hello", stream=True,
+                                              extra_headers=headers(extra, name)))
+        done = events[-1].response
+        return {"first": events[0].type, "last": events[-1].type,
+                "in_order": [e.sequence_number for e in events] == list(range(len(events))),
+                "text": "".join(e.delta for e in events if e.type == "response.output_text.delta"),
+                "final_text": done.output_text,
+                "usage": {"input": done.usage.input_tokens, "output": done.usage.output_tokens}}
+
+    def helper(name=provider + "-helper"):
+        with client.responses.stream(model=model, input="Hello", extra_headers=headers(extra, name)) as s:
+            text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+            final = s.get_final_response()
+        return {"text": text, "final_text": final.output_text, "status": final.status}
+
+    def tools(stream, name):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        def ask(items, suffix):
+            if stream:
+                with client.responses.stream(model=model, input=items, tools=TOOLS,
+                                             extra_headers=headers(extra, name + suffix)) as s:
+                    return s.get_final_response()
+            return client.responses.create(model=model, input=items, tools=TOOLS,
+                                           extra_headers=headers(extra, name + suffix))
+        first = ask(question, "-call")
+        call = next(i for i in first.output if i.type == "function_call")
+        history = question + list(first.output) + [
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"}]
+        final = ask(history, "-result")
+        return {"tool": call.name, "arguments": json.loads(call.arguments), "text": final.output_text,
+                "final_status": final.status}
+
+    def rate_limited():
+        try:
+            client.responses.create(model=model, input="Hello", extra_headers={**extra, "x-mock-status": "429"})
+        except openai.RateLimitError as e:
+            return {"status": e.status_code, "message": e.message}
+        return {"status": 200}
+
+    case(provider + "-plain", plain)
+    case(provider + "-stream", streamed)
+    case(provider + "-helper", helper)
+    case(provider + "-429", rate_limited)
+    if provider != "openai":
+        case(provider + "-tools", lambda: tools(False, provider + "-tools"))
+        case(provider + "-tools-stream", lambda: tools(True, provider + "-tools-stream"))
 
 print(json.dumps(out, sort_keys=True))
 "#;
