@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/llm_gateway.wasm
 CARGO ?= cargo
 export CARGO_TERM_QUIET ?= true
 
-.PHONY: all setup build build-fault build-timing run test test-unit test-wasm test-e2e lint fmt key clean prices
+.PHONY: all setup build build-fault build-timing run test test-unit test-wasm test-e2e test-fleet lint fmt key clean prices
 
 all: build
 
@@ -47,6 +47,11 @@ test-e2e: build build-fault
 
 test: lint test-unit test-wasm test-e2e fuzz-smoke
 
+# The fleet tests alone (part of test-e2e): a Redis Cluster on loopback, one bridge per
+# gateway, 3 gateways x 2 workers, a master killed mid-run (tests/e2e/tests/fleet.rs).
+test-fleet: build
+	@$(CARGO) test -p llm-gateway-e2e --test fleet
+
 # The end-to-end smoke set on every Envoy minor 1.36-1.40 on PyPI (or ENVOY_MINORS="1.39 1.40").
 .PHONY: test-matrix
 test-matrix: build
@@ -82,7 +87,7 @@ clean:
 # without the filter in the same run (its own BENCHMARKS.md section), 8 rounds: at 10 req/s the
 # gateway's small delta needs them. BENCH_ARGS passes options
 # to bench/bench.py (e.g. BENCH_ARGS="--rounds 3 --scenarios chat-1k").
-.PHONY: bench bench-peers
+.PHONY: bench bench-peers bench-fleet
 bench: build
 	@$(CARGO) build --release -p llm-gateway-bench
 	@$(CARGO) build --release --target wasm32-wasip1 --manifest-path bench/wasm-floor/Cargo.toml \
@@ -92,6 +97,12 @@ bench: build
 bench-peers: build
 	@$(CARGO) build --release -p llm-gateway-bench
 	@BENCH_COMMAND="make bench-peers $(BENCH_ARGS)" python3 bench/bench.py --peers-only --rounds 8 $(BENCH_ARGS)
+
+# Redis commands per request on a Redis Cluster (BENCHMARKS.md, "Fleet"): the fleet of
+# the fleet tests at FLEET_RATE req/s (100) for FLEET_SECONDS (10) per lease size and
+# subject mix, then what one shard sustains of each script (redis-benchmark).
+bench-fleet: build
+	@$(CARGO) test -p llm-gateway-e2e --test fleet -- --ignored --nocapture fleet_sizing
 
 # Fuzzing: fuzz/ is a cargo-fuzz project (its own workspace, nightly). Both
 # targets install cargo-fuzz when missing. FUZZ_TARGETS="sse_parser request"

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Renders envoy/envoy.yaml.tmpl, the one Envoy configuration source.
+"""Renders envoy/envoy.yaml.tmpl, the one Envoy configuration source of the gateway,
+and envoy/redis-bridge.yaml.tmpl, the Redis Cluster bridge's (profiles *-bridge).
 
 Usage:
   render-envoy.py OUT                  the local stack (`make run`), from the environment
   render-envoy.py --profile NAME [--set VAR=VALUE ...] OUT
-                                       a deployment profile: production, compose, compose-mock
+                                       a deployment profile: production, compose, compose-mock,
+                                       compose-cluster, and the bridges production-bridge,
+                                       compose-bridge, istio-bridge
   render-envoy.py --all                re-renders every checked-in example (see PROFILES)
 
 OUT may be `-` for stdout. The local stack reads ports and paths from the
@@ -21,6 +24,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "envoy/envoy.yaml.tmpl")
+BRIDGE_TEMPLATE = os.path.join(ROOT, "envoy/redis-bridge.yaml.tmpl")
 PROVIDERS = ["openai", "anthropic", "gemini"]
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # 32 MiB, the filter's default max_request_body_bytes, plus room for headers.
@@ -50,6 +54,15 @@ def service(name, host, port, use_tls=False):
     if name != "MOCK":
         values[f"{name}_TRANSPORT"] = tls(host) if use_tls else plaintext()
     return values
+
+
+def seeds(*hosts):
+    """The bridge's REDIS_SEEDS: lb_endpoints of `host:port` nodes, as a YAML flow list."""
+    endpoints = []
+    for h in hosts:
+        host, port = h.rsplit(":", 1)
+        endpoints.append(f"{{endpoint: {{address: {{socket_address: {{address: {host}, port_value: {port}}}}}}}}}")
+    return "[" + ", ".join(endpoints) + "]"
 
 
 def local_profile():
@@ -124,7 +137,7 @@ PROFILES = {
             },
         },
     },
-    # deploy/docker-compose.yml, default: real providers (keys from the environment),
+    # docker-compose.yml, default: real providers (keys from the environment),
     # webdis and Redis as services, no capture until you configure it.
     "compose": {
         "out": "deploy/compose/envoy.yaml",
@@ -142,6 +155,55 @@ PROFILES = {
             **service("SINK2", "eu.i.posthog.com", 443, use_tls=True),
         },
         "plugin": {"auth": {"cluster": "auth", "authority": "webdis"}},
+    },
+    # docker compose --profile cluster: as `compose`, but auth and limits go to the Redis
+    # Cluster through webdis-cluster and the redis-bridge service; one check call per slot.
+    "compose-cluster": {
+        "out": "deploy/compose/envoy.cluster.yaml",
+        "about": "docker compose --profile cluster: real providers, Redis Cluster via webdis-cluster and redis-bridge",
+        "values": {
+            "LISTEN_ADDRESS": "0.0.0.0",
+            "LISTEN_PORT": "10000",
+            "ADMIN_PORT": "9901",
+            "WASM_PATH": "/etc/envoy/llm_gateway.wasm",
+            "BODY_LIMIT": BODY_LIMIT,
+            **service("MOCK", "127.0.0.1", 18080),
+            **service("AUTH", "webdis-cluster", 7379),
+            **service("WEBDIS", "webdis-cluster", 7379),
+            **service("SINK", "us.i.posthog.com", 443, use_tls=True),
+            **service("SINK2", "eu.i.posthog.com", 443, use_tls=True),
+        },
+        "plugin": {"auth": {"cluster": "auth", "authority": "webdis"}, "limits": {"redis_cluster": True}},
+    },
+    # The bridge of the compose cluster profile: its RESP listener on the compose network
+    # (webdis-cluster connects to redis-bridge:6379), seeded with the first three nodes.
+    "compose-bridge": {
+        "template": BRIDGE_TEMPLATE,
+        "out": "deploy/compose/redis-bridge.yaml",
+        "about": "docker compose --profile cluster: the bridge from webdis-cluster to the Redis Cluster",
+        "values": {
+            "LISTEN_ADDRESS": "0.0.0.0",
+            "LISTEN_PORT": "6379",
+            "ADMIN_PORT": "9901",
+            "OP_TIMEOUT": "0.15s",
+            "REDIS_SEEDS": seeds("redis-node-1:6379", "redis-node-2:6379", "redis-node-3:6379"),
+            "REDIS_TRANSPORT": plaintext(),
+        },
+    },
+    # A bridge next to webdis (same host or pod) in front of a managed Redis Cluster
+    # (cluster mode on, in-transit encryption): replace the configuration endpoint.
+    "production-bridge": {
+        "template": BRIDGE_TEMPLATE,
+        "out": "envoy/examples/redis-bridge.yaml",
+        "about": "a Redis Cluster bridge for webdis on the same host: a managed Redis Cluster over TLS",
+        "values": {
+            "LISTEN_ADDRESS": "127.0.0.1",
+            "LISTEN_PORT": "6379",
+            "ADMIN_PORT": "9902",
+            "OP_TIMEOUT": "0.15s",
+            "REDIS_SEEDS": seeds("redis-cluster.internal.example.com:6379"),
+            "REDIS_TRANSPORT": tls("redis-cluster.internal.example.com"),
+        },
     },
     # docker compose --profile mock: every provider on the mock, capture to the sink. The
     # mock-stack container shares Envoy's network namespace, so both are on 127.0.0.1.
@@ -175,6 +237,12 @@ PROFILES = {
 }
 
 
+# The Istio overlay's bridge (deploy/istio-cluster): the production bridge, rendered where
+# kustomize's configMapGenerator can read it.
+PROFILES["istio-bridge"] = {**PROFILES["production-bridge"], "out": "deploy/istio-cluster/redis-bridge.yaml",
+                            "about": "the Istio cluster overlay's bridge (a container next to webdis)"}
+
+
 def plugin_config_block(template, config):
     """The configuration as a YAML literal block of indented, readable JSON."""
     line = next(l for l in template.split("\n") if "${PLUGIN_CONFIG}" in l)
@@ -183,10 +251,11 @@ def plugin_config_block(template, config):
     return "|-\n" + "\n".join(indent + l for l in body.split("\n"))
 
 
-def render(values, config):
-    with open(TEMPLATE) as f:
+def render(values, config, template_path=TEMPLATE):
+    with open(template_path) as f:
         template = f.read()
-    values = {**values, "PLUGIN_CONFIG": plugin_config_block(template, config)}
+    if config is not None:
+        values = {**values, "PLUGIN_CONFIG": plugin_config_block(template, config)}
     rendered = string.Template(template).substitute(values)
     # Block-style values leave "key: " at a line end; keep the output free of trailing spaces.
     return "\n".join(line.rstrip() for line in rendered.split("\n"))
@@ -195,10 +264,11 @@ def render(values, config):
 def profile_render(name, overrides):
     profile = PROFILES[name]
     values = {**profile["values"], **overrides}
-    header = (f"# GENERATED from envoy/envoy.yaml.tmpl by `scripts/render-envoy.py --profile {name}`:\n"
+    template = profile.get("template", TEMPLATE)
+    header = (f"# GENERATED from {os.path.relpath(template, ROOT)} by `scripts/render-envoy.py --profile {name}`:\n"
               f"# {profile['about']}.\n"
               f"# Edit the template or the profile, then run `python3 scripts/render-envoy.py --all`.\n")
-    return header + render(values, profile["plugin"])
+    return header + render(values, profile.get("plugin"), template)
 
 
 def write(out, text):

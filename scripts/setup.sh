@@ -14,7 +14,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
 fi
 
 # redis-server and webdis run the local stack and tests; docker-compose (the client only,
-# no engine) validates deploy/docker-compose.yml offline in the tests.
+# no engine) validates docker-compose.yml offline in the tests.
 if ! command -v redis-server >/dev/null || ! command -v webdis >/dev/null || ! command -v docker-compose >/dev/null; then
   say "installing redis-server, webdis and docker-compose (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -101,8 +101,12 @@ pub enum Metric {
     RateLimited,
     LimitsUnavailable,
     LimitsLocalAdmits,
+    /// Checks sent again because the filter named another window than Redis's clock.
+    LimitsWindowRetries,
     SpendRecords,
     SpendDropped,
+    /// Budget spend (micro-USD) in the dropped records: what the month keys miss.
+    SpendDroppedMicroUsd,
     CountTokens,
     /// Calls priced as the most expensive model of their family.
     CostFallbackFamily,
@@ -120,7 +124,7 @@ pub enum Metric {
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 31] = [
+const SIMPLE: [(Metric, &str); 33] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -143,8 +147,10 @@ const SIMPLE: [(Metric, &str); 31] = [
     (Metric::RateLimited, "rate_limited_total"),
     (Metric::LimitsUnavailable, "limits_unavailable_total"),
     (Metric::LimitsLocalAdmits, "limits_local_admits_total"),
+    (Metric::LimitsWindowRetries, "limits_window_retries_total"),
     (Metric::SpendRecords, "spend_records_total"),
     (Metric::SpendDropped, "spend_dropped_total"),
+    (Metric::SpendDroppedMicroUsd, "spend_dropped_micro_usd_total"),
     (Metric::CountTokens, "count_tokens_total"),
     (Metric::CostFallbackFamily, "cost_fallback_family_total"),
     (Metric::UnpricedRejected, "unpriced_model_rejected_total"),

@@ -302,8 +302,11 @@ impl Request {
     fn take_step(&mut self, host: &dyn Host, step: Step, api: Api) -> Action {
         match step {
             Step::Send(sending, grant) => self.send(host, sending, grant),
-            Step::Wait(token, checking) => {
-                self.registry.borrow_mut().add_callout(token, (self.id, self.me.clone()), Callout::Check);
+            Step::Wait(tokens, checking) => {
+                let mut registry = self.registry.borrow_mut();
+                for token in tokens {
+                    registry.add_callout(token, (self.id, self.me.clone()), Callout::Check);
+                }
                 self.state = State::Checking(checking);
                 Action::Pause
             }
@@ -318,15 +321,15 @@ impl Request {
         Action::Continue
     }
 
-    /// The limit check answered (outside the request's callbacks: resume if it goes on).
-    fn on_check(&mut self, host: &dyn Host, status: u32, body: &[u8]) {
+    /// A limit check call answered (outside the request's callbacks: resume if it goes on).
+    fn on_check(&mut self, host: &dyn Host, token: u32, status: u32, body: &[u8]) {
         let state = std::mem::replace(&mut self.state, State::Start);
         let State::Checking(checking) = state else {
             self.state = state;
             return;
         };
         let api = checking.sending.route.api;
-        let step = limits::answered(&self.worker, host, *checking, status, body);
+        let step = limits::answered(&self.worker, host, checking, token, status, body);
         if self.take_step(host, step, api) == Action::Continue {
             host.resume_request();
         }
@@ -411,6 +414,7 @@ impl Request {
             State::Forwarded { call, .. } | State::RewritingError { call: Some(call), .. } => {
                 capture::finish(&self.worker, host, *call)
             }
+            State::Checking(checking) => limits::abandoned(&self.worker, host, *checking),
             _ => {}
         }
     }
@@ -438,7 +442,7 @@ pub fn on_callout(
     match callout {
         Callout::Check => {
             let (status, body) = host.call_response(body_size);
-            req.borrow_mut().on_check(host, status, &body);
+            req.borrow_mut().on_check(host, token, status, &body);
         }
         Callout::Auth(hash) => finish_lookup(&req, host, &hash, body_size),
     }

@@ -46,8 +46,9 @@ impl Root {
         let ended = w.admissions.borrow_mut().expire(if self.draining { u64::MAX } else { now });
         w.record_spend(host, &ended, 0.0, 0);
         w.spend.borrow_mut().flush(host, &w.config, now, self.draining);
-        let dropped = w.spend.borrow_mut().pending.take_dropped();
+        let (dropped, dropped_micro) = w.spend.borrow_mut().pending.take_dropped();
         host.count(Metric::SpendDropped, dropped as i64);
+        host.count(Metric::SpendDroppedMicroUsd, dropped_micro);
         if let Some(capture) = &w.capture {
             capture.borrow_mut().flush(host, now, self.draining);
         }
@@ -88,7 +89,10 @@ impl Root {
         match recorded {
             Some(Recorded::Done) => host.count(Metric::SpendRecords, 1),
             Some(Recorded::Retry) => {}
-            Some(Recorded::Dropped(keys)) => host.count(Metric::SpendDropped, keys as i64),
+            Some(Recorded::Dropped { keys, budget_micro }) => {
+                host.count(Metric::SpendDropped, keys as i64);
+                host.count(Metric::SpendDroppedMicroUsd, budget_micro);
+            }
             None => {}
         }
         if recorded.is_some() {

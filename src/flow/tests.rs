@@ -36,7 +36,7 @@ struct Dispatched {
     context: u32,
     cluster: String,
     path: String,
-    body: Vec<u8>,
+    body: String,
 }
 
 #[derive(Default)]
@@ -116,7 +116,7 @@ impl Host for Fake {
         self.next_token.set(token);
         let path = headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.to_string()).unwrap_or_default();
         let context = self.current.get();
-        let body = body.unwrap_or_default().to_vec();
+        let body = String::from_utf8_lossy(body.unwrap_or_default()).into_owned();
         self.callouts.borrow_mut().push(Dispatched { token, context, cluster: cluster.to_string(), path, body });
         Some(token)
     }
@@ -219,6 +219,18 @@ impl Rig {
 
     fn auth_callouts(&self) -> Vec<Dispatched> {
         self.host.callouts.borrow().iter().filter(|c| c.cluster == "auth").cloned().collect()
+    }
+
+    /// The webdis calls (checks and spend records), in order.
+    fn store_callouts(&self) -> Vec<Dispatched> {
+        self.host.callouts.borrow().iter().filter(|c| c.cluster == "webdis").cloned().collect()
+    }
+
+    /// A callout the root made (spend records) answered.
+    fn answer_root(&mut self, token: u32, status: u32, body: &[u8]) {
+        *self.host.answer.borrow_mut() = (status, body.to_vec());
+        self.host.current.set(0);
+        self.root.on_callout(&self.host, token, 0);
     }
 
     fn upstream_authority(&self, id: u32) -> Option<String> {
@@ -475,7 +487,7 @@ fn completion_is_decided_by_the_terminal_event_in_every_order() {
         let worker = Rc::clone(&rig.root.worker);
         worker.capture.as_ref().expect("capture").borrow_mut().flush(&rig.host, 1_030_000, true);
         let sent = rig.host.callouts.borrow().iter().rev().find(|c| c.cluster == "posthog_primary").cloned();
-        let batch: Value = serde_json::from_slice(&sent.expect("a capture batch").body).expect("batch JSON");
+        let batch: Value = serde_json::from_str(&sent.expect("a capture batch").body).expect("batch JSON");
         let p = &batch["batch"][0]["properties"];
         assert_eq!(p["$ai_is_error"], error.is_some(), "{what}: {p}");
         assert_eq!(p["$ai_error"].as_str(), error, "{what}");
@@ -486,4 +498,177 @@ fn completion_is_decided_by_the_terminal_event_in_every_order() {
         let latency = if error.is_none() { 0.4 } else { 20.0 };
         assert_eq!(p["$ai_latency"].as_f64(), Some(latency), "{what}");
     }
+}
+
+/// The segments of a webdis command body (`EVAL/<script>/<numkeys>/<keys>…/<args>…`), decoded.
+fn segments(body: &str) -> Vec<String> {
+    body.split('/')
+        .map(|seg| {
+            let mut out = Vec::new();
+            let b = seg.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&seg[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        })
+        .collect()
+}
+
+/// The keys of a `check.lua` or `record.lua` call.
+fn call_keys(body: &str) -> Vec<String> {
+    let s = segments(body);
+    let n: usize = s[2].parse().unwrap();
+    s[3..3 + n].to_vec()
+}
+
+/// check.lua allowing a call: each window at its estimate, the month at $0, no lease.
+fn allow(body: &str) -> Vec<u8> {
+    let s = segments(body);
+    let n: usize = s[2].parse().unwrap();
+    let (keys, args) = (&s[3..3 + n], &s[3 + n..]);
+    let windows: usize = args[1].parse().unwrap();
+    let mut out = vec![Value::from(1), Value::from(if n > windows { 0 } else { -1 })];
+    for key in &keys[..windows] {
+        out.extend([Value::from(key.as_str()), Value::from(args[0].parse::<i64>().unwrap()), Value::from(60_000)]);
+    }
+    out.push(Value::from(0));
+    serde_json::json!({ "EVAL": out }).to_string().into_bytes()
+}
+
+const CLUSTER: &str = r#"{"limits": {"redis_cluster": true, "local_admission_lease": 0,
+    "user": [{"window_seconds": 3600, "limit_usd": 5}], "product": [{"window_seconds": 86400, "limit_usd": 50}]}}"#;
+
+/// A chat call through auth to its check calls (against a Redis Cluster: one per hash tag).
+fn checked(rig: &mut Rig, id: u32) -> Vec<Dispatched> {
+    let before = rig.store_callouts().len();
+    rig.headers(id, "phx_cluster");
+    if let Some(lookup) = rig.auth_callouts().iter().find(|c| c.context == id) {
+        rig.answer(lookup.token, 200, PRINCIPAL);
+    }
+    assert_eq!(rig.body(id), Action::Pause, "waits for the checks");
+    rig.store_callouts()[before..].to_vec()
+}
+
+#[test]
+fn against_a_cluster_the_check_is_one_call_per_slot_and_waits_for_both() {
+    let mut rig = Rig::new(CLUSTER);
+    let calls = checked(&mut rig, 1);
+    assert_eq!(calls.len(), 2);
+    let tags: Vec<String> = calls.iter().map(|c| crate::limits::hash_tag(&call_keys(&c.body)[0]).to_string()).collect();
+    assert_eq!(tags, ["t:7", "p:llm_gateway"]);
+    for c in &calls {
+        let keys = call_keys(&c.body);
+        assert!(keys.iter().all(|k| crate::limits::hash_tag(k) == crate::limits::hash_tag(&keys[0])), "{keys:?}");
+    }
+    rig.answer(calls[1].token, 200, &allow(&calls[1].body));
+    assert_eq!(rig.host.of(1, |s| s.resumed), 0, "one slot has answered, not both");
+    rig.answer(calls[0].token, 200, &allow(&calls[0].body));
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1);
+    assert_eq!(rig.upstream_authority(1).as_deref(), Some("api.openai.com"));
+    assert_eq!(rig.host.metric(Metric::LimitsUnavailable), 0);
+}
+
+#[test]
+fn a_failed_slot_fails_open_and_the_others_reservation_is_still_settled() {
+    let mut rig = Rig::new(CLUSTER);
+    let calls = checked(&mut rig, 1);
+    rig.answer(calls[0].token, 200, &allow(&calls[0].body));
+    rig.answer(calls[1].token, 200, br#"{"EVAL":[false,"upstream failure"]}"#);
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1, "failed open");
+    assert_eq!(rig.host.metric(Metric::LimitsUnavailable), 1);
+    rig.host.stream(|s| s.response_headers = vec![(":status".into(), "200".into())]);
+    rig.requests[&1].borrow_mut().on_response_headers(&rig.host, false);
+    let budget = rig.host.of(1, |s| Fake::header(&s.response_headers, "x-posthog-budget"));
+    assert_eq!(budget.as_deref(), Some("unknown"));
+    rig.end(1);
+    // The team's window reservation is settled (its key in the record), the product's
+    // was never made (nothing recorded for it).
+    rig.host.now.set(rig.host.now.get() + 1000);
+    rig.root.tick(&rig.host);
+    let records: Vec<String> = rig.store_callouts()[2..].iter().flat_map(|c| call_keys(&c.body)).collect();
+    let user_key = &call_keys(&calls[0].body)[0];
+    assert!(records.contains(user_key), "{records:?}");
+    assert!(records.iter().all(|k| crate::limits::hash_tag(k) == "t:7"), "{records:?}");
+}
+
+#[test]
+fn a_call_naming_another_window_is_sent_again_on_redis_time() {
+    let mut rig = Rig::new(CLUSTER);
+    let calls = checked(&mut rig, 1);
+    // Redis's clock is 2 hours ahead: a different hour window.
+    let redis_now = rig.host.now.get() + 7_200_000;
+    let wrong = format!(r#"{{"EVAL":[3,1,{},{redis_now}]}}"#, redis_now / 3_600_000);
+    rig.answer(calls[0].token, 200, wrong.as_bytes());
+    rig.answer(calls[1].token, 200, &allow(&calls[1].body));
+    let retry = rig.store_callouts()[2].clone();
+    assert_eq!(rig.host.metric(Metric::LimitsWindowRetries), 1);
+    let key = &call_keys(&retry.body)[0];
+    assert!(key.ends_with(&format!(":{}", redis_now / 3_600_000)), "{key}");
+    assert_eq!(rig.host.of(1, |s| s.resumed), 0);
+    rig.answer(retry.token, 200, &allow(&retry.body));
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1);
+    // The worker keeps Redis's offset: the next check names Redis's window at once.
+    let next = checked(&mut rig, 2);
+    assert_eq!(call_keys(&next[0].body)[0], *key);
+    assert_eq!(rig.host.metric(Metric::LimitsWindowRetries), 1);
+}
+
+#[test]
+fn a_request_leaving_mid_check_gives_back_what_was_reserved() {
+    let mut rig = Rig::new(CLUSTER);
+    let calls = checked(&mut rig, 1);
+    rig.answer(calls[0].token, 200, &allow(&calls[0].body));
+    rig.end(1);
+    rig.host.now.set(rig.host.now.get() + 1000);
+    rig.root.tick(&rig.host);
+    let record = rig.store_callouts().last().cloned().expect("a record");
+    let s = segments(&record.body);
+    assert_eq!(s[1], crate::limits::RECORD_SCRIPT);
+    assert_eq!(call_keys(&record.body), [call_keys(&calls[0].body)[0].clone()]);
+    assert!(s.last().unwrap().starts_with('-'), "the estimate goes back: {s:?}");
+}
+
+#[test]
+fn spend_is_recorded_per_slot_retried_when_not_run_and_counted_when_dropped() {
+    let mut rig = Rig::new(CLUSTER);
+    let w = &rig.root.worker;
+    let now = rig.host.now.get();
+    let res = |k: &str| vec![(k.to_string(), 100_000)];
+    for team in [1, 2, 3] {
+        let key = format!("llmgw:{{t:{team}}}:rl:u:x:3600:1");
+        w.spend.borrow_mut().pending.settle(&res(&key), 0.5, Some(team), now);
+    }
+    rig.host.now.set(now + 1000);
+    rig.root.tick(&rig.host);
+    let records = rig.store_callouts();
+    assert_eq!(records.len(), 3, "one record call per team's slot, all in flight at once");
+    for r in &records {
+        let keys = call_keys(&r.body);
+        assert_eq!(keys.len(), 2, "the team's window and its month: {keys:?}");
+        assert_eq!(crate::limits::hash_tag(&keys[0]), crate::limits::hash_tag(&keys[1]));
+    }
+    rig.answer_root(records[0].token, 200, br#"{"EVAL":[1,0,1]}"#);
+    // Refused before running (a slot moving): back in the queue, sent again.
+    rig.answer_root(
+        records[1].token,
+        200,
+        br#"{"EVAL":[false,"TRYAGAIN Multiple keys request during rehashing of slot"]}"#,
+    );
+    // Maybe run: dropped, and its budget spend counted.
+    rig.answer_root(records[2].token, 200, br#"{"EVAL":[false,"upstream failure"]}"#);
+    assert_eq!(rig.host.metric(Metric::SpendRecords), 1);
+    assert_eq!(rig.host.metric(Metric::SpendDropped), 2);
+    assert_eq!(rig.host.metric(Metric::SpendDroppedMicroUsd), 500_000);
+    rig.host.now.set(now + 2000);
+    rig.root.tick(&rig.host);
+    let again = rig.store_callouts();
+    assert_eq!(again.len(), 4);
+    assert_eq!(call_keys(&again[3].body), call_keys(&records[1].body));
 }

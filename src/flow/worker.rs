@@ -26,6 +26,8 @@ pub struct Worker {
     pub pricing: Pricing,
     /// When a store failure was last logged (one line per interval, not per request).
     store_failure_logged_ms: Cell<u64>,
+    /// Redis's clock minus this host's, as a check answer last showed it (ms).
+    redis_clock_offset_ms: Cell<i64>,
 }
 
 /// Principals in Envoy's shared data, for every worker of the process.
@@ -44,6 +46,7 @@ impl Worker {
             spend: RefCell::default(),
             capture,
             store_failure_logged_ms: Cell::new(0),
+            redis_clock_offset_ms: Cell::new(0),
         }
     }
 
@@ -81,6 +84,18 @@ impl Worker {
         if self.config.limits.enabled {
             self.spend.borrow_mut().pending.settle(reservations, cost_usd, Some(team_id), host.now_ms());
         }
+    }
+
+    /// Redis's time as far as this worker knows: the local clock plus the
+    /// offset learnt from the last check that named the wrong window.
+    pub fn redis_now_ms(&self, host: &dyn Host) -> u64 {
+        host.now_ms().saturating_add_signed(self.redis_clock_offset_ms.get())
+    }
+
+    /// A check answered with Redis's time: keep the offset for the next plans.
+    pub fn learn_redis_clock(&self, host: &dyn Host, redis_now_ms: u64) {
+        let offset = i128::from(redis_now_ms) - i128::from(host.now_ms());
+        self.redis_clock_offset_ms.set(i64::try_from(offset).unwrap_or(0));
     }
 
     pub fn log_store_failure(&self, host: &dyn Host, why: &str) {

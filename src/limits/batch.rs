@@ -1,12 +1,12 @@
 //! Spend recorded after responses, aggregated per key in the root context and
-//! flushed as one `record.lua` call per batch.
+//! flushed as one `record.lua` call per batch (per hash tag against a Redis Cluster).
 
 use std::collections::BTreeMap;
 
 use super::budget::{budget_key, BUDGET_KEY_TTL_S};
 use super::estimate::usd_to_micro;
 use super::webdis::{eval_array, StoreError, WebdisRequest};
-use super::RECORD_SCRIPT;
+use super::{slot_group, RECORD_SCRIPT};
 
 /// Most keys in one `record.lua` call (keeps each call short in Redis).
 pub const RECORD_MAX_KEYS: usize = 500;
@@ -21,6 +21,8 @@ pub struct SpendBatch {
     budgets: BTreeMap<String, i64>,
     /// Amounts dropped because the batch was full.
     dropped: u64,
+    /// The budget spend among them, micro-USD.
+    dropped_budget_micro: i64,
 }
 
 /// What one `record.lua` call did.
@@ -53,12 +55,25 @@ impl SpendBatch {
         let real = usd_to_micro(real_cost_usd);
         for (key, reserved) in reservations {
             let delta = real.saturating_sub(*reserved);
-            add(&mut self.windows, &mut self.dropped, key, delta, self.budgets.len());
+            self.add_window(key, delta);
         }
         if let Some(team) = budget_team {
             if real > 0 {
-                add(&mut self.budgets, &mut self.dropped, &budget_key(team, now_ms), real, self.windows.len());
+                self.add_budget(&budget_key(team, now_ms), real);
             }
+        }
+    }
+
+    fn add_window(&mut self, key: &str, amount: i64) {
+        if !add(&mut self.windows, key, amount, self.budgets.len()) {
+            self.dropped += 1;
+        }
+    }
+
+    fn add_budget(&mut self, key: &str, amount: i64) {
+        if !add(&mut self.budgets, key, amount, self.windows.len()) {
+            self.dropped += 1;
+            self.dropped_budget_micro = self.dropped_budget_micro.saturating_add(amount);
         }
     }
 
@@ -76,9 +91,16 @@ impl SpendBatch {
         self.len() == 0
     }
 
-    /// Amounts dropped because the batch was full, since the last call; resets the count.
-    pub fn take_dropped(&mut self) -> u64 {
-        std::mem::take(&mut self.dropped)
+    /// Amounts dropped because the batch was full since the last call, and
+    /// the budget spend (micro-USD) among them; resets both.
+    pub fn take_dropped(&mut self) -> (u64, i64) {
+        (std::mem::take(&mut self.dropped), std::mem::take(&mut self.dropped_budget_micro))
+    }
+
+    /// The budget spend this batch carries, micro-USD (what the month keys
+    /// miss if it is dropped).
+    pub fn budget_micro(&self) -> i64 {
+        self.budgets.values().fold(0, |sum, v| sum.saturating_add(*v))
     }
 
     /// Takes up to `max_keys` keys (at least 1) out of the batch, as a
@@ -102,15 +124,42 @@ impl SpendBatch {
         Some(out)
     }
 
+    /// Takes up to `max_keys` keys (at least 1) of one Redis Cluster slot out
+    /// of the batch: the first pending key's, and every other key sharing its
+    /// hash-tag prefix (`llmgw:{t:42}`), windows first. `None` when empty.
+    pub fn drain_slot(&mut self, max_keys: usize) -> Option<SpendBatch> {
+        let first = self.windows.keys().next().or_else(|| self.budgets.keys().next())?;
+        let prefix = slot_group(first).0.to_string();
+        let mut out = SpendBatch::new();
+        let mut room = max_keys.max(1);
+        for (from, to) in [(&mut self.windows, &mut out.windows), (&mut self.budgets, &mut out.budgets)] {
+            let keys: Vec<String> = from
+                .range(prefix.clone()..)
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(&prefix))
+                .take(room)
+                .cloned()
+                .collect();
+            room -= keys.len();
+            for k in keys {
+                if let Some(v) = from.remove(&k) {
+                    to.insert(k, v);
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Puts a batch back (a flush to retry): amounts add up per key.
     pub fn merge(&mut self, other: SpendBatch) {
         for (k, v) in other.windows {
-            add(&mut self.windows, &mut self.dropped, &k, v, self.budgets.len());
+            self.add_window(&k, v);
         }
         for (k, v) in other.budgets {
-            add(&mut self.budgets, &mut self.dropped, &k, v, self.windows.len());
+            self.add_budget(&k, v);
         }
         self.dropped += other.dropped;
+        self.dropped_budget_micro = self.dropped_budget_micro.saturating_add(other.dropped_budget_micro);
     }
 
     /// The `record.lua` call applying this whole batch (drain it first to
@@ -143,16 +192,18 @@ impl SpendBatch {
     }
 }
 
-fn add(map: &mut BTreeMap<String, i64>, dropped: &mut u64, key: &str, amount: i64, other_len: usize) {
+/// Adds `amount` to `key`; false when it had to be dropped (the batch is full).
+fn add(map: &mut BTreeMap<String, i64>, key: &str, amount: i64, other_len: usize) -> bool {
     if let Some(v) = map.get_mut(key) {
         *v = v.saturating_add(amount);
     } else if amount == 0 {
         // Nothing to apply.
     } else if map.len() + other_len >= PENDING_MAX_KEYS {
-        *dropped += 1;
+        return false;
     } else {
         map.insert(key.to_string(), amount);
     }
+    true
 }
 
 #[cfg(test)]
@@ -175,8 +226,9 @@ mod tests {
         assert_eq!(b.windows.get("w:a:1"), Some(&-500_000));
         assert_eq!(b.windows.get("w:b:1"), Some(&50_000));
         assert_eq!(b.windows.get("w:p:1"), Some(&-250_000));
-        assert_eq!(b.budgets.get("llmgw:budget:42:2024-03"), Some(&350_000));
-        assert_eq!(b.budgets.get("llmgw:budget:7:2024-03"), Some(&1_000_000));
+        assert_eq!(b.budgets.get("llmgw:{t:42}:budget:2024-03"), Some(&350_000));
+        assert_eq!(b.budgets.get("llmgw:{t:7}:budget:2024-03"), Some(&1_000_000));
+        assert_eq!(b.budget_micro(), 1_350_000);
         assert_eq!(b.len(), 5);
     }
 
@@ -197,8 +249,8 @@ mod tests {
         let body = r.body;
         assert!(body.starts_with("EVAL/"));
         let tail: Vec<&str> = body.rsplitn(6, '/').collect();
-        // …/2/k%3A1/llmgw%3Abudget%3A3%3A2024-03/1/3024000/-200/100
-        assert_eq!(tail[..5], ["100", "-200", "3024000", "1", "llmgw%3Abudget%3A3%3A2024-03"]);
+        // …/2/k%3A1/llmgw%3A%7Bt%3A3%7D%3Abudget%3A2024-03/1/3024000/-200/100
+        assert_eq!(tail[..5], ["100", "-200", "3024000", "1", "llmgw%3A%7Bt%3A3%7D%3Abudget%3A2024-03"]);
         assert!(tail[5].ends_with("/2/k%3A1"), "{}", tail[5]);
     }
 
@@ -232,8 +284,39 @@ mod tests {
         b.settle(&res(&["w:0"], 0), 0.000001, None, NOW);
         assert_eq!(b.len(), PENDING_MAX_KEYS);
         assert_eq!(b.windows.get("w:0"), Some(&2));
-        assert_eq!(b.take_dropped(), 2);
-        assert_eq!(b.take_dropped(), 0);
+        assert_eq!(b.take_dropped(), (2, 1), "a window delta and a budget's $0.000001");
+        assert_eq!(b.take_dropped(), (0, 0));
+    }
+
+    #[test]
+    fn a_slot_drains_alone_with_its_budget() {
+        let mut b = SpendBatch::new();
+        let keys = |team: i64, user: &str| vec![(format!("llmgw:{{t:{team}}}:rl:u:{user}:60:1"), 100_000)];
+        b.settle(&keys(42, "a"), 0.2, Some(42), NOW);
+        b.settle(&keys(42, "b"), 0.2, Some(42), NOW);
+        b.settle(&keys(420, "a"), 0.2, Some(420), NOW);
+        b.settle(&[("llmgw:{p:wizard}:rl:p:60:1".to_string(), 100_000)], 0.2, None, NOW);
+        b.settle(&[("untagged".to_string(), 0)], 0.1, None, NOW);
+        let mut slots = Vec::new();
+        while let Some(part) = b.drain_slot(RECORD_MAX_KEYS) {
+            let tags: std::collections::BTreeSet<&str> =
+                part.windows.keys().chain(part.budgets.keys()).map(|k| crate::limits::hash_tag(k)).collect();
+            assert_eq!(tags.len(), 1, "one slot per call: {part:?}");
+            slots.push((tags.into_iter().next().unwrap().to_string(), part.windows.len(), part.budgets.len()));
+        }
+        slots.sort();
+        assert_eq!(
+            slots,
+            vec![("p:wizard".into(), 1, 0), ("t:42".into(), 2, 1), ("t:420".into(), 1, 1), ("untagged".into(), 1, 0),]
+        );
+        // A slot larger than a call is drained over several calls.
+        for i in 0..5 {
+            b.settle(&keys(7, &i.to_string()), 0.2, Some(7), NOW);
+        }
+        assert_eq!(b.drain_slot(4).unwrap().len(), 4);
+        let rest = b.drain_slot(4).unwrap();
+        assert_eq!((rest.windows.len(), rest.budgets.len()), (1, 1));
+        assert!(b.drain_slot(4).is_none());
     }
 
     #[test]

@@ -113,10 +113,11 @@ pub fn budget_headers(status: &BudgetStatus) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The team's budget key for the UTC month of `now_ms`: `llmgw:budget:<team>:<YYYY-MM>`.
+/// The team's budget key for the UTC month of `now_ms`:
+/// `llmgw:{t:<team>}:budget:<YYYY-MM>`, in the slot of the team's windows.
 pub fn budget_key(team_id: i64, now_ms: u64) -> String {
     let (y, m) = utc_year_month(now_ms);
-    format!("llmgw:budget:{team_id}:{y:04}-{m:02}")
+    format!("llmgw:{}:budget:{y:04}-{m:02}", super::team_tag(team_id))
 }
 
 /// UTC (year, month 1..=12) of a Unix time in milliseconds.
@@ -195,12 +196,12 @@ mod tests {
     #[test]
     fn month_keys() {
         // 2024-02-29T23:59:59.999Z, then 2024-03-01T00:00:00Z.
-        assert_eq!(budget_key(7, 1_709_251_199_999), "llmgw:budget:7:2024-02");
-        assert_eq!(budget_key(7, 1_709_251_200_000), "llmgw:budget:7:2024-03");
+        assert_eq!(budget_key(7, 1_709_251_199_999), "llmgw:{t:7}:budget:2024-02");
+        assert_eq!(budget_key(7, 1_709_251_200_000), "llmgw:{t:7}:budget:2024-03");
         assert_eq!(utc_year_month(0), (1970, 1));
         assert_eq!(utc_year_month(1_735_689_599_000), (2024, 12)); // 2024-12-31T23:59:59Z
         assert_eq!(utc_year_month(1_735_689_600_000), (2025, 1));
-        assert_eq!(budget_key(-1, 4_102_444_800_000), "llmgw:budget:-1:2100-01");
+        assert_eq!(budget_key(-1, 4_102_444_800_000), "llmgw:{t:-1}:budget:2100-01");
     }
 
     #[test]

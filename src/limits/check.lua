@@ -1,9 +1,12 @@
 -- llm-gateway check.lua: before forwarding, check every rate-limit window and
 -- the team's monthly budget, then reserve the call's estimated cost in every
--- window, atomically (see src/limits/mod.rs).
+-- window, atomically (see src/limits/mod.rs). Every key it touches is in KEYS
+-- (Redis Cluster routes and migrates by them); the caller puts keys of one hash
+-- tag in a call.
 --
--- KEYS[1..n]  window base keys; window i's key is KEYS[i]..':'..index, where
---             index = floor(now / length) on Redis's clock (fixed windows)
+-- KEYS[1..n]  full window keys '<base>:<index>', index = floor(now / length)
+--             named by the caller from its clock; checked against Redis's
+--             clock (TIME): windows are fixed and aligned on Redis time
 -- KEYS[n+1]   optional: the team's budget key for this month
 -- ARGV[1]     estimated cost, integer micro-USD >= 0
 -- ARGV[2]     n, the number of windows
@@ -25,6 +28,10 @@
 --   {2, month_spend, spent_1, reset_ms_1, ..., spent_n, reset_ms_n}
 --       denied: month_spend >= cap > 0; nothing reserved; each window's
 --       spend as it stands, for the response's rate-limit headers
+--   {3, i, index, now_ms}     KEYS[i] is not in Redis's current window (the
+--       caller's clock is off, or the call straddled a boundary): nothing
+--       written; retry with '<base>:<index>' (index of window i on Redis's
+--       clock, now_ms Redis's time in milliseconds)
 -- A window key is created with a TTL of the time left in its window.
 
 local function int(v)
@@ -66,7 +73,10 @@ local keys, spent, resets = {}, {}, {}
 for i = 1, n do
   local length_ms = lengths[i] * 1000
   local index = math.floor(now_ms / length_ms)
-  keys[i] = KEYS[i] .. ':' .. string.format('%d', index)
+  if string.match(KEYS[i], ':(%d+)$') ~= string.format('%d', index) then
+    return {3, i, index, now_ms}
+  end
+  keys[i] = KEYS[i]
   spent[i] = tonumber(redis.call('GET', keys[i]) or '0') or 0
   resets[i] = (index + 1) * length_ms - now_ms
 end

@@ -40,7 +40,7 @@ impl Default for BudgetConfig {
 /// Defaults: enabled; webdis on cluster `webdis` (authority `webdis`), 200 ms
 /// timeout, fail open; per end user $500 per 3600 s; per product $1000 per
 /// 86400 s; no team limit; no monthly budget (engage at 95%); spend flushed
-/// every 250 ms.
+/// every 250 ms; a single Redis (not a Redis Cluster).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", default)]
 pub struct LimitsConfig {
@@ -66,6 +66,9 @@ pub struct LimitsConfig {
     pub local_admission_ms: u64,
     /// A lease's size, in estimates of the call that asks for it (0: no leases).
     pub local_admission_lease: u32,
+    /// Redis is a Redis Cluster (reached through Envoy's `redis_proxy`): one
+    /// script call per hash tag, for checks and spend records alike.
+    pub redis_cluster: bool,
 }
 
 impl Default for LimitsConfig {
@@ -83,6 +86,7 @@ impl Default for LimitsConfig {
             record_flush_ms: 250,
             local_admission_ms: 1000,
             local_admission_lease: 8,
+            redis_cluster: false,
         }
     }
 }
@@ -209,6 +213,7 @@ mod tests {
         assert_eq!(c.user, vec![WindowLimit::new(3600, 500.0)]);
         assert_eq!(c.product, vec![WindowLimit::new(86_400, 1000.0)]);
         assert!(c.team.is_empty());
+        assert!(!c.redis_cluster, "one Redis, one call per check");
         assert_eq!(c.budget.monthly_budget_usd, None);
         assert_eq!(c.budget.engage_threshold, 0.95);
         assert!(LimitsConfig::default().validate().is_ok());
@@ -218,13 +223,13 @@ mod tests {
     fn full_config() {
         let c = parse(json!({
             "enabled": false, "cluster": "redis", "authority": "webdis.local", "timeout_ms": 50,
-            "fail_open": false, "record_flush_ms": 1000,
+            "fail_open": false, "record_flush_ms": 1000, "redis_cluster": true,
             "user": [{"window_seconds": 60, "limit_usd": 5}, {"window_seconds": 86400, "limit_usd": 50}],
             "product": [], "team": [{"window_seconds": 3600, "limit_usd": 100.5}],
             "budget": {"engage_threshold": 0.9, "monthly_budget_usd": 1000}
         }))
         .unwrap();
-        assert!(!c.enabled && !c.fail_open);
+        assert!(!c.enabled && !c.fail_open && c.redis_cluster);
         assert_eq!(c.user.len(), 2);
         assert!(c.product.is_empty());
         assert_eq!(c.team, vec![WindowLimit::new(3600, 100.5)]);

@@ -8,16 +8,21 @@
 //! 1. Before forwarding: [`CheckPlan::new`] gathers the applicable windows
 //!    ([`applicable_windows`]: config defaults + the principal's overrides),
 //!    the request's estimated cost ([`estimate_usd`]) and the team's budget
-//!    cap; [`CheckPlan::request`] is ONE webdis call running `check.lua`,
-//!    which atomically denies, or reserves the estimate in every window.
-//!    [`CheckPlan::parse`] turns the answer into a [`CheckResult`], or a
-//!    [`StoreError`] the filter maps to fail-open (default) or fail-closed.
+//!    cap. [`CheckPlan::request`] builds the `check.lua` call(s): ONE call
+//!    with every key against a single Redis; against a Redis Cluster
+//!    ([`CheckPlan::split_by_slot`]) one call per hash tag, at most two (the
+//!    team's keys, the product's), sent together. Each call atomically
+//!    denies, or reserves the estimate in its windows. [`CheckPlan::parse_part`]
+//!    reads each answer and [`CheckPlan::combine`] makes them one
+//!    [`CheckResult`], or a [`StoreError`] the filter maps to fail-open
+//!    (default) or fail-closed.
 //! 2. After the response: the real cost goes into the root context's
 //!    [`SpendBatch`] (`real - reserved` per reserved window key, `real` for
-//!    the team's month key), flushed every `record_flush_ms` as ONE
-//!    `record.lua` call per at most [`RECORD_MAX_KEYS`] keys. Limits and
-//!    budget are fed by the same record, so they cannot disagree.
-//!
+//!    the team's month key), flushed every `record_flush_ms` as `record.lua`
+//!    calls of at most [`RECORD_MAX_KEYS`] keys each (against a cluster: one
+//!    hash tag per call). Limits and budget are fed by the same record, so
+//!    they cannot disagree.
+
 //! # Units
 //!
 //! Amounts in Redis are integer micro-USD (`INCRBY`), never floats, so sums
@@ -28,8 +33,15 @@
 //!
 //! A window of `w` seconds is the interval `[k·w, (k+1)·w)` of Redis's clock
 //! (`TIME`, so every Envoy agrees whatever its own clock says); its key is
-//! `<base>:<k>`, created by `check.lua` with a TTL equal to the time left in
-//! the window, in the same script. `reset` is the time to the window's end.
+//! `<base>:<k>`. The filter names the full key from its own clock (corrected
+//! by the offset it learnt from Redis) so that every key a script touches is
+//! one of its declared `KEYS` (Redis Cluster routes and migrates keys by
+//! them); `check.lua` verifies `k` against `TIME` and, when it differs (a
+//! skewed clock, or a call that straddled a boundary), touches nothing and
+//! answers Redis's index and time: the filter re-sends with those
+//! ([`PartAnswer::WrongWindow`]). A window key is created by `check.lua` with a
+//! TTL equal to the time left in the window, in the same script. `reset` is
+//! the time to the window's end.
 //! Error at the edges: a fixed window forgets everything at its boundary, so
 //! a client can spend up to **2× the limit within any `w` seconds that
 //! straddle a boundary** (the whole limit just before it, again just after).
@@ -48,16 +60,33 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `llmgw:rl:u:<team_id>:<sha256(end_user)[..32]>:<w>:<k>` | spend of one end user of a team in window k of length w | rest of the window |
-//! | `llmgw:rl:p:<product>:<w>:<k>` | spend of a product (all teams) | rest of the window |
-//! | `llmgw:rl:t:<team_id>:<w>:<k>` | spend of a team | rest of the window |
-//! | `llmgw:budget:<team_id>:<YYYY-MM>` | the team's spend in a UTC calendar month | 35 days from the month's first record |
+//! | `llmgw:{t:<team_id>}:rl:u:<sha256(end_user)[..32]>:<w>:<k>` | spend of one end user of a team in window k of length w | rest of the window |
+//! | `llmgw:{t:<team_id>}:rl:t:<w>:<k>` | spend of a team | rest of the window |
+//! | `llmgw:{t:<team_id>}:budget:<YYYY-MM>` | the team's spend in a UTC calendar month | 35 days from the month's first record |
+//! | `llmgw:{p:<product>}:rl:p:<w>:<k>` | spend of a product (all teams) | rest of the window |
 //!
 //! End-user ids are client-chosen, so they are hashed: keys hold no raw
 //! client string, are bounded in length, and are safe in a webdis URL.
 //! `record.lua` never recreates an expired window key (its delta is dropped:
 //! the window it belonged to is over), and gives any key it finds without a
 //! TTL one, so no key lives forever.
+//!
+//! # Hash tags: one slot per script call
+//!
+//! The part in braces is the key's Redis Cluster hash tag: only it decides
+//! the slot. Everything of one team (its users' and its own windows, its
+//! budget) shares `{t:<team_id>}`, so one call checks all of it atomically,
+//! and teams spread over the slots. A product's windows are shared by every
+//! team, so they carry `{p:<product>}` and, against a cluster, are checked by
+//! a second call. The cost of that split: the two calls are not atomic
+//! together. When one denies and the other reserved, the reservation is
+//! given back through the next record flush (so for up to `record_flush_ms`
+//! the other scope counts a call that did not happen: stricter, never looser);
+//! the overspend bound below holds per window, as each window is still checked
+//! and reserved atomically by the one call that holds it. Keys carry the tags
+//! against a single Redis too (one call with every key), so one data model
+//! serves both. `product` is `[A-Za-z0-9_-]` or a hash ([`key_part`]) and
+//! team ids are integers: no `{` or `}` can appear inside a tag.
 //!
 //! # Webdis request format
 //!
@@ -76,8 +105,9 @@
 //! webdis answers 200 even for Redis errors (`{"EVAL": [false, "ERR …"]}`)
 //! and 503 when it cannot reach Redis; both are [`StoreError`]s.
 //!
-//! Needs Redis >= 6.0 (`SET … KEEPTTL`), standalone or a single shard: the
-//! scripts name window keys from Redis's clock, so they are not Cluster-safe.
+//! Needs Redis >= 6.0 (`SET … KEEPTTL`), standalone, or a Redis Cluster
+//! reached through Envoy's `redis_proxy` (README, "Fleet: Redis Cluster"):
+//! every key a script touches is declared in `KEYS` and shares one hash tag.
 //!
 //! # Left to the filter
 //!
@@ -102,7 +132,7 @@ pub use budget::{
     budget_headers, budget_key, budget_status, effective_cap, month_reset_s, utc_year_month, BudgetStatus, BudgetTier,
     DisabledReason, BUDGET_KEY_TTL_S, WARN_FRACTION,
 };
-pub use check::{rate_limit_headers, CheckPlan, CheckResult, WindowAnswer, WindowStatus};
+pub use check::{rate_limit_headers, CheckPlan, CheckResult, Combined, PartAnswer, WindowAnswer, WindowStatus};
 pub use config::{applicable_windows, BudgetConfig, LimitOverrides, LimitsConfig, WindowLimit};
 pub use estimate::{estimate_usd, micro_to_usd, usd_to_micro, usd_to_micro_ceil, DEFAULT_MAX_OUTPUT_TOKENS};
 pub use webdis::{percent_encode, StoreError, WebdisRequest};
@@ -157,19 +187,45 @@ pub struct Subject<'a> {
     pub end_user: &'a str,
 }
 
-/// Key prefix of every rate-limit window.
-pub const WINDOW_KEY_PREFIX: &str = "llmgw:rl:";
 const HASH_HEX_CHARS: usize = 32;
 const MAX_PLAIN_KEY_PART: usize = 64;
 
-/// The window's base key; `check.lua` appends `:<window index>`.
+/// The hash tag of everything a team owns: `{t:<team_id>}`.
+pub fn team_tag(team_id: i64) -> String {
+    format!("{{t:{team_id}}}")
+}
+
+/// The hash tag of a product's windows: `{p:<product>}`.
+pub fn product_tag(product: &str) -> String {
+    format!("{{p:{}}}", key_part(product))
+}
+
+/// The window's base key; the full key is `<base>:<window index>`.
 pub fn window_base_key(window: &Window, subject: &Subject) -> String {
     let w = window.window_seconds;
     match window.scope {
-        Scope::User => format!("{WINDOW_KEY_PREFIX}u:{}:{}:{w}", subject.team_id, hash_part(subject.end_user)),
-        Scope::Product => format!("{WINDOW_KEY_PREFIX}p:{}:{w}", key_part(subject.product)),
-        Scope::Team => format!("{WINDOW_KEY_PREFIX}t:{}:{w}", subject.team_id),
+        Scope::User => format!("llmgw:{}:rl:u:{}:{w}", team_tag(subject.team_id), hash_part(subject.end_user)),
+        Scope::Product => format!("llmgw:{}:rl:p:{w}", product_tag(subject.product)),
+        Scope::Team => format!("llmgw:{}:rl:t:{w}", team_tag(subject.team_id)),
     }
+}
+
+/// What decides a key's Redis Cluster slot: the text between the first `{`
+/// and the next `}` when it is not empty, else the whole key (Redis's rule).
+pub fn hash_tag(key: &str) -> &str {
+    slot_group(key).1
+}
+
+/// `(prefix, tag)`: the key up to and including its tag's `}` (every key with
+/// this prefix is in the tag's slot), and the tag; the whole key twice when untagged.
+pub(crate) fn slot_group(key: &str) -> (&str, &str) {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}').filter(|len| *len > 0) {
+            let close = open + 1 + len;
+            return (&key[..=close], &key[open + 1..close]);
+        }
+    }
+    (key, key)
 }
 
 /// A USD amount for a header or a message: up to 6 decimals, no trailing
@@ -224,12 +280,12 @@ mod tests {
     fn keys_per_scope() {
         let s = subject("user-7", "wizard");
         let u = window_base_key(&w(Scope::User, 3600), &s);
-        assert!(u.starts_with("llmgw:rl:u:42:"), "{u}");
+        assert!(u.starts_with("llmgw:{t:42}:rl:u:"), "{u}");
         assert!(u.ends_with(":3600"));
         assert!(!u.contains("user-7"), "end-user ids are hashed: {u}");
-        assert_eq!(u.len(), "llmgw:rl:u:42::3600".len() + 32);
-        assert_eq!(window_base_key(&w(Scope::Product, 86400), &s), "llmgw:rl:p:wizard:86400");
-        assert_eq!(window_base_key(&w(Scope::Team, 60), &s), "llmgw:rl:t:42:60");
+        assert_eq!(u.len(), "llmgw:{t:42}:rl:u::3600".len() + 32);
+        assert_eq!(window_base_key(&w(Scope::Product, 86400), &s), "llmgw:{p:wizard}:rl:p:86400");
+        assert_eq!(window_base_key(&w(Scope::Team, 60), &s), "llmgw:{t:42}:rl:t:60");
     }
 
     #[test]
@@ -239,9 +295,35 @@ mod tests {
             for scope in [Scope::User, Scope::Product] {
                 let k = window_base_key(&w(scope, 60), &subject(id, id));
                 assert!(k.len() < 100, "{k}");
-                assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'-'), "{k}");
+                let safe = |b: u8| b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'-';
+                assert!(k.bytes().all(|b| safe(b) || b == b'{' || b == b'}'), "{k}");
+                // One tag, its braces the only ones: the client's id cannot move the key's slot.
+                assert_eq!(k.matches('{').count() + k.matches('}').count(), 2, "{k}");
+                let tag = hash_tag(&k);
+                assert!(tag.starts_with("t:42") || tag.starts_with("p:"), "{k}");
             }
         }
+    }
+
+    #[test]
+    fn a_teams_keys_share_one_slot_and_products_have_their_own() {
+        let s = subject("user-7", "wizard");
+        let team = [
+            window_base_key(&w(Scope::User, 60), &s),
+            window_base_key(&w(Scope::Team, 3600), &s),
+            budget_key(42, 1_709_251_200_000),
+        ];
+        for k in &team {
+            assert_eq!(hash_tag(k), "t:42", "{k}");
+            assert_eq!(slot_group(k).0, "llmgw:{t:42}", "{k}");
+        }
+        assert_eq!(hash_tag(&window_base_key(&w(Scope::Product, 60), &s)), "p:wizard");
+        assert_ne!(hash_tag(&budget_key(4, 0)), hash_tag(&budget_key(42, 0)));
+        // Redis's rule for keys without a usable tag: the whole key.
+        assert_eq!(hash_tag("plain"), "plain");
+        assert_eq!(hash_tag("a{}b{c}"), "a{}b{c}");
+        assert_eq!(hash_tag("a{b"), "a{b");
+        assert_eq!(slot_group("x{y}z{w}"), ("x{y}", "y"));
     }
 
     #[test]

@@ -68,6 +68,27 @@ pub enum StoreError {
     Malformed(String),
 }
 
+/// Redis (or Envoy's `redis_proxy` in front of a Redis Cluster) refused the
+/// command before running it: a slot moving or failing over (`TRYAGAIN`,
+/// `CLUSTERDOWN`, `MOVED`, `ASK`, `READONLY`, `MASTERDOWN`), a node still
+/// loading or busy, or no node for the slot (Envoy's `no upstream host`).
+const NOT_RUN: [&str; 9] =
+    ["TRYAGAIN", "CLUSTERDOWN", "MOVED ", "ASK ", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "no upstream host"];
+
+impl StoreError {
+    /// Whether the command certainly did not run, so sending it again cannot
+    /// count anything twice: webdis's 503 (it could not reach Redis), or one of
+    /// the refusals above. Envoy's `upstream failure` is not one: it also
+    /// answers a command that timed out after reaching Redis.
+    pub fn nothing_applied(&self) -> bool {
+        match self {
+            StoreError::Status(503) => true,
+            StoreError::Redis(e) => NOT_RUN.iter().any(|p| e.starts_with(p)),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -149,5 +170,29 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(StoreError::Status(503).to_string().contains("503"));
+    }
+
+    #[test]
+    fn refusals_before_running_are_told_from_maybe_applied_failures() {
+        for e in [
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MOVED 1409 127.0.0.1:7104",
+            "ASK 1409 127.0.0.1:7104",
+            "no upstream host",
+            "LOADING Redis is loading",
+        ] {
+            assert!(StoreError::Redis(e.into()).nothing_applied(), "{e}");
+        }
+        assert!(StoreError::Status(503).nothing_applied());
+        for e in [
+            StoreError::Redis("upstream failure".into()),
+            StoreError::Redis("ERR script".into()),
+            StoreError::NoResponse,
+            StoreError::Status(500),
+            StoreError::Malformed("x".into()),
+        ] {
+            assert!(!e.nothing_applied(), "{e:?}");
+        }
     }
 }

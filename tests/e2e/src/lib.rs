@@ -1,7 +1,9 @@
 //! End-to-end harness: a real Envoy loading the built filter, real Redis and
-//! webdis, a mock provider and a PostHog capture sink.
+//! webdis, a mock provider and a PostHog capture sink; for the fleet tests, a
+//! Redis Cluster and the bridge to it.
 pub mod catalog;
 pub mod client;
+pub mod cluster;
 pub mod fault_proxy;
 pub mod http1;
 pub mod mock;

@@ -46,6 +46,12 @@ pub fn wasm_path() -> PathBuf {
     repo_root().join("target/wasm32-wasip1/release/llm_gateway.wasm")
 }
 
+/// A plaintext transport socket, for a template's `<X>_TRANSPORT` placeholder.
+pub const PLAINTEXT: &str = concat!(
+    "{name: envoy.transport_sockets.raw_buffer, typed_config: ",
+    r#"{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}"#
+);
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -138,7 +144,8 @@ pub fn merge(base: &mut Value, overlay: Value) {
     }
 }
 
-fn spawn(cmd: &mut Command, log: &Path) -> Child {
+/// Starts `cmd` with its output in `log`; it dies with the thread that started it.
+pub fn spawn(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     let err = out.try_clone().unwrap();
     // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child with us.
@@ -153,7 +160,7 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
 
 /// Starts a server that takes its port on the command line, on a fresh port each try: a
 /// port picked by `free_port` can be taken by another process before the server binds it.
-fn start_on_free_port(what: &str, log: &Path, mut command: impl FnMut(u16) -> Command) -> (u16, Child) {
+pub fn start_on_free_port(what: &str, log: &Path, mut command: impl FnMut(u16) -> Command) -> (u16, Child) {
     let mut last_log = String::new();
     for _ in 0..5 {
         let port = free_port();
@@ -349,10 +356,6 @@ impl Envoy {
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap();
         // Every service cluster on loopback, in plaintext; deployments set hosts and TLS
         // through the same placeholders (scripts/render-envoy.py).
-        const PLAINTEXT: &str = concat!(
-            "{name: envoy.transport_sockets.raw_buffer, typed_config: ",
-            r#"{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}"#
-        );
         let loopback = || "127.0.0.1".to_string();
         let vars: HashMap<&str, String> = [
             ("LISTEN_ADDRESS", loopback()),
@@ -583,7 +586,7 @@ pub fn budget_key(team: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("llmgw:budget:{team}:{y:04}-{m:02}")
+    format!("llmgw:{{t:{team}}}:budget:{y:04}-{m:02}")
 }
 
 /// The principal of `TEST_KEY`: every product, the required scope.

@@ -13,11 +13,18 @@ use llm_gateway_e2e::stack::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Each checked-in render and the scripts/render-envoy.py profile it comes from.
-const RENDERS: [(&str, &str); 3] = [
+/// Each checked-in render of the gateway and the scripts/render-envoy.py profile it comes from.
+const RENDERS: [(&str, &str); 4] = [
     ("production", "envoy/examples/production.yaml"),
     ("compose", "deploy/compose/envoy.yaml"),
     ("compose-mock", "deploy/compose/envoy.mock.yaml"),
+    ("compose-cluster", "deploy/compose/envoy.cluster.yaml"),
+];
+/// The same for the Redis Cluster bridge (envoy/redis-bridge.yaml.tmpl).
+const BRIDGE_RENDERS: [(&str, &str); 3] = [
+    ("production-bridge", "envoy/examples/redis-bridge.yaml"),
+    ("compose-bridge", "deploy/compose/redis-bridge.yaml"),
+    ("istio-bridge", "deploy/istio-cluster/redis-bridge.yaml"),
 ];
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const KEY_VARS: [&str; 4] = [
@@ -135,10 +142,10 @@ fn is_loopback(host: &str) -> bool {
 
 #[test]
 fn checked_in_renders_are_current() {
-    for (profile, path) in RENDERS {
+    for (profile, path) in RENDERS.into_iter().chain(BRIDGE_RENDERS) {
         assert!(
             render_profile(profile, &[]) == read(path),
-            "{path} is not a fresh render of envoy/envoy.yaml.tmpl: run `python3 scripts/render-envoy.py --all`"
+            "{path} is not a fresh render of its template: run `python3 scripts/render-envoy.py --all`"
         );
     }
 }
@@ -157,6 +164,12 @@ fn envoy_validates_every_render() {
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && log.contains(" OK"), "envoy rejects the {profile} render:\n{log}");
         assert!(log.contains("configured"), "{profile}: the plugin did not configure:\n{log}");
+    }
+    for (profile, path) in BRIDGE_RENDERS {
+        let out =
+            Command::new(envoy_bin()).args(["--mode", "validate", "-c"]).arg(repo_root().join(path)).output().unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && log.contains(" OK"), "envoy rejects the {profile} render:\n{log}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -442,9 +455,9 @@ fn tested_envoy_version() -> String {
     line.split(":-").nth(1).and_then(|v| v.split('}').next()).unwrap().to_string()
 }
 
-/// `./a/b` relative to deploy/, as a path from the repository root.
-fn from_deploy(rel: &str) -> PathBuf {
-    let mut path = repo_root().join("deploy");
+/// `./a/b` relative to the repository root (where docker-compose.yml is), as a path.
+fn from_root(rel: &str) -> PathBuf {
+    let mut path = repo_root();
     for part in rel.split('/') {
         match part {
             "." => {}
@@ -455,21 +468,9 @@ fn from_deploy(rel: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn compose_file_agrees_with_the_tested_stack() {
-    let compose = yaml("deploy/docker-compose.yml");
-    let services = &compose["services"];
-    let names: BTreeSet<&str> = services.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["envoy", "redis", "webdis", "mock-stack"]));
-    assert_eq!(services["mock-stack"]["profiles"], json!(["mock"]));
-    for always in ["envoy", "redis", "webdis"] {
-        assert!(services[always]["profiles"].is_null(), "{always} must run without a profile");
-    }
-    let envoy = &services["envoy"];
-    assert_eq!(envoy["image"], format!("envoyproxy/envoy:v{}", tested_envoy_version()), "pin the tested Envoy");
-
-    // Mounts: one of the checked renders, the built filter where the renders expect it.
-    let mounts: HashMap<&str, &str> = envoy["volumes"]
+/// A compose service's mounts: target → source.
+fn mounts(service: &Value) -> HashMap<&str, &str> {
+    service["volumes"]
         .as_array()
         .unwrap()
         .iter()
@@ -480,14 +481,51 @@ fn compose_file_agrees_with_the_tested_stack() {
             let (source, target) = v.rsplit_once(':').unwrap();
             (target, source)
         })
-        .collect();
+        .collect()
+}
+
+const CLUSTER_SERVICES: [&str; 9] = [
+    "redis-node-1",
+    "redis-node-2",
+    "redis-node-3",
+    "redis-node-4",
+    "redis-node-5",
+    "redis-node-6",
+    "redis-cluster-init",
+    "redis-bridge",
+    "webdis-cluster",
+];
+
+#[test]
+fn compose_file_agrees_with_the_tested_stack() {
+    let compose = yaml("docker-compose.yml");
+    let services = &compose["services"];
+    let names: BTreeSet<&str> = services.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = BTreeSet::from(["envoy", "redis", "webdis", "mock-stack"]);
+    expected.extend(CLUSTER_SERVICES);
+    assert_eq!(names, expected);
+    assert_eq!(services["mock-stack"]["profiles"], json!(["mock"]));
+    for cluster in CLUSTER_SERVICES {
+        assert_eq!(services[cluster]["profiles"], json!(["cluster"]), "{cluster}");
+    }
+    for always in ["envoy", "redis", "webdis"] {
+        assert!(services[always]["profiles"].is_null(), "{always} must run without a profile");
+    }
+    let envoy = &services["envoy"];
+    assert_eq!(envoy["image"], format!("envoyproxy/envoy:v{}", tested_envoy_version()), "pin the tested Envoy");
+
+    // Mounts: one of the checked renders, the built filter where the renders expect it.
+    let mounts = mounts(envoy);
     let config_source = mounts["/etc/envoy/envoy.yaml"];
-    assert_eq!(config_source, "./compose/${LLMGW_ENVOY_CONFIG:-envoy.yaml}");
-    assert!(from_deploy(mounts["/etc/envoy/entrypoint.sh"]).exists());
-    assert_eq!(from_deploy(mounts["/etc/envoy/llm_gateway.wasm"]), wasm_path());
-    let renders = [("deploy/compose/envoy.yaml", false), ("deploy/compose/envoy.mock.yaml", true)];
-    let webdis = yaml("deploy/compose/webdis.json");
-    for (path, mocked) in renders {
+    assert_eq!(config_source, "./deploy/compose/${LLMGW_ENVOY_CONFIG:-envoy.yaml}");
+    assert!(from_root(mounts["/etc/envoy/entrypoint.sh"]).exists());
+    assert_eq!(from_root(mounts["/etc/envoy/llm_gateway.wasm"]), wasm_path());
+    let renders = [
+        ("deploy/compose/envoy.yaml", false, "webdis", "deploy/compose/webdis.json"),
+        ("deploy/compose/envoy.mock.yaml", true, "webdis", "deploy/compose/webdis.json"),
+        ("deploy/compose/envoy.cluster.yaml", false, "webdis-cluster", "deploy/compose/webdis.cluster.json"),
+    ];
+    for (path, mocked, webdis_service, webdis_config) in renders {
         assert!(RENDERS.iter().any(|(_, p)| *p == path), "{path} is not a checked render");
         let rendered = yaml(path);
         let wasm = wasm_config(&rendered);
@@ -503,10 +541,15 @@ fn compose_file_agrees_with_the_tested_stack() {
         assert!(envoy["ports"].as_array().unwrap().iter().all(|p| p.as_str().unwrap().ends_with(&published)));
         assert_eq!(rendered["admin"]["address"]["socket_address"]["address"], "127.0.0.1");
         // webdis (auth and limits) is the compose service, on the port its config serves.
+        let webdis = yaml(webdis_config);
+        let mounted = services[webdis_service]["volumes"][0].as_str().unwrap();
+        assert!(mounted.starts_with(&format!("./{webdis_config}:")), "{webdis_service} mounts {mounted}");
         for name in ["auth", "webdis"] {
-            assert_eq!(endpoint(cluster(&rendered, name)), ("webdis".into(), webdis["http_port"].as_u64().unwrap()));
+            let at = endpoint(cluster(&rendered, name));
+            assert_eq!(at, (webdis_service.into(), webdis["http_port"].as_u64().unwrap()), "{path}: {name}");
         }
         let (_, config) = plugin_config(wasm, path);
+        assert_eq!(config.limits.redis_cluster, webdis_service == "webdis-cluster", "{path}: limits.redis_cluster");
         let provider_clusters: BTreeSet<&str> = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini]
             .map(|p| config.provider(p).cluster.as_str())
             .into();
@@ -526,12 +569,147 @@ fn compose_file_agrees_with_the_tested_stack() {
             assert_eq!(provider_clusters, BTreeSet::from(["openai", "anthropic", "gemini"]));
         }
     }
+    let webdis = yaml("deploy/compose/webdis.json");
     assert_eq!(webdis["redis_host"], "redis");
     let redis_ports: Vec<&str> =
         services["redis"]["ports"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert!(redis_ports.iter().any(|p| p.ends_with(&format!(":{}", webdis["redis_port"]))), "{redis_ports:?}");
-    let mounted = services["webdis"]["volumes"][0].as_str().unwrap();
-    assert!(mounted.starts_with("./compose/webdis.json:"), "{mounted}");
+}
+
+/// The `cluster` profile is what tests/e2e/tests/fleet.rs runs: six nodes made one
+/// cluster of 3 masters with a replica each, the bridge seeded with them, and webdis in
+/// front of the bridge with database 0 and no password (so it sends nothing on connect).
+#[test]
+fn compose_cluster_profile_is_the_fleet_tests_layout() {
+    let compose = yaml("docker-compose.yml");
+    let services = &compose["services"];
+    let nodes: Vec<String> = (1..=6).map(|n| format!("redis-node-{n}")).collect();
+    for node in &nodes {
+        let args: Vec<&str> =
+            services[node]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let arg = |flag: &str| args.get(args.iter().position(|a| *a == flag).unwrap_or(usize::MAX) + 1).copied();
+        assert_eq!(arg("--cluster-enabled"), Some("yes"), "{node}");
+        assert_eq!(
+            arg("--cluster-require-full-coverage"),
+            Some("no"),
+            "{node}: one failing shard must not stop the others"
+        );
+        assert_eq!(arg("--appendonly"), Some("yes"), "{node}: budgets are money");
+    }
+    let init = services["redis-cluster-init"]["command"][0].as_str().unwrap();
+    assert!(init.contains("--cluster create") && init.contains("--cluster-replicas 1"), "{init}");
+    assert!(init.contains("for n in 1 2 3 4 5 6"), "{init}");
+    // The bridge: a checked render, seeded with cluster nodes, listening where webdis-cluster connects.
+    let bridge_mounts = mounts(&services["redis-bridge"]);
+    assert_eq!(bridge_mounts["/etc/envoy/envoy.yaml"], "./deploy/compose/redis-bridge.yaml");
+    assert_eq!(services["redis-bridge"]["image"], services["envoy"]["image"]);
+    let bridge = yaml("deploy/compose/redis-bridge.yaml");
+    let seeds = bridge["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            (a["address"].as_str().unwrap().to_string(), a["port_value"].as_u64().unwrap())
+        })
+        .collect::<Vec<_>>();
+    assert!(!seeds.is_empty());
+    for (host, port) in &seeds {
+        assert!(nodes.contains(host) && *port == 6379, "seed {host}:{port} is no cluster node");
+    }
+    let listen = &bridge["static_resources"]["listeners"][0]["address"]["socket_address"];
+    let webdis = yaml("deploy/compose/webdis.cluster.json");
+    assert_eq!(webdis["redis_host"], "redis-bridge");
+    assert_eq!(webdis["redis_port"], listen["port_value"]);
+    assert_eq!(webdis["database"], 0, "another database makes webdis send SELECT, which a cluster refuses");
+    assert!(webdis.get("redis_auth").is_none(), "the bridge has no password: webdis must not send AUTH");
+}
+
+/// What makes a failover short and keeps a hung node from stalling the others, in every
+/// bridge render (README, "Fleet: Redis Cluster").
+#[test]
+fn bridge_renders_keep_what_failover_needs() {
+    let limits_timeout_ms = Config::parse(b"{}").unwrap().limits.timeout_ms;
+    for (_, path) in BRIDGE_RENDERS {
+        let bridge = yaml(path);
+        assert_eq!(bridge["admin"]["address"]["socket_address"]["address"], "127.0.0.1", "{path}");
+        let proxy = &bridge["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+        assert_eq!(proxy["name"], "envoy.filters.network.redis_proxy", "{path}");
+        let settings = &proxy["typed_config"]["settings"];
+        assert_eq!(settings["enable_hashtagging"], true, "{path}");
+        assert_eq!(settings["enable_redirection"], true, "{path}");
+        let op_timeout = str_of(&settings["op_timeout"], "op_timeout");
+        let op_ms = (op_timeout.trim_end_matches('s').parse::<f64>().unwrap() * 1000.0) as u64;
+        assert!(op_ms < limits_timeout_ms, "{path}: op_timeout {op_timeout} must stay below limits.timeout_ms");
+        let cluster = &bridge["static_resources"]["clusters"][0];
+        assert_eq!(cluster["lb_policy"], "CLUSTER_PROVIDED", "{path}");
+        assert_eq!(cluster["cluster_type"]["name"], "envoy.clusters.redis", "{path}");
+        assert_eq!(cluster["cluster_type"]["typed_config"]["failure_refresh_threshold"], 1, "{path}");
+    }
+}
+
+/// deploy/istio-cluster: the base manifests with the single Redis replaced by the
+/// bridge next to each webdis, and the same plugin config plus `limits.redis_cluster`.
+#[test]
+fn istio_cluster_overlay_changes_only_the_store() {
+    let kustomization = yaml("deploy/istio-cluster/kustomization.yaml");
+    assert_eq!(kustomization["resources"], json!(["../istio"]));
+    assert_eq!(kustomization["configMapGenerator"][0]["files"], json!(["envoy.yaml=redis-bridge.yaml"]));
+    assert!(BRIDGE_RENDERS.iter().any(|(_, p)| *p == "deploy/istio-cluster/redis-bridge.yaml"));
+    // The plugin config: the base's, plus redis_cluster, nothing else.
+    let patch = yaml_docs(&read("deploy/istio-cluster/envoyfilter-cluster.yaml"));
+    let op = &patch[0][0];
+    assert_eq!(op["op"], "replace");
+    assert_eq!(op["path"], "/spec/configPatches/0/patch/value/typed_config/config/configuration/value");
+    let text = str_of(&op["value"], "patched plugin config");
+    let cluster_config = Config::parse(text.as_bytes()).unwrap_or_else(|e| panic!("the filter rejects it: {e}"));
+    assert!(cluster_config.limits.redis_cluster);
+    let docs = istio("envoyfilter.yaml");
+    let p = patches(object(&docs, "EnvoyFilter", None));
+    let (mut base, _) =
+        plugin_config(&p["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"], "envoyfilter");
+    base["limits"]["redis_cluster"] = json!(true);
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap(), base, "the overlay's plugin config drifted from the base");
+    // webdis → the bridge in its pod, database 0, no password.
+    let bridge = yaml("deploy/istio-cluster/redis-bridge.yaml");
+    let listen = &bridge["static_resources"]["listeners"][0]["address"]["socket_address"];
+    let webdis_patch = kustomization["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["patch"].as_str())
+        .flat_map(yaml_docs)
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("the webdis ConfigMap patch");
+    let webdis: Value = serde_json::from_str(str_of(&webdis_patch["data"]["webdis.json"], "webdis.json")).unwrap();
+    assert_eq!(
+        (webdis["redis_host"].clone(), webdis["redis_port"].clone()),
+        (listen["address"].clone(), listen["port_value"].clone())
+    );
+    assert_eq!(webdis["database"], 0);
+    assert!(webdis.get("redis_auth").is_none());
+    // Rendered as kubectl would apply it, when kubectl is here.
+    let Ok(out) = Command::new("kubectl").args(["kustomize"]).arg(repo_root().join("deploy/istio-cluster")).output()
+    else {
+        eprintln!("note: kubectl is not installed; skipped `kubectl kustomize deploy/istio-cluster`");
+        return;
+    };
+    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
+    let docs = yaml_docs(&String::from_utf8(out.stdout).unwrap());
+    assert!(!docs.iter().any(|d| d["metadata"]["name"] == "redis"), "the single Redis is gone");
+    let pod = &object(&docs, "Deployment", Some("webdis"))["spec"]["template"]["spec"];
+    let containers: BTreeSet<&str> =
+        pod["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(containers, BTreeSet::from(["webdis", "redis-bridge"]));
+    let generated = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["data"]["envoy.yaml"].is_string())
+        .expect("the bridge's ConfigMap");
+    assert_eq!(generated["data"]["envoy.yaml"], read("deploy/istio-cluster/redis-bridge.yaml"));
+    let filter = object(&docs, "EnvoyFilter", Some("llm-gateway"));
+    let (_, config) =
+        plugin_config(&patches(filter)["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"], "kustomized");
+    assert!(config.limits.redis_cluster);
 }
 
 /// `docker compose config` (or Debian's docker-compose) where one is installed.
@@ -548,11 +726,17 @@ fn compose_cli_accepts_the_file() {
         eprintln!("note: neither `docker compose` nor `docker-compose` is installed; skipped `config -q`");
         return;
     };
-    for (config, profile) in [("envoy.yaml", None), ("envoy.mock.yaml", Some("mock"))] {
+    let cases = [
+        ("envoy.yaml", vec![]),
+        ("envoy.mock.yaml", vec!["mock"]),
+        ("envoy.cluster.yaml", vec!["cluster"]),
+        ("envoy.mock.yaml", vec!["mock", "cluster"]),
+    ];
+    for (config, profiles) in cases {
         let mut cmd = Command::new(cli[0]);
-        cmd.args(&cli[1..]).current_dir(repo_root().join("deploy")).env("LLMGW_ENVOY_CONFIG", config);
+        cmd.args(&cli[1..]).current_dir(repo_root()).env("LLMGW_ENVOY_CONFIG", config);
         cmd.args(["-f", "docker-compose.yml"]);
-        if let Some(p) = profile {
+        for p in profiles {
             cmd.args(["--profile", p]);
         }
         let out = cmd.args(["config", "-q"]).output().unwrap();

@@ -115,7 +115,7 @@ fn windows_reset_and_their_keys_expire() {
     let keys = (0..3)
         .find_map(|_| {
             assert_eq!(costly(&envoy, key, "carol", 150, "/v1/chat/completions").status, 200);
-            let keys = stack.store.command(&["KEYS", "llmgw:rl:u:104:*"]);
+            let keys = stack.store.command(&["KEYS", "llmgw:{t:104}:rl:u:*"]);
             let keys: Vec<String> =
                 keys["KEYS"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
             (!keys.is_empty()).then_some(keys)
@@ -259,7 +259,7 @@ fn concurrent_requests_overspend_only_by_estimation_error() {
     std::thread::sleep(Duration::from_millis(1600));
     // An hour's window, so the key outlives the wait above; two keys if the run straddled
     // a window boundary: judge each window alone.
-    let keys = stack.store.command(&["KEYS", "llmgw:rl:u:140:*"]);
+    let keys = stack.store.command(&["KEYS", "llmgw:{t:140}:rl:u:*"]);
     let mut counted = 0;
     for k in keys["KEYS"].as_array().unwrap() {
         let spent = stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap();
@@ -308,7 +308,7 @@ fn leases_admit_locally_and_the_window_still_stops_at_its_limit() {
     // Once the leases end (1 s) and what they did not use is given back, the window holds
     // exactly the calls' real cost.
     std::thread::sleep(Duration::from_millis(1500));
-    let keys = stack.store.command(&["KEYS", "llmgw:rl:u:150:*"]);
+    let keys = stack.store.command(&["KEYS", "llmgw:{t:150}:rl:u:*"]);
     let spent: f64 = keys["KEYS"]
         .as_array()
         .unwrap()

@@ -43,15 +43,50 @@ impl Redis {
 
     /// check.lua with windows `(base key, seconds, limit)` and an optional `(budget key, cap)`.
     fn check(&self, est: i64, windows: &[(&str, u64, i64)], budget: Option<(&str, i64)>) -> Value {
-        let mut keys: Vec<&str> = windows.iter().map(|w| w.0).collect();
+        self.check_with(est, windows, budget, None)
+    }
+
+    /// check.lua as the filter sends it: full window keys named from this machine's
+    /// clock, sent again with Redis's time when Redis says they name another window.
+    fn check_with(
+        &self,
+        est: i64,
+        windows: &[(&str, u64, i64)],
+        budget: Option<(&str, i64)>,
+        lease: Option<i64>,
+    ) -> Value {
+        let mut clock = now_ms();
+        for _ in 0..3 {
+            let v = self.check_at(clock, est, windows, budget, lease);
+            if v[0] != 3 {
+                return v;
+            }
+            clock = v[3].as_u64().unwrap();
+        }
+        panic!("the window index never matched Redis's clock");
+    }
+
+    /// One check.lua call with the window keys named by `clock_ms`.
+    fn check_at(
+        &self,
+        clock_ms: u64,
+        est: i64,
+        windows: &[(&str, u64, i64)],
+        budget: Option<(&str, i64)>,
+        lease: Option<i64>,
+    ) -> Value {
+        let mut keys: Vec<String> =
+            windows.iter().map(|(base, s, _)| format!("{base}:{}", clock_ms / (s * 1000))).collect();
         let mut args = vec![est.to_string(), windows.len().to_string(), budget.map_or(0, |b| b.1).to_string()];
         if let Some((k, _)) = budget {
-            keys.push(k);
+            keys.push(k.to_string());
         }
         for (_, s, limit) in windows {
             args.push(s.to_string());
             args.push(limit.to_string());
         }
+        args.extend(lease.map(|l| l.to_string()));
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         self.eval(CHECK, &keys, &args)
     }
 
@@ -81,6 +116,10 @@ impl Redis {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
 fn tag(v: &Value) -> i64 {
     v[0].as_i64().unwrap_or_else(|| panic!("not a script answer: {v}"))
 }
@@ -93,7 +132,7 @@ fn reserved_key(v: &Value, i: usize) -> String {
 #[test]
 fn allows_until_the_window_is_exhausted_then_denies_with_its_reset() {
     let r = Redis::start();
-    let w = [("llmgw:rl:u:1:abc:3600", 3600, 1_000_000)];
+    let w = [("llmgw:{t:1}:rl:u:abc:3600", 3600, 1_000_000)];
     for spent in [300_000, 600_000, 900_000] {
         let v = r.check(300_000, &w, None);
         assert_eq!(tag(&v), 1, "{v}");
@@ -160,15 +199,15 @@ fn every_window_is_checked_and_reserved_and_the_latest_reset_is_reported() {
 fn record_replaces_reservations_with_real_costs() {
     let r = Redis::start();
     let windows = [("rec:a", 3600, 10_000_000), ("rec:b", 86_400, 10_000_000)];
-    let v = r.check(500_000, &windows, Some(("llmgw:budget:9:2030-01", 0)));
+    let v = r.check(500_000, &windows, Some(("llmgw:{t:9}:budget:2030-01", 0)));
     assert_eq!(tag(&v), 1, "{v}");
     assert_eq!(v[1], 0, "budget key present but empty: spend 0");
     let (a, b) = (reserved_key(&v, 0), reserved_key(&v, 1));
     // The call cost 200k, not the 500k reserved: delta -300k, budget +200k.
-    let out = r.record(&[(&a, -300_000), (&b, -300_000)], &[("llmgw:budget:9:2030-01", 200_000)]);
+    let out = r.record(&[(&a, -300_000), (&b, -300_000)], &[("llmgw:{t:9}:budget:2030-01", 200_000)]);
     assert_eq!(out, json!([2, 0, 1]));
     assert_eq!((r.get(&a), r.get(&b)), (Some(200_000), Some(200_000)));
-    assert_eq!(r.get("llmgw:budget:9:2030-01"), Some(200_000));
+    assert_eq!(r.get("llmgw:{t:9}:budget:2030-01"), Some(200_000));
     // A call that cost more than reserved: positive delta.
     r.record(&[(&a, 50_000)], &[]);
     assert_eq!(r.get(&a), Some(250_000));
@@ -179,7 +218,7 @@ fn record_replaces_reservations_with_real_costs() {
     let ttl_after = r.pttl(&a);
     assert!(ttl_after > 0 && ttl_after <= ttl_before, "{ttl_before} {ttl_after}");
     // The next check sees the reconciled totals, and the budget spend.
-    let v = r.check(100_000, &windows, Some(("llmgw:budget:9:2030-01", 0)));
+    let v = r.check(100_000, &windows, Some(("llmgw:{t:9}:budget:2030-01", 0)));
     assert_eq!((v[1].as_i64(), v[3].as_i64(), v[6].as_i64()), (Some(200_000), Some(100_000), Some(300_000)));
 }
 
@@ -193,13 +232,13 @@ fn keys_get_ttls_when_created_and_expire() {
     assert!(t > 0 && t <= 1000, "TTL = time left in the 1 s window: {t}");
     let t = r.pttl(&long);
     assert!(t > 0 && t <= 7_200_000, "{t}");
-    r.record(&[], &[("llmgw:budget:1:2030-01", 5)]);
-    let t = r.pttl("llmgw:budget:1:2030-01");
+    r.record(&[], &[("llmgw:{t:1}:budget:2030-01", 5)]);
+    let t = r.pttl("llmgw:{t:1}:budget:2030-01");
     assert!(t > (BUDGET_TTL_S - 60) * 1000 && t <= BUDGET_TTL_S * 1000, "{t}");
     // A budget key keeps its first TTL: adding does not extend it.
     std::thread::sleep(Duration::from_millis(20));
-    r.record(&[], &[("llmgw:budget:1:2030-01", 5)]);
-    assert!(r.pttl("llmgw:budget:1:2030-01") < t);
+    r.record(&[], &[("llmgw:{t:1}:budget:2030-01", 5)]);
+    assert!(r.pttl("llmgw:{t:1}:budget:2030-01") < t);
     for k in r.all_keys() {
         assert!(r.pttl(&k) > 0, "{k} has no TTL");
     }
@@ -224,11 +263,11 @@ fn keys_get_ttls_when_created_and_expire() {
 fn a_key_found_without_a_ttl_gets_one() {
     let r = Redis::start();
     r.store.command(&["SET", "orphan:1", "5"]);
-    r.store.command(&["SET", "llmgw:budget:3:2030-01", "5"]);
+    r.store.command(&["SET", "llmgw:{t:3}:budget:2030-01", "5"]);
     assert_eq!(r.pttl("orphan:1"), -1);
-    r.record(&[("orphan:1", 1)], &[("llmgw:budget:3:2030-01", 1)]);
+    r.record(&[("orphan:1", 1)], &[("llmgw:{t:3}:budget:2030-01", 1)]);
     assert!(r.pttl("orphan:1") > 0);
-    assert!(r.pttl("llmgw:budget:3:2030-01") > 0);
+    assert!(r.pttl("llmgw:{t:3}:budget:2030-01") > 0);
     // Same in check.lua: an existing window key without TTL gets the window's rest.
     let v = r.check(0, &[("nottl", 3600, 10)], None);
     let key = reserved_key(&v, 0);
@@ -241,7 +280,7 @@ fn a_key_found_without_a_ttl_gets_one() {
 #[test]
 fn the_monthly_budget_accumulates_and_denies_at_the_cap() {
     let r = Redis::start();
-    let budget = "llmgw:budget:5:2030-01";
+    let budget = "llmgw:{t:5}:budget:2030-01";
     let w = [("bud:w", 3600, 1_000_000_000)];
     for _ in 0..3 {
         r.record(&[], &[(budget, 30_000_000)]);
@@ -264,8 +303,8 @@ fn the_monthly_budget_accumulates_and_denies_at_the_cap() {
     // Budget only, no window.
     assert_eq!(r.check(0, &[], Some((budget, 200_000_000))), json!([1, 100_000_000, 0]));
     // Zero amounts are not written (no key created).
-    r.record(&[], &[("llmgw:budget:6:2030-01", 0)]);
-    assert_eq!(r.get("llmgw:budget:6:2030-01"), None);
+    r.record(&[], &[("llmgw:{t:6}:budget:2030-01", 0)]);
+    assert_eq!(r.get("llmgw:{t:6}:budget:2030-01"), None);
 }
 
 #[test]
@@ -357,17 +396,8 @@ fn concurrent_checks_never_pass_more_than_the_limit_allows() {
 #[test]
 fn a_lease_is_reserved_with_the_estimate_only_when_every_window_has_room() {
     let r = Redis::start();
-    let lease = |est: i64, lease: i64, windows: &[(&str, u64, i64)]| {
-        let keys: Vec<&str> = windows.iter().map(|w| w.0).collect();
-        let mut args = vec![est.to_string(), windows.len().to_string(), "0".to_string()];
-        for (_, s, limit) in windows {
-            args.push(s.to_string());
-            args.push(limit.to_string());
-        }
-        args.push(lease.to_string());
-        r.eval(CHECK, &keys, &args)
-    };
-    let w = [("llmgw:rl:u:1:lease:3600", 3600, 1_000_000), ("llmgw:rl:p:lease:86400", 86_400, 500_000)];
+    let lease = |est: i64, lease: i64, windows: &[(&str, u64, i64)]| r.check_with(est, windows, None, Some(lease));
+    let w = [("llmgw:{t:1}:rl:u:lease:3600", 3600, 1_000_000), ("llmgw:{t:1}:rl:t:86400", 86_400, 500_000)];
     // 100k + a 300k lease fit both windows: 400k reserved in each, lease granted.
     let v = lease(100_000, 300_000, &w);
     assert_eq!(
@@ -382,4 +412,62 @@ fn a_lease_is_reserved_with_the_estimate_only_when_every_window_has_room() {
     assert_eq!((tag(&v), v[8].as_i64()), (1, Some(0)));
     let bad = lease(0, -1, &w);
     assert!(bad[1].as_str().unwrap().contains("bad arguments"), "{bad}");
+}
+
+/// The caller names each window's full key from its clock; Redis's clock decides. A
+/// key of another window (a skewed caller, or a call straddling a boundary) is
+/// answered with Redis's index and time, and nothing is written.
+#[test]
+fn a_key_naming_another_window_is_refused_with_redis_time() {
+    let r = Redis::start();
+    let w = [("skew:a", 60, 1_000_000), ("skew:b", 3600, 1_000_000)];
+    // Two hours behind: both windows are wrong; the first is reported.
+    let behind = now_ms() - 7_200_000;
+    let v = r.check_at(behind, 5, &w, Some(("skew:{budget}", 10)), None);
+    assert_eq!(tag(&v), 3, "{v}");
+    assert_eq!(v[1], 1);
+    let redis_now = v[3].as_u64().unwrap();
+    assert!(redis_now.abs_diff(now_ms()) < 60_000, "{v}");
+    assert_eq!(v[2].as_u64().unwrap(), redis_now / 60_000);
+    assert!(r.all_keys().is_empty(), "nothing written: {:?}", r.all_keys());
+    // Only the hour window wrong (its key two hours ahead): refused all the same.
+    let now = now_ms();
+    let keys = [format!("skew:a:{}", now / 60_000), format!("skew:b:{}", now / 3_600_000 + 2)];
+    let args: Vec<String> = ["5", "2", "0", "60", "1000000", "3600", "1000000"].map(String::from).to_vec();
+    let v = r.eval(CHECK, &[keys[0].as_str(), keys[1].as_str()], &args);
+    assert_eq!(tag(&v), 3, "{v}");
+    assert!(v[1] == 2 || v[1] == 1, "the hour window, or the minute one if a minute just turned: {v}");
+    assert!(r.all_keys().is_empty(), "nothing written: {:?}", r.all_keys());
+    // Sent again on Redis's clock (as the filter does), the call goes through.
+    assert_eq!(tag(&r.check(5, &w, None)), 1);
+}
+
+/// scripts/migrate-keys.sh: a month's budget in the layout before hash tags moves to
+/// the tagged key, added to what is there and with its TTL.
+#[test]
+fn budgets_move_to_the_tagged_keys_on_upgrade() {
+    let r = Redis::start();
+    r.store.command(&["SET", "llmgw:budget:7:2030-01", "1500", "EX", "1000"]);
+    r.store.command(&["SET", "llmgw:budget:8:2030-01", "20"]);
+    r.store.command(&["SET", "llmgw:{t:8}:budget:2030-01", "5", "EX", "2000"]);
+    r.store.command(&["SET", "llmgw:key:abc", "{}"]);
+    let out = std::process::Command::new(repo_root().join("scripts/migrate-keys.sh"))
+        .env("LLMGW_REDIS_PORT", r.store.redis_port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(r.get("llmgw:{t:7}:budget:2030-01"), Some(1500));
+    let ttl = r.pttl("llmgw:{t:7}:budget:2030-01");
+    assert!(ttl > 900_000 && ttl <= 1_000_000, "{ttl}");
+    assert_eq!(r.get("llmgw:{t:8}:budget:2030-01"), Some(25), "added to what the new gateways recorded");
+    assert!(r.pttl("llmgw:{t:8}:budget:2030-01") > 1_000_000, "the new key keeps its own TTL");
+    let mut keys = r.all_keys();
+    keys.sort();
+    assert_eq!(keys, ["llmgw:key:abc", "llmgw:{t:7}:budget:2030-01", "llmgw:{t:8}:budget:2030-01"]);
+    // Again: nothing left to move.
+    let out = std::process::Command::new(repo_root().join("scripts/migrate-keys.sh"))
+        .env("LLMGW_REDIS_PORT", r.store.redis_port.to_string())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved 0"));
 }
