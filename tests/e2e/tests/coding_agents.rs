@@ -127,7 +127,8 @@ impl Run {
         let principal = json!({"team_id": 1, "user_id": 1, "distinct_id": id, "scopes": ["llm_gateway:read"],
                                "products": null});
         stack.store.put_key(&key, &principal);
-        let dir = std::env::temp_dir().join(format!("llmgw-agents-{}-{id}", std::process::id()));
+        // Not under /tmp, where Codex refuses to set up its helper binaries (and says so).
+        let dir = repo_root().join(format!("target/agent-runs/{}-{id}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["home", "work"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -549,6 +550,10 @@ fn codex(stack: &Stack, run: &Run, model: &str, prompt: &str) -> Vec<Value> {
     let out = cmd.arg(prompt).output().unwrap();
     let all = printed(&out);
     assert!(out.status.success(), "{}: {all}", run.id);
+    // Only the notice that stdin, closed, was read may go to stderr.
+    for line in String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()) {
+        assert_eq!(line, "Reading additional input from stdin...", "{}: unexpected stderr: {all}", run.id);
+    }
     let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
