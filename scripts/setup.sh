@@ -50,3 +50,16 @@ if [ -z "${ENVOY_BIN:-}" ]; then
     touch "$want"
   fi
 fi
+
+# Claude Code and Codex CLI, pinned, for tests/e2e/tests/coding_agents.rs. Both npm packages carry
+# native binaries (the tests run those directly), so no install script runs.
+AGENTS_DIR=.agents
+AGENTS="@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0"
+if [ ! -f "$AGENTS_DIR/installed" ] || [ "$(cat "$AGENTS_DIR/installed")" != "$AGENTS" ]; then
+  say "installing $AGENTS into $AGENTS_DIR (npm)"
+  command -v npm >/dev/null || { say "npm not found: install Node.js (it also runs the wasm unit tests)"; exit 1; }
+  mkdir -p "$AGENTS_DIR"
+  # shellcheck disable=SC2086
+  npm install --prefix "$AGENTS_DIR" --no-audit --no-fund --ignore-scripts --loglevel=error $AGENTS >/dev/null
+  echo "$AGENTS" > "$AGENTS_DIR/installed"
+fi

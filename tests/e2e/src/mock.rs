@@ -50,6 +50,26 @@
 //!
 //! An unparsable directive gets a 400 naming it, so a typo in a test fails
 //! loudly instead of silently testing the happy path.
+//!
+//! Clients that cannot send headers per request (Claude Code, Codex) steer it
+//! from the prompt: a line `x-mock-<name>: <value>` in a user message's text
+//! (anywhere in the conversation, so it holds for every turn) acts as that
+//! header when the header is absent, for `usage`, `tool-calls`, `quirks` and
+//! these two, which exist only there:
+//!
+//! - `x-mock-call: <tool> <json arguments>`: call that tool (it must be among
+//!   the request's tools) with those arguments, on any API, the Responses API
+//!   included (a `function_call` item); once the latest turn is that call's
+//!   result, answer "Tool said: <quote>", where the quote is the result's
+//!   first line containing [`TOOL_OUTPUT_MARK`], from the mark on (the whole
+//!   result when no line has it).
+//! - `x-mock-reasoning: <text>`: reason first, as the provider shows it: a
+//!   `reasoning` item with that summary and opaque `encrypted_content`
+//!   (Responses), or a `thinking` block with a signature (Anthropic, Bedrock).
+//!   Chat Completions has no reasoning content, only the usage's count.
+//!
+//! `x-mock-tool-calls: none` (header or prompt) answers with the greeting even
+//! when the request offers tools.
 
 use crate::http1::{lock, Chunked, Request, Responder, Server};
 use serde_json::{json, Value};
@@ -208,6 +228,12 @@ struct Directives {
     gemini_quirks: bool,
     /// Keep the stream open until the peer leaves: after the last event, or before it.
     hold: Option<Hold>,
+    /// Never call a tool (`x-mock-tool-calls: none`).
+    no_tools: bool,
+    /// `x-mock-call` (prompt only): this tool, with these JSON arguments.
+    call: Option<(String, String)>,
+    /// `x-mock-reasoning` (prompt only): the reasoning summary or thinking text.
+    reasoning: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -244,9 +270,10 @@ impl Directives {
             None => None,
             Some(v) => Some(serde_json::from_str(v).ok().filter(Value::is_object).ok_or_else(|| bad("x-mock-usage"))?),
         };
-        let all_tools = match req.header("x-mock-tool-calls") {
-            None | Some("first") => false,
-            Some("all") => true,
+        let (all_tools, no_tools) = match req.header("x-mock-tool-calls") {
+            None | Some("first") => (false, false),
+            Some("all") => (true, false),
+            Some("none") => (false, true),
             Some(_) => return Err(bad("x-mock-tool-calls")),
         };
         let chunk_bytes = match req.header("x-mock-chunk-bytes") {
@@ -273,9 +300,66 @@ impl Directives {
             fault,
             usage,
             all_tools,
+            no_tools,
             chunk_bytes,
+            call: None,
+            reasoning: None,
         })
     }
+
+    /// Adds the `x-mock-*` lines of the conversation's user text (see the
+    /// module docs); a header sent with the request wins over its line.
+    fn add_prompt(&mut self, req: &Request, api: Api, body: &Value) -> Result<(), String> {
+        for line in user_texts(api, body).iter().flat_map(|text| text.lines()) {
+            let Some((name, value)) = line.trim().strip_prefix("x-mock-").and_then(|l| l.split_once(':')) else {
+                continue;
+            };
+            let value = value.trim();
+            let bad = || format!("mock: unusable x-mock-{name} line in the prompt");
+            if req.header(&format!("x-mock-{name}")).is_some() {
+                continue;
+            }
+            match name {
+                "usage" => {
+                    self.usage = Some(serde_json::from_str(value).ok().filter(Value::is_object).ok_or_else(bad)?);
+                }
+                "tool-calls" => {
+                    (self.all_tools, self.no_tools) = match value {
+                        "first" => (false, false),
+                        "all" => (true, false),
+                        "none" => (false, true),
+                        _ => return Err(bad()),
+                    }
+                }
+                "quirks" if value == "gemini" => self.gemini_quirks = true,
+                "call" => {
+                    let (tool, arguments) = value.split_once(char::is_whitespace).ok_or_else(bad)?;
+                    let arguments: Value =
+                        serde_json::from_str(arguments.trim()).ok().filter(Value::is_object).ok_or_else(bad)?;
+                    self.call = Some((tool.to_owned(), arguments.to_string()));
+                }
+                "reasoning" if !value.is_empty() => self.reasoning = Some(value.to_owned()),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text a user wrote, in every user message of the conversation (not
+/// tool results): Chat and Anthropic `messages`, Responses `input`.
+fn user_texts(api: Api, body: &Value) -> Vec<String> {
+    if api == Api::Responses {
+        if let Some(input) = body["input"].as_str() {
+            return vec![input.to_owned()];
+        }
+    }
+    let turns = match api {
+        Api::Responses => &body["input"],
+        _ => &body["messages"],
+    };
+    let turns = turns.as_array().map(Vec::as_slice).unwrap_or_default();
+    turns.iter().filter(|turn| turn["role"] == "user").map(|turn| text_of(&turn["content"])).collect()
 }
 
 fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds) -> io::Result<()> {
@@ -332,8 +416,15 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
     };
     // The model the provider says answered: a dated snapshot of the one asked for, say.
     let model = req.header("x-mock-model").map_or(model, str::to_owned);
+    if let Err(message) = d.add_prompt(req, api, &body) {
+        return send_error(res, api, 400, &message);
+    }
     let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
-    let answer = Answer::for_request(api, &body, d.all_tools);
+    let answer = match Answer::for_request(api, &body, &d) {
+        Ok(answer) => answer,
+        Err(message) => return send_error(res, api, 400, &message),
+    };
+    let reasoning = d.reasoning.as_deref();
     // Bedrock streams by operation (path), not by a body field.
     let stream = match api {
         Api::Bedrock => req.route().ends_with("/invoke-with-response-stream"),
@@ -344,9 +435,9 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
         let events = match api {
             Api::OpenAi => chat_stream(api, &model, &answer, &usage, include_usage, false),
             Api::Gemini => chat_stream(api, &model, &answer, &usage, include_usage, d.gemini_quirks),
-            Api::Responses => responses_stream(&model, &answer.text_parts(api), &usage),
-            Api::Anthropic => messages_stream(api, &model, &answer, &usage).iter().map(named).collect(),
-            Api::Bedrock => bedrock_stream(&model, &answer, &usage),
+            Api::Responses => responses_stream(&model, &answer, reasoning, &usage),
+            Api::Anthropic => messages_stream(api, &model, &answer, reasoning, &usage).iter().map(named).collect(),
+            Api::Bedrock => bedrock_stream(&model, &answer, reasoning, &usage),
         };
         let closed = send_stream(res, api, &events, &d)?;
         if let Some(closed) = closed {
@@ -356,8 +447,8 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
     } else {
         let body = match api {
             Api::OpenAi | Api::Gemini => chat_json(api, &model, &answer, &usage),
-            Api::Responses => responses_json(&model, &answer.text_parts(api).concat(), &usage),
-            Api::Anthropic | Api::Bedrock => messages_json(api, &model, &answer, &usage),
+            Api::Responses => responses_json(&model, &answer, reasoning, &usage),
+            Api::Anthropic | Api::Bedrock => messages_json(api, &model, &answer, reasoning, &usage),
         };
         send_json(res, api, &body, &d)
     }
@@ -370,10 +461,16 @@ enum Answer {
     Hello,
     /// "The weather is <result>.", after a tool result.
     Weather(String),
-    /// Calls of the named tools, the i-th with [`tool_arguments`]`(i)`,
-    /// after the text [`PREAMBLE`] when `preamble`.
-    ToolCalls { preamble: bool, names: Vec<String> },
+    /// Calls of the named tools, the i-th with `arguments[i]` ([`tool_arguments`]`(i)`
+    /// unless `x-mock-call` named them), after the text [`PREAMBLE`] when `preamble`.
+    ToolCalls { preamble: bool, names: Vec<String>, arguments: Vec<String> },
+    /// "Tool said: <quote>", after the result of an `x-mock-call`.
+    ToolSaid(String),
 }
+
+/// What "Tool said: …" quotes from an `x-mock-call`'s result: the first line
+/// with this mark, from the mark on.
+pub const TOOL_OUTPUT_MARK: &str = "tool-output:";
 
 /// The arguments of the (first) mocked tool call.
 pub const TOOL_ARGUMENTS: &str = r#"{"city": "Paris"}"#;
@@ -403,9 +500,27 @@ fn tool_use_id(i: usize) -> String {
 }
 
 impl Answer {
-    /// Only Chat (OpenAI, Gemini), Messages and Bedrock requests run tools;
-    /// the Responses API always gets the greeting.
-    fn for_request(api: Api, body: &Value, all_tools: bool) -> Answer {
+    /// Only Chat (OpenAI, Gemini), Messages and Bedrock requests run tools
+    /// by default; the Responses API gets the greeting unless `x-mock-call`.
+    fn for_request(api: Api, body: &Value, d: &Directives) -> Result<Answer, String> {
+        if let Some((name, arguments)) = &d.call {
+            return match latest_tool_result(api, body) {
+                Some(result) => Ok(Answer::ToolSaid(quote(&result))),
+                None if offered_tools(api, body).contains(&name.as_str()) => Ok(Answer::ToolCalls {
+                    preamble: false,
+                    names: vec![name.clone()],
+                    arguments: vec![arguments.clone()],
+                }),
+                None => Err(format!("mock: x-mock-call names {name}, which is not among the request's tools")),
+            };
+        }
+        if d.no_tools {
+            return Ok(Answer::Hello);
+        }
+        Ok(Self::by_default(api, body, d.all_tools))
+    }
+
+    fn by_default(api: Api, body: &Value, all_tools: bool) -> Answer {
         let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
             return Answer::Hello;
         };
@@ -429,7 +544,12 @@ impl Answer {
             (Some(result), _) => Answer::Weather(result),
             (None, Some((first, _))) if last["role"] == "user" => {
                 let names = if all_tools { names.clone() } else { vec![*first] };
-                Answer::ToolCalls { preamble: all_tools, names: names.into_iter().map(str::to_owned).collect() }
+                let arguments = (0..names.len()).map(tool_arguments).collect();
+                Answer::ToolCalls {
+                    preamble: all_tools,
+                    names: names.into_iter().map(str::to_owned).collect(),
+                    arguments,
+                }
             }
             _ => Answer::Hello,
         }
@@ -442,6 +562,7 @@ impl Answer {
             Answer::Weather(result) => vec!["The weather".into(), " is ".into(), result.clone(), ".".into()],
             Answer::ToolCalls { preamble: true, .. } => vec![PREAMBLE.into()],
             Answer::ToolCalls { preamble: false, .. } => Vec::new(),
+            Answer::ToolSaid(quote) => vec!["Tool said: ".into(), quote.clone()],
         }
     }
 
@@ -451,6 +572,57 @@ impl Answer {
             _ => &[],
         }
     }
+
+    /// The JSON arguments of the i-th call.
+    fn arguments(&self, i: usize) -> String {
+        match self {
+            Answer::ToolCalls { arguments, .. } => arguments.get(i).cloned().unwrap_or_else(|| tool_arguments(i)),
+            _ => tool_arguments(i),
+        }
+    }
+}
+
+/// The names of the tools a request offers (functions, for the OpenAI APIs).
+fn offered_tools(api: Api, body: &Value) -> Vec<&str> {
+    let tools = body["tools"].as_array().map(Vec::as_slice).unwrap_or_default();
+    tools
+        .iter()
+        .filter_map(|t| match api {
+            Api::OpenAi | Api::Gemini => t["function"]["name"].as_str(),
+            Api::Anthropic | Api::Bedrock | Api::Responses => t["name"].as_str(),
+        })
+        .collect()
+}
+
+/// The text of the tool result the conversation ends with, if it does:
+/// a Chat `tool` message, an Anthropic user turn with a `tool_result` block,
+/// a Responses `function_call_output` or `custom_tool_call_output` item.
+fn latest_tool_result(api: Api, body: &Value) -> Option<String> {
+    let turns = match api {
+        Api::Responses => &body["input"],
+        _ => &body["messages"],
+    };
+    let last = turns.as_array()?.last()?;
+    match api {
+        Api::OpenAi | Api::Gemini => (last["role"] == "tool").then(|| text_of(&last["content"])),
+        Api::Anthropic | Api::Bedrock => last["content"]
+            .as_array()
+            .filter(|_| last["role"] == "user")?
+            .iter()
+            .find(|b| b["type"] == "tool_result")
+            .map(|b| text_of(&b["content"])),
+        Api::Responses => matches!(last["type"].as_str(), Some("function_call_output" | "custom_tool_call_output"))
+            .then(|| text_of(&last["output"])),
+    }
+}
+
+/// The first line of a tool result with [`TOOL_OUTPUT_MARK`], from the mark
+/// on; the whole result when none has it.
+fn quote(result: &str) -> String {
+    result
+        .lines()
+        .find_map(|line| line.find(TOOL_OUTPUT_MARK).map(|at| line[at..].trim_end().to_owned()))
+        .unwrap_or_else(|| result.to_owned())
 }
 
 /// The text of a string content or of an array of text parts or blocks.
@@ -533,7 +705,7 @@ fn chat_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let function = json!({"name": name, "arguments": tool_arguments(i)});
+                let function = json!({"name": name, "arguments": answer.arguments(i)});
                 json!({"id": call_id(i), "type": "function", "function": function})
             })
             .collect();
@@ -550,9 +722,34 @@ fn chat_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
     })
 }
 
-fn responses_json(model: &str, text: &str, usage: &Value) -> Value {
-    response_object(model, "completed", json!([output_message(text)]), usage.clone())
+/// The output items of a Responses answer: the reasoning, the message (when
+/// there is text or no call), then the function calls.
+fn response_items(answer: &Answer, reasoning: Option<&str>) -> Vec<Value> {
+    let mut items = Vec::new();
+    if let Some(summary) = reasoning {
+        items.push(json!({"id": "rs_mock", "type": "reasoning",
+                          "summary": [{"type": "summary_text", "text": summary}],
+                          "encrypted_content": ENCRYPTED_REASONING}));
+    }
+    let text = answer.text_parts(Api::Responses).concat();
+    if !text.is_empty() || answer.tool_names().is_empty() {
+        items.push(output_message(&text));
+    }
+    for (i, name) in answer.tool_names().iter().enumerate() {
+        items.push(json!({"id": format!("fc_mock_{}", i + 1), "type": "function_call", "status": "completed",
+                          "arguments": answer.arguments(i), "call_id": call_id(i), "name": name}));
+    }
+    items
 }
+
+fn responses_json(model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Value {
+    response_object(model, "completed", json!(response_items(answer, reasoning)), usage.clone())
+}
+
+/// The `encrypted_content` of a mocked reasoning item: opaque, as OpenAI's is.
+pub const ENCRYPTED_REASONING: &str = "gAAAAABmock-encrypted-reasoning";
+/// The signature of a mocked thinking block, which clients must send back.
+pub const SIGNATURE: &str = "bW9jay1zaWduYXR1cmU=";
 
 fn response_object(model: &str, status: &str, output: Value, usage: Value) -> Value {
     json!({"id": "resp_mock", "object": "response", "created_at": CREATED, "status": status,
@@ -564,14 +761,17 @@ fn output_message(text: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
 }
 
-fn messages_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
+fn messages_json(api: Api, model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Value {
     let text = answer.text_parts(api).concat();
     let mut content: Vec<Value> = Vec::new();
+    if let Some(thinking) = reasoning {
+        content.push(json!({"type": "thinking", "thinking": thinking, "signature": SIGNATURE}));
+    }
     if !text.is_empty() || answer.tool_names().is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
     content.extend(answer.tool_names().iter().enumerate().map(|(i, name)| {
-        let input = serde_json::from_str::<Value>(&tool_arguments(i)).unwrap_or_default();
+        let input = serde_json::from_str::<Value>(&answer.arguments(i)).unwrap_or_default();
         json!({"type": "tool_use", "id": tool_use_id(i), "name": name, "input": input})
     }));
     let stop = if answer.tool_names().is_empty() { "end_turn" } else { "tool_use" };
@@ -618,7 +818,7 @@ fn chat_stream(
     for (i, name) in answer.tool_names().iter().enumerate() {
         if gemini_quirks {
             let call = json!({"id": format!("function-call-{}", i + 1), "type": "function",
-                              "function": {"name": name, "arguments": tool_arguments(i)}});
+                              "function": {"name": name, "arguments": answer.arguments(i)}});
             let mut delta = json!({"tool_calls": [call]});
             if events.is_empty() {
                 delta["role"] = json!("assistant");
@@ -634,7 +834,7 @@ fn chat_stream(
         }
         events.push(data(&choice(first, Value::Null)));
         events.extend(
-            argument_parts(&tool_arguments(i)).iter().map(|p| {
+            argument_parts(&answer.arguments(i)).iter().map(|p| {
                 data(&choice(json!({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), Value::Null))
             }),
         );
@@ -650,40 +850,80 @@ fn chat_stream(
     events
 }
 
-/// Named-event SSE as the Responses API streams a message: the response
-/// created and in progress, the message item added with its text part, the
-/// text deltas, the text, part and item done, then `response.completed` with
-/// the whole output and the usage. The spec's example ends there, no `[DONE]`.
-fn responses_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>> {
+/// Named-event SSE as the Responses API streams: the response created and in
+/// progress; then per output item its `output_item.added`, its own events
+/// and its `output_item.done` (a message: the text part added, the text
+/// deltas, the text and part done; a function call: argument deltas and
+/// done; reasoning: a summary part with its text deltas); then
+/// `response.completed` with the whole output and the usage. The spec's
+/// example ends there, no `[DONE]`.
+fn responses_stream(model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Vec<Vec<u8>> {
     let pending = response_object(model, "in_progress", json!([]), Value::Null);
-    let text = parts.concat();
-    let at = |body: Value| {
-        let mut body = body;
-        body["item_id"] = json!("msg_mock");
-        body["output_index"] = json!(0);
-        body
-    };
-    let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
-    let mut adding = output_message("");
-    adding["status"] = json!("in_progress");
-    adding["content"] = json!([]);
     let mut bodies = vec![
         json!({"type": "response.created", "response": pending}),
         json!({"type": "response.in_progress", "response": pending}),
-        json!({"type": "response.output_item.added", "output_index": 0, "item": adding}),
-        at(json!({"type": "response.content_part.added", "content_index": 0, "part": part("")})),
     ];
-    bodies.extend(
-        parts
-            .iter()
-            .map(|p| at(json!({"type": "response.output_text.delta", "content_index": 0, "delta": p, "logprobs": []}))),
-    );
-    bodies.extend([
-        at(json!({"type": "response.output_text.done", "content_index": 0, "text": text, "logprobs": []})),
-        at(json!({"type": "response.content_part.done", "content_index": 0, "part": part(&text)})),
-        json!({"type": "response.output_item.done", "output_index": 0, "item": output_message(&text)}),
-        json!({"type": "response.completed", "response": responses_json(model, &text, usage)}),
-    ]);
+    for (index, item) in response_items(answer, reasoning).into_iter().enumerate() {
+        let id = item["id"].clone();
+        let at = |mut body: Value| {
+            body["item_id"] = id.clone();
+            body["output_index"] = json!(index);
+            body
+        };
+        let mut adding = item.clone();
+        match item["type"].as_str() {
+            Some("reasoning") => {
+                adding = json!({"id": id, "type": "reasoning", "summary": []});
+            }
+            Some("function_call") => {
+                adding["status"] = json!("in_progress");
+                adding["arguments"] = json!("");
+            }
+            _ => {
+                adding["status"] = json!("in_progress");
+                adding["content"] = json!([]);
+            }
+        }
+        bodies.push(json!({"type": "response.output_item.added", "output_index": index, "item": adding}));
+        match item["type"].as_str() {
+            Some("reasoning") => {
+                let text = item["summary"][0]["text"].clone();
+                let part = |text: &Value| json!({"type": "summary_text", "text": text});
+                bodies.extend([
+                    at(json!({"type": "response.reasoning_summary_part.added", "summary_index": 0,
+                              "part": part(&json!(""))})),
+                    at(json!({"type": "response.reasoning_summary_text.delta", "summary_index": 0, "delta": text})),
+                    at(json!({"type": "response.reasoning_summary_text.done", "summary_index": 0, "text": text})),
+                    at(json!({"type": "response.reasoning_summary_part.done", "summary_index": 0,
+                              "part": part(&text)})),
+                ]);
+            }
+            Some("function_call") => {
+                let arguments = item["arguments"].as_str().unwrap_or_default();
+                bodies.extend(
+                    argument_parts(arguments)
+                        .into_iter()
+                        .map(|p| at(json!({"type": "response.function_call_arguments.delta", "delta": p}))),
+                );
+                bodies.push(at(json!({"type": "response.function_call_arguments.done", "arguments": arguments})));
+            }
+            _ => {
+                let text = item["content"][0]["text"].as_str().unwrap_or_default();
+                let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+                bodies.push(at(json!({"type": "response.content_part.added", "content_index": 0, "part": part("")})));
+                bodies.extend(answer.text_parts(Api::Responses).iter().map(|p| {
+                    at(json!({"type": "response.output_text.delta", "content_index": 0, "delta": p, "logprobs": []}))
+                }));
+                bodies.extend([
+                    at(json!({"type": "response.output_text.done", "content_index": 0, "text": text,
+                              "logprobs": []})),
+                    at(json!({"type": "response.content_part.done", "content_index": 0, "part": part(text)})),
+                ]);
+            }
+        }
+        bodies.push(json!({"type": "response.output_item.done", "output_index": index, "item": item}));
+    }
+    bodies.push(json!({"type": "response.completed", "response": responses_json(model, answer, reasoning, usage)}));
     bodies
         .into_iter()
         .enumerate()
@@ -701,19 +941,27 @@ fn responses_stream(model: &str, parts: &[String], usage: &Value) -> Vec<Vec<u8>
 /// gets a visibly wrong total. A tool call streams as a `tool_use` block
 /// whose input arrives in `input_json_delta` fragments, the first one empty
 /// as Anthropic sends it.
-fn messages_stream(api: Api, model: &str, answer: &Answer, usage: &Value) -> Vec<Value> {
+fn messages_stream(api: Api, model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Vec<Value> {
     let mut start_usage = usage.clone();
     start_usage["output_tokens"] = json!(1);
     let output_tokens = usage.get("output_tokens").cloned().unwrap_or(json!(0));
     // Each content block: its start and its deltas.
     let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
+    // Thinking streams its text, then its signature.
+    if let Some(thinking) = reasoning {
+        let deltas = vec![
+            json!({"type": "thinking_delta", "thinking": thinking}),
+            json!({"type": "signature_delta", "signature": SIGNATURE}),
+        ];
+        blocks.push((json!({"type": "thinking", "thinking": "", "signature": ""}), deltas));
+    }
     let text = answer.text_parts(api);
     if !text.is_empty() || answer.tool_names().is_empty() {
         let deltas = text.iter().map(|p| json!({"type": "text_delta", "text": p})).collect();
         blocks.push((json!({"type": "text", "text": ""}), deltas));
     }
     for (i, name) in answer.tool_names().iter().enumerate() {
-        let fragments = std::iter::once(String::new()).chain(argument_parts(&tool_arguments(i)));
+        let fragments = std::iter::once(String::new()).chain(argument_parts(&answer.arguments(i)));
         blocks.push((
             json!({"type": "tool_use", "id": tool_use_id(i), "name": name, "input": {}}),
             fragments.map(|p| json!({"type": "input_json_delta", "partial_json": p})).collect(),
@@ -744,8 +992,8 @@ fn messages_stream(api: Api, model: &str, answer: &Answer, usage: &Value) -> Vec
 /// InvokeModelWithResponseStream: each Anthropic stream event, base64 in the
 /// `bytes` of a `chunk` event message, with the random-length `p` padding
 /// Bedrock adds; `message_stop` carries Bedrock's invocation metrics.
-fn bedrock_stream(model: &str, answer: &Answer, usage: &Value) -> Vec<Vec<u8>> {
-    let mut bodies = messages_stream(Api::Bedrock, model, answer, usage);
+fn bedrock_stream(model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Vec<Vec<u8>> {
+    let mut bodies = messages_stream(Api::Bedrock, model, answer, reasoning, usage);
     if let Some(stop) = bodies.last_mut() {
         stop["amazon-bedrock-invocationMetrics"] = json!({
             "inputTokenCount": usage.get("input_tokens").cloned().unwrap_or(json!(0)),
@@ -1648,5 +1896,181 @@ mod tests {
         assert!(calls.iter().all(|c| c.get("index").is_none()));
         assert_eq!(calls[1]["function"]["arguments"], tool_arguments(1));
         assert!(stream.contains(r#""finish_reason":"stop""#) && !stream.contains(r#""finish_reason":"tool_calls""#));
+    }
+
+    /// A user prompt carrying the mock's directives as lines.
+    const AGENT_PROMPT: &str = "Run it.\nx-mock-call: Bash {\"command\": \"echo tool-output: 42\"}\n\
+                                x-mock-usage: {\"input_tokens\": 7, \"output_tokens\": 3}";
+
+    #[test]
+    fn prompt_lines_call_the_named_tool_on_every_api_then_quote_its_output() {
+        let mock = mock();
+        let call = json!({"command": "echo tool-output: 42"});
+        // Anthropic: the call, streamed as tool_use with the prompt's arguments and usage.
+        let tools = json!([{"name": "Agent", "input_schema": {}}, {"name": "Bash", "input_schema": {}}]);
+        let messages = json!([{"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                                                          {"type": "text", "text": AGENT_PROMPT}]}]);
+        let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 9, "stream": true, "tools": tools,
+                          "messages": messages});
+        let (status, _, stream) = post(&mock, "/v1/messages", ANTHROPIC, &body.to_string());
+        assert_eq!(status, 200, "{stream}");
+        let events = payloads(&stream);
+        assert_eq!(events[0]["message"]["usage"]["input_tokens"], 7);
+        let start = events.iter().find(|e| e["type"] == "content_block_start").unwrap();
+        assert_eq!(start["content_block"]["name"], "Bash");
+        let partial: String = events.iter().filter_map(|e| e["delta"]["partial_json"].as_str()).collect();
+        assert_eq!(json_of(&partial), call);
+        // Its result, with text after the marked line, gets the quote.
+        let mut turns = messages.as_array().unwrap().clone();
+        turns.push(
+            json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": call}]}),
+        );
+        turns.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                          "content": "tool-output: 42\n\n<system-reminder>left</system-reminder>"}]}));
+        let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 9, "tools": tools, "messages": turns});
+        let (_, _, text) = post(&mock, "/v1/messages", ANTHROPIC, &body.to_string());
+        assert_eq!(json_of(&text)["content"][0]["text"], "Tool said: tool-output: 42");
+
+        // Chat: a call of that tool, not of the first; a `tool` message gets the quote.
+        let tools = json!([{"type": "function", "function": {"name": "Agent"}}, {"type": "function", "function": {"name": "Bash"}}]);
+        let body = json!({"model": "gpt-5", "tools": tools, "messages": [
+            {"role": "system", "content": "x-mock-tool-calls: none"}, {"role": "user", "content": AGENT_PROMPT},
+            {"role": "system", "content": "in place"}]});
+        let (_, _, text) = post(&mock, "/v1/chat/completions", OPENAI, &body.to_string());
+        let message = &json_of(&text)["choices"][0]["message"];
+        assert_eq!(message["tool_calls"][0]["function"]["name"], "Bash", "system text is no directive: {text}");
+        assert_eq!(json_of(message["tool_calls"][0]["function"]["arguments"].as_str().unwrap()), call);
+        let mut with_result = body.clone();
+        let turns = with_result["messages"].as_array_mut().unwrap();
+        turns.push(json!({"role": "assistant", "tool_calls": message["tool_calls"]}));
+        turns.push(
+            json!({"role": "tool", "tool_call_id": "call_mock_1", "content": "Exit 0\nOutput:\n  tool-output: 42 \n"}),
+        );
+        let (_, _, text) = post(&mock, "/v1/chat/completions", OPENAI, &with_result.to_string());
+        assert_eq!(json_of(&text)["choices"][0]["message"]["content"], "Tool said: tool-output: 42");
+
+        // Responses: a function_call item; then a function_call_output gets the quote.
+        let tools = json!([{"type": "function", "name": "exec_command", "parameters": {}}, {"type": "web_search"}]);
+        let prompt = AGENT_PROMPT.replace("Bash", "exec_command");
+        let input = json!([{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be good"}]},
+                           {"type": "message", "role": "user", "content": [{"type": "input_text", "text": prompt}]}]);
+        let body = json!({"model": "gpt-5", "tools": tools, "input": input});
+        let (_, _, text) = post(&mock, "/v1/responses", OPENAI, &body.to_string());
+        let response = json_of(&text);
+        assert_eq!(response["usage"], json!({"input_tokens": 7, "output_tokens": 3}));
+        let item = &response["output"][0];
+        assert_eq!((item["type"].as_str(), item["name"].as_str()), (Some("function_call"), Some("exec_command")));
+        assert_eq!(json_of(item["arguments"].as_str().unwrap()), call);
+        let mut input = input.as_array().unwrap().clone();
+        input.push(item.clone());
+        input.push(json!({"type": "function_call_output", "call_id": item["call_id"], "output": "tool-output: 42\n"}));
+        let body = json!({"model": "gpt-5", "tools": tools, "input": input});
+        let (_, _, text) = post(&mock, "/v1/responses", OPENAI, &body.to_string());
+        assert_eq!(json_of(&text)["output"][0]["content"][0]["text"], "Tool said: tool-output: 42");
+    }
+
+    #[test]
+    fn prompt_lines_are_checked_and_headers_win() {
+        let mock = mock();
+        let chat = |text: &str, headers: &[(&str, &str)]| {
+            let body = json!({"model": "m", "tools": chat_tools(), "messages": [{"role": "user", "content": text}]});
+            let (status, _, text) = post(&mock, "/v1/chat/completions", &[OPENAI, headers].concat(), &body.to_string());
+            (status, text)
+        };
+        let (status, text) = chat("x-mock-call: nowhere {}", &[]);
+        assert_eq!(status, 400);
+        assert!(text.contains("not among the request's tools"), "{text}");
+        for bad in ["x-mock-colour: red", "x-mock-call: get_weather [1]", "x-mock-usage: 12", "x-mock-tool-calls: some"]
+        {
+            assert_eq!(chat(&format!("hi\n{bad}"), &[]).0, 400, "{bad}");
+        }
+        // `none` answers with the greeting although tools are offered.
+        let (_, text) = chat("hi\n  x-mock-tool-calls: none", &[]);
+        assert_eq!(json_of(&text)["choices"][0]["message"]["content"], "Hello from mock-openai.");
+        // A header beats its line.
+        let (_, text) = chat("hi\nx-mock-tool-calls: none", &[("x-mock-tool-calls", "first")]);
+        assert_eq!(json_of(&text)["choices"][0]["finish_reason"], "tool_calls");
+        let (_, text) =
+            chat("hi\nx-mock-usage: {\"prompt_tokens\": 1}", &[("x-mock-usage", r#"{"prompt_tokens": 2}"#)]);
+        assert_eq!(json_of(&text)["usage"]["prompt_tokens"], 2);
+    }
+
+    #[test]
+    fn responses_stream_items_as_openai_does_reasoning_and_calls_included() {
+        let mock = mock();
+        let text = "Go.\nx-mock-call: exec_command {\"cmd\": \"ls\"}\nx-mock-reasoning: Thinking it over.";
+        let body = json!({"model": "gpt-5", "stream": true, "input": [{"role": "user", "content": text}],
+                          "tools": [{"type": "function", "name": "exec_command"}]});
+        let (_, _, stream) = post(&mock, "/v1/responses", OPENAI, &body.to_string());
+        let events = payloads(&stream);
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let names: Vec<&str> = stream.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(names, types, "every event named");
+        assert!(events.iter().enumerate().all(|(i, e)| e["sequence_number"] == i));
+        assert_eq!(events[2]["item"], json!({"id": "rs_mock", "type": "reasoning", "summary": []}));
+        assert_eq!(events[4]["delta"], "Thinking it over.");
+        assert_eq!(events[7]["item"]["encrypted_content"], ENCRYPTED_REASONING);
+        let added = &events[8]["item"];
+        assert_eq!((added["status"].as_str(), added["arguments"].as_str()), (Some("in_progress"), Some("")));
+        let arguments: String = events
+            .iter()
+            .filter_map(|e| e["delta"].as_str().filter(|_| e["type"] == "response.function_call_arguments.delta"))
+            .collect();
+        assert_eq!(arguments, r#"{"cmd":"ls"}"#);
+        assert_eq!(events[12]["arguments"], arguments);
+        assert_eq!(events[13]["item"]["call_id"], call_id(0));
+        assert!(events[8..14].iter().all(|e| e["output_index"] == 1));
+        let output = &events[14]["response"]["output"];
+        assert_eq!(output, &json!([events[7]["item"], events[13]["item"]]));
+    }
+
+    #[test]
+    fn anthropic_reasoning_is_a_signed_thinking_block() {
+        let mock = mock();
+        let messages = json!([{"role": "user", "content": "hi\nx-mock-reasoning: Hmm.\nx-mock-tool-calls: none"}]);
+        let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 9, "stream": true, "messages": messages,
+                          "tools": anthropic_tools()});
+        let (_, _, stream) = post(&mock, "/v1/messages", ANTHROPIC, &body.to_string());
+        let events = payloads(&stream);
+        let thinking: Vec<&Value> = events.iter().filter(|e| e["index"] == 0).collect();
+        assert_eq!(thinking[0]["content_block"], json!({"type": "thinking", "thinking": "", "signature": ""}));
+        let deltas: Vec<&Value> =
+            thinking.iter().filter(|e| e["type"] == "content_block_delta").map(|e| &e["delta"]).collect();
+        assert_eq!(
+            deltas,
+            [
+                &json!({"type": "thinking_delta", "thinking": "Hmm."}),
+                &json!({"type": "signature_delta", "signature": SIGNATURE})
+            ]
+        );
+        assert_eq!(thinking.last().unwrap()["type"], "content_block_stop");
+        let text: String = events.iter().filter_map(|e| e["delta"]["text"].as_str()).collect();
+        assert_eq!(text, "Hello from mock-anthropic.");
+        let mut whole = body.clone();
+        whole["stream"] = json!(false);
+        let (_, _, text) = post(&mock, "/v1/messages", ANTHROPIC, &whole.to_string());
+        let content = &json_of(&text)["content"];
+        assert_eq!(content[0], json!({"type": "thinking", "thinking": "Hmm.", "signature": SIGNATURE}));
+        assert_eq!(content[1]["text"], "Hello from mock-anthropic.");
     }
 }
