@@ -10,6 +10,7 @@
 //! proxy-wasm.
 
 mod base64;
+mod betas;
 mod body;
 mod crc32;
 mod error;
@@ -18,6 +19,7 @@ mod path;
 mod to_sse;
 
 pub use base64::{decode as base64_decode, encode as base64_encode};
+pub use betas::{bedrock_betas, with_betas};
 pub use body::{messages_to_bedrock_body, BEDROCK_ANTHROPIC_VERSION};
 pub use crc32::crc32;
 pub use error::{bedrock_error_to_anthropic, exception_error_type};

@@ -117,6 +117,8 @@ pub enum Metric {
     PricingRefreshRejected,
     /// A gauge: catalog models in the table in use.
     PricingCatalogModels,
+    /// `anthropic-beta` flags left out of a Bedrock request (Bedrock does not take them).
+    BedrockBetasDropped,
     /// Calls not priced from their own row, by model bucket (`pricing::names::BUCKETS`).
     CostFallbackBucket(u8),
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
@@ -124,7 +126,7 @@ pub enum Metric {
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 33] = [
+const SIMPLE: [(Metric, &str); 34] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -158,6 +160,7 @@ const SIMPLE: [(Metric, &str); 33] = [
     (Metric::PricingRefreshFailed, "pricing_refresh_failed_total"),
     (Metric::PricingRefreshRejected, "pricing_refresh_rejected_total"),
     (Metric::PricingCatalogModels, "pricing_catalog_models"),
+    (Metric::BedrockBetasDropped, "bedrock_betas_dropped_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [

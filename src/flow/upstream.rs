@@ -64,8 +64,19 @@ pub fn prepare(
         err.param = e.param;
         err
     })?;
-    let upstream =
+    let mut upstream =
         forward::plan(&worker.config, &worker.keys, route.api, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    // Claude's beta flags go to Bedrock in the body, only those it takes, and only from a Messages client.
+    if let (Provider::Bedrock, Api::Messages, Some(flags)) = (upstream.provider, route.api, header("anthropic-beta")) {
+        let (betas, dropped) = crate::bedrock::bedrock_betas(flags);
+        host.count(Metric::BedrockBetasDropped, dropped as i64);
+        if !betas.is_empty() {
+            let body_now = upstream.body.as_deref().unwrap_or(&body);
+            if let Some(with) = crate::bedrock::with_betas(body_now, &betas) {
+                upstream.body = Some(with);
+            }
+        }
+    }
     if worker.pricing.table().rejects(Some(upstream.provider), &upstream.model) {
         host.count(Metric::UnpricedRejected, 1);
         return Err(crate::pricing::unpriced(&parsed.model));

@@ -868,9 +868,7 @@ mod tests {
         let team = allowed_part(&p, 0, &[1_250_000, 1_250_000], 0, 1_000_000);
         let denied = p.parse_part(1, 200, &answer(json!([0, 1, 5_000, 999_900_000]))).unwrap();
         let c = p.combine(vec![Ok(team.clone()), Ok(denied)]);
-        let Ok(CheckResult::Denied { window, retry_after_s, month_spend_usd, .. }) = &c.result else {
-            panic!("{c:?}")
-        };
+        let Ok(CheckResult::Denied { window, retry_after_s, month_spend_usd, .. }) = &c.result else { panic!("{c:?}") };
         assert_eq!((window.scope, *retry_after_s), (Scope::Product, 5));
         // The month's spend the team's call read: the 429 carries the budget's headers too.
         assert_eq!(*month_spend_usd, Some(0.0));

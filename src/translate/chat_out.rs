@@ -3,7 +3,11 @@
 //! for Gemini): messages, tools, tool choice, and the last members (output
 //! limit, reasoning effort, output format, streaming with usage). For Gemini
 //! the tools' schemas keep only the keywords Gemini takes ([`gemini_schema`])
-//! and `user` is left out (its endpoint refuses fields it does not know).
+//! and `user` is left out (its endpoint refuses fields it does not know), and
+//! every system message goes into one at the start: Gemini's endpoint keeps only
+//! the last system message of a conversation (microsoft/autogen#6117,
+//! olimorris/codecompanion.nvim#2530), and Claude Code puts one after the user
+//! turns, which would otherwise replace its whole system prompt.
 
 use std::borrow::Cow;
 
@@ -237,6 +241,33 @@ pub(super) fn gemini_schema(schema: &RawValue) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(&value).ok()
 }
 
+/// A message as written: one built here, or one of the translator's.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Written<'m, 'a> {
+    Own(OutMessage<'a>),
+    Theirs(&'m OutMessage<'a>),
+}
+
+/// The messages with every system message's text joined into one at the start, in order.
+fn system_first<'m, 'a>(messages: &'m [OutMessage<'a>]) -> Vec<Written<'m, 'a>> {
+    let mut texts: Vec<&str> = Vec::new();
+    for m in messages.iter().filter(|m| m.role == "system") {
+        match &m.content {
+            Some(OutContent::Text(t)) => texts.push(t),
+            Some(OutContent::Parts(parts)) => texts.extend(parts.iter().filter_map(|p| match p {
+                OutPart::Text { text } => Some(text.as_ref()),
+                _ => None,
+            })),
+            None => {}
+        }
+    }
+    let system = OutMessage::text("system", Cow::Owned(texts.join("\n\n")));
+    std::iter::once(Written::Own(system))
+        .chain(messages.iter().filter(|m| m.role != "system").map(Written::Theirs))
+        .collect()
+}
+
 /// Writes a whole Chat request for `target`.
 pub(super) fn write(
     target: &Target,
@@ -246,7 +277,11 @@ pub(super) fn write(
 ) -> Result<Vec<u8>, TranslateError> {
     let mut out = ObjectWriter::with_capacity(capacity + 256);
     out.value("model", target.model);
-    out.value("messages", messages);
+    if target.provider == Provider::Gemini && messages.iter().filter(|m| m.role == "system").count() > 1 {
+        out.value("messages", &system_first(messages));
+    } else {
+        out.value("messages", messages);
+    }
     if let Some(n) = s.max_tokens {
         // The current field: `max_tokens` is deprecated and refused by o-series models.
         out.value("max_completion_tokens", &target.clamp_output(n));

@@ -251,3 +251,27 @@ fn what_claude_code_sends_translates() {
         messages_request_to_chat(disabled.to_string().as_bytes(), &openai("gpt-5.2")).map(|b| parse(&b)).unwrap();
     assert_eq!(sent["reasoning_effort"], "none");
 }
+
+/// Claude Code's system message after the user turn: kept in place for OpenAI;
+/// for Gemini, which keeps only a conversation's last system message, joined
+/// with the system prompt into one at the start.
+#[test]
+fn system_messages_mid_conversation() {
+    let body = json!({
+        "model": "m", "max_tokens": 100, "system": "You are Claude Code.",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "Tools changed."}
+        ]
+    });
+    let roles = |v: &Value| -> Vec<String> {
+        v["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_string()).collect()
+    };
+    let openai_body = messages_request_to_chat(body.to_string().as_bytes(), &openai("gpt-4o")).map(|b| parse(&b));
+    assert_eq!(roles(&openai_body.unwrap()), ["system", "user", "system"]);
+    let gemini_body =
+        messages_request_to_chat(body.to_string().as_bytes(), &super::gemini("gemini-2.5-flash")).map(|b| parse(&b));
+    let gemini_body = gemini_body.unwrap();
+    assert_eq!(roles(&gemini_body), ["system", "user"]);
+    assert_eq!(gemini_body["messages"][0]["content"], "You are Claude Code.\n\nTools changed.");
+}

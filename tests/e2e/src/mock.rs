@@ -399,6 +399,14 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
         Api::Bedrock if !body["anthropic_version"].is_string() => {
             return send_error(res, api, 400, "Malformed input request: required key [anthropic_version] not found")
         }
+        // Bedrock knows only some of Anthropic's beta flags; Claude Code's own is not one of them.
+        Api::Bedrock
+            if body["anthropic_beta"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|f| f.as_str().is_none_or(|f| f.starts_with("claude-code-")))) =>
+        {
+            return send_error(res, api, 400, "invalid beta flag")
+        }
         Api::Bedrock => match ["model", "stream"].into_iter().find(|key| body.get(key).is_some()) {
             Some(key) => {
                 let message = format!(
