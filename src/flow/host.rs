@@ -119,6 +119,9 @@ pub enum Metric {
     PricingCatalogModels,
     /// `anthropic-beta` flags left out of a Bedrock request (Bedrock does not take them).
     BedrockBetasDropped,
+    /// Lease renewals the root asked Redis for, and those that failed.
+    LimitsLeaseRenewals,
+    LimitsLeaseRenewalFailures,
     /// Calls not priced from their own row, by model bucket (`pricing::names::BUCKETS`).
     CostFallbackBucket(u8),
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
@@ -126,7 +129,7 @@ pub enum Metric {
     Capture(Lane, LaneMetric),
 }
 
-const SIMPLE: [(Metric, &str); 34] = [
+const SIMPLE: [(Metric, &str); 36] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -161,6 +164,8 @@ const SIMPLE: [(Metric, &str); 34] = [
     (Metric::PricingRefreshRejected, "pricing_refresh_rejected_total"),
     (Metric::PricingCatalogModels, "pricing_catalog_models"),
     (Metric::BedrockBetasDropped, "bedrock_betas_dropped_total"),
+    (Metric::LimitsLeaseRenewals, "limits_lease_renewals_total"),
+    (Metric::LimitsLeaseRenewalFailures, "limits_lease_renewal_failures_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [

@@ -102,7 +102,7 @@ pub fn check(worker: &Worker, host: &dyn Host, sending: Box<Sending>, principal:
             let admission = Some((plan.signature().to_string(), plan.estimate_micro()));
             return allowed(worker, sending, a.tightest, a.month_spend_usd, a.reservations, cap, admission);
         }
-        let lease = plan.estimate_micro().saturating_mul(i64::from(limits.local_admission_lease));
+        let lease = worker.admissions.borrow().lease_for(&plan, host.now_ms(), &super::leases::sizing(worker));
         plan = plan.with_lease(lease);
     }
     let mut checking = Checking { plan, estimate_usd: estimate, cap_usd: cap, sending, calls: Vec::new() };
@@ -170,10 +170,10 @@ fn finish(worker: &Worker, host: &dyn Host, checking: Checking) -> Step {
     let answers = calls.into_iter().map(|c| c.answer.unwrap_or(Err(StoreError::NoResponse))).collect();
     let combined = plan.combine(answers);
     // Room a call reserved that the combined answer does not use goes back.
-    worker.record_spend(host, &combined.give_back, 0.0, sending.team_id);
+    worker.give_back(host, &combined.give_back);
     let max_age = worker.config.limits.local_admission_ms;
     let ended = worker.admissions.borrow_mut().remember(&plan, combined.result.as_ref().ok(), host.now_ms(), max_age);
-    worker.record_spend(host, &ended, 0.0, sending.team_id);
+    worker.give_back(host, &ended);
     match combined.result {
         Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations, .. }) => {
             let admission = Some((plan.signature().to_string(), plan.estimate_micro()));
@@ -195,11 +195,11 @@ fn finish(worker: &Worker, host: &dyn Host, checking: Checking) -> Step {
 /// answered reserved goes back (the others' reservations, if any, stay until
 /// their windows end: Envoy cancelled the callouts, their answers never come).
 pub fn abandoned(worker: &Worker, host: &dyn Host, checking: Checking) {
-    let Checking { plan, sending, calls, .. } = checking;
+    let Checking { plan, calls, .. } = checking;
     let answers = calls.into_iter().map(|c| c.answer.unwrap_or(Err(StoreError::NoResponse))).collect();
     let combined = plan.combine(answers);
-    worker.record_spend(host, &combined.give_back, 0.0, sending.team_id);
-    worker.record_spend(host, &combined.reserved, 0.0, sending.team_id);
+    worker.give_back(host, &combined.give_back);
+    worker.give_back(host, &combined.reserved);
 }
 
 /// A request the check (or a lease) allowed: its headers and budget tier.
@@ -242,7 +242,7 @@ fn store_failed(
         };
         return Step::Send(sending, grant);
     }
-    worker.record_spend(host, &reserved, 0.0, sending.team_id);
+    worker.give_back(host, &reserved);
     let e = ApiError::new(ErrorKind::Unavailable, "Rate limits cannot be checked right now; try again")
         .code("limits_unavailable");
     Step::Reply(e)

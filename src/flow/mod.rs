@@ -14,6 +14,7 @@ pub mod capture;
 pub mod count;
 pub mod delivery;
 pub mod host;
+pub mod leases;
 pub mod limits;
 pub mod prices;
 pub mod registry;

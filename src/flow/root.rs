@@ -43,8 +43,11 @@ impl Root {
             }
         }
         let w = &self.worker;
+        if !self.draining {
+            w.renewals.borrow_mut().tick(w, host);
+        }
         let ended = w.admissions.borrow_mut().expire(if self.draining { u64::MAX } else { now });
-        w.record_spend(host, &ended, 0.0, 0);
+        w.give_back(host, &ended);
         w.spend.borrow_mut().flush(host, &w.config, now, self.draining);
         let (dropped, dropped_micro) = w.spend.borrow_mut().pending.take_dropped();
         host.count(Metric::SpendDropped, dropped as i64);
@@ -80,6 +83,7 @@ impl Root {
     pub fn on_callout(&mut self, host: &dyn Host, token: u32, body_size: usize) -> bool {
         if request::on_callout(&self.registry, host, token, body_size, None)
             || self.worker.pricing.answer(host, token, body_size)
+            || self.worker.renewals.borrow_mut().answer(&self.worker, host, token, body_size)
         {
             return false;
         }

@@ -672,3 +672,54 @@ fn spend_is_recorded_per_slot_retried_when_not_run_and_counted_when_dropped() {
     assert_eq!(again.len(), 4);
     assert_eq!(call_keys(&again[3].body), call_keys(&records[1].body));
 }
+
+/// Redis's answer to a check: allowed, the lease asked for granted.
+fn allow_with_lease(body: &str) -> Vec<u8> {
+    let s = segments(body);
+    let n: usize = s[2].parse().unwrap();
+    let (keys, args) = (&s[3..3 + n], &s[3 + n..]);
+    let (estimate, windows): (i64, usize) = (args[0].parse().unwrap(), args[1].parse().unwrap());
+    let lease: i64 = if args.len() == 3 + 2 * windows + 1 { args.last().unwrap().parse().unwrap() } else { 0 };
+    let mut out = vec![Value::from(1), Value::from(if n > windows { 0 } else { -1 })];
+    for key in &keys[..windows] {
+        out.extend([Value::from(key.as_str()), Value::from(estimate + lease), Value::from(600_000)]);
+    }
+    out.push(Value::from(lease));
+    serde_json::json!({ "EVAL": out }).to_string().into_bytes()
+}
+
+#[test]
+fn a_warm_subject_waits_for_redis_once_and_its_lease_is_renewed_from_the_root() {
+    let mut rig = Rig::new(r#"{"limits": {"team": [{"window_seconds": 3600, "limit_usd": 50}]}}"#);
+    rig.headers(1, "phx_warm");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Pause, "a cold subject waits for its check");
+    let check = rig.store_callouts()[0].clone();
+    let answer = allow_with_lease(&check.body);
+    rig.answer(check.token, 200, &answer);
+    assert_eq!(rig.host.of(1, |s| s.resumed), 1);
+    // The next calls are admitted on the lease until half of it is used.
+    let mut id = 2;
+    while rig.host.metric(Metric::LimitsLeaseRenewals) == 0 {
+        rig.headers(id, "phx_warm");
+        assert_eq!(rig.body(id), Action::Continue, "call {id} admitted locally");
+        rig.root.tick(&rig.host);
+        id += 1;
+        assert!(id < 20, "a renewal by half the lease");
+    }
+    let calls = rig.store_callouts();
+    assert_eq!(calls.len(), 2, "the check, then the root's renewal");
+    let renewal = calls[1].clone();
+    assert!(segments(&renewal.body).iter().any(|s| s == "0"), "a renewal reserves no estimate");
+    // Calls go on while the renewal is out; its answer adds to the lease.
+    rig.headers(id, "phx_warm");
+    assert_eq!(rig.body(id), Action::Continue);
+    *rig.host.answer.borrow_mut() = (200, allow_with_lease(&renewal.body));
+    assert!(!rig.root.on_callout(&rig.host, renewal.token, 0));
+    for n in 1..=30 {
+        rig.headers(id + n, "phx_warm");
+        assert_eq!(rig.body(id + n), Action::Continue, "call {} on the renewed lease", id + n);
+    }
+    assert_eq!(rig.host.metric(Metric::LimitsLocalAdmits) as u32, id + 30 - 1);
+    assert!(rig.store_callouts().len() <= 3, "at most one more renewal: {:?}", rig.store_callouts().len());
+}

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::delivery::Capture;
 use super::host::Host;
+use super::leases::Renewals;
 use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
@@ -20,6 +21,8 @@ pub struct Worker {
     cache: RefCell<PrincipalCache>,
     /// Recent limit-check answers, for local admission.
     pub admissions: RefCell<Admissions>,
+    /// Lease renewals in flight from the root.
+    pub renewals: RefCell<Renewals>,
     pub spend: RefCell<Spend>,
     pub capture: Option<RefCell<Capture>>,
     /// The price table in use, and its refresh.
@@ -43,6 +46,7 @@ impl Worker {
             keys,
             cache,
             admissions: RefCell::default(),
+            renewals: RefCell::default(),
             spend: RefCell::default(),
             capture,
             store_failure_logged_ms: Cell::new(0),
@@ -88,6 +92,14 @@ impl Worker {
 
     /// Redis's time as far as this worker knows: the local clock plus the
     /// offset learnt from the last check that named the wrong window.
+    /// Room reserved but not used (a denied check's reservations, a lease's
+    /// rest) goes back to the windows with the next spend flush.
+    pub fn give_back(&self, host: &dyn Host, reservations: &[(String, i64)]) {
+        if self.config.limits.enabled && !reservations.is_empty() {
+            self.spend.borrow_mut().pending.settle(reservations, 0.0, None, host.now_ms());
+        }
+    }
+
     pub fn redis_now_ms(&self, host: &dyn Host) -> u64 {
         host.now_ms().saturating_add_signed(self.redis_clock_offset_ms.get())
     }

@@ -12,6 +12,17 @@
 //! its real cost replaces its estimate in Redis, and a cost over the estimate
 //! also comes out of the lease, so an underestimate stops local admission as
 //! soon as Redis would see it.
+//!
+//! A busy subject's lease is renewed before it runs out: once half of it is
+//! used or half its life is gone, the root context asks Redis for the next one
+//! ([`Admissions::due_renewals`], a check with no estimate of its own) while
+//! requests go on being admitted on what is left; the answer adds to the lease
+//! and extends it ([`Admissions::renewed`]). A lease is sized to the subject's
+//! recent rate (two lease lifetimes of it), between the configured smallest
+//! and largest lease, and never more than a tenth of its smallest window or a
+//! hundredth of its monthly budget. So once a subject is warm, its requests
+//! wait for Redis only when a window has no room left for a lease (then every
+//! call is checked, exactly), or when a lease ran out or expired first.
 
 use std::collections::HashMap;
 
@@ -24,10 +35,15 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Admissions {
     entries: HashMap<String, Lease>,
+    /// Numbers each lease, so a renewal's answer finds only the lease it was asked for.
+    next_generation: u64,
 }
 
 #[derive(Debug)]
 struct Lease {
+    generation: u64,
+    /// The plan the lease was granted to: renewals are asked with its keys.
+    plan: CheckPlan,
     answered_ms: u64,
     expires_ms: u64,
     /// Per planned window: its key, spend as far as this worker knows (the
@@ -36,9 +52,48 @@ struct Lease {
     /// Month spend in micro-USD with the calls admitted here, when the plan has a budget.
     month_spend: Option<i64>,
     left_micro: i64,
+    /// The last lease granted, micro-USD.
+    size_micro: i64,
+    /// Estimates admitted since the last answer: the subject's rate.
+    used_micro: i64,
+    renewal: Renewal,
+}
+
+/// Where a lease's renewal stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Renewal {
+    Idle,
+    /// Due: the root asks for it at its next tick.
+    Wanted,
+    InFlight,
+    /// The last renewal found no room in a window: none until the lease ends.
+    NoRoom,
+}
+
+/// How leases are sized (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseSizing {
+    /// How long a lease lasts without a renewal.
+    pub max_age_ms: u64,
+    /// The smallest and largest lease, in estimates.
+    pub min_estimates: u32,
+    pub max_estimates: u32,
+}
+
+/// A renewal the root asks Redis for.
+#[derive(Debug)]
+pub struct RenewalCall {
+    pub signature: String,
+    pub generation: u64,
+    pub plan: CheckPlan,
 }
 
 impl Lease {
+    /// Estimates admitted per millisecond since the last answer.
+    fn rate(&self, now_ms: u64) -> f64 {
+        self.used_micro as f64 / now_ms.saturating_sub(self.answered_ms).max(1) as f64
+    }
+
     /// The unused lease as reservations that, settled at cost 0, give it back.
     fn leftover(&self) -> Vec<(String, i64)> {
         if self.left_micro <= 0 {
@@ -57,7 +112,38 @@ pub struct Admitted {
     pub reservations: Vec<(String, i64)>,
 }
 
+impl LeaseSizing {
+    /// The lease to ask for `plan`, at `rate` (micro-USD of estimates per ms, when known).
+    fn size(&self, plan: &CheckPlan, rate: Option<f64>) -> i64 {
+        let estimate = plan.estimate_micro().max(1);
+        let smallest = estimate.saturating_mul(i64::from(self.min_estimates));
+        let largest = estimate.saturating_mul(i64::from(self.max_estimates));
+        // Two lifetimes of the recent rate: a renewal at half-life still leaves room.
+        let by_rate = rate.map_or(0.0, |r| r * 2.0 * self.max_age_ms as f64);
+        let by_rate = if by_rate.is_finite() { by_rate.min(i64::MAX as f64) as i64 } else { largest };
+        let mut size = by_rate.clamp(smallest, largest.max(smallest));
+        if let Some(limit) = plan.smallest_limit_micro() {
+            size = size.min(limit / 10);
+        }
+        if let Some(cap) = plan.budget_cap_micro() {
+            size = size.min(cap / 100);
+        }
+        // A lease that cannot admit one call would only hold room.
+        if size < estimate {
+            0
+        } else {
+            size
+        }
+    }
+}
+
 impl Admissions {
+    /// The lease a check for `plan` asks for: sized by the rate its current lease saw, if any.
+    pub fn lease_for(&self, plan: &CheckPlan, now_ms: u64, sizing: &LeaseSizing) -> i64 {
+        let rate = self.entries.get(plan.signature()).map(|l| l.rate(now_ms));
+        sizing.size(plan, rate)
+    }
+
     /// Keeps the lease of an allowed answer for later calls with the same
     /// plan; any other answer (or a failure) ends the plan's lease. Returns
     /// the unused room of a lease that ended, to give back.
@@ -69,7 +155,8 @@ impl Admissions {
         max_age_ms: u64,
     ) -> Vec<(String, i64)> {
         let key = plan.signature();
-        let mut returned = self.entries.remove(key).map(|l| l.leftover()).unwrap_or_default();
+        let previous = self.entries.remove(key);
+        let mut returned = previous.as_ref().map(Lease::leftover).unwrap_or_default();
         let Some(CheckResult::Allowed { windows, month_spend_usd, lease_micro, .. }) = answer else {
             return returned;
         };
@@ -89,14 +176,100 @@ impl Admissions {
             .collect();
         // The budget is charged when calls end, not at the check: count this one now.
         let month_spend = month_spend_usd.map(|usd| usd_to_micro(usd).saturating_add(plan.estimate_micro()));
+        self.next_generation += 1;
         let lease = Lease {
+            generation: self.next_generation,
+            plan: plan.clone(),
             answered_ms: now_ms,
             expires_ms: now_ms.saturating_add(max_age_ms.min(shortest)),
             windows,
             month_spend,
             left_micro: *lease_micro,
+            size_micro: *lease_micro,
+            used_micro: plan.estimate_micro(),
+            renewal: Renewal::Idle,
         };
         self.entries.insert(key.to_string(), lease);
+        returned
+    }
+
+    /// The renewals due (marked so by [`Admissions::admit`]), now in flight.
+    /// `window_clock_ms` names the windows' keys (Redis's clock, as best known).
+    pub fn due_renewals(&mut self, now_ms: u64, window_clock_ms: u64, sizing: &LeaseSizing) -> Vec<RenewalCall> {
+        let mut due = Vec::new();
+        for (signature, lease) in &mut self.entries {
+            if lease.renewal != Renewal::Wanted || now_ms >= lease.expires_ms {
+                continue;
+            }
+            let size = sizing.size(&lease.plan, Some(lease.rate(now_ms)));
+            if size < lease.plan.estimate_micro() {
+                lease.renewal = Renewal::NoRoom;
+                continue;
+            }
+            lease.renewal = Renewal::InFlight;
+            let plan = lease.plan.renewal(window_clock_ms, size);
+            due.push(RenewalCall { signature: signature.clone(), generation: lease.generation, plan });
+        }
+        due
+    }
+
+    /// A renewal answered (`None`: the store failed). Adds the new lease to
+    /// what is left and extends it; a denial ends the lease. Returns room to
+    /// give back: a stale renewal's whole lease (its lease was replaced or
+    /// ended meanwhile), or what is left of a lease that ended.
+    pub fn renewed(
+        &mut self,
+        call: &RenewalCall,
+        answer: Option<&CheckResult>,
+        now_ms: u64,
+        max_age_ms: u64,
+    ) -> Vec<(String, i64)> {
+        let granted = match answer {
+            Some(CheckResult::Allowed { windows, lease_micro, .. }) if *lease_micro > 0 => {
+                windows.iter().map(|w| (w.key.clone(), *lease_micro)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let Some(lease) = self.entries.get_mut(&call.signature).filter(|l| l.generation == call.generation) else {
+            return granted;
+        };
+        let Some(CheckResult::Allowed { windows, month_spend_usd, lease_micro, .. }) = answer else {
+            if answer.is_some() {
+                // A window or the budget is over: the lease ends.
+                return self.entries.remove(&call.signature).map(|l| l.leftover()).unwrap_or_default();
+            }
+            lease.renewal = Renewal::Idle;
+            return Vec::new();
+        };
+        if *lease_micro <= 0 {
+            lease.renewal = Renewal::NoRoom;
+            return Vec::new();
+        }
+        // A window that turned over meanwhile: the old lease was reserved in the old window.
+        let same_windows = lease.windows.len() == windows.len()
+            && lease.windows.iter().zip(windows.iter()).all(|(a, b)| a.key == b.key);
+        let mut returned = Vec::new();
+        if same_windows {
+            lease.left_micro = lease.left_micro.saturating_add(*lease_micro);
+        } else {
+            returned = lease.leftover();
+            lease.left_micro = *lease_micro;
+        }
+        let shortest = windows.iter().map(|w| w.reset_ms).min().unwrap_or(u64::MAX);
+        let left = lease.left_micro;
+        lease.windows = windows
+            .iter()
+            .map(|w| WindowAnswer { spent_micro: w.spent_micro.saturating_sub(left), ..w.clone() })
+            .collect();
+        // Redis's month spend counts calls that ended; this worker's view also the ones in flight.
+        if let Some(redis) = month_spend_usd.map(usd_to_micro) {
+            lease.month_spend = Some(lease.month_spend.map_or(redis, |local| local.max(redis)));
+        }
+        lease.answered_ms = now_ms;
+        lease.expires_ms = now_ms.saturating_add(max_age_ms.min(shortest));
+        lease.size_micro = *lease_micro;
+        lease.used_micro = 0;
+        lease.renewal = Renewal::Idle;
         returned
     }
 
@@ -148,7 +321,12 @@ impl Admissions {
             return None;
         }
         lease.left_micro -= estimate;
+        lease.used_micro = lease.used_micro.saturating_add(estimate);
         let elapsed = now_ms.saturating_sub(lease.answered_ms);
+        let life = lease.expires_ms.saturating_sub(lease.answered_ms);
+        if lease.renewal == Renewal::Idle && (lease.left_micro <= lease.size_micro / 2 || elapsed >= life / 2) {
+            lease.renewal = Renewal::Wanted;
+        }
         let mut tightest: Option<WindowStatus> = None;
         for (w, limit) in lease.windows.iter_mut().zip(plan.limits_micro()) {
             w.spent_micro = w.spent_micro.saturating_add(estimate);
@@ -264,5 +442,77 @@ mod tests {
         assert!((got.month_spend_usd.unwrap() - 9.4).abs() < 1e-9);
         assert!(a.admit(&p, NOW, 0.95).is_none(), "$9.50 reaches the engage tier: Redis decides");
         assert!(a.admit(&plan(0.1, false), NOW, 0.95).is_none(), "another plan has its own lease");
+    }
+
+    const SIZING: LeaseSizing = LeaseSizing { max_age_ms: 1000, min_estimates: 8, max_estimates: 1000 };
+
+    /// A renewal's answer: Redis's spend in the window (all leases included), month, lease granted.
+    fn renewal_answer(call: &RenewalCall, spent: i64, month: i64, lease: i64) -> CheckResult {
+        let key = format!("{}:475000", call.plan.signature().split('|').next().unwrap());
+        let body = json!({"EVAL": [1, month, key, spent, 60_000, lease]}).to_string();
+        call.plan.parse(200, body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_busy_lease_is_renewed_before_it_runs_out_and_sized_to_the_rate() {
+        // $0.001 calls against a $1/h window: the first lease is the smallest, 8 estimates.
+        let p = plan(0.001, true);
+        let mut a = Admissions::default();
+        assert_eq!(a.lease_for(&p, NOW, &SIZING), 8_000, "no rate known yet");
+        a.remember(&p, Some(&allowed(&p, 9_000, 0, 60_000, 8_000)), NOW, 1000);
+        assert!(a.due_renewals(NOW, NOW, &SIZING).is_empty(), "nothing used yet");
+        // Four calls in 4 ms use half of it: a renewal is due, once.
+        for ms in 1..=4 {
+            assert!(a.admit(&p, NOW + ms, 0.95).is_some());
+        }
+        let due = a.due_renewals(NOW + 4, NOW + 4, &SIZING);
+        assert_eq!(due.len(), 1);
+        assert!(a.due_renewals(NOW + 5, NOW + 5, &SIZING).is_empty(), "already in flight");
+        // Five estimates in 4 ms (the checked call's too): 1.25 estimates/ms, two
+        // lifetimes of it is 2500 estimates, above the largest lease (1000), and
+        // above a tenth of the $1 window ($0.1 = 100 estimates): 100 estimates.
+        let call = &due[0];
+        let segments: Vec<String> = call.plan.request(0).body.split('/').map(str::to_string).collect();
+        assert_eq!(segments.last().map(String::as_str), Some("100000"), "the lease asked");
+        // EVAL/<script>/<numkeys>/<key>/<budget key>/<estimate>/...
+        assert_eq!(segments.get(5).map(String::as_str), Some("0"), "no estimate of its own: {segments:?}");
+        // Requests go on on what is left while the renewal is out.
+        assert!(a.admit(&p, NOW + 5, 0.95).is_some());
+        // Redis grants it: 3 left + 100 new; the spend this worker sees excludes both.
+        assert!(a.renewed(call, Some(&renewal_answer(call, 114_000, 0, 100_000)), NOW + 6, 1000).is_empty());
+        for _ in 0..103 {
+            assert!(a.admit(&p, NOW + 7, 0.95).is_some());
+        }
+        assert!(a.admit(&p, NOW + 7, 0.95).is_none(), "103 estimates, then none");
+        // A renewal answered for a lease that was replaced meanwhile gives its grant back.
+        let stale = RenewalCall { signature: call.signature.clone(), generation: 0, plan: call.plan.clone() };
+        let back = a.renewed(&stale, Some(&renewal_answer(call, 1, 0, 50_000)), NOW + 8, 1000);
+        assert_eq!(back.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [50_000]);
+    }
+
+    #[test]
+    fn a_renewal_without_room_or_denied_stops_renewing() {
+        let p = plan(0.01, false);
+        let mut a = Admissions::default();
+        a.remember(&p, Some(&allowed(&p, 90_000, -1, 60_000, 80_000)), NOW, 1000);
+        for _ in 0..5 {
+            a.admit(&p, NOW + 1, 0.95);
+        }
+        let due = a.due_renewals(NOW + 1, NOW + 1, &SIZING);
+        // No room for another lease: the current one drains, no more renewals.
+        assert!(a.renewed(&due[0], Some(&renewal_answer(&due[0], 950_000, -1, 0)), NOW + 2, 1000).is_empty());
+        a.admit(&p, NOW + 3, 0.95);
+        assert!(a.due_renewals(NOW + 3, NOW + 3, &SIZING).is_empty());
+        // A lease whose renewal is denied ends, and what is left goes back.
+        let p = plan(0.01, true);
+        a.remember(&p, Some(&allowed(&p, 90_000, 0, 60_000, 80_000)), NOW, 1000);
+        for _ in 0..5 {
+            a.admit(&p, NOW + 1, 0.95);
+        }
+        let due = a.due_renewals(NOW + 1, NOW + 1, &SIZING);
+        let denied = due[0].plan.parse(200, json!({"EVAL": [2, 10_000_000]}).to_string().as_bytes()).unwrap();
+        let back = a.renewed(&due[0], Some(&denied), NOW + 2, 1000);
+        assert_eq!(back.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [30_000]);
+        assert!(a.admit(&p, NOW + 2, 0.95).is_none());
     }
 }

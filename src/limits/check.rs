@@ -295,6 +295,18 @@ impl CheckPlan {
         self
     }
 
+    /// A lease's renewal: the same keys, no estimate (nothing to admit now,
+    /// nothing a window that still has room can deny), `lease_micro` to
+    /// reserve, the windows named by `now_ms` (Redis's clock, as best known).
+    pub fn renewal(&self, now_ms: u64, lease_micro: i64) -> CheckPlan {
+        CheckPlan { estimate_micro: 0, window_clock_ms: now_ms, ..self.clone() }.with_lease(lease_micro)
+    }
+
+    /// The smallest window limit, micro-USD; `None` without windows.
+    pub fn smallest_limit_micro(&self) -> Option<i64> {
+        self.windows.iter().map(|p| p.limit_micro).min()
+    }
+
     /// Names the windows' keys by this time from now on (Redis's, from a [`PartAnswer::WrongWindow`]).
     pub fn set_window_clock(&mut self, now_ms: u64) {
         self.window_clock_ms = now_ms;

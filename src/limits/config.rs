@@ -64,8 +64,13 @@ pub struct LimitsConfig {
     pub record_flush_ms: u64,
     /// How long a lease lasts (0: no leases, every request asks Redis). See `Admissions`.
     pub local_admission_ms: u64,
-    /// A lease's size, in estimates of the call that asks for it (0: no leases).
+    /// The smallest lease, in estimates of the call that asks for it (0: no
+    /// leases): what a subject gets before its rate is known.
     pub local_admission_lease: u32,
+    /// The largest lease, in estimates: a busy subject's lease is sized to its
+    /// recent rate, up to this (and to a tenth of its smallest window, a
+    /// hundredth of its budget).
+    pub local_admission_lease_max: u32,
     /// Redis is a Redis Cluster (reached through Envoy's `redis_proxy`): one
     /// script call per hash tag, for checks and spend records alike.
     pub redis_cluster: bool,
@@ -86,6 +91,7 @@ impl Default for LimitsConfig {
             record_flush_ms: 250,
             local_admission_ms: 1000,
             local_admission_lease: 8,
+            local_admission_lease_max: 1000,
             redis_cluster: false,
         }
     }
@@ -111,6 +117,11 @@ impl LimitsConfig {
         }
         if self.local_admission_lease > 1000 {
             return Err("limits.local_admission_lease: must be at most 1000 (0 turns leases off)".into());
+        }
+        if self.local_admission_lease_max > 100_000 || self.local_admission_lease_max < self.local_admission_lease {
+            return Err(
+                "limits.local_admission_lease_max: must be between limits.local_admission_lease and 100000".into()
+            );
         }
         validate_windows(&self.user, "limits.user")?;
         validate_windows(&self.product, "limits.product")?;

@@ -126,7 +126,7 @@ mod config;
 mod estimate;
 mod webdis;
 
-pub use admission::{Admissions, Admitted};
+pub use admission::{Admissions, Admitted, LeaseSizing, RenewalCall};
 pub use batch::{RecordOutcome, SpendBatch, PENDING_MAX_KEYS, RECORD_MAX_KEYS};
 pub use budget::{
     budget_headers, budget_key, budget_status, effective_cap, month_reset_s, utc_year_month, BudgetStatus, BudgetTier,

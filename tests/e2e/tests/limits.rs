@@ -289,15 +289,20 @@ fn leases_admit_locally_and_the_window_still_stops_at_its_limit() {
     // Each call is estimated at $0.024001 from its body and really costs that.
     let call = |user: &str| costly(&envoy, key, user, 24, "/v1/chat/completions");
     let local = || envoy.metric("llm_gateway.limits_local_admits_total");
-    // The first call asks Redis, which reserves its estimate and a lease of 8 more;
-    // the next 8 are admitted on the lease, the 10th asks again.
+    // The first call asks Redis, which reserves its estimate and a lease: 4 more
+    // estimates, a tenth of the $1 window (the rate is not known yet). The next
+    // calls are admitted on it, and on its renewals, which the root asks for in
+    // the background once half is used.
     let mut remaining = Vec::new();
     for i in 0..10 {
         let r = call("lena");
         assert_eq!(r.status, 200, "{}", r.body);
         remaining.push(r.header("x-ratelimit-remaining-usd").unwrap().parse::<f64>().unwrap());
-        assert_eq!(local(), i.min(8), "call {i}");
+        if i == 0 {
+            assert_eq!(local(), 0, "a cold subject asks Redis");
+        }
     }
+    assert!(local() >= 4, "calls admitted on the lease: {}", local());
     assert!(remaining[..9].windows(2).all(|w| w[1] < w[0]), "admissions count against the window: {remaining:?}");
     // Leases near the limit do not fit: every call asks Redis, which stops the window at $1.
     let mut allowed = 10;
@@ -385,4 +390,45 @@ fn every_gateway_header_appears_once_on_every_path() {
     let r = call("phx_limits_once_unknown_key", "hal", 1);
     assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(counts(&r), [0, 0, 0, 0, 0, 0, 1], "local reply: {:?}", r.headers);
+}
+
+/// A warm subject's lease is renewed by the root in the background: after its
+/// first call, a steady client waits for Redis on almost no call, and the
+/// window still holds exactly what the calls cost once the leases end.
+#[test]
+fn a_warm_subjects_lease_is_renewed_in_the_background() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let dir = stack.dir.join("limits-renewal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = test_plugin_config();
+    merge(&mut config, overlay(json!({"user": [{"window_seconds": 3600, "limit_usd": 50.0}]})));
+    let envoy = Envoy::start_with(&dir, &config, stack.ports(), 1);
+    let key = "phx_limits_renewal";
+    stack.store.put_key(key, &principal(151, json!({})));
+    let calls = 60;
+    for i in 0..calls {
+        let r = costly(&envoy, key, "rena", 24, "/v1/chat/completions");
+        assert_eq!(r.status, 200, "call {i}: {}", r.body);
+        // A steady client: several root ticks (100 ms) pass over the run.
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let local = envoy.metric("llm_gateway.limits_local_admits_total");
+    let renewals = envoy.metric("llm_gateway.limits_lease_renewals_total");
+    println!("renewals: {calls} calls, {local} admitted locally, {renewals} renewals");
+    assert!(renewals >= 1, "no renewal");
+    assert_eq!(envoy.metric("llm_gateway.limits_lease_renewal_failures_total"), 0);
+    // Checks made by requests: the first (cold) and at most a few more.
+    assert!(calls - local <= 3, "{} of {calls} calls waited for Redis", calls - local);
+    // Once the leases end and are given back, the window holds the calls' cost.
+    std::thread::sleep(Duration::from_millis(1600));
+    let keys = stack.store.command(&["KEYS", "llmgw:{t:151}:rl:u:*"]);
+    let spent: f64 = keys["KEYS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    let cost = 0.024001;
+    assert!((spent / 1e6 - calls as f64 * cost).abs() < 1e-6, "window ${} for {calls} calls of ${cost}", spent / 1e6);
 }
