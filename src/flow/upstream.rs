@@ -68,8 +68,18 @@ pub fn prepare(
         err.param = e.param;
         err
     })?;
-    let upstream =
-        forward::plan(&worker.config, &worker.keys, route.api, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    let upstream = forward::plan(
+        &worker.config,
+        &worker.keys,
+        host.now_ms(),
+        route.api,
+        &parsed,
+        &body,
+        header(forward::PROVIDER_HEADER),
+    )?;
+    if upstream.all_keys_resting {
+        host.count(Metric::KeysAllResting(upstream.provider), 1);
+    }
     if worker.pricing.table().rejects(Some(upstream.provider), &upstream.model) {
         host.count(Metric::UnpricedRejected, 1);
         return Err(crate::pricing::unpriced(&parsed.model));
