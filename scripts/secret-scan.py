@@ -5,7 +5,9 @@ capture batches, callouts) and fails if
 - a client key (phx_/pha_) appears anywhere;
 - a provider key appears anywhere but the provider-bound auth header (an AWS secret
   access key anywhere at all);
-- a callout carries a hop-by-hop header."""
+- a callout carries a hop-by-hop header;
+- a provider-bound request carries the gateway's routing header or a header
+  the gateway sets for Envoy."""
 import pathlib
 import re
 import sys
@@ -18,6 +20,8 @@ CLIENT_KEY = re.compile(rb"\bph[xa]_[A-Za-z0-9_]{4,}")
 # access key never leaves Envoy: it appears nowhere.
 AUTH_HEADERS = (b"h authorization: ", b"h x-api-key: ", b"h x-goog-api-key: ", b"h api-key: ",
                 b"h x-amz-security-token: ")
+# Headers that are the gateway's business with Envoy, never a provider's.
+GATEWAY_ONLY = (b"h x-llm-gateway-cluster:", b"h x-envoy-")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade"}
 
@@ -60,6 +64,9 @@ def main(root):
                 allowed = kind == "mock" and line.startswith(AUTH_HEADERS) and key not in SECRET_ONLY
                 if key in line and not allowed:
                     problems.append(f"{where}: provider key {key.decode()[:8]}… in {kind}")
+            if kind == "mock" and line.startswith(GATEWAY_ONLY):
+                name = line[2:].split(b":", 1)[0].decode(errors="replace")
+                problems.append(f"{where}: gateway header {name} reached a provider")
             if kind == "callout" and line.startswith(b"h "):
                 name = line[2:].split(b":", 1)[0]
                 if name in HOP_BY_HOP:

@@ -33,6 +33,15 @@ if [ ! -f "$VENV/sdks-installed" ] || [ "$(cat "$VENV/sdks-installed")" != "$SDK
   echo "$SDKS" > "$VENV/sdks-installed"
 fi
 
+# The OpenAI Node SDK, for the end-to-end tests that stream like real Node clients.
+NODE_SDKS="openai@7.60.0"
+if command -v npm >/dev/null && { [ ! -f "$VENV/node/sdks-installed" ] || [ "$(cat "$VENV/node/sdks-installed")" != "$NODE_SDKS" ]; }; then
+  say "installing $NODE_SDKS into $VENV/node"
+  mkdir -p "$VENV/node"
+  npm install --silent --no-audit --no-fund --prefix "$VENV/node" $NODE_SDKS >/dev/null
+  echo "$NODE_SDKS" > "$VENV/node/sdks-installed"
+fi
+
 if [ -z "${ENVOY_BIN:-}" ]; then
   want="$VENV/envoy-$ENVOY_VERSION"
   if [ ! -f "$want" ]; then

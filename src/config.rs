@@ -473,8 +473,11 @@ fn compile_capture(raw: RawCapture) -> Result<CaptureSettings, String> {
             raw.flush_interval_ms.unwrap_or(defaults.flush_interval_ms),
             "capture.flush_interval_ms",
         )?,
-        max_attempts: positive(u64::from(raw.max_attempts.unwrap_or(defaults.max_attempts)), "capture.max_attempts")?
-            as u32,
+        // Absent: retried while the queue has room; set: the old cap on sends per batch.
+        max_attempts: match raw.max_attempts {
+            Some(n) => Some(positive(u64::from(n), "capture.max_attempts")? as u32),
+            None => defaults.max_attempts,
+        },
         ..defaults
     };
     let primary = raw.primary.ok_or("capture.primary: required when capture is configured")?;

@@ -77,6 +77,38 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "x-amz-security-token",
 ];
 
+/// A client request header the filter removes as soon as it arrives, whatever
+/// the provider: credentials (the gateway authenticates upstream with its own
+/// key), the routing header (only the filter picks the cluster), `x-envoy-*`
+/// (they steer Envoy's router: timeouts, retries that would bill a call twice),
+/// and `content-length` (the body may change size). Names are lowercase.
+pub fn dropped_on_arrival(name: &str, route_header: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name)
+        || name == route_header
+        || name.starts_with("x-envoy-")
+        || name == "content-length"
+}
+
+/// Whether a client header goes on to `provider`. Each API family's headers go
+/// only to that family's own API, and never across a translation: `anthropic-*`
+/// (`anthropic-version`, `anthropic-beta`) to Anthropic on the Messages API,
+/// `openai-*` (`openai-organization`, `openai-project`, `openai-beta`) to OpenAI
+/// on its own formats. Bedrock takes none of Anthropic's headers (its version is
+/// in the body). Google and AWS headers (`x-goog-*`, `x-amz-*`, `x-amzn-*`) may
+/// carry credentials or pick a billing project: never forwarded. The gateway's
+/// directives (`x-posthog-*`) stop here. Everything else (content type, user agent,
+/// the SDKs' `x-stainless-*`, tracing headers) goes to every provider.
+pub fn forwards_client_header(name: &str, provider: Provider, translated: bool) -> bool {
+    if let Some(family) = ["anthropic-", "openai-"].into_iter().find(|f| name.starts_with(f)) {
+        let own = match family {
+            "anthropic-" => Provider::Anthropic,
+            _ => Provider::OpenAi,
+        };
+        return provider == own && !translated;
+    }
+    !["x-goog-", "x-amz-", "x-amzn-", "x-posthog-"].iter().any(|p| name.starts_with(p))
+}
+
 /// Everything the adapter needs to send the request upstream.
 #[derive(Debug)]
 pub struct Upstream {
@@ -337,6 +369,33 @@ fn upstream_body(
     })
 }
 
+impl Upstream {
+    /// The request header changes that turn the client's headers (lowercase names, as
+    /// they arrived less [`dropped_on_arrival`]) into the provider's: `(name, None)`
+    /// removes, `(name, Some(value))` sets. The client's headers of another API family
+    /// go ([`forwards_client_header`]); the gateway's own are set; a default (Anthropic's
+    /// `anthropic-version`) only where the client's own is not forwarded.
+    pub fn header_edits<'a>(&'a self, client: &'a [(String, String)]) -> Vec<(&'a str, Option<&'a str>)> {
+        let translated = self.response.translated();
+        let forwarded = |name: &str| !name.starts_with(':') && forwards_client_header(name, self.provider, translated);
+        let mut edits: Vec<(&str, Option<&str>)> = Vec::new();
+        for (name, _) in client {
+            if !name.starts_with(':') && !forwarded(name) && !edits.iter().any(|(n, _)| n == name) {
+                edits.push((name.as_str(), None));
+            }
+        }
+        for (name, value) in &self.headers {
+            edits.push((name.as_str(), Some(value.as_str())));
+        }
+        for (name, value) in &self.default_headers {
+            if !client.iter().any(|(k, _)| k == name && forwarded(k)) {
+                edits.push((name, Some(value.as_str())));
+            }
+        }
+        edits
+    }
+}
+
 /// `stream_options` with `include_usage: true`, keeping the client's other options.
 fn with_include_usage(existing: Option<&str>) -> String {
     let mut options = existing
@@ -529,6 +588,8 @@ mod tests {
         let u = run(&c, Api::Messages, body, None).unwrap();
         let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
         assert_eq!((sent["model"].as_str(), sent["max_completion_tokens"].as_u64()), (Some("prod-4o"), Some(16384)));
+        // OpenAI's own headers are not Azure's.
+        assert!(!forwards_client_header("openai-organization", Provider::Azure, false));
         // `azure/<deployment>` needs no model table.
         let u = run(&c, Api::Chat, br#"{"model":"azure/gpt-4.1","messages":[]}"#, None).unwrap();
         assert_eq!((u.provider, u.model.as_str()), (Provider::Azure, "gpt-4.1"));
@@ -586,6 +647,101 @@ mod tests {
         keys.rest(KeyUse { provider: Provider::Anthropic, index: 0 }, 0, 1000);
         let u = plan(&c, &keys, 10, Api::Messages, &req, body, None).unwrap();
         assert_eq!((header(&u, "x-api-key"), u.all_keys_resting), ("kb", false));
+    }
+
+    /// The per-provider header table of the README ("What reaches a provider").
+    #[test]
+    fn client_headers_reach_only_their_own_api_family() {
+        use Provider::*;
+        let native = false;
+        let translated = true;
+        // (header, [OpenAI, Anthropic, Gemini, Bedrock] on a native route)
+        let table: [(&str, [bool; 4]); 12] = [
+            ("anthropic-version", [false, true, false, false]),
+            ("anthropic-beta", [false, true, false, false]),
+            ("anthropic-dangerous-direct-browser-access", [false, true, false, false]),
+            ("openai-organization", [true, false, false, false]),
+            ("openai-beta", [true, false, false, false]),
+            ("x-goog-user-project", [false, false, false, false]),
+            ("x-amz-security-token", [false, false, false, false]),
+            ("x-amzn-trace-id", [false, false, false, false]),
+            ("x-posthog-property-x", [false, false, false, false]),
+            ("user-agent", [true, true, true, true]),
+            ("x-stainless-lang", [true, true, true, true]),
+            ("traceparent", [true, true, true, true]),
+        ];
+        for (name, want) in table {
+            let got = [OpenAi, Anthropic, Gemini, Bedrock].map(|p| forwards_client_header(name, p, native));
+            assert_eq!(got, want, "{name}");
+            // Across a translation no family header goes anywhere.
+            if name.starts_with("anthropic-") || name.starts_with("openai-") {
+                assert!([OpenAi, Anthropic, Gemini, Bedrock]
+                    .iter()
+                    .all(|p| !forwards_client_header(name, *p, translated)));
+            }
+        }
+        for name in [
+            "authorization",
+            "x-api-key",
+            "x-goog-api-key",
+            "cookie",
+            "x-llm-gateway-cluster",
+            "x-envoy-retry-on",
+            "x-envoy-upstream-rq-timeout-ms",
+            "content-length",
+        ] {
+            assert!(dropped_on_arrival(name, "x-llm-gateway-cluster"), "{name}");
+        }
+        assert!(!dropped_on_arrival("user-agent", "x-llm-gateway-cluster"));
+        assert!(dropped_on_arrival("x-my-route", "x-my-route"));
+    }
+
+    #[test]
+    fn header_edits_per_route() {
+        let c = Config::parse(b"{}").unwrap();
+        let client: Vec<(String, String)> = [
+            (":path", "/v1/messages"),
+            ("anthropic-version", "2023-01-01"),
+            ("anthropic-beta", "prompt-caching-2024-07-31"),
+            ("openai-organization", "org-1"),
+            ("user-agent", "sdk"),
+            ("x-posthog-trace-id", "t"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let removed = |u: &Upstream| -> Vec<String> {
+            u.header_edits(&client).iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_string()).collect()
+        };
+        let set = |u: &Upstream, name: &str| -> Option<String> {
+            u.header_edits(&client)
+                .iter()
+                .find(|(k, v)| *k == name && v.is_some())
+                .and_then(|(_, v)| v.map(str::to_string))
+        };
+        // Messages to Anthropic: its own headers pass unchanged; no default version over the client's.
+        let body = br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
+        let u = run(&c, Api::Messages, body, None).unwrap();
+        assert_eq!(removed(&u), ["openai-organization", "x-posthog-trace-id"]);
+        assert_eq!(set(&u, "anthropic-version"), None, "the client's passes");
+        assert_eq!(set(&u, "x-api-key").as_deref(), Some("key-for-LLM_GATEWAY_ANTHROPIC_API_KEY"));
+        // Messages to OpenAI (translated): no family header crosses.
+        let body = br#"{"model":"gpt-4o","max_tokens":5,"messages":[]}"#;
+        let u = run(&c, Api::Messages, body, None).unwrap();
+        assert_eq!(removed(&u), ["anthropic-version", "anthropic-beta", "openai-organization", "x-posthog-trace-id"]);
+        // Messages to Bedrock: none of Anthropic's headers.
+        let body = br#"{"model":"claude-sonnet-4-5-20250929","max_tokens":5,"messages":[]}"#;
+        let u = run(&c, Api::Messages, body, Some("bedrock")).unwrap();
+        assert_eq!(removed(&u), ["anthropic-version", "anthropic-beta", "openai-organization", "x-posthog-trace-id"]);
+        // Chat to Anthropic (translated): the client's version is dropped, the gateway's default set.
+        let body = br#"{"model":"claude-sonnet-4-5","messages":[]}"#;
+        let u = run(&c, Api::Chat, body, None).unwrap();
+        assert!(removed(&u).contains(&"anthropic-version".to_string()));
+        assert_eq!(set(&u, "anthropic-version").as_deref(), Some("2023-06-01"));
+        // Chat to OpenAI: openai-* passes.
+        let body = br#"{"model":"gpt-4o","messages":[]}"#;
+        let u = run(&c, Api::Chat, body, None).unwrap();
+        assert_eq!(removed(&u), ["anthropic-version", "anthropic-beta", "x-posthog-trace-id"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bedrock;
 pub mod calendar;
 pub mod capture;
+pub mod completion;
 pub mod config;
 pub mod cost_controls;
 pub mod count_tokens;

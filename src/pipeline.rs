@@ -5,6 +5,7 @@
 //! chunk; JSON bodies that need translation are converted whole.
 
 use crate::bedrock::{bedrock_error_to_anthropic, BedrockToSse};
+use crate::completion::TerminalScanner;
 use crate::errors::{ApiError, ErrorKind};
 use crate::translate::{
     anthropic_error_to_openai, chat_response_to_messages, chat_response_to_responses, messages_response_to_chat,
@@ -50,6 +51,8 @@ pub struct ResponsePipeline {
     tracker: UsageTracker,
     mode: Mode,
     created: u64,
+    /// Watches what the client receives for its terminal event (streams only).
+    terminal: Option<TerminalScanner>,
 }
 
 /// What one chunk produced.
@@ -58,6 +61,9 @@ pub struct Fed {
     pub replace: Option<Vec<u8>>,
     /// The chunk carried the first content token.
     pub first_token: bool,
+    /// The chunk completed the client's terminal event (see [`crate::completion`]):
+    /// the call is complete once these bytes are passed on, whoever closes first.
+    pub terminal: bool,
 }
 
 impl ResponsePipeline {
@@ -87,7 +93,8 @@ impl ResponsePipeline {
                 Mode::Stream { decoder, stages }
             }
         };
-        ResponsePipeline { plan, tracker, mode, created }
+        let terminal = (streaming && status < 400).then(|| TerminalScanner::new(plan.client));
+        ResponsePipeline { plan, tracker, mode, created, terminal }
     }
 
     /// The body must be held whole (the adapter pauses until the end).
@@ -111,11 +118,12 @@ impl ResponsePipeline {
 
     /// One chunk of a streamed or passed-through body; `end` on the last.
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Fed {
-        let ResponsePipeline { tracker, mode, .. } = self;
+        let ResponsePipeline { tracker, mode, terminal, .. } = self;
+        let mut scan = |out: &[u8]| terminal.as_mut().is_some_and(|t| t.feed(out));
         match mode {
             Mode::PassThrough | Mode::Whole { .. } => {
                 let first_token = tracker.feed(chunk).first_token;
-                Fed { replace: None, first_token }
+                Fed { replace: None, first_token, terminal: scan(chunk) }
             }
             Mode::Stream { decoder, stages } => {
                 // Usage is read on the provider's SSE: after the Bedrock decoder, before translation.
@@ -129,7 +137,9 @@ impl ResponsePipeline {
                     }
                 }
                 let first_token = tracker.feed(&sse).first_token;
-                Fed { replace: Some(run(stages, sse, end)), first_token }
+                let out = run(stages, sse, end);
+                let terminal = scan(&out);
+                Fed { replace: Some(out), first_token, terminal }
             }
         }
     }
@@ -181,8 +191,18 @@ impl ResponsePipeline {
         }
     }
 
+    /// What the response yielded. A translated stream the provider ended
+    /// before its answer was complete is an error, as the client was told.
     pub fn finish(&mut self) -> Extracted {
-        self.tracker.finish()
+        let mut extracted = self.tracker.finish();
+        let cut = match &self.mode {
+            Mode::Stream { stages, .. } => stages.iter().any(|s| s.incomplete()),
+            _ => false,
+        };
+        if cut && extracted.error.is_none() {
+            extracted.error = Some("The provider's stream ended before the response was complete".into());
+        }
+        extracted
     }
 }
 
@@ -231,4 +251,38 @@ fn run(stages: &mut [Box<dyn Transform>], bytes: Vec<u8>, end: bool) -> Vec<u8> 
         out = next;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(client: Api, provider: ProviderWire) -> ResponsePlan {
+        ResponsePlan {
+            client,
+            provider,
+            requested_model: "m".into(),
+            client_wants_usage: false,
+            strip_usage_chunk: false,
+            responses: None,
+        }
+    }
+
+    #[test]
+    fn a_translated_stream_cut_short_is_an_error_and_a_whole_one_is_not() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m1\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+                     event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        for (client, whole) in [(Api::Chat, false), (Api::Responses, false), (Api::Chat, true), (Api::Responses, true)]
+        {
+            let mut p =
+                ResponsePipeline::start(plan(client, ProviderWire::Anthropic), 200, Some("text/event-stream"), None, 0);
+            let body = if whole { format!("{start}{stop}") } else { start.to_string() };
+            let fed = p.feed(body.as_bytes(), true);
+            let out = String::from_utf8(fed.replace.unwrap()).unwrap();
+            let extracted = p.finish();
+            assert_eq!(extracted.error.is_some(), !whole, "{client:?} whole={whole}: {out}");
+            assert_eq!(extracted.usage.map(|u| u.input_tokens), Some(3));
+        }
+    }
 }

@@ -153,11 +153,47 @@ fn static_name(name: &str) -> &'static str {
     }
 }
 
-/// Decodes one top-level field; `null` counts as absent. A wrong type names the field.
+/// How deeply a field the gateway reads may nest (arrays and objects).
+pub const MAX_NESTING: usize = 128;
+
+/// Whether the JSON text `raw` nests arrays and objects more than `max` deep.
+/// Stops at the first level past `max`: nothing more is read.
+fn nests_deeper_than(raw: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in raw {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Decodes one top-level field; `null` counts as absent. A wrong type names the
+/// field, and so does nesting past [`MAX_NESTING`].
 fn field<'a, T: Deserialize<'a>>(fields: &Fields<'a>, key: &'static str) -> Result<Option<T>, BodyError> {
     match fields.get(key) {
         None => Ok(None),
         Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) if nests_deeper_than(raw.get().as_bytes(), MAX_NESTING) => {
+            Err(err(format!("'{key}' is nested more than {MAX_NESTING} levels deep"), Some(key)))
+        }
         Some(raw) => serde_json::from_str(raw.get())
             .map(Some)
             .map_err(|e| err(format!("Invalid type for '{key}': {}", first_clause(&e.to_string())), Some(key))),
@@ -236,6 +272,30 @@ mod tests {
         let deep_meta =
             format!(r#"{{"model":"m","messages":[],"metadata":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse(deep_meta.as_bytes(), Api::Chat).is_err());
+    }
+
+    /// The errors table's promise: nesting past 128 levels in a field the gateway
+    /// reads is a 400 naming the field, objects (skipped by the decoder) included.
+    #[test]
+    fn nesting_past_128_levels_in_a_read_field_is_refused() {
+        let nested = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+        for (key, endpoint) in [("metadata", Api::Messages), ("stream_options", Api::Chat), ("user", Api::Chat)] {
+            for levels in [129, 200, 100_000] {
+                let body = format!(r#"{{"model":"m","messages":[],"{key}":{}}}"#, nested(levels));
+                let e = parse(body.as_bytes(), endpoint).err().unwrap_or_else(|| panic!("{key} {levels} accepted"));
+                assert_eq!(e.param, Some(key), "{key} {levels}");
+                assert!(e.message.contains("nested more than 128 levels"), "{key}: {}", e.message);
+            }
+        }
+        // 128 levels of an object the gateway reads past are fine; so is any depth elsewhere.
+        let body = format!(r#"{{"model":"m","messages":[],"metadata":{{"user_id":"u","x":{}}}}}"#, nested(127));
+        assert_eq!(parse(body.as_bytes(), Api::Messages).unwrap().metadata_user_id.as_deref(), Some("u"));
+        let body = format!(r#"{{"model":"m","messages":[],"tools":{}}}"#, nested(100_000));
+        assert!(parse(body.as_bytes(), Api::Messages).is_ok());
+        // Brackets inside strings do not count.
+        let body = format!(r#"{{"model":"m","messages":[],"metadata":{{"user_id":"{}"}}}}"#, "[{".repeat(500));
+        assert!(parse(body.as_bytes(), Api::Messages).is_ok());
+        assert!(!nests_deeper_than(br#"{"a":"\"[[[[["}"#, 2));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! At most one batch is out at a time. Its events leave the queue only when
 //! it resolves, so events pushed meanwhile queue behind it and are neither
 //! lost nor sent twice. A batch that failed retryably stays at the head and
-//! is resent as is after its backoff.
+//! is resent as is after its backoff, for as long as the queue has room: an
+//! outage costs events only when the bounded queue overflows, and then the
+//! oldest go first, counted (unless `max_attempts` caps the sends per batch).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -31,23 +33,29 @@ pub struct OutboxConfig {
     pub max_batch_bytes: usize,
     /// A partial batch goes out once its oldest event waited this long.
     pub flush_interval_ms: u64,
-    /// Sends per batch, first one included, before its events are dropped.
-    pub max_attempts: u32,
+    /// Sends per batch, first one included, before its events are dropped;
+    /// `None`: retried for as long as the queue has room (overflow drops the oldest).
+    pub max_attempts: Option<u32>,
     /// Backoff after the first failure; doubles after each further one.
     pub backoff_base_ms: u64,
-    /// Backoff ceiling, also the ceiling for a server's `Retry-After`.
+    /// Backoff ceiling: during a long outage a batch is retried this often.
     pub backoff_max_ms: u64,
+    /// The longest `Retry-After` honoured; a longer one waits this long.
+    pub retry_after_max_ms: u64,
 }
 
 impl Default for OutboxConfig {
     /// posthog-python's choices where it has one (`max_queue_size` 10,000,
-    /// `flush_at` 100, 1 + `max_retries` 3 attempts, `BATCH_SIZE_LIMIT`
-    /// 5 MiB, 30 s backoff cap; PROTOCOLS.md G), with a shorter flush
-    /// interval and a 500 ms backoff base because a gateway's events should
-    /// show up promptly, an 8 MiB byte bound because wasm memory never
-    /// shrinks: an outage must not leave a worker holding more (the two
-    /// destinations share their events), and 1 MiB batches, because each
-    /// send builds its body as one more copy (BENCHMARKS.md).
+    /// `flush_at` 100, `BATCH_SIZE_LIMIT` 5 MiB; PROTOCOLS.md G), with a
+    /// shorter flush interval and a 500 ms backoff base because a gateway's
+    /// events should show up promptly, an 8 MiB byte bound because wasm
+    /// memory never shrinks: an outage must not leave a worker holding more
+    /// (the two destinations share their events), and 1 MiB batches, because
+    /// each send builds its body as one more copy (BENCHMARKS.md). Unlike
+    /// posthog-python (4 sends, then drop), a batch is retried while the
+    /// queue has room, every 10 s at most once the backoff has grown, so a
+    /// PostHog that comes back is written to within 10 s (or its `Retry-After`,
+    /// honoured up to 5 minutes).
     fn default() -> Self {
         Self {
             max_events: 10_000,
@@ -55,9 +63,10 @@ impl Default for OutboxConfig {
             max_batch_events: 100,
             max_batch_bytes: 1024 * 1024,
             flush_interval_ms: 1_000,
-            max_attempts: 4,
+            max_attempts: None,
             backoff_base_ms: 500,
-            backoff_max_ms: 30_000,
+            backoff_max_ms: 10_000,
+            retry_after_max_ms: 300_000,
         }
     }
 }
@@ -308,7 +317,7 @@ impl Outbox {
                 self.counters.dropped += count;
                 self.head = None;
             }
-            Delivery::Retryable { .. } if head.attempts >= self.config.max_attempts => {
+            Delivery::Retryable { .. } if self.config.max_attempts.is_some_and(|max| head.attempts >= max) => {
                 self.counters.failed += 1;
                 self.counters.dropped += count;
                 self.head = None;
@@ -323,13 +332,12 @@ impl Outbox {
     }
 }
 
-/// Wait after the `attempts`-th failed send: base × 2^(attempts−1), at least
-/// the server's `Retry-After`, never over the ceiling (posthog-python clamps
-/// `Retry-After` to its 30 s cap the same way).
+/// Wait after the `attempts`-th failed send: base × 2^(attempts−1) up to the
+/// ceiling, and at least the server's `Retry-After` (up to `retry_after_max_ms`).
 fn backoff_ms(config: &OutboxConfig, attempts: u32, retry_after_ms: Option<u64>) -> u64 {
     let doublings = attempts.saturating_sub(1).min(63);
     let exponential = config.backoff_base_ms.saturating_mul(1u64 << doublings).min(config.backoff_max_ms);
-    exponential.max(retry_after_ms.unwrap_or(0)).min(config.backoff_max_ms)
+    exponential.max(retry_after_ms.unwrap_or(0).min(config.retry_after_max_ms))
 }
 
 fn event_bytes(events: &[Rc<str>]) -> usize {
@@ -347,9 +355,10 @@ mod tests {
             max_batch_events: 3,
             max_batch_bytes: 100,
             flush_interval_ms: 1_000,
-            max_attempts: 3,
+            max_attempts: Some(3),
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
+            retry_after_max_ms: 300_000,
         }
     }
 
@@ -494,17 +503,78 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_minimum_clamped_to_the_ceiling() {
+    fn retry_after_is_a_minimum_up_to_its_own_cap() {
         let c = config();
         assert_eq!(backoff_ms(&c, 1, Some(5_000)), 5_000);
         assert_eq!(backoff_ms(&c, 3, Some(100)), 2_000);
-        assert_eq!(backoff_ms(&c, 1, Some(3_600_000)), 30_000);
+        assert_eq!(backoff_ms(&c, 1, Some(60_000)), 60_000, "honoured past the backoff ceiling");
+        assert_eq!(backoff_ms(&c, 1, Some(3_600_000)), 300_000);
+        let d = OutboxConfig::default();
+        let delays: Vec<u64> = (1..=7).map(|n| backoff_ms(&d, n, None)).collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
 
         let mut outbox = Outbox::new(config());
         outbox.push("a", 0);
         let batch = outbox.next_batch(0, true).expect("forced");
         outbox.on_result(batch.id, classify(429, Some("7")), 100);
         assert_eq!(outbox.next_due_ms(100), Some(7_100));
+    }
+
+    /// By default a batch is retried for as long as the queue has room: a
+    /// 15-second outage at 70 events a second loses nothing, and only what no
+    /// longer fits is dropped, oldest first, counted; the books balance.
+    #[test]
+    fn an_outage_within_the_queue_bound_loses_nothing() {
+        let config = OutboxConfig { max_attempts: None, ..OutboxConfig::default() };
+        let mut outbox = Outbox::new(config.clone());
+        let (mut now, mut pushed, mut seen) = (0u64, 0u64, Vec::new());
+        let mut out: Option<Batch> = None;
+        // 60 s at 70 events/s (one every ~14 ms); PostHog answers 503 (or times out) from 10 s to 25 s.
+        while now < 60_000 {
+            outbox.push(format!("{{\"n\":{pushed}}}"), now);
+            pushed += 1;
+            if let Some(batch) = out.take() {
+                let down = (10_000..25_000).contains(&now);
+                let result = if down { classify(503, None) } else { Delivery::Ok };
+                if !down {
+                    seen.extend(batch.events.iter().map(|e| e.to_string()));
+                }
+                outbox.on_result(batch.id, result, now);
+            }
+            out = outbox.next_batch(now, false);
+            now += 14;
+        }
+        while let Some(batch) = out.take().or_else(|| outbox.next_batch(now, true)) {
+            seen.extend(batch.events.iter().map(|e| e.to_string()));
+            outbox.on_result(batch.id, Delivery::Ok, now);
+        }
+        let c = outbox.counters();
+        assert_eq!((c.dropped, c.sent), (0, pushed), "{c:?}");
+        assert!(c.failed > 4, "retried past the old 4 attempts: {c:?}");
+        let expected: Vec<String> = (0..pushed).map(|n| format!("{{\"n\":{n}}}")).collect();
+        assert_eq!(seen, expected, "each event once, in order");
+
+        // An outage longer than the queue holds: what no longer fits goes, oldest first.
+        let mut outbox = Outbox::new(OutboxConfig { max_events: 100, ..config });
+        for n in 0..100 {
+            outbox.push(format!("{n}"), 0);
+        }
+        let batch = outbox.next_batch(0, false).expect("due");
+        outbox.on_result(batch.id, classify(0, None), 0);
+        for n in 100..250 {
+            outbox.push(format!("{n}"), 1);
+        }
+        assert_eq!((outbox.depth(), outbox.counters().dropped), (100, 150));
+        let mut left = Vec::new();
+        let mut now = 1_000;
+        while let Some(batch) = outbox.next_batch(now, true) {
+            left.extend(batch.events.iter().map(|e| e.to_string()));
+            outbox.on_result(batch.id, Delivery::Ok, now);
+            now += 1;
+        }
+        assert_eq!(left, (150..250).map(|n| n.to_string()).collect::<Vec<_>>(), "the newest 100 kept");
+        let c = outbox.counters();
+        assert_eq!(c.sent + c.dropped, 250);
     }
 
     #[test]

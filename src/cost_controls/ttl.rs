@@ -497,7 +497,9 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let depth = 100_000;
+        // Node's WASI runner segfaults after this test passes at 100,000 levels
+        // (after the last test, so outside the filter's code); 10,000 is as far past 128.
+        let depth = if cfg!(target_arch = "wasm32") { 10_000 } else { 100_000 };
         let nested = format!("{}{}", r#"{"type":"tool_result","content":["#.repeat(depth), "]}".repeat(depth));
         let body = format!(
             r#"{{"cache_control":{{"type":"ephemeral"}},"messages":[{{"role":"user","content":[{nested}]}}]}}"#

@@ -8,8 +8,8 @@ use super::limits::Grant;
 use super::response::Response;
 use super::worker::Worker;
 use crate::accounting::{self, CallInfo, Outcome};
+use crate::completion;
 use crate::pricing::{Cost, CostSource};
-use crate::routes;
 
 /// A call sent upstream, from the request's side and the response's.
 pub struct Call {
@@ -22,17 +22,10 @@ pub struct Call {
 /// read only if the response did not complete.
 pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
     let Call { info, mut response, grant } = call;
-    let interrupted = (!response.complete).then(|| {
-        let details = host.code_details();
-        if details.contains("downstream") {
-            "client disconnected before the response completed".to_string()
-        } else {
-            format!("response did not complete ({})", routes::truncate(&details, 80))
-        }
-    });
+    let (ended_ms, interrupted) = completion::ending(response.completed_ms, host.now_ms(), || host.code_details());
     let out = Outcome {
         status: if response.status == 0 { 499 } else { response.status },
-        ended_ms: host.now_ms(),
+        ended_ms,
         first_token_ms: response.first_token_ms,
         extracted: response.extracted(),
         interrupted,

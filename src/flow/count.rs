@@ -56,7 +56,7 @@ pub fn begin(
         host.set_request_header(name, None);
     }
     let (path, new_body, bedrock) = match upstream.provider {
-        Provider::Anthropic => (format!("{}/messages/count_tokens", upstream.base_path), upstream.body, false),
+        Provider::Anthropic => (format!("{}/messages/count_tokens", upstream.base_path), upstream.body.clone(), false),
         Provider::Bedrock => {
             let invoke = upstream.body.as_deref().unwrap_or(&body);
             (crate::bedrock::count_tokens_path(&upstream.model), Some(count_tokens::bedrock_body(invoke)), true)
@@ -65,14 +65,9 @@ pub fn begin(
             return Ok(Counted::Reply(count_tokens::estimate_reply(count_tokens::estimate(&parsed))))
         }
     };
-    for (name, value) in &upstream.headers {
-        let value = if name == ":path" { path.as_str() } else { value.as_str() };
-        host.set_request_header(name, Some(value));
-    }
-    for (name, value) in &upstream.default_headers {
-        if header(name).is_none() {
-            host.set_request_header(name, Some(value));
-        }
+    for (name, value) in upstream.header_edits(headers) {
+        let value = if name == ":path" { Some(path.as_str()) } else { value };
+        host.set_request_header(name, value);
     }
     if let Some(b) = &new_body {
         host.set_request_body(body_size, b);

@@ -110,13 +110,10 @@ pub fn answered(worker: &Worker, host: &dyn Host, checking: Checking, status: u3
         }
         Ok(denied) => {
             host.count(Metric::RateLimited, 1);
-            let mut error = denied
-                .error(estimate_usd)
+            let engage = worker.config.limits.budget.engage_threshold;
+            let error = denied
+                .denial(estimate_usd, cap_usd, engage)
                 .unwrap_or_else(|| ApiError::new(ErrorKind::RateLimited, "Rate limit exceeded"));
-            error.headers.extend(denied.headers());
-            if let CheckResult::BudgetExceeded { .. } = denied {
-                error.headers.push(("x-posthog-budget", "exceeded".into()));
-            }
             Step::Reply(error)
         }
         Err(e) => store_failed(worker, host, sending, &format!("{e:?}")),

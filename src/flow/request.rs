@@ -378,6 +378,8 @@ impl Request {
         let call = match std::mem::replace(&mut self.state, State::Start) {
             State::Forwarded { mut call, .. } => {
                 call.response.status = reply.status;
+                // Envoy's own reply is whole: an error by its status (`HTTP 502`), not an interruption.
+                call.response.completed_ms = Some(host.now_ms());
                 Some(call)
             }
             _ => None,

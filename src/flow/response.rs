@@ -15,14 +15,15 @@ pub struct Response {
     pub status: u16,
     pipeline: Option<ResponsePipeline>,
     pub first_token_ms: Option<u64>,
-    pub complete: bool,
+    /// When the response became complete by its protocol (see `crate::completion`).
+    pub completed_ms: Option<u64>,
     /// The gateway key the call used.
     pub key: Option<KeyUse>,
 }
 
 impl Response {
     pub fn new(plan: ResponsePlan, key: Option<KeyUse>) -> Self {
-        Response { plan, status: 0, pipeline: None, first_token_ms: None, complete: false, key }
+        Response { plan, status: 0, pipeline: None, first_token_ms: None, completed_ms: None, key }
     }
 
     /// The provider's headers arrived: choose how the body goes back. Pauses
@@ -78,8 +79,13 @@ impl Response {
             if let Some(out) = fed.replace {
                 host.set_response_body(body_size, &out);
             }
+            if fed.terminal && self.completed_ms.is_none() {
+                self.completed_ms = Some(host.now_ms());
+            }
         }
-        self.complete |= end_of_stream;
+        if end_of_stream && self.completed_ms.is_none() {
+            self.completed_ms = Some(host.now_ms());
+        }
         Action::Continue
     }
 

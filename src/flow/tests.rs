@@ -36,6 +36,7 @@ struct Dispatched {
     context: u32,
     cluster: String,
     path: String,
+    body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -110,12 +111,13 @@ impl Host for Fake {
     fn code_details(&self) -> String {
         self.stream(|s| s.code_details.clone())
     }
-    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], _body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         let path = headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.to_string()).unwrap_or_default();
         let context = self.current.get();
-        self.callouts.borrow_mut().push(Dispatched { token, context, cluster: cluster.to_string(), path });
+        let body = body.unwrap_or_default().to_vec();
+        self.callouts.borrow_mut().push(Dispatched { token, context, cluster: cluster.to_string(), path, body });
         Some(token)
     }
     fn call_response(&self, _body_size: usize) -> (u32, Vec<u8>) {
@@ -407,6 +409,88 @@ fn probes_and_websocket_upgrades_are_answered_at_once() {
     rig.open(2, &ws, "", true);
     assert_eq!(rig.reply(2).map(|r| r.status), Some(426));
     assert!(rig.auth_callouts().is_empty());
+}
+
+/// Issue 14: a stream is complete once the client's terminal event has passed,
+/// in every order of "terminal event sent / client closes / provider ends";
+/// a client that leaves one event before the end is a disconnect. The event
+/// PostHog gets says so, with the usage seen.
+#[test]
+fn completion_is_decided_by_the_terminal_event_in_every_order() {
+    let config = r#"{"limits": {"enabled": false}, "capture": {"region_url": "https://us.posthog.com",
+        "primary": {"api_key": "phc_test"}}}"#;
+    let events = [
+        "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n",
+        "data: [DONE]\n\n",
+    ];
+    // (what, events passed, provider ended, Envoy's code details when the stream ended, error)
+    let cases: [(&str, usize, bool, &str, Option<&str>); 5] = [
+        ("terminal passed, client closed, provider never ended", 4, false, "downstream_remote_disconnect", None),
+        ("terminal passed, provider ended, client closed", 4, true, "downstream_remote_disconnect", None),
+        ("terminal passed, provider ended", 4, true, "via_upstream", None),
+        (
+            "client left one event before the end",
+            3,
+            false,
+            "downstream_remote_disconnect",
+            Some("client disconnected before the response completed"),
+        ),
+        (
+            "provider cut the stream before its terminal event",
+            3,
+            false,
+            "upstream_reset_after_response_started{remote_reset}",
+            Some("response did not complete (upstream_reset_after_response_started{remote_reset})"),
+        ),
+    ];
+    for (i, (what, passed, ended, details, error)) in cases.into_iter().enumerate() {
+        let mut rig = Rig::new(config);
+        let id = 10 + i as u32;
+        let body = r#"{"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]}"#;
+        rig.open(
+            id,
+            &[(":method", "POST"), (":path", "/v1/chat/completions"), ("authorization", "Bearer phx_k")],
+            body,
+            false,
+        );
+        rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+        assert_eq!(rig.body(id), Action::Continue, "{what}");
+        rig.host.stream(|s| {
+            s.response_headers =
+                vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())];
+        });
+        let req = Rc::clone(&rig.requests[&id]);
+        req.borrow_mut().on_response_headers(&rig.host, false);
+        for (n, event) in events.iter().take(passed).enumerate() {
+            rig.host.now.set(1_000_000 + 100 * (n as u64 + 1));
+            rig.host.stream(|s| s.response_body = event.as_bytes().to_vec());
+            req.borrow_mut().on_response_body(&rig.host, event.len(), false);
+        }
+        rig.host.now.set(1_009_000);
+        if ended {
+            rig.host.stream(|s| s.response_body.clear());
+            req.borrow_mut().on_response_body(&rig.host, 0, true);
+        }
+        rig.host.now.set(1_020_000);
+        rig.host.stream(|s| s.code_details = details.into());
+        rig.end(id);
+        let worker = Rc::clone(&rig.root.worker);
+        worker.capture.as_ref().expect("capture").borrow_mut().flush(&rig.host, 1_030_000, true);
+        let sent = rig.host.callouts.borrow().iter().rev().find(|c| c.cluster == "posthog_primary").cloned();
+        let batch: Value = serde_json::from_slice(&sent.expect("a capture batch").body).expect("batch JSON");
+        let p = &batch["batch"][0]["properties"];
+        assert_eq!(p["$ai_is_error"], error.is_some(), "{what}: {p}");
+        assert_eq!(p["$ai_error"].as_str(), error, "{what}");
+        assert_eq!(p["$ai_http_status"], 200, "{what}");
+        assert_eq!((p["$ai_input_tokens"].as_u64(), p["$ai_output_tokens"].as_u64()), (Some(7), Some(3)), "{what}");
+        // A complete call ends when its terminal event passed (the 4th chunk, 0.4 s in),
+        // whoever closed afterwards; an incomplete one when it ended.
+        let latency = if error.is_none() { 0.4 } else { 20.0 };
+        assert_eq!(p["$ai_latency"].as_f64(), Some(latency), "{what}");
+    }
 }
 
 /// The provider answers request `id` with `status` and these headers.

@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::capture::properties;
 use crate::cost_controls::{self, Upgrade};
 use crate::errors::{ApiError, ErrorKind};
-use crate::forward::{self, CREDENTIAL_HEADERS};
+use crate::forward;
 use crate::pipeline::ResponsePlan;
 use crate::providers::Provider;
 use crate::request;
@@ -36,16 +36,12 @@ pub struct Sending {
 /// Headers that carry a coding agent's session id: Claude Code's, then Codex's.
 const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
 
-/// Removes what must not go upstream as the client sent it: credentials stay
-/// here, only the filter chooses the upstream and its timeout, and the body may
-/// change size.
+/// Removes what must not go upstream as the client sent it
+/// ([`forward::dropped_on_arrival`]): credentials stay here, only the filter
+/// chooses the upstream and steers Envoy's router, and the body may change size.
 pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String, String)]) {
     for (name, _) in headers {
-        let strip = CREDENTIAL_HEADERS.contains(&name.as_str())
-            || *name == worker.config.route_header
-            || name == "x-envoy-upstream-rq-timeout-ms"
-            || name == "content-length";
-        if strip {
+        if forward::dropped_on_arrival(name, &worker.config.route_header) {
             host.set_request_header(name, None);
         }
     }
@@ -154,13 +150,8 @@ pub fn send(worker: &Worker, host: &dyn Host, s: Sending, headers: &[(String, St
     let Sending {
         body_size, body, upstream, mut call, save_mode_header, team_id, cost_controls, budget_engaged, ..
     } = s;
-    for (name, value) in &upstream.headers {
-        host.set_request_header(name, Some(value));
-    }
-    for (name, value) in &upstream.default_headers {
-        if !headers.iter().any(|(k, _)| k == name) {
-            host.set_request_header(name, Some(value));
-        }
+    for (name, value) in upstream.header_edits(headers) {
+        host.set_request_header(name, value);
     }
     let mut new_body = upstream.body;
     // Save Mode applies to every Anthropic-bound body, translated ones included.

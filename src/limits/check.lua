@@ -19,10 +19,12 @@
 --       allowed; the estimate (and the lease granted, 0 if it did not fit)
 --       was added to every window; spent_i includes both; month_spend is -1
 --       without a budget key
---   {0, i, reset_ms, spent}   denied: window i has spent + estimate > limit;
---       of several full windows, the one that resets last (ties: the last
---       listed); nothing reserved
---   {2, month_spend}          denied: month_spend >= cap > 0; nothing reserved
+--   {0, i, reset_ms, spent, month_spend}   denied: window i has spent +
+--       estimate > limit; of several full windows, the one that resets last
+--       (ties: the last listed); nothing reserved; month_spend as above
+--   {2, month_spend, spent_1, reset_ms_1, ..., spent_n, reset_ms_n}
+--       denied: month_spend >= cap > 0; nothing reserved; each window's
+--       spend as it stands, for the response's rate-limit headers
 -- A window key is created with a TTL of the time left in its window.
 
 local function int(v)
@@ -56,27 +58,36 @@ end
 local month_spend = -1
 if #KEYS == n + 1 then
   month_spend = tonumber(redis.call('GET', KEYS[n + 1]) or '0') or 0
-  if cap > 0 and month_spend >= cap then
-    return {2, month_spend}
-  end
 end
 
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keys, spent, resets = {}, {}, {}
-local deny, deny_reset = 0, -1
 for i = 1, n do
   local length_ms = lengths[i] * 1000
   local index = math.floor(now_ms / length_ms)
   keys[i] = KEYS[i] .. ':' .. string.format('%d', index)
   spent[i] = tonumber(redis.call('GET', keys[i]) or '0') or 0
   resets[i] = (index + 1) * length_ms - now_ms
+end
+
+if #KEYS == n + 1 and cap > 0 and month_spend >= cap then
+  local out = {2, month_spend}
+  for i = 1, n do
+    out[#out + 1] = spent[i]
+    out[#out + 1] = resets[i]
+  end
+  return out
+end
+
+local deny, deny_reset = 0, -1
+for i = 1, n do
   if spent[i] + est > limits[i] and resets[i] >= deny_reset then
     deny, deny_reset = i, resets[i]
   end
 end
 if deny > 0 then
-  return {0, deny, deny_reset, spent[deny]}
+  return {0, deny, deny_reset, spent[deny], month_spend}
 end
 
 for i = 1, n do

@@ -47,9 +47,21 @@ pub enum CheckResult {
         lease_micro: i64,
     },
     /// 429: this window cannot take the estimate; nothing was reserved.
-    Denied { window: Window, status: WindowStatus, retry_after_s: u64 },
+    Denied {
+        window: Window,
+        status: WindowStatus,
+        retry_after_s: u64,
+        /// The team's spend this month; `None` when the plan has no budget.
+        month_spend_usd: Option<f64>,
+    },
     /// 429: the team's monthly spend reached its cap; nothing was reserved.
-    BudgetExceeded { cap_usd: f64, month_spend_usd: f64, retry_after_s: u64 },
+    BudgetExceeded {
+        cap_usd: f64,
+        month_spend_usd: f64,
+        retry_after_s: u64,
+        /// The window with the least left, as it stands; `None` without windows.
+        tightest: Option<WindowStatus>,
+    },
 }
 
 impl CheckResult {
@@ -63,8 +75,30 @@ impl CheckResult {
                 h.push(("retry-after", retry_after_s.to_string()));
                 h
             }
-            CheckResult::BudgetExceeded { retry_after_s, .. } => vec![("retry-after", retry_after_s.to_string())],
+            CheckResult::BudgetExceeded { retry_after_s, tightest, .. } => {
+                let mut h = tightest.as_ref().map(rate_limit_headers).unwrap_or_default();
+                h.push(("retry-after", retry_after_s.to_string()));
+                h
+            }
         }
+    }
+
+    /// The 429 for a denial with every header the client gets, each once:
+    /// [`CheckResult::headers`] and the budget's (`x-posthog-budget`,
+    /// `x-posthog-budget-remaining-usd`) for `cap_usd`. `None` when allowed.
+    pub fn denial(&self, estimate_usd: f64, cap_usd: Option<f64>, engage_threshold: f64) -> Option<ApiError> {
+        let spend = match self {
+            CheckResult::Allowed { .. } => return None,
+            CheckResult::Denied { month_spend_usd, .. } => *month_spend_usd,
+            CheckResult::BudgetExceeded { month_spend_usd, .. } => Some(*month_spend_usd),
+        };
+        let cap = match self {
+            CheckResult::BudgetExceeded { cap_usd, .. } => Some(*cap_usd),
+            _ => cap_usd,
+        };
+        let budget = super::budget_headers(&super::budget_status(cap, spend, engage_threshold));
+        let error = self.error(estimate_usd)?;
+        Some(budget.into_iter().fold(error, |e, (k, v)| e.header(k, v)))
     }
 
     /// The 429 for a denial (with [`CheckResult::headers`]), `None` when allowed.
@@ -72,7 +106,7 @@ impl CheckResult {
     pub fn error(&self, estimate_usd: f64) -> Option<ApiError> {
         let (message, code) = match self {
             CheckResult::Allowed { .. } => return None,
-            CheckResult::Denied { window, status, retry_after_s } => (
+            CheckResult::Denied { window, status, retry_after_s, .. } => (
                 format!(
                     "Rate limit exceeded: the per-{} limit of ${} per {} s does not cover this request \
                      (estimated ${}, ${} left); retry after {} s",
@@ -85,7 +119,7 @@ impl CheckResult {
                 ),
                 "rate_limit_exceeded",
             ),
-            CheckResult::BudgetExceeded { cap_usd, month_spend_usd, retry_after_s } => (
+            CheckResult::BudgetExceeded { cap_usd, month_spend_usd, retry_after_s, .. } => (
                 format!(
                     "Monthly budget exceeded: ${} spent of ${} this month (UTC); it resets in {} s",
                     format_usd(*month_spend_usd),
@@ -268,7 +302,7 @@ impl CheckPlan {
                 }
                 Ok(CheckResult::Allowed { tightest, month_spend_usd, reservations, windows, lease_micro })
             }
-            [tag, index, reset_ms, spent] if tag.as_i64() == Some(0) => {
+            [tag, index, reset_ms, spent, month @ ..] if tag.as_i64() == Some(0) && month.len() <= 1 => {
                 let p = index
                     .as_u64()
                     .and_then(|i| usize::try_from(i).ok())
@@ -277,15 +311,42 @@ impl CheckPlan {
                     .ok_or_else(|| bad("denied window"))?;
                 let spent = spent.as_i64().ok_or_else(|| bad("spent"))?;
                 let status = window_status(p, spent, reset_ms).ok_or_else(|| bad("reset"))?;
-                Ok(CheckResult::Denied { window: p.window.clone(), retry_after_s: status.reset_s, status })
+                // The month's spend (absent from older scripts: unknown).
+                let month_spend_usd = match (month.first().and_then(Value::as_i64), &self.budget) {
+                    (Some(spend), Some(_)) if spend >= 0 => Some(micro_to_usd(spend)),
+                    _ => None,
+                };
+                Ok(CheckResult::Denied {
+                    window: p.window.clone(),
+                    retry_after_s: status.reset_s,
+                    status,
+                    month_spend_usd,
+                })
             }
-            [tag, spend] if tag.as_i64() == Some(2) => {
+            [tag, spend, windows @ ..] if tag.as_i64() == Some(2) => {
                 let (_, cap) = self.budget.as_ref().ok_or_else(|| bad("budget denial without a budget"))?;
                 let spend = spend.as_i64().ok_or_else(|| bad("month spend"))?;
+                // Each window's spend and reset as it stands (absent from older scripts).
+                let mut tightest: Option<WindowStatus> = None;
+                if windows.len() == 2 * self.windows.len() {
+                    for (p, pair) in self.windows.iter().zip(windows.chunks_exact(2)) {
+                        let [spent, reset_ms] = pair else { return Err(bad("window")) };
+                        let spent = spent.as_i64().ok_or_else(|| bad("spent"))?;
+                        let status = window_status(p, spent, reset_ms).ok_or_else(|| bad("reset"))?;
+                        if tightest
+                            .is_none_or(|t| (status.remaining_usd, t.reset_s) < (t.remaining_usd, status.reset_s))
+                        {
+                            tightest = Some(status);
+                        }
+                    }
+                } else if !windows.is_empty() {
+                    return Err(bad("wrong number of windows"));
+                }
                 Ok(CheckResult::BudgetExceeded {
                     cap_usd: micro_to_usd(*cap),
                     month_spend_usd: micro_to_usd(spend),
                     retry_after_s: month_reset_s(self.now_ms),
+                    tightest,
                 })
             }
             _ => Err(bad("unknown answer")),
@@ -462,7 +523,7 @@ mod tests {
     fn denied_answer() {
         let p = plan(None);
         let r = p.parse(200, &answer(json!([0, 2, 1_234_001, 9_900_000]))).unwrap();
-        let CheckResult::Denied { window, status, retry_after_s } = &r else { panic!() };
+        let CheckResult::Denied { window, status, retry_after_s, .. } = &r else { panic!() };
         assert_eq!(window, &windows()[1]);
         assert_eq!(*retry_after_s, 1235);
         assert_eq!(status.remaining_usd, 0.1);
@@ -480,13 +541,60 @@ mod tests {
         let r = p.parse(200, &answer(json!([2, 100_000_001]))).unwrap();
         assert_eq!(
             r,
-            CheckResult::BudgetExceeded { cap_usd: 100.0, month_spend_usd: 100.000001, retry_after_s: 31 * 86400 }
+            CheckResult::BudgetExceeded {
+                cap_usd: 100.0,
+                month_spend_usd: 100.000001,
+                retry_after_s: 31 * 86400,
+                tightest: None
+            }
         );
         let e = r.error(0.1).unwrap();
         assert_eq!((e.status(), e.code), (429, Some("budget_exceeded")));
         assert!(e.headers.contains(&("retry-after", (31 * 86400).to_string())));
         // A budget denial when the plan had no budget is garbage.
         assert!(matches!(plan(None).parse(200, &answer(json!([2, 5]))), Err(StoreError::Malformed(_))));
+    }
+
+    /// Every header a denial sets, each exactly once, with the budget's.
+    #[test]
+    fn denials_carry_every_header_once() {
+        let names = |e: &ApiError| {
+            let mut n: Vec<&str> = e.headers.iter().map(|(k, _)| *k).collect();
+            n.sort_unstable();
+            n
+        };
+        let all = [
+            "retry-after",
+            "x-posthog-budget",
+            "x-posthog-budget-remaining-usd",
+            "x-ratelimit-limit-usd",
+            "x-ratelimit-remaining-usd",
+            "x-ratelimit-reset",
+        ];
+        // A window denies; the month stands at $40 of $100.
+        let p = plan(Some(100.0));
+        let r = p.parse(200, &answer(json!([0, 2, 1_234_001, 9_900_000, 40_000_000]))).unwrap();
+        let e = r.denial(0.25, Some(100.0), 0.95).unwrap();
+        assert_eq!(names(&e), all);
+        assert!(e.headers.contains(&("x-posthog-budget", "ok".into())));
+        assert!(e.headers.contains(&("x-posthog-budget-remaining-usd", "60".into())));
+        assert!(e.headers.contains(&("x-ratelimit-remaining-usd", "0.1".into())));
+        // The budget denies: the windows as they stand (the tightest: $0.5 of $1 left).
+        let r = p.parse(200, &answer(json!([2, 100_000_001, 500_000, 30_000, 0, 3_000_000, 0, 80_000_000]))).unwrap();
+        let e = r.denial(0.25, Some(100.0), 0.95).unwrap();
+        assert_eq!(names(&e), all);
+        assert!(e.headers.contains(&("x-posthog-budget", "exceeded".into())));
+        assert!(e.headers.contains(&("x-posthog-budget-remaining-usd", "0".into())));
+        assert!(e.headers.contains(&("x-ratelimit-remaining-usd", "0.5".into())));
+        assert!(e.headers.contains(&("x-ratelimit-reset", "30".into())));
+        // Without a budget, a window denial has no budget headers; an allowed check no denial.
+        let r = plan(None).parse(200, &answer(json!([0, 1, 1_000, 900_000, -1]))).unwrap();
+        let e = r.denial(0.25, None, 0.95).unwrap();
+        assert_eq!(
+            names(&e),
+            ["retry-after", "x-ratelimit-limit-usd", "x-ratelimit-remaining-usd", "x-ratelimit-reset"]
+        );
+        assert!(p.parse(200, &answer(json!([2, 1, 5]))).is_err(), "half a window");
     }
 
     #[test]

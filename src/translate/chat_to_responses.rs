@@ -270,11 +270,12 @@ impl EventHandler for ChatToResponses {
     }
 
     /// See the module docs for a stream without `[DONE]`.
-    fn cut(&mut self, out: &mut Vec<u8>) {
+    fn cut(&mut self, out: &mut Vec<u8>) -> bool {
         if self.finish_reason.is_some() {
             self.complete(out);
-        } else {
-            self.out.fail(out, "server_error", "The provider's stream ended before the response was complete");
+            return false;
         }
+        self.out.fail(out, "server_error", "The provider's stream ended before the response was complete");
+        true
     }
 }

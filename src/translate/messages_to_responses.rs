@@ -272,7 +272,8 @@ impl EventHandler for MessagesToResponses {
     }
 
     /// A stream that ends without `message_stop` or `error` fails.
-    fn cut(&mut self, out: &mut Vec<u8>) {
+    fn cut(&mut self, out: &mut Vec<u8>) -> bool {
         self.out.fail(out, "server_error", "The provider's stream ended before the response was complete");
+        true
     }
 }

@@ -150,9 +150,10 @@ impl EventHandler for MessagesToChat {
     }
 
     /// A stream that ends without `message_stop` or `error` gets an error event, not `[DONE]`.
-    fn cut(&mut self, out: &mut Vec<u8>) {
+    fn cut(&mut self, out: &mut Vec<u8>) -> bool {
         let json = openai_error_json("server_error", "The provider's stream ended before the response was complete");
         push_data(out, &json);
+        true
     }
 }
 

@@ -197,14 +197,14 @@ impl EventHandler for ChatToMessages {
     }
 
     /// See the module docs for a stream without `[DONE]`.
-    fn cut(&mut self, out: &mut Vec<u8>) {
+    fn cut(&mut self, out: &mut Vec<u8>) -> bool {
         if self.finish_reason.is_some() {
             self.complete(out);
-        } else {
-            let json =
-                anthropic_error_json("api_error", "The provider's stream ended before the response was complete");
-            push_named(out, "error", &json);
+            return false;
         }
+        let json = anthropic_error_json("api_error", "The provider's stream ended before the response was complete");
+        push_named(out, "error", &json);
+        true
     }
 }
 

@@ -11,6 +11,10 @@ pub trait Transform {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8>;
     /// The input ended; returns the rest.
     fn finish(&mut self) -> Vec<u8>;
+    /// The input ended before the answer was complete, and the client was told so.
+    fn incomplete(&self) -> bool {
+        false
+    }
 }
 
 /// Whether an event was the stream's last.
@@ -24,8 +28,11 @@ pub enum Next {
 /// An SSE-to-SSE conversion, one complete input event at a time.
 pub trait EventHandler {
     fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Next;
-    /// The input ended before an event said [`Next::Done`]: close the client's stream.
-    fn cut(&mut self, _out: &mut Vec<u8>) {}
+    /// The input ended before an event said [`Next::Done`]: close the client's
+    /// stream; true when the answer was incomplete and the client got an error.
+    fn cut(&mut self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// Runs an [`EventHandler`] over a byte stream, holding at most one input event.
@@ -33,11 +40,12 @@ pub struct Sse<H> {
     parser: SseParser,
     handler: H,
     done: bool,
+    incomplete: bool,
 }
 
 impl<H: EventHandler> Sse<H> {
     pub fn new(handler: H) -> Self {
-        Sse { parser: SseParser::default(), handler, done: false }
+        Sse { parser: SseParser::default(), handler, done: false, incomplete: false }
     }
 
     fn handle(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
@@ -69,9 +77,13 @@ impl<H: EventHandler> Transform for Sse<H> {
         }
         if !self.done {
             self.done = true;
-            self.handler.cut(&mut out);
+            self.incomplete = self.handler.cut(&mut out);
         }
         out
+    }
+
+    fn incomplete(&self) -> bool {
+        self.incomplete
     }
 }
 
@@ -108,8 +120,9 @@ mod tests {
             }
         }
 
-        fn cut(&mut self, out: &mut Vec<u8>) {
+        fn cut(&mut self, out: &mut Vec<u8>) -> bool {
             push_data(out, "cut");
+            true
         }
     }
 
@@ -129,5 +142,6 @@ mod tests {
         out.extend(s.finish());
         out.extend(s.finish());
         assert_eq!(out, b"data: a\n\ndata: b\n\ndata: cut\n\n");
+        assert!(s.incomplete());
     }
 }

@@ -41,7 +41,7 @@ pub fn run(data: &[u8]) {
     }
     if let Some(c) = &config.capture {
         assert!(c.region_url.starts_with("https://") || c.region_url.starts_with("http://"));
-        assert!(c.max_event_bytes > 0 && c.outbox.max_events > 0 && c.outbox.max_attempts > 0);
+        assert!(c.max_event_bytes > 0 && c.outbox.max_events > 0 && c.outbox.max_attempts.is_none_or(|n| n > 0));
         assert!(c.primary.path.starts_with('/'));
     }
     assert!(config.cost_controls.validate().is_ok());

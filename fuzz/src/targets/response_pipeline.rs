@@ -6,6 +6,8 @@
 //! - What the client receives, and the usage read, do not depend on how the
 //!   provider's bytes are chunked.
 //! - A held body (a translated answer, a Bedrock error) comes back as JSON.
+//! - The client's terminal event (`completion`) is reported at most once, and
+//!   whether it is does not depend on the chunking either.
 
 use llm_gateway::config::Config;
 use llm_gateway::forward::{plan, ProviderKeys};
@@ -35,13 +37,15 @@ const REQUESTS: [(Api, &str, Option<&str>); 12] = [
 const TYPES: [Option<&str>; 4] =
     [Some("text/event-stream"), Some("application/json"), Some("application/vnd.amazon.eventstream"), None];
 
-fn respond(plan: &ResponsePlan, status: u16, ct: Option<&str>, chunks: &[&[u8]]) -> (Vec<u8>, Extracted) {
+fn respond(plan: &ResponsePlan, status: u16, ct: Option<&str>, chunks: &[&[u8]]) -> (Vec<u8>, Extracted, usize) {
     let mut p = ResponsePipeline::start(plan.clone(), status, ct, Some("ThrottlingException".into()), 1_741_569_952);
     let mut out = Vec::new();
     let mut held = Vec::new();
     let last = chunks.len().saturating_sub(1);
+    let mut terminals = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         let fed = p.feed(chunk, i == last);
+        terminals += usize::from(fed.terminal);
         if p.holds_body() {
             held.extend_from_slice(chunk);
         } else {
@@ -55,7 +59,7 @@ fn respond(plan: &ResponsePlan, status: u16, ct: Option<&str>, chunks: &[&[u8]])
         }
         out = body;
     }
-    (out, p.finish())
+    (out, p.finish(), terminals)
 }
 
 /// The plan the gateway makes for one of `REQUESTS`, streaming or not, with
@@ -99,4 +103,6 @@ pub fn run(data: &[u8]) {
         "{plan:?}: client bytes depend on chunking"
     );
     assert_eq!(split.1, whole.1, "{plan:?}: usage depends on chunking");
+    assert!(whole.2 <= 1 && split.2 <= 1, "{plan:?}: terminal event reported twice");
+    assert_eq!(split.2, whole.2, "{plan:?}: completion depends on chunking");
 }

@@ -122,6 +122,26 @@ impl Chunked<'_> {
     pub fn reset(self) {
         reset(self.conn);
     }
+
+    /// Waits, sending nothing, until the peer closes the connection (true) or
+    /// `max` passes (false): a provider that keeps a stream open after its last
+    /// event, so the client is the one that ends it.
+    pub fn wait_for_peer_close(&mut self, max: Duration) -> bool {
+        let deadline = std::time::Instant::now() + max;
+        let mut buf = [0u8; 512];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.conn.set_read_timeout(Some(left)).is_err() {
+                return false;
+            }
+            match (&*self.conn).read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 /// Makes the coming close send RST instead of FIN (SO_LINGER with a zero

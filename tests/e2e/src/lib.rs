@@ -1,6 +1,7 @@
 //! End-to-end harness: a real Envoy loading the built filter, real Redis and
 //! webdis, a mock provider and a PostHog capture sink.
 pub mod catalog;
+pub mod client;
 pub mod fault_proxy;
 pub mod http1;
 pub mod mock;

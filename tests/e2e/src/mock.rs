@@ -45,6 +45,11 @@
 //! - `x-mock-tool-calls: all`: call every tool (the i-th with the city Paris,
 //!   Lyon, Nice, Lille, …), after the text "Let me check.", instead of only
 //!   the first.
+//! - `x-mock-hold: end | last`: keep a stream open, sending nothing, until
+//!   the peer closes the connection (at most 10 s): `end` after the last
+//!   event (the terminal one), `last` before it. As a real client closes on
+//!   its terminal event, `end` makes the client the one that ends the call;
+//!   `last` lets a client leave one event before the end.
 //! - `x-mock-fault: <fault>`: `reset` (RST before any response),
 //!   `reset-mid-stream` (RST after the head and two events, or half a JSON
 //!   body), `invalid-json` (truncated JSON body), `error-event` (the
@@ -108,7 +113,12 @@ impl ProviderKeys {
 pub struct MockProvider {
     server: Server,
     log: Arc<Mutex<Vec<Request>>>,
+    holds: Holds,
 }
+
+/// How each held stream ended, by the request's `x-test-marker`: true when
+/// the peer closed the connection, false when the hold ran out.
+type Holds = Arc<Mutex<Vec<(String, bool)>>>;
 
 impl MockProvider {
     #[allow(clippy::expect_used)] // test infrastructure: no port is a setup failure
@@ -120,13 +130,15 @@ impl MockProvider {
     pub fn start_on(port: u16, keys: ProviderKeys) -> io::Result<MockProvider> {
         let log = Arc::new(Mutex::new(Vec::new()));
         let recorded = log.clone();
+        let holds = Holds::default();
+        let held = holds.clone();
         let server = Server::start_on(port, move |req, res| {
             crate::record::request("mock", &req);
             lock(&recorded).push(req.clone());
             // A write error means the peer left; there is no one to tell.
-            let _ = handle(&keys, &req, res);
+            let _ = handle(&keys, &req, res, &held);
         })?;
-        Ok(MockProvider { server, log })
+        Ok(MockProvider { server, log, holds })
     }
 
     pub fn port(&self) -> u16 {
@@ -136,6 +148,21 @@ impl MockProvider {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.log).clone()
+    }
+
+    /// Whether the held stream of the request marked `marker` (`x-test-marker`)
+    /// ended because the peer closed the connection (Some(true)) or because the
+    /// hold ran out (Some(false)); None if no such stream was held. Waits for a
+    /// hold still running (the peer's close reaches the mock after the peer left).
+    pub fn hold_outcome(&self, marker: &str) -> Option<bool> {
+        let deadline = std::time::Instant::now() + HOLD_MAX + Duration::from_secs(5);
+        loop {
+            let found = lock(&self.holds).iter().rev().find(|(m, _)| m == marker).map(|(_, closed)| *closed);
+            if found.is_some() || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn clear(&self) {
@@ -230,7 +257,18 @@ struct Directives {
     chunk_bytes: Option<usize>,
     /// Stream tool calls as Gemini's OpenAI-compatible endpoint does.
     gemini_quirks: bool,
+    /// Keep the stream open until the peer leaves: after the last event, or before it.
+    hold: Option<Hold>,
 }
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Hold {
+    End,
+    Last,
+}
+
+/// The longest a held stream waits for its peer to leave.
+const HOLD_MAX: Duration = Duration::from_secs(10);
 
 impl Directives {
     fn parse(req: &Request) -> Result<Directives, String> {
@@ -271,7 +309,14 @@ impl Directives {
             Some("gemini") => true,
             Some(_) => return Err(bad("x-mock-quirks")),
         };
+        let hold = match req.header("x-mock-hold") {
+            None => None,
+            Some("end") => Some(Hold::End),
+            Some("last") => Some(Hold::Last),
+            Some(_) => return Err(bad("x-mock-hold")),
+        };
         Ok(Directives {
+            hold,
             gemini_quirks,
             status,
             delay: millis("x-mock-delay-ms")?,
@@ -284,7 +329,7 @@ impl Directives {
     }
 }
 
-fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result<()> {
+fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds) -> io::Result<()> {
     if req.method == "POST" && req.route() == "/v1/messages/count_tokens" {
         return count_tokens(keys, Api::Anthropic, req, res);
     }
@@ -364,7 +409,11 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder) -> io::Result
             Api::Anthropic => messages_stream(api, &model, &answer, &usage).iter().map(named).collect(),
             Api::Bedrock => bedrock_stream(&model, &answer, &usage),
         };
-        send_stream(res, api, &events, &d)
+        let closed = send_stream(res, api, &events, &d)?;
+        if let Some(closed) = closed {
+            lock(holds).push((req.header("x-test-marker").unwrap_or_default().to_owned(), closed));
+        }
+        Ok(())
     } else {
         let body = match api {
             Api::OpenAi | Api::Gemini | Api::Azure => chat_json(api, &model, &answer, &usage),
@@ -974,7 +1023,8 @@ fn headers(api: Api, content_type: &'static str) -> Vec<(&'static str, &'static 
 
 /// Each event is its own chunk, so the gateway sees the stream as it would
 /// from the network; faults strike after the second event.
-fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives) -> io::Result<()> {
+/// Returns, for a held stream, whether the peer closed it during the hold.
+fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives) -> io::Result<Option<bool>> {
     let mut headers = match api {
         Api::Bedrock => {
             let mut headers = headers(api, content_type(d, "application/vnd.amazon.eventstream"));
@@ -990,20 +1040,33 @@ fn send_stream(res: &mut Responder, api: Api, events: &[Vec<u8>], d: &Directives
         match d.fault {
             Some(Fault::ResetMidStream) if i == 2 => {
                 body.reset();
-                return Ok(());
+                return Ok(None);
             }
             Some(Fault::ErrorEvent) if i == 2 => {
                 pieces(&mut body, &error_event(api), d.chunk_bytes)?;
-                return body.finish();
+                return body.finish().map(|()| None);
             }
             Some(Fault::MalformedSse) if i == 1 || i + 1 == events.len() => {
                 pieces(&mut body, &garbage(api), d.chunk_bytes)?
             }
             _ => {}
         }
+        if d.hold == Some(Hold::Last) && i + 1 == events.len() {
+            if body.wait_for_peer_close(HOLD_MAX) {
+                return Ok(Some(true));
+            }
+            pieces(&mut body, event, d.chunk_bytes)?;
+            return body.finish().map(|()| Some(false));
+        }
         pieces(&mut body, event, d.chunk_bytes)?;
     }
-    body.finish()
+    if d.hold == Some(Hold::End) {
+        if body.wait_for_peer_close(HOLD_MAX) {
+            return Ok(Some(true));
+        }
+        return body.finish().map(|()| Some(false));
+    }
+    body.finish().map(|()| None)
 }
 
 /// Sends `bytes` as one chunk, or in chunks of `size` bytes (`x-mock-chunk-bytes`),

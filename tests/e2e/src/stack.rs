@@ -372,6 +372,19 @@ impl Envoy {
         Envoy::try_start_with_clusters(dir, plugin_config, ports, workers, wasm, "")
     }
 
+    /// As `try_start_with_wasm`, with the provider key variables in `omit` left out
+    /// of Envoy's environment (a gateway with no key for that provider).
+    pub fn try_start_without_keys(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        omit: &[&str],
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit, &[])
+    }
+
     /// As `try_start_with_wasm`, with more clusters (YAML list items, two-space indented)
     /// appended to the template's `clusters`, e.g. one serving a price catalog.
     pub fn try_start_with_clusters(
@@ -382,11 +395,11 @@ impl Envoy {
         wasm: &Path,
         extra_clusters: &str,
     ) -> Result<Envoy, String> {
-        Envoy::try_start_full(dir, plugin_config, ports, workers, wasm, extra_clusters, &[])
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], &[])
     }
 
     /// As `try_start_with_clusters`, with more variables in Envoy's environment (e.g.
-    /// the AWS credentials its SigV4 signer reads).
+    /// the AWS credentials its SigV4 signer reads, or a provider's key pool).
     pub fn try_start_full(
         dir: &Path,
         plugin_config: &Value,
@@ -394,6 +407,20 @@ impl Envoy {
         workers: u32,
         wasm: &Path,
         extra_clusters: &str,
+        env: &[(&str, String)],
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], env)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn try_start_configured(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        extra_clusters: &str,
+        omit: &[&str],
         env: &[(&str, String)],
     ) -> Result<Envoy, String> {
         // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
@@ -455,7 +482,11 @@ impl Envoy {
             ("LLM_GATEWAY_BEDROCK_API_KEY", BEDROCK_KEY),
             ("LLM_GATEWAY_AZURE_API_KEY", AZURE_KEY),
         ] {
-            cmd.env(var, key);
+            if omit.contains(&var) {
+                cmd.env_remove(var);
+            } else {
+                cmd.env(var, key);
+            }
         }
         for (var, value) in env {
             cmd.env(var, value);

@@ -313,6 +313,14 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
     assert_eq!(p["$ai_input_tokens"], 25);
     assert!(p["$ai_error"].as_str().unwrap().contains("did not complete"), "{p}");
 
+    // A reset before any response: Envoy's 502, a whole reply, so an error by its status.
+    let trace = "failed-reset-502";
+    let resp = stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "reset")], &messages);
+    assert_eq!(resp.status, 502);
+    let p = event(&stack.sink, trace)["properties"].clone();
+    assert_eq!((p["$ai_is_error"].clone(), p["$ai_http_status"].clone()), (json!(true), json!(502)));
+    assert_eq!(p["$ai_error"], "HTTP 502", "{p}");
+
     // An error event mid-stream.
     let trace = "interrupted-error-event";
     stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "error-event")], &messages);
@@ -430,4 +438,27 @@ fn draining_before_stop_delivers_everything_queued() {
     drop(envoy);
     assert_eq!(primary.events().len(), 4);
     assert_eq!(mirror.events().len(), 4);
+}
+
+/// Issue 14: a batch is retried for as long as the queue has room, so an
+/// outage longer than the old four attempts (here four failures in a row,
+/// with `Retry-After: 1` honoured) loses no event and duplicates none.
+#[test]
+fn a_short_outage_loses_no_event() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let (envoy, primary, mirror) = isolated(stack, "short-outage", json!({}));
+    primary.fail_next(4, 503, Some(1));
+    for i in 0..3 {
+        call(&envoy, &format!("short-outage-{i}"));
+    }
+    let delivered = primary.wait_for_events(3, Duration::from_secs(30));
+    assert_eq!(delivered.len(), 3, "{} of 3 events delivered", delivered.len());
+    for i in 0..3 {
+        event(&primary, &format!("short-outage-{i}"));
+    }
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_failed_total"), 4);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_dropped_total"), 0);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 3);
+    assert_eq!(mirror.events().len(), 3);
 }

@@ -173,8 +173,17 @@ fn every_render_names_only_clusters_it_defines() {
         for name in named_clusters(&config) {
             cluster(&envoy, &name);
         }
-        let route = &hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
-        assert_eq!(route["cluster_header"], config.route_header.as_str(), "{path}: route reads another header");
+        let entry = &hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(
+            entry["route"]["cluster_header"],
+            config.route_header.as_str(),
+            "{path}: route reads another header"
+        );
+        assert_eq!(
+            entry["request_headers_to_remove"],
+            json!([config.route_header, "x-envoy-expected-rq-timeout-ms"]),
+            "{path}: the routing header must not reach the provider"
+        );
     }
 }
 
@@ -334,6 +343,11 @@ fn istio_envoyfilter_adds_the_complete_wasm_config_through_ecds() {
     // The route reads the filter's header; the listener buffers the filter's body limit.
     let route = p["HTTP_ROUTE"];
     assert_eq!(route["patch"]["value"]["route"]["cluster_header"], config.route_header.as_str());
+    assert_eq!(
+        route["patch"]["value"]["request_headers_to_remove"],
+        json!([config.route_header, "x-envoy-expected-rq-timeout-ms"]),
+        "the routing header must not reach the provider"
+    );
     let gateway = istio("gateway.yaml");
     let vs = object(&gateway, "VirtualService", Some("llm-gateway"));
     let route_name = &route["match"]["routeConfiguration"]["vhost"]["route"]["name"];

@@ -330,3 +330,59 @@ fn leases_admit_locally_and_the_window_still_stops_at_its_limit() {
     assert_eq!(envoy.metric("llm_gateway.limits_unavailable_total"), 1);
     store.set(Fault::None);
 }
+
+/// Every header the gateway sets, counted as the client receives them: once
+/// each on every path (allowed, admitted on a lease, denied by a window,
+/// denied by the budget, a local reply), and the budget's on every 429.
+#[test]
+fn every_gateway_header_appears_once_on_every_path() {
+    use llm_gateway_e2e::client::{exchange, RawResponse};
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy =
+        stack.extra_envoy("limits-once", overlay(json!({"user": [{"window_seconds": 3600, "limit_usd": 0.3}]})), 1);
+    let call = |key: &str, user: &str, input_tokens: u64| -> RawResponse {
+        let usage = json!({"prompt_tokens": input_tokens, "completion_tokens": 1, "total_tokens": input_tokens + 1});
+        let body = json!({"model": "priced-model", "user": user, "max_tokens": 1,
+            "messages": [{"role": "user", "content": "x"}]});
+        let headers = [("x-api-key", key), ("x-mock-usage", &usage.to_string())];
+        exchange(envoy.port, "POST", "/v1/chat/completions", &headers, body.to_string())
+    };
+    let gateway = [
+        "x-ratelimit-limit-usd",
+        "x-ratelimit-remaining-usd",
+        "x-ratelimit-reset",
+        "x-posthog-budget",
+        "x-posthog-budget-remaining-usd",
+        "retry-after",
+        "content-type",
+    ];
+    let counts = |r: &RawResponse| gateway.map(|h| r.count(h));
+    let key = "phx_limits_once";
+    stack.store.put_key(key, &principal(160, json!({"monthly_budget_usd": 10.0})));
+    // Allowed by the check, then on its lease: every header once, no retry-after.
+    for what in ["allowed", "on the lease"] {
+        let r = call(key, "frank", 150);
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        assert_eq!(counts(&r), [1, 1, 1, 1, 1, 0, 1], "{what}: {:?}", r.headers);
+        wait_for_records();
+    }
+    // Denied by the window (0.3 spent of 0.3): the window's, retry-after and the budget's, once each.
+    let r = call(key, "frank", 150);
+    assert_eq!((r.status, r.header("x-posthog-budget")), (429, Some("ok")), "{}", r.text());
+    assert_eq!(counts(&r), [1, 1, 1, 1, 1, 1, 1], "window denial: {:?}", r.headers);
+    assert_eq!(r.header("x-ratelimit-remaining-usd"), Some("0"), "{:?}", r.headers);
+    // Denied by the budget: its headers and the rate-limit headers, once each.
+    let key = "phx_limits_once_budget";
+    stack.store.put_key(key, &principal(161, json!({"monthly_budget_usd": 1.0})));
+    stack.store.command(&["SET", &budget_key(161), "1000000", "EX", "600"]);
+    let r = call(key, "gina", 1);
+    assert_eq!((r.status, r.header("x-posthog-budget")), (429, Some("exceeded")), "{}", r.text());
+    assert_eq!(counts(&r), [1, 1, 1, 1, 1, 1, 1], "budget denial: {:?}", r.headers);
+    assert_eq!(r.header("x-posthog-budget-remaining-usd"), Some("0"));
+    assert_eq!(r.header("x-ratelimit-limit-usd"), Some("0.3"));
+    // A local reply: the error's own headers only.
+    let r = call("phx_limits_once_unknown_key", "hal", 1);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(counts(&r), [0, 0, 0, 0, 0, 0, 1], "local reply: {:?}", r.headers);
+}

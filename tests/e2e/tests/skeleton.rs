@@ -272,3 +272,74 @@ fn model_table_aliases_rewrite_the_model() {
     let resp = send(envoy.port, "POST", "/v1/messages", &[], &messages("fast", false));
     assert_eq!(resp.json()["model"], "claude-haiku-4-5");
 }
+
+/// Upstream requests carry only what the provider should see (README "What
+/// reaches a provider"): never the routing header or Envoy's own headers; each
+/// API family's headers only to that family, never across a translation.
+#[test]
+fn providers_see_only_their_own_api_familys_headers() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let client = [
+        ("anthropic-version", "2023-01-01"),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ("openai-organization", "org-client"),
+        ("openai-beta", "assistants=v2"),
+        ("x-goog-user-project", "someone-elses-project"),
+        ("x-amz-security-token", "client-aws-token"),
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-max-retries", "3"),
+        ("x-stainless-lang", "python"),
+    ];
+    let bedrock = [("x-posthog-provider", "bedrock")];
+    // (path, body, extra headers, family headers the provider gets)
+    type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 7] = [
+        ("/v1/chat/completions", chat("gpt-4o", true), &[], &["openai-organization", "openai-beta"]),
+        ("/v1/responses", responses("gpt-4o", false), &[], &["openai-organization", "openai-beta"]),
+        ("/v1/chat/completions", chat("gemini-2.5-flash", false), &[], &[]),
+        ("/v1/chat/completions", chat("claude-haiku-4-5", false), &[], &[]),
+        ("/v1/messages", messages("claude-haiku-4-5", true), &[], &["anthropic-version", "anthropic-beta"]),
+        ("/v1/messages", messages("gpt-4o", false), &[], &[]),
+        ("/v1/messages", messages("claude-haiku-4-5", false), &bedrock, &[]),
+    ];
+    for (i, (path, body, extra, family)) in cases.iter().enumerate() {
+        let marker = format!("family-{i}");
+        let mut headers = client.to_vec();
+        headers.extend_from_slice(extra);
+        headers.push(("x-test-marker", &marker));
+        let resp = stack.post(path, &headers, body);
+        assert_eq!(resp.status, 200, "{marker}: {}", resp.body);
+        let seen = upstream_request(stack, &marker);
+        let names: Vec<&str> = seen.headers.iter().map(|(k, _)| k.as_str()).collect();
+        for (name, value) in &client {
+            if i == 3 && *name == "anthropic-version" {
+                continue; // the gateway's own, below
+            }
+            let forwarded = family.contains(name) || *name == "x-stainless-lang";
+            assert_eq!(seen.header(name), forwarded.then_some(*value), "{marker} {path}: {name} in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| *n == "x-llm-gateway-cluster" || n.starts_with("x-envoy-")),
+            "{marker}: {names:?}"
+        );
+        assert!(!names.iter().any(|n| n.starts_with("x-posthog-")), "{marker}: {names:?}");
+        // Anthropic always gets a version: the client's on the Messages API, the gateway's default otherwise.
+        if i == 3 {
+            assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"), "{marker}");
+        }
+    }
+    // Retries were not turned on by the client's x-envoy-* headers: one request per call.
+    let resp = stack.post(
+        "/v1/chat/completions",
+        &[
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-max-retries", "3"),
+            ("x-mock-status", "503"),
+            ("x-test-marker", "no-retry"),
+        ],
+        &chat("gpt-4o", false),
+    );
+    assert_eq!(resp.status, 503);
+    upstream_request(stack, "no-retry");
+}

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use llm_gateway_e2e::client::terminal_arrived;
 use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy, FAULTS};
 use llm_gateway_e2e::mock::{MockProvider, ProviderKeys};
 use llm_gateway_e2e::sink::CaptureSink;
@@ -190,6 +191,15 @@ impl Plan {
         Plan { route, stream, kind, cold }
     }
 
+    /// The case, as the event books count it.
+    fn case(&self) -> &'static str {
+        match self.kind {
+            Kind::Plain => "plain",
+            Kind::Fault(f) => f,
+            Kind::Disconnect => "client leaves mid-stream",
+        }
+    }
+
     fn label(&self) -> String {
         let kind = match self.kind {
             Kind::Plain => "plain".to_string(),
@@ -264,11 +274,25 @@ fn call(agent: &ureq::Agent, port: u16, plan: &Plan, id: u64, key: &str) -> Outc
     };
     let status = resp.status();
     let mut body = Vec::new();
-    match resp.into_reader().read_to_end(&mut body) {
-        Ok(_) => Outcome::Answered { status, body: String::from_utf8_lossy(&body).into_owned() },
-        Err(_) if timed_out() => Outcome::Hung,
-        Err(_) => Outcome::Cut { status },
+    // As real clients do, a stream is read to its terminal event and the connection
+    // closed at once, whether or not the provider has ended it yet.
+    let stop_at_terminal = plan.stream && status == 200;
+    let mut reader = resp.into_reader();
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                body.extend_from_slice(&buf[..n]);
+                if stop_at_terminal && terminal_arrived(plan.route.path, &body) {
+                    break;
+                }
+            }
+            Err(_) if timed_out() => return Outcome::Hung,
+            Err(_) => return Outcome::Cut { status },
+        }
     }
+    Outcome::Answered { status, body: String::from_utf8_lossy(&body).into_owned() }
 }
 
 /// A raw client that asks for a slow stream, reads its first bytes and drops the connection.
@@ -359,6 +383,8 @@ struct Shared {
     in_flight: AtomicU64,
     /// Per client thread: the request it is waiting on (since when, what).
     current: Mutex<Vec<Option<(Instant, String)>>>,
+    /// Each request's case (plain, provider fault, client leaves), by id, for the event books.
+    cases: Mutex<HashMap<u64, &'static str>>,
     tally: Mutex<Tally>,
 }
 
@@ -415,6 +441,7 @@ fn client(env: ClientEnv, shared: Arc<Shared>) {
                 continue;
             }
         }
+        lock(&shared.cases).insert(id, plan.case());
         lock(&shared.current)[env.index] = Some((Instant::now(), what.clone()));
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let (epoch, on) = (shared.auth_epoch.load(Ordering::SeqCst), shared.auth_fault.load(Ordering::SeqCst));
@@ -576,14 +603,16 @@ struct Window {
 }
 
 /// One fault per period, a quarter period in, on the targets in turn, cycling through the
-/// fault kinds so that each target meets most of them over a 20-minute soak.
+/// fault kinds so that each target meets most of them over a 20-minute soak. The PostHog
+/// destinations fail first: an outage fills the capture queue to a high-water mark that wasm
+/// memory keeps (it never shrinks), so the first quarter, the memory baseline, includes one.
 fn schedule(s: &Settings) -> Vec<Window> {
     let (period, length, total) = (s.fault_period(), s.fault_length(), s.duration());
     (0..)
         .map(|i: u32| (i, period * i + period / 4))
         .take_while(|(_, start)| *start + length + Duration::from_secs(2) <= total)
         .map(|(i, start)| Window {
-            target: i as usize % TARGETS.len(),
+            target: (i as usize + 2) % TARGETS.len(),
             fault: (i as usize + i as usize / TARGETS.len()) % FAULTS.len(),
             start,
             end: start + length,
@@ -613,6 +642,8 @@ struct Rig {
 struct Delivered {
     events: u64,
     uuids: HashSet<String>,
+    /// Each request's event (by the id in its trace): `$ai_error` when it is an error.
+    outcomes: HashMap<u64, Option<String>>,
 }
 
 fn counting_sink(delivered: Arc<Mutex<Delivered>>) -> CaptureSink {
@@ -621,6 +652,12 @@ fn counting_sink(delivered: Arc<Mutex<Delivered>>) -> CaptureSink {
         d.events += batch.events.len() as u64;
         for e in &batch.events {
             d.uuids.insert(e["uuid"].as_str().unwrap_or_default().to_string());
+            let p = &e["properties"];
+            let id = p["$ai_trace_id"].as_str().and_then(|t| t.strip_prefix("soak-")).and_then(|n| n.parse().ok());
+            if let Some(id) = id {
+                let error = (p["$ai_is_error"] == true).then(|| p["$ai_error"].as_str().unwrap_or("?").to_string());
+                d.outcomes.insert(id, error);
+            }
         }
     })
     .unwrap_or_else(|e| panic!("capture sink: {e}"))
@@ -743,6 +780,7 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
         done: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
         current: Mutex::new(vec![None; s.threads]),
+        cases: Mutex::new(HashMap::new()),
         tally: Mutex::new(Tally::default()),
     });
     let mut samples: Vec<Sample> = Vec::new();
@@ -1011,10 +1049,79 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
         ),
     });
 
+    // 5. Events tell the truth: an error event only where a fault was injected, and every
+    //    client that left mid-stream a disconnect.
+    let events = event_books(&rig.delivered, &lock(&shared.cases));
+    let plain_errors = events.get("plain").map_or(0, |b| b.errors);
+    let left = events.get("client leaves mid-stream");
+    let left_ok = left.is_none_or(|b| b.by_error.get(CLIENT_DISCONNECTED).copied().unwrap_or(0) == b.events);
+    checks.push(Check {
+        ok: plain_errors == 0 && left_ok,
+        name: "events: errors only for injected faults",
+        detail: format!(
+            "{plain_errors} error events among {} plain calls (streams read to their terminal event, then closed); \
+             clients that left mid-stream: {} of {} recorded as disconnects",
+            events.get("plain").map_or(0, |b| b.events),
+            left.map_or(0, |b| b.by_error.get(CLIENT_DISCONNECTED).copied().unwrap_or(0)),
+            left.map_or(0, |b| b.events)
+        ),
+    });
+
     let log_summary = envoy_log_summary(&rig.envoy.log_text());
-    let report =
-        render_report(s, &samples, &windows_done, &tally, &checks, &m, traffic_end, drained_in, dir, &log_summary);
+    let report = render_report(
+        s,
+        &samples,
+        &windows_done,
+        &tally,
+        &checks,
+        &m,
+        traffic_end,
+        drained_in,
+        dir,
+        &log_summary,
+        &events,
+    );
     (checks, report)
+}
+
+// ---------------------------------------------------------------------------
+// Event books
+
+const CLIENT_DISCONNECTED: &str = "client disconnected before the response completed";
+
+/// One case's events: how many, how many errors, and the errors by message.
+#[derive(Default)]
+struct CaseEvents {
+    events: u64,
+    errors: u64,
+    by_error: BTreeMap<String, u64>,
+}
+
+/// Each request's event (the primary's copy, else the mirror's) counted by its case.
+fn event_books(
+    delivered: &[Arc<Mutex<Delivered>>; 2],
+    cases: &HashMap<u64, &'static str>,
+) -> BTreeMap<String, CaseEvents> {
+    let mut outcomes = lock(&delivered[0]).outcomes.clone();
+    for (id, error) in &lock(&delivered[1]).outcomes {
+        outcomes.entry(*id).or_insert_with(|| error.clone());
+    }
+    let mut books: BTreeMap<String, CaseEvents> = BTreeMap::new();
+    for (id, error) in outcomes {
+        let case = cases.get(&id).copied().unwrap_or("unknown");
+        let b = books.entry(case.to_string()).or_default();
+        b.events += 1;
+        if let Some(e) = error {
+            b.errors += 1;
+            // Messages that name a detail are counted by their start.
+            let key = match e.split_once(" (") {
+                Some((head, _)) if head.starts_with("response did not complete") => head.to_string(),
+                _ => e.chars().take(70).collect(),
+            };
+            *b.by_error.entry(key).or_default() += 1;
+        }
+    }
+    books
 }
 
 // ---------------------------------------------------------------------------
@@ -1032,6 +1139,7 @@ fn render_report(
     drained_in: Duration,
     dir: &Path,
     log_summary: &str,
+    events: &BTreeMap<String, CaseEvents>,
 ) -> String {
     let mut r = String::new();
     let done = samples.iter().map(|x| x.done).max().unwrap_or(0);
@@ -1139,6 +1247,14 @@ fn render_report(
         get("rate_limited_total")
     );
     let _ = writeln!(r, "{log_summary}");
+
+    let _ = writeln!(r, "\n## Events by case\n");
+    let _ = writeln!(r, "| case | events | `$ai_is_error` | errors by `$ai_error` |");
+    let _ = writeln!(r, "|---|---:|---:|---|");
+    for (case, b) in events {
+        let by: Vec<String> = b.by_error.iter().map(|(e, n)| format!("{n}× {e}")).collect();
+        let _ = writeln!(r, "| {case} | {} | {} | {} |", b.events, b.errors, by.join("; "));
+    }
 
     let _ = writeln!(r, "\n## Verdict\n");
     for c in checks {
