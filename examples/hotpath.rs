@@ -36,7 +36,7 @@ fn main() {
     let resp = br#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":230,"completion_tokens":9,"total_tokens":239}}"#;
     let route = routes::resolve("POST", "/v1/chat/completions", &config.products, false).expect("route");
     let parsed = request::parse(body, route.api).expect("parse");
-    let up = forward::plan(&config, &keys, route.api, &parsed, body, None).expect("plan");
+    let up = forward::plan(&config, &keys, 0, route.api, &parsed, body, None).expect("plan");
     let headers: Vec<(String, String)> = (0..15).map(|i| (format!("x-header-{i}"), "value".into())).collect();
     let n = 20_000;
     println!("1 KB chat request, JSON response, {n} iterations each:");
@@ -46,7 +46,7 @@ fn main() {
             auth::credentials(Some("Bearer phx_0123456789abcdef"), None).map(|t| t.hash())
         }),
         time("request parse", n, || request::parse(body, route.api).is_ok()),
-        time("upstream plan", n, || forward::plan(&config, &keys, route.api, &parsed, body, None).is_ok()),
+        time("upstream plan", n, || forward::plan(&config, &keys, 0, route.api, &parsed, body, None).is_ok()),
         time("response usage (JSON)", n, || {
             let mut p = pipeline::ResponsePipeline::start(up.response.clone(), 200, Some("application/json"), None, 1);
             p.feed(resp, true);

@@ -503,6 +503,11 @@ CONFIGS = {
              "capture": {"region_url": "http://localhost:8010/", "content": False, "max_event_bytes": 1000000,
                          "batch_max_events": 100, "queue_max_events": 10000, "queue_max_bytes": 10000000,
                          "max_attempts": 3, "primary": {"cluster": "c", "path": "/i/v0/ai/batch/"}}},
+    # Bedrock signed by Envoy, Azure OpenAI on its deployment paths, a deployment per model.
+    "enterprise_providers": {"providers": {"bedrock": {"auth": "sigv4"},
+                                           "azure": {"authority": "acme.openai.azure.com",
+                                                     "api_version": "2025-04-01-preview"}},
+                             "models": {"gpt-4o": {"provider": "azure", "deployment": "prod-4o"}}},
     "bad_provider": {"providers": {"mistral": MOCK}},
     "bad_types": {"products": "llm_gateway", "max_request_body_bytes": -1},
     "unknown_field": {"prodcts": ["a"]},

@@ -12,9 +12,14 @@ Usage:
 
 OUT may be `-` for stdout. The local stack reads ports and paths from the
 environment (defaults in scripts/run.sh): a provider whose
-LLM_GATEWAY_<NAME>_API_KEY is set goes to its real API, the others to the
-bundled mock, and one banner line says which is which. The end-to-end tests
-fill the same template themselves (tests/e2e/src/stack.rs).
+LLM_GATEWAY_<NAME>_API_KEY is set goes to its real API (Azure also needs
+LLMGW_AZURE_AUTHORITY, its resource's host), the others to the bundled mock,
+and one banner line says which is which. The end-to-end tests fill the same
+template themselves (tests/e2e/src/stack.rs).
+
+Bedrock with IAM credentials: `"providers": {"bedrock": {"auth": "sigv4"}}` in
+a profile's plugin config renders Envoy's aws_request_signing filter on the
+Bedrock cluster (BEDROCK_SIGNER), for the region of providers.bedrock.authority.
 """
 import argparse
 import json
@@ -25,7 +30,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "envoy/envoy.yaml.tmpl")
 BRIDGE_TEMPLATE = os.path.join(ROOT, "envoy/redis-bridge.yaml.tmpl")
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "anthropic", "gemini", "bedrock", "azure"]
+BEDROCK_HOST = "bedrock-runtime.us-east-1.amazonaws.com"
+# The example Azure OpenAI resource; replace it with yours (cluster and plugin config).
+AZURE_HOST = "your-resource.openai.azure.com"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # 32 MiB, the filter's default max_request_body_bytes, plus room for headers.
 BODY_LIMIT = str(32 * 1024 * 1024 + 65536)
@@ -46,6 +54,37 @@ def tls(host):
             "\n          validation_context:"
             f"\n            trusted_ca: {{filename: {CA_BUNDLE}}}"
             f"\n            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: {host}}}}}]")
+
+
+def bedrock_signer(config):
+    """BEDROCK_SIGNER: Envoy's SigV4 signer for providers.bedrock.auth "sigv4", else nothing.
+
+    An upstream filter of the Bedrock cluster only, so no other provider's request is
+    signed. It signs the request the gateway's filter sends (path, host, translated body),
+    hashing the body (use_unsigned_payload false: it buffers the body), with the IAM
+    credentials Envoy's default chain finds: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    (and AWS_SESSION_TOKEN) in Envoy's environment, the credentials file, the ECS/EKS
+    container or pod identity, web identity (IRSA), or the instance role. The region is
+    the one in providers.bedrock.authority. Envoy's and the gateway's own headers are
+    left out of the signature."""
+    bedrock = config.get("providers", {}).get("bedrock", {})
+    if bedrock.get("auth") != "sigv4":
+        return ""
+    authority = bedrock.get("authority", BEDROCK_HOST)
+    region = authority.split(".")[1]
+    return "".join("\n        " + line for line in [
+        "- name: envoy.filters.http.aws_request_signing",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning',
+        "    service_name: bedrock",
+        f"    region: {region}",
+        "    use_unsigned_payload: false",
+        "    match_excluded_headers:",
+        "    - {prefix: x-envoy-}",
+        "    - {prefix: x-forwarded-}",
+        "    - {prefix: x-llm-gateway-}",
+        "    - {exact: x-request-id}",
+    ])
 
 
 def service(name, host, port, use_tls=False):
@@ -69,8 +108,11 @@ def local_profile():
     """`make run`: everything on loopback, ports from the environment."""
     env = os.environ
     mocked = env.get("LLMGW_MOCKED", "").split()
+    providers = {p: {"cluster": "mock"} for p in mocked}
+    azure_host = env.get("LLMGW_AZURE_AUTHORITY", "mock-resource.openai.azure.com")
+    providers.setdefault("azure", {})["authority"] = azure_host
     config = {
-        "providers": {p: {"cluster": "mock"} for p in mocked},
+        "providers": providers,
         # Local stack: both destinations are the bundled capture sink, which prints what arrives.
         "capture": {
             "region_url": "http://localhost:8010",
@@ -94,6 +136,8 @@ def local_profile():
         **service("WEBDIS", "127.0.0.1", env["LLMGW_WEBDIS_PORT"]),
         **service("SINK", "127.0.0.1", env["LLMGW_SINK_PORT"]),
         **service("SINK2", "127.0.0.1", env["LLMGW_SINK_PORT"]),
+        **service("BEDROCK", BEDROCK_HOST, 443, use_tls=True),
+        **service("AZURE", azure_host, 443, use_tls=True),
     }
     banner = ", ".join(f"{p}: {'mock' if p in mocked else 'real'}" for p in PROVIDERS)
     return values, config, f"llm-gateway on http://127.0.0.1:{values['LISTEN_PORT']} ({banner})"
@@ -118,6 +162,8 @@ PROFILES = {
             **service("WEBDIS", "webdis.internal.example.com", 7379),
             **service("SINK", "us.i.posthog.com", 443, use_tls=True),
             **service("SINK2", "eu.i.posthog.com", 443, use_tls=True),
+            **service("BEDROCK", BEDROCK_HOST, 443, use_tls=True),
+            **service("AZURE", AZURE_HOST, 443, use_tls=True),
         },
         "plugin": {
             "max_request_body_bytes": 32 * 1024 * 1024,
@@ -125,6 +171,8 @@ PROFILES = {
                 "openai": {"cluster": "openai", "timeout_ms": 600000},
                 "anthropic": {"cluster": "anthropic", "timeout_ms": 600000},
                 "gemini": {"cluster": "gemini", "timeout_ms": 600000},
+                "bedrock": {"cluster": "bedrock", "authority": BEDROCK_HOST, "timeout_ms": 600000},
+                "azure": {"cluster": "azure", "authority": AZURE_HOST, "timeout_ms": 600000},
             },
             "auth": {"cluster": "auth", "authority": "auth.internal.example.com", "timeout_ms": 1000},
             "limits": {"cluster": "webdis", "authority": "webdis.internal.example.com"},
@@ -153,8 +201,13 @@ PROFILES = {
             **service("WEBDIS", "webdis", 7379),
             **service("SINK", "us.i.posthog.com", 443, use_tls=True),
             **service("SINK2", "eu.i.posthog.com", 443, use_tls=True),
+            **service("BEDROCK", BEDROCK_HOST, 443, use_tls=True),
+            **service("AZURE", AZURE_HOST, 443, use_tls=True),
         },
-        "plugin": {"auth": {"cluster": "auth", "authority": "webdis"}},
+        "plugin": {
+            "providers": {"azure": {"authority": AZURE_HOST}},
+            "auth": {"cluster": "auth", "authority": "webdis"},
+        },
     },
     # docker compose --profile cluster: as `compose`, but auth and limits go to the Redis
     # Cluster through webdis-cluster and the redis-bridge service; one check call per slot.
@@ -172,8 +225,14 @@ PROFILES = {
             **service("WEBDIS", "webdis-cluster", 7379),
             **service("SINK", "us.i.posthog.com", 443, use_tls=True),
             **service("SINK2", "eu.i.posthog.com", 443, use_tls=True),
+            **service("BEDROCK", BEDROCK_HOST, 443, use_tls=True),
+            **service("AZURE", AZURE_HOST, 443, use_tls=True),
         },
-        "plugin": {"auth": {"cluster": "auth", "authority": "webdis"}, "limits": {"redis_cluster": True}},
+        "plugin": {
+            "providers": {"azure": {"authority": AZURE_HOST}},
+            "auth": {"cluster": "auth", "authority": "webdis"},
+            "limits": {"redis_cluster": True},
+        },
     },
     # The bridge of the compose cluster profile: its RESP listener on the compose network
     # (webdis-cluster connects to redis-bridge:6379), seeded with the first three nodes.
@@ -221,9 +280,12 @@ PROFILES = {
             **service("WEBDIS", "webdis", 7379),
             **service("SINK", "127.0.0.1", 18081),
             **service("SINK2", "127.0.0.1", 18081),
+            **service("BEDROCK", BEDROCK_HOST, 443, use_tls=True),
+            **service("AZURE", AZURE_HOST, 443, use_tls=True),
         },
         "plugin": {
-            "providers": {p: {"cluster": "mock"} for p in PROVIDERS},
+            "providers": {**{p: {"cluster": "mock"} for p in PROVIDERS},
+                          "azure": {"cluster": "mock", "authority": "mock-resource.openai.azure.com"}},
             "auth": {"cluster": "auth", "authority": "webdis"},
             "capture": {
                 "region_url": "http://localhost:8010",
@@ -242,6 +304,20 @@ PROFILES = {
 PROFILES["istio-bridge"] = {**PROFILES["production-bridge"], "out": "deploy/istio-cluster/redis-bridge.yaml",
                             "about": "the Istio cluster overlay's bridge (a container next to webdis)"}
 
+# Bedrock on IAM credentials: the production profile with providers.bedrock.auth "sigv4".
+PROFILES["production-bedrock-sigv4"] = {
+    "out": "envoy/examples/production-bedrock-sigv4.yaml",
+    "about": "production, with Bedrock called on IAM credentials: Envoy's aws_request_signing signs it (SigV4)",
+    "values": PROFILES["production"]["values"],
+    "plugin": {
+        **PROFILES["production"]["plugin"],
+        "providers": {
+            **PROFILES["production"]["plugin"]["providers"],
+            "bedrock": {"cluster": "bedrock", "authority": BEDROCK_HOST, "auth": "sigv4", "timeout_ms": 600000},
+        },
+    },
+}
+
 
 def plugin_config_block(template, config):
     """The configuration as a YAML literal block of indented, readable JSON."""
@@ -255,7 +331,8 @@ def render(values, config, template_path=TEMPLATE):
     with open(template_path) as f:
         template = f.read()
     if config is not None:
-        values = {**values, "PLUGIN_CONFIG": plugin_config_block(template, config)}
+        values = {"BEDROCK_SIGNER": bedrock_signer(config), **values,
+                  "PLUGIN_CONFIG": plugin_config_block(template, config)}
     rendered = string.Template(template).substitute(values)
     # Block-style values leave "key: " at a line end; keep the output free of trailing spaces.
     return "\n".join(line.rstrip() for line in rendered.split("\n"))

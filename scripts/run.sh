@@ -11,11 +11,12 @@ ENVOY="${ENVOY_BIN:-.venv/bin/envoy}"
 RUN=.run
 mkdir -p "$RUN"
 
-# Providers without a key in the environment are served by the mock, which accepts "mock-key".
+# Providers without a key in the environment are served by the mock, which accepts "mock-key"
+# (Azure also needs LLMGW_AZURE_AUTHORITY, <resource>.openai.azure.com, to be real).
 mocked=""
-for p in OPENAI ANTHROPIC GEMINI; do
+for p in OPENAI ANTHROPIC GEMINI BEDROCK AZURE; do
   var="LLM_GATEWAY_${p}_API_KEY"
-  if [ -z "${!var:-}" ]; then
+  if [ -z "${!var:-}" ] || { [ "$p" = AZURE ] && [ -z "${LLMGW_AZURE_AUTHORITY:-}" ]; }; then
     mocked="$mocked ${p,,}"
     export "$var=mock-key"
   fi

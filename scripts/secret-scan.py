@@ -3,7 +3,8 @@
 wrote under target/e2e-artifacts (Envoy logs, provider-bound requests,
 capture batches, callouts) and fails if
 - a client key (phx_/pha_) appears anywhere;
-- a provider key appears anywhere but the provider-bound auth header;
+- a provider key appears anywhere but the provider-bound auth header (an AWS secret
+  access key anywhere at all);
 - a callout carries a hop-by-hop header;
 - a provider-bound request carries the gateway's routing header or a header
   the gateway sets for Envoy."""
@@ -13,17 +14,32 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLIENT_KEY = re.compile(rb"\bph[xa]_[A-Za-z0-9_]{4,}")
-AUTH_HEADERS = (b"h authorization: ", b"h x-api-key: ", b"h x-goog-api-key: ")
+# A provider's credential may appear only in the header that carries it to the provider:
+# Bearer keys, Anthropic's x-api-key, Azure's api-key, and for SigV4 the access key id (in
+# authorization's Credential=) and the session token (x-amz-security-token). An AWS secret
+# access key never leaves Envoy: it appears nowhere.
+AUTH_HEADERS = (b"h authorization: ", b"h x-api-key: ", b"h x-goog-api-key: ", b"h api-key: ",
+                b"h x-amz-security-token: ")
 # Headers that are the gateway's business with Envoy, never a provider's.
 GATEWAY_ONLY = (b"h x-llm-gateway-cluster:", b"h x-envoy-")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade"}
 
 
+def secret_only():
+    """Keys that must appear nowhere, not even in an auth header: the AWS secret access key."""
+    stack = (ROOT / "tests/e2e/src/stack.rs").read_text()
+    return {k.encode() for k in re.findall(r'pub const AWS_SECRET_KEY: &str = "([^"]+)";', stack)}
+
+
+SECRET_ONLY = secret_only()
+
+
 def provider_keys():
     stack = (ROOT / "tests/e2e/src/stack.rs").read_text()
-    keys = re.findall(r'pub const [A-Z]+_KEY: &str = "([^"]+)";', stack)
-    assert len(keys) >= 4, "provider keys not found in stack.rs"
+    consts = re.findall(r'pub const [A-Z_]+_KEY: &str = "([^"]+)";', stack)
+    keys = [k for k in consts if not CLIENT_KEY.match(k.encode())]
+    assert len(keys) >= 8, "provider keys not found in stack.rs"
     return [k.encode() for k in keys]
 
 
@@ -45,7 +61,8 @@ def main(root):
             if m := CLIENT_KEY.search(line):
                 problems.append(f"{where}: client key {m.group().decode()[:8]}… in {kind}")
             for key in keys:
-                if key in line and not (kind == "mock" and line.startswith(AUTH_HEADERS)):
+                allowed = kind == "mock" and line.startswith(AUTH_HEADERS) and key not in SECRET_ONLY
+                if key in line and not allowed:
                     problems.append(f"{where}: provider key {key.decode()[:8]}… in {kind}")
             if kind == "mock" and line.startswith(GATEWAY_ONLY):
                 name = line[2:].split(b":", 1)[0].decode(errors="replace")

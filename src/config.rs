@@ -125,6 +125,8 @@ struct RawProvider {
     authority: Option<String>,
     base_path: Option<String>,
     timeout_ms: Option<u64>,
+    auth: Option<String>,
+    api_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +134,17 @@ struct RawProvider {
 struct RawModel {
     provider: String,
     model: Option<String>,
+    deployment: Option<String>,
+}
+
+/// How the gateway authenticates to a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderAuth {
+    /// The gateway's key from `LLM_GATEWAY_<PROVIDER>_API_KEY`, in the provider's auth header.
+    ApiKey,
+    /// Bedrock with IAM credentials: the filter sends no credential, and Envoy's
+    /// `aws_request_signing` filter on the Bedrock cluster signs the request (SigV4).
+    SigV4,
 }
 
 /// Where and how to reach one provider.
@@ -141,6 +154,10 @@ pub struct ProviderSettings {
     pub authority: String,
     pub base_path: String,
     pub timeout_ms: u64,
+    pub auth: ProviderAuth,
+    /// Azure only: with an `api-version`, the deployment-based paths
+    /// (`/openai/deployments/{deployment}/...?api-version=`); without, the v1 API.
+    pub api_version: Option<String>,
 }
 
 /// A model-table entry: an alias or a model pinned to a provider.
@@ -148,13 +165,15 @@ pub struct ProviderSettings {
 pub struct ModelRoute {
     pub provider: Provider,
     pub upstream_model: Option<String>,
+    /// Azure only: the deployment serving the model (default: the model's name).
+    pub deployment: Option<String>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `products[0]` serves unprefixed paths.
     pub products: Vec<String>,
-    providers: (ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings),
+    providers: (ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings),
     pub models: HashMap<String, ModelRoute>,
     /// Request header the Envoy route reads (`cluster_header`) to pick the upstream.
     pub route_header: String,
@@ -180,7 +199,13 @@ impl Config {
             Provider::Anthropic => &self.providers.1,
             Provider::Gemini => &self.providers.2,
             Provider::Bedrock => &self.providers.3,
+            Provider::Azure => &self.providers.4,
         }
+    }
+
+    /// Whether calls to `p` carry one of the gateway's keys (not when Envoy signs them).
+    pub fn needs_key(&self, p: Provider) -> bool {
+        self.provider(p).auth == ProviderAuth::ApiKey
     }
 
     /// Parses and validates; the error is one line naming the field.
@@ -241,7 +266,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     for name in raw.providers.keys() {
         if Provider::from_name(name).is_none() {
             return Err(format!(
-                "providers.{}: unknown provider (known: openai, anthropic, gemini, bedrock)",
+                "providers.{}: unknown provider (known: openai, anthropic, gemini, bedrock, azure)",
                 key(name)
             ));
         }
@@ -252,11 +277,32 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         if timeout_ms == 0 {
             return Err(format!("providers.{p}.timeout_ms: must be greater than 0"));
         }
-        let base_path = raw_p.and_then(|r| r.base_path.clone()).unwrap_or_else(|| p.default_base_path().into());
+        let auth = match raw_p.and_then(|r| r.auth.as_deref()) {
+            None | Some("api_key") => ProviderAuth::ApiKey,
+            Some("sigv4") if p == Provider::Bedrock => ProviderAuth::SigV4,
+            Some(_) if p == Provider::Bedrock => {
+                return Err("providers.bedrock.auth: must be \"api_key\" or \"sigv4\"".into());
+            }
+            Some(_) => return Err(format!("providers.{p}.auth: must be \"api_key\" (only bedrock takes \"sigv4\")")),
+        };
+        let api_version = raw_p.and_then(|r| r.api_version.clone());
+        if let Some(v) = &api_version {
+            if p != Provider::Azure {
+                return Err(format!("providers.{p}.api_version: only azure takes an api-version"));
+            }
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+                return Err("providers.azure.api_version: letters, digits, '-' and '.' only (e.g. 2024-10-21)".into());
+            }
+        }
+        // Azure's deployment-based API lives under /openai, its v1 API under /openai/v1.
+        let default_base_path = if api_version.is_some() { "/openai" } else { p.default_base_path() };
+        let base_path = raw_p.and_then(|r| r.base_path.clone()).unwrap_or_else(|| default_base_path.into());
         if !base_path.starts_with('/') || base_path.ends_with('/') {
             return Err(format!("providers.{p}.base_path: must start with '/' and not end with '/'"));
         }
         Ok(ProviderSettings {
+            auth,
+            api_version,
             cluster: non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || format!("providers.{p}.cluster"))?,
             authority: non_empty(raw_p.and_then(|r| r.authority.clone()), p.default_authority(), || {
                 format!("providers.{p}.authority")
@@ -270,12 +316,27 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         settings(Provider::Anthropic)?,
         settings(Provider::Gemini)?,
         settings(Provider::Bedrock)?,
+        settings(Provider::Azure)?,
     );
     let mut models = HashMap::new();
     for (name, m) in raw.models {
         let provider = Provider::from_name(&m.provider)
             .ok_or_else(|| format!("models.{}.provider: unknown provider {:?}", key(&name), m.provider))?;
-        models.insert(name, ModelRoute { provider, upstream_model: m.model });
+        if let Some(d) = &m.deployment {
+            if provider != Provider::Azure {
+                return Err(format!("models.{}.deployment: only Azure models have a deployment", key(&name)));
+            }
+            if d.is_empty() || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(format!("models.{}.deployment: letters, digits, '-', '_' and '.' only", key(&name)));
+            }
+        }
+        if provider == Provider::Azure && providers.4.authority.is_empty() {
+            return Err(format!(
+                "providers.azure.authority: required to route models.{} to Azure (<resource>.openai.azure.com)",
+                key(&name)
+            ));
+        }
+        models.insert(name, ModelRoute { provider, upstream_model: m.model, deployment: m.deployment });
     }
     let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_request_body_bytes == 0 {
@@ -502,7 +563,7 @@ mod tests {
             (br#"{"prodcts":[]}"#, "unknown field `prodcts`"),
             (br#"{"products":[]}"#, "products"),
             (br#"{"products":["a/b"]}"#, "products"),
-            (br#"{"providers":{"azure":{}}}"#, "providers.azure"),
+            (br#"{"providers":{"mistral":{}}}"#, "providers.mistral"),
             (br#"{"providers":{"openai":{"timeout_ms":0}}}"#, "providers.openai.timeout_ms"),
             (br#"{"providers":{"openai":{"clusterr":"x"}}}"#, "unknown field `clusterr`"),
             (br#"{"models":{"x":{"provider":"nope"}}}"#, "models.x.provider"),
@@ -517,6 +578,42 @@ mod tests {
             let err = Config::parse(json).unwrap_err();
             assert!(err.contains(needle), "{err} should mention {needle}");
             assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn provider_auth_azure_api_versions_and_deployments() {
+        let c = Config::parse(b"{}").unwrap();
+        assert_eq!(c.provider(Provider::Bedrock).auth, ProviderAuth::ApiKey);
+        assert!(c.needs_key(Provider::Bedrock));
+        assert_eq!(c.provider(Provider::Azure).authority, "", "no default host for Azure");
+        assert_eq!(c.provider(Provider::Azure).base_path, "/openai/v1");
+        let c = Config::parse(
+            br#"{"providers": {"bedrock": {"auth": "sigv4"},
+                 "azure": {"authority": "acme.openai.azure.com", "api_version": "2024-10-21"}},
+                 "models": {"gpt-4o": {"provider": "azure", "deployment": "prod-4o"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.provider(Provider::Bedrock).auth, ProviderAuth::SigV4);
+        assert!(!c.needs_key(Provider::Bedrock));
+        assert_eq!(c.provider(Provider::Azure).base_path, "/openai");
+        assert_eq!(c.provider(Provider::Azure).api_version.as_deref(), Some("2024-10-21"));
+        assert_eq!(c.models["gpt-4o"].deployment.as_deref(), Some("prod-4o"));
+        let bad: [(&[u8], &str); 7] = [
+            (br#"{"providers":{"bedrock":{"auth":"iam"}}}"#, "providers.bedrock.auth"),
+            (br#"{"providers":{"openai":{"auth":"sigv4"}}}"#, "providers.openai.auth"),
+            (br#"{"providers":{"openai":{"api_version":"2024-10-21"}}}"#, "providers.openai.api_version"),
+            (br#"{"providers":{"azure":{"authority":"a","api_version":"x&y=1"}}}"#, "providers.azure.api_version"),
+            (br#"{"models":{"m":{"provider":"openai","deployment":"d"}}}"#, "models.m.deployment"),
+            (br#"{"models":{"m":{"provider":"azure"}}}"#, "providers.azure.authority: required"),
+            (
+                br#"{"providers":{"azure":{"authority":"a"}},"models":{"m":{"provider":"azure","deployment":"a/b"}}}"#,
+                "models.m.deployment",
+            ),
+        ];
+        for (json, needle) in bad {
+            let err = Config::parse(json).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
         }
     }
 
@@ -562,7 +659,7 @@ mod tests {
     #[test]
     fn raw_keys_and_values_in_errors_are_escaped_to_one_line() {
         let cases: [(&[u8], &str); 7] = [
-            (br#"{"providers":{"azure\nFAKE: line":{}}}"#, r"providers.azure\nFAKE: line: unknown provider"),
+            (br#"{"providers":{"mistral\nFAKE: line":{}}}"#, r"providers.mistral\nFAKE: line: unknown provider"),
             (br#"{"providers":{"a\u001b[31m\r":{}}}"#, r"providers.a\u{1b}[31m\r: unknown provider"),
             (br#"{"providers":{"a\u2028b":{}}}"#, r"providers.a\u{2028}b: unknown provider"),
             (br#"{"models":{"x\ny":{"provider":"no\npe"}}}"#, r#"models.x\ny.provider: unknown provider "no\npe""#),

@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::errors::{ApiError, ErrorKind};
+use crate::keys::{KeyPool, KeyUse, Picked};
 use crate::pipeline::ResponsePlan;
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
@@ -30,27 +31,51 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The gateway's own provider keys, read once from the VM environment.
+/// The gateway's own provider keys, read once from the VM environment: per
+/// provider a pool of one or more keys, used in turn (`crate::keys`).
 #[derive(Clone, Debug, Default)]
-pub struct ProviderKeys(Vec<(Provider, Secret)>);
+pub struct ProviderKeys(Vec<KeyPool>);
 
 impl ProviderKeys {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let keys = Provider::ALL
-            .into_iter()
-            .filter_map(|p| lookup(p.key_env_var()).filter(|v| !v.is_empty()).map(|v| (p, Secret::new(v))))
-            .collect();
-        ProviderKeys(keys)
+        let pools =
+            Provider::ALL.into_iter().filter_map(|p| lookup(p.key_env_var()).and_then(|v| KeyPool::parse(p, &v)));
+        ProviderKeys(pools.collect())
     }
 
+    /// The provider's pool, when the gateway holds a key for it.
+    pub fn pool(&self, p: Provider) -> Option<&KeyPool> {
+        self.0.iter().find(|pool| pool.provider() == p)
+    }
+
+    /// The provider's first key, when the gateway holds one.
     pub fn get(&self, p: Provider) -> Option<&Secret> {
-        self.0.iter().find(|(q, _)| *q == p).map(|(_, s)| s)
+        self.pool(p).and_then(KeyPool::first)
+    }
+
+    /// The provider's next key in turn (see `crate::keys`).
+    pub fn pick(&self, p: Provider, now_ms: u64) -> Option<Picked<'_>> {
+        self.pool(p).and_then(|pool| pool.pick(now_ms))
+    }
+
+    /// Rests the key a call used for `rest_ms` (its 429's `Retry-After`).
+    pub fn rest(&self, key: KeyUse, now_ms: u64, rest_ms: u64) {
+        if let Some(pool) = self.pool(key.provider) {
+            pool.rest(key.index, now_ms, rest_ms);
+        }
     }
 }
 
 /// Client headers that carry credentials; none of them may reach a provider.
-pub const CREDENTIAL_HEADERS: [&str; 6] =
-    ["authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"];
+pub const CREDENTIAL_HEADERS: [&str; 7] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "cookie",
+    "proxy-authorization",
+    "x-amz-security-token",
+];
 
 /// A client request header the filter removes as soon as it arrives, whatever
 /// the provider: credentials (the gateway authenticates upstream with its own
@@ -98,6 +123,10 @@ pub struct Upstream {
     pub default_headers: Vec<(&'static str, String)>,
     /// A new body, when the request must change on the way.
     pub body: Option<Vec<u8>>,
+    /// The gateway key the call uses (none when Envoy signs it): a 429 rests it.
+    pub key: Option<KeyUse>,
+    /// Every key of the provider rests; `key` is the one resting least.
+    pub all_keys_resting: bool,
     /// The gateway turned on `stream_options.include_usage`; the client did not ask
     /// for the usage chunk, so it must be removed from the response.
     pub strip_usage_chunk: bool,
@@ -120,9 +149,11 @@ pub const PROVIDER_HEADER: &str = "x-posthog-provider";
 /// ([`route`]), in which wire format ([`provider_wire`]), at which path with
 /// which headers ([`upstream_path`], [`upstream_headers`]), with which body
 /// ([`upstream_body`]), and how the response comes back.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     config: &Config,
     keys: &ProviderKeys,
+    now_ms: u64,
     api: Api,
     req: &ParsedRequest,
     body: &[u8],
@@ -131,13 +162,22 @@ pub fn plan(
     let requested = req.model.as_ref();
     let (provider, model) = route(config, requested, provider_header)?;
     let wire = provider_wire(api, provider);
-    let key = keys.get(provider).ok_or_else(|| {
-        ApiError::new(ErrorKind::Internal, format!("The gateway has no API key configured for {provider}"))
+    let not_configured = |what: &str| {
+        ApiError::new(ErrorKind::Internal, format!("The gateway has no {what} configured for {provider}"))
             .code("provider_not_configured")
-    })?;
+    };
+    let picked = match config.needs_key(provider) {
+        true => Some(keys.pick(provider, now_ms).ok_or_else(|| not_configured("API key"))?),
+        false => None,
+    };
     let settings = config.provider(provider);
-    let path = upstream_path(wire, &settings.base_path, model, req.stream);
-    let headers = upstream_headers(config, provider, key, &path);
+    if settings.authority.is_empty() {
+        return Err(not_configured("host (providers.azure.authority)"));
+    }
+    // Azure names the model by its deployment: in the path or the body's `model`.
+    let wire_model = deployment(config, provider, requested, model);
+    let path = provider_path(config, provider, wire, wire_model, req.stream);
+    let headers = upstream_headers(config, provider, picked.as_ref().map(|p| p.secret), &path);
     let default_headers = match provider {
         Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
         _ => Vec::new(),
@@ -145,7 +185,8 @@ pub fn plan(
     // OpenAI-format streams carry usage only when asked; ask, and hide the answer
     // from a client that did not (PROTOCOLS.md A, `include_usage`).
     let strip_usage_chunk = is_native(api, wire) && api == Api::Chat && req.stream && req.include_usage != Some(true);
-    let new_body = upstream_body(api, wire, &Target::new(provider, model), req, body, strip_usage_chunk)?;
+    let target = Target::named(provider, wire_model, model);
+    let new_body = upstream_body(api, wire, &target, req, body, strip_usage_chunk)?;
     let responses =
         (api == Api::Responses && !is_native(api, wire)).then(|| ResponsesContext::from_request(&req.fields));
     Ok(Upstream {
@@ -157,6 +198,8 @@ pub fn plan(
         headers,
         default_headers,
         body: new_body,
+        key: picked.as_ref().map(|p| p.key),
+        all_keys_resting: picked.is_some_and(|p| p.all_resting),
         strip_usage_chunk,
         response: ResponsePlan {
             client: api,
@@ -209,7 +252,8 @@ pub fn route<'m>(
 pub fn provider_wire(api: Api, provider: Provider) -> ProviderWire {
     match (api, provider) {
         (Api::Responses, Provider::OpenAi) => ProviderWire::OpenAiResponses,
-        (_, Provider::OpenAi) => ProviderWire::OpenAiChat,
+        (Api::Responses, Provider::Azure) => ProviderWire::OpenAiResponses,
+        (_, Provider::OpenAi | Provider::Azure) => ProviderWire::OpenAiChat,
         (_, Provider::Gemini) => ProviderWire::GeminiChat,
         (_, Provider::Anthropic) => ProviderWire::Anthropic,
         (_, Provider::Bedrock) => ProviderWire::Bedrock,
@@ -232,22 +276,56 @@ pub fn upstream_path(wire: ProviderWire, base_path: &str, model: &str, stream: b
     }
 }
 
-/// Headers that replace the client's: route, authority, path, timeout, the gateway's key.
-fn upstream_headers(config: &Config, provider: Provider, key: &Secret, path: &str) -> Vec<(String, String)> {
+/// The name the provider knows the model by: Azure's deployment (the model
+/// table's `deployment`, else the model's name); the model for the others.
+pub fn deployment<'m>(config: &'m Config, provider: Provider, requested: &str, model: &'m str) -> &'m str {
+    match provider {
+        Provider::Azure => config.models.get(requested).and_then(|r| r.deployment.as_deref()).unwrap_or(model),
+        _ => model,
+    }
+}
+
+/// The provider's path: [`upstream_path`], or Azure's deployment-based paths
+/// when `providers.azure.api_version` is set (its Responses API is not per
+/// deployment: the deployment goes in the body's `model`).
+pub fn provider_path(config: &Config, provider: Provider, wire: ProviderWire, model: &str, stream: bool) -> String {
     let settings = config.provider(provider);
-    let auth = match provider {
+    match (&settings.api_version, wire) {
+        (Some(version), ProviderWire::OpenAiResponses) if provider == Provider::Azure => {
+            format!("{}/responses?api-version={version}", settings.base_path)
+        }
+        (Some(version), _) if provider == Provider::Azure => {
+            format!("{}/deployments/{model}/chat/completions?api-version={version}", settings.base_path)
+        }
+        _ => upstream_path(wire, &settings.base_path, model, stream),
+    }
+}
+
+/// The provider's auth header carrying `key`: Anthropic's `x-api-key`, Azure's
+/// `api-key`, a Bearer token for the others.
+pub fn auth_header(provider: Provider, key: &Secret) -> (&'static str, String) {
+    match provider {
         Provider::Anthropic => ("x-api-key", key.expose().to_string()),
+        Provider::Azure => ("api-key", key.expose().to_string()),
         _ => ("authorization", format!("Bearer {}", key.expose())),
-    };
-    vec![
+    }
+}
+
+/// Headers that replace the client's: route, authority, path, timeout, the
+/// gateway's key (none when Envoy signs the request).
+fn upstream_headers(config: &Config, provider: Provider, key: Option<&Secret>, path: &str) -> Vec<(String, String)> {
+    let settings = config.provider(provider);
+    let auth = key.map(|key| auth_header(provider, key));
+    let mut headers = vec![
         // Usage is read from the response as it passes: ask for it uncompressed.
         ("accept-encoding".into(), "identity".into()),
         (config.route_header.clone(), settings.cluster.clone()),
         (":authority".into(), settings.authority.clone()),
         (":path".into(), path.to_owned()),
         ("x-envoy-upstream-rq-timeout-ms".into(), settings.timeout_ms.to_string()),
-        (auth.0.into(), auth.1),
-    ]
+    ];
+    headers.extend(auth.map(|(name, value)| (name.to_string(), value)));
+    headers
 }
 
 /// The body to send instead of the client's, if it must change: the model
@@ -341,7 +419,7 @@ mod tests {
     }
 
     fn run(c: &Config, ep: Api, body: &[u8], provider_header: Option<&str>) -> Result<Upstream, ApiError> {
-        plan(c, &keys(), ep, &parse(body, ep).unwrap(), body, provider_header)
+        plan(c, &keys(), 0, ep, &parse(body, ep).unwrap(), body, provider_header)
     }
 
     fn header<'a>(u: &'a Upstream, name: &str) -> &'a str {
@@ -487,6 +565,90 @@ mod tests {
         }
     }
 
+    const AZURE: &[u8] = br#"{"providers": {"azure": {"authority": "acme.openai.azure.com"}},
+        "models": {"gpt-4o": {"provider": "azure", "deployment": "prod-4o"},
+                   "fast": {"provider": "azure", "model": "gpt-4o-mini"}}}"#;
+
+    #[test]
+    fn azure_v1_names_the_deployment_in_the_body_and_sends_api_key() {
+        let c = Config::parse(AZURE).unwrap();
+        let u = run(&c, Api::Chat, br#"{"model":"gpt-4o","messages":[]}"#, None).unwrap();
+        assert_eq!((u.provider, u.model.as_str()), (Provider::Azure, "gpt-4o"), "priced as the model");
+        assert_eq!(header(&u, ":path"), "/openai/v1/chat/completions");
+        assert_eq!(header(&u, ":authority"), "acme.openai.azure.com");
+        assert_eq!(header(&u, "api-key"), "key-for-LLM_GATEWAY_AZURE_API_KEY");
+        assert!(u.headers.iter().all(|(k, _)| k != "authorization"));
+        assert_eq!(u.response.provider, ProviderWire::OpenAiChat);
+        assert_eq!(u.body.as_deref(), Some(&br#"{"model":"prod-4o","messages":[]}"#[..]));
+        let u = run(&c, Api::Responses, br#"{"model":"fast","input":"hi"}"#, None).unwrap();
+        assert_eq!((header(&u, ":path"), u.response.provider), ("/openai/v1/responses", ProviderWire::OpenAiResponses));
+        assert_eq!(u.body.as_deref(), Some(&br#"{"model":"gpt-4o-mini","input":"hi"}"#[..]));
+        // A Messages client is translated to Chat, within the model's output limit.
+        let body = br#"{"model":"gpt-4o","max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}"#;
+        let u = run(&c, Api::Messages, body, None).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(u.body.as_deref().unwrap()).unwrap();
+        assert_eq!((sent["model"].as_str(), sent["max_completion_tokens"].as_u64()), (Some("prod-4o"), Some(16384)));
+        // OpenAI's own headers are not Azure's.
+        assert!(!forwards_client_header("openai-organization", Provider::Azure, false));
+        // `azure/<deployment>` needs no model table.
+        let u = run(&c, Api::Chat, br#"{"model":"azure/gpt-4.1","messages":[]}"#, None).unwrap();
+        assert_eq!((u.provider, u.model.as_str()), (Provider::Azure, "gpt-4.1"));
+    }
+
+    #[test]
+    fn azure_deployment_paths_with_an_api_version() {
+        let mut config: serde_json::Value = serde_json::from_slice(AZURE).unwrap();
+        config["providers"]["azure"]["api_version"] = "2025-04-01-preview".into();
+        let c = Config::parse(config.to_string().as_bytes()).unwrap();
+        let u = run(&c, Api::Chat, br#"{"model":"gpt-4o","messages":[],"stream":true}"#, None).unwrap();
+        assert_eq!(header(&u, ":path"), "/openai/deployments/prod-4o/chat/completions?api-version=2025-04-01-preview");
+        assert_eq!(u.base_path, "/openai");
+        // Azure's Responses API is not per deployment: the deployment is the body's model.
+        let u = run(&c, Api::Responses, br#"{"model":"gpt-4o","input":"hi"}"#, None).unwrap();
+        assert_eq!(header(&u, ":path"), "/openai/responses?api-version=2025-04-01-preview");
+        assert_eq!(u.body.as_deref(), Some(&br#"{"model":"prod-4o","input":"hi"}"#[..]));
+    }
+
+    #[test]
+    fn azure_without_a_host_is_a_server_error() {
+        let c = Config::parse(b"{}").unwrap();
+        let e = run(&c, Api::Chat, br#"{"model":"azure/gpt-4o","messages":[]}"#, None).unwrap_err();
+        assert_eq!(e.status(), 500);
+        assert!(e.message.contains("providers.azure.authority"), "{}", e.message);
+    }
+
+    #[test]
+    fn bedrock_signed_by_envoy_gets_no_key() {
+        let c = Config::parse(br#"{"providers": {"bedrock": {"auth": "sigv4"}}}"#).unwrap();
+        let body = br#"{"model":"us.anthropic.claude-sonnet-4-5-20250929-v1:0","max_tokens":5,"messages":[]}"#;
+        let req = parse(body, Api::Messages).unwrap();
+        let u = plan(&c, &ProviderKeys::default(), 0, Api::Messages, &req, body, None).unwrap();
+        assert!(u.headers.iter().all(|(k, _)| k != "authorization"), "{:?}", u.headers);
+        assert_eq!(header(&u, ":authority"), "bedrock-runtime.us-east-1.amazonaws.com");
+        assert_eq!(u.key, None);
+        // Other providers still need their keys.
+        let body = br#"{"model":"gpt-4o","messages":[]}"#;
+        let req = parse(body, Api::Chat).unwrap();
+        assert_eq!(plan(&c, &ProviderKeys::default(), 0, Api::Chat, &req, body, None).unwrap_err().status(), 500);
+    }
+
+    #[test]
+    fn each_plan_takes_the_next_key_of_the_pool() {
+        let c = Config::parse(b"{}").unwrap();
+        let keys = ProviderKeys::from_env(|v| (v == "LLM_GATEWAY_ANTHROPIC_API_KEY").then(|| "ka,kb".to_string()));
+        let body = br#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}"#;
+        let req = parse(body, Api::Messages).unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            let u = plan(&c, &keys, 0, Api::Messages, &req, body, None).unwrap();
+            sent.push((header(&u, "x-api-key").to_string(), u.key.map(|k| k.index)));
+        }
+        assert_eq!(sent, [("ka".into(), Some(0)), ("kb".into(), Some(1)), ("ka".into(), Some(0))]);
+        keys.rest(KeyUse { provider: Provider::Anthropic, index: 0 }, 0, 1000);
+        let u = plan(&c, &keys, 10, Api::Messages, &req, body, None).unwrap();
+        assert_eq!((header(&u, "x-api-key"), u.all_keys_resting), ("kb", false));
+    }
+
     /// The per-provider header table of the README ("What reaches a provider").
     #[test]
     fn client_headers_reach_only_their_own_api_family() {
@@ -587,7 +749,7 @@ mod tests {
         let c = Config::parse(b"{}").unwrap();
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
         let req = parse(body, Api::Chat).unwrap();
-        let e = plan(&c, &ProviderKeys::default(), Api::Chat, &req, body, None).unwrap_err();
+        let e = plan(&c, &ProviderKeys::default(), 0, Api::Chat, &req, body, None).unwrap_err();
         assert_eq!(e.status(), 500);
         assert!(format!("{:?}", keys()).contains("Secret(..)"));
         assert!(!format!("{:?}", keys()).contains("key-for"));

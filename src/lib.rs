@@ -15,6 +15,7 @@ pub mod count_tokens;
 pub mod errors;
 pub mod flow;
 pub mod forward;
+pub mod keys;
 pub mod limits;
 pub mod model_caps;
 pub mod models;

@@ -1,9 +1,10 @@
 //! `GET /v1/models`: the models the gateway can route, answered locally (no
 //! provider is called): the `models` table of the configuration, then every
 //! model the price table knows, each kept only if its provider resolves and
-//! the gateway holds that provider's key. OpenAI's list shape by default;
-//! Anthropic's (`type`, `display_name`, `created_at`, `has_more`, `first_id`,
-//! `last_id`) for clients that send `anthropic-version`.
+//! the gateway holds that provider's key (or needs none: Bedrock signed by
+//! Envoy). OpenAI's list shape by default; Anthropic's (`type`,
+//! `display_name`, `created_at`, `has_more`, `first_id`, `last_id`) for
+//! clients that send `anthropic-version`.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +22,7 @@ pub fn routable<'a>(
     let ids: BTreeSet<&str> = config.models.keys().map(String::as_str).chain(priced).collect();
     ids.into_iter()
         .filter_map(|id| resolve_model(config, id).map(|(p, _)| (id, p)))
-        .filter(|(_, p)| keys.get(*p).is_some())
+        .filter(|(_, p)| keys.get(*p).is_some() || !config.needs_key(*p))
         .map(|(id, p)| (id, p.name()))
         .collect()
 }

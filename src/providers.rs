@@ -8,10 +8,13 @@ pub enum Provider {
     Anthropic,
     Gemini,
     Bedrock,
+    /// Azure OpenAI: OpenAI's APIs on an Azure resource, models by deployment.
+    Azure,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini, Provider::Bedrock];
+    pub const ALL: [Provider; 5] =
+        [Provider::OpenAi, Provider::Anthropic, Provider::Gemini, Provider::Bedrock, Provider::Azure];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -19,6 +22,7 @@ impl Provider {
             Provider::Anthropic => "anthropic",
             Provider::Gemini => "gemini",
             Provider::Bedrock => "bedrock",
+            Provider::Azure => "azure",
         }
     }
 
@@ -33,6 +37,7 @@ impl Provider {
             Provider::Anthropic => "LLM_GATEWAY_ANTHROPIC_API_KEY",
             Provider::Gemini => "LLM_GATEWAY_GEMINI_API_KEY",
             Provider::Bedrock => "LLM_GATEWAY_BEDROCK_API_KEY",
+            Provider::Azure => "LLM_GATEWAY_AZURE_API_KEY",
         }
     }
 
@@ -42,13 +47,18 @@ impl Provider {
             Provider::Anthropic => "api.anthropic.com",
             Provider::Gemini => "generativelanguage.googleapis.com",
             Provider::Bedrock => "bedrock-runtime.us-east-1.amazonaws.com",
+            // Each Azure resource has its own host, `<resource>.openai.azure.com`:
+            // there is no default (`providers.azure.authority`).
+            Provider::Azure => "",
         }
     }
 
-    /// Prefix replacing the client's `/v1` (Gemini serves OpenAI's API under its own path).
+    /// Prefix replacing the client's `/v1` (Gemini serves OpenAI's API under its
+    /// own path; Azure's v1 API is under `/openai/v1`).
     pub fn default_base_path(self) -> &'static str {
         match self {
             Provider::Gemini => "/v1beta/openai",
+            Provider::Azure => "/openai/v1",
             _ => "/v1",
         }
     }
@@ -68,6 +78,9 @@ pub fn infer(model: &str) -> Option<(Provider, &str)> {
     }
     if let Some(rest) = model.strip_prefix("bedrock/") {
         return Some((Provider::Bedrock, rest));
+    }
+    if let Some(rest) = model.strip_prefix("azure/") {
+        return Some((Provider::Azure, rest));
     }
     if is_bedrock_id(model) {
         return Some((Provider::Bedrock, model));
@@ -152,6 +165,7 @@ mod tests {
                 Provider::Bedrock,
                 "apac.anthropic.claude-3-haiku-20240307-v1:0",
             ),
+            ("azure/gpt-4o", Provider::Azure, "gpt-4o"),
         ];
         for (model, provider, upstream) in cases {
             assert_eq!(infer(model), Some((provider, upstream)), "{model}");

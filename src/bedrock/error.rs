@@ -18,7 +18,12 @@ pub fn exception_error_type(exception: &str) -> Option<&'static str> {
         "throttlingexception" | "servicequotaexceededexception" => "rate_limit_error",
         "validationexception" => "invalid_request_error",
         "accessdeniedexception" => "permission_error",
-        "unrecognizedclientexception" | "expiredtokenexception" => "authentication_error",
+        // Bad IAM credentials or a bad SigV4 signature (AWS's common errors).
+        "unrecognizedclientexception"
+        | "expiredtokenexception"
+        | "invalidsignatureexception"
+        | "incompletesignatureexception"
+        | "missingauthenticationtokenexception" => "authentication_error",
         "resourcenotfoundexception" => "not_found_error",
         "modeltimeoutexception" => "timeout_error",
         "serviceunavailableexception" => "overloaded_error",
@@ -83,6 +88,7 @@ mod tests {
             Some("invalid_request_error")
         );
         assert_eq!(exception_error_type("modelStreamErrorException"), Some("api_error"));
+        assert_eq!(exception_error_type("InvalidSignatureException"), Some("authentication_error"));
         assert_eq!(exception_error_type("somethingNew"), None);
     }
 

@@ -8,6 +8,7 @@ use super::worker::Worker;
 use crate::count_tokens;
 use crate::errors::{ApiError, ErrorKind, LocalReply};
 use crate::forward;
+use crate::keys::KeyUse;
 use crate::providers::Provider;
 use crate::request;
 use crate::wire::Api;
@@ -20,6 +21,8 @@ pub enum Counted {
 
 /// A count sent to the provider: Bedrock's answer is converted whole.
 pub struct Counting {
+    /// The gateway key the count used (a 429 rests it, as on a call).
+    pub key: Option<KeyUse>,
     bedrock: bool,
     status: u16,
     amzn_error_type: Option<String>,
@@ -38,8 +41,15 @@ pub fn begin(
         err.param = e.param;
         err
     })?;
-    let upstream =
-        forward::plan(&worker.config, &worker.keys, Api::Messages, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    let upstream = forward::plan(
+        &worker.config,
+        &worker.keys,
+        host.now_ms(),
+        Api::Messages,
+        &parsed,
+        &body,
+        header(forward::PROVIDER_HEADER),
+    )?;
     host.count(Metric::CountTokens, 1);
     // Gateway directives stop here, as on a call.
     for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
@@ -51,7 +61,7 @@ pub fn begin(
             let invoke = upstream.body.as_deref().unwrap_or(&body);
             (crate::bedrock::count_tokens_path(&upstream.model), Some(count_tokens::bedrock_body(invoke)), true)
         }
-        Provider::OpenAi | Provider::Gemini => {
+        Provider::OpenAi | Provider::Gemini | Provider::Azure => {
             return Ok(Counted::Reply(count_tokens::estimate_reply(count_tokens::estimate(&parsed))))
         }
     };
@@ -62,7 +72,7 @@ pub fn begin(
     if let Some(b) = &new_body {
         host.set_request_body(body_size, b);
     }
-    Ok(Counted::Upstream(Counting { bedrock, status: 0, amzn_error_type: None }))
+    Ok(Counted::Upstream(Counting { key: upstream.key, bedrock, status: 0, amzn_error_type: None }))
 }
 
 impl Counting {

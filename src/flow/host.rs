@@ -127,6 +127,10 @@ pub enum Metric {
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
     Responses(Provider, u8),
     Capture(Lane, LaneMetric),
+    /// A provider key answered 429 and rests (`crate::keys`).
+    KeyRested(Provider),
+    /// A call went out on a resting key: every key of its provider rested.
+    KeysAllResting(Provider),
 }
 
 const SIMPLE: [(Metric, &str); 36] = [
@@ -198,6 +202,10 @@ impl Metric {
                 all.push((Metric::Capture(lane, m), format!("llm_gateway.capture_{}_{name}", lane.name())));
             }
         }
+        for p in Provider::ALL {
+            all.push((Metric::KeyRested(p), format!("llm_gateway.keys_rested_{}_total", p.name())));
+            all.push((Metric::KeysAllResting(p), format!("llm_gateway.keys_all_resting_{}_total", p.name())));
+        }
         all
     }
 
@@ -217,6 +225,15 @@ impl Metric {
                     + Provider::ALL.len() * STATUS_CLASSES.len()
                     + lane * LANE_METRICS.len()
                     + m
+            }
+            Metric::KeyRested(p) | Metric::KeysAllResting(p) => {
+                let provider = Provider::ALL.iter().position(|q| *q == p).unwrap_or(0);
+                SIMPLE.len()
+                    + BUCKETS.len()
+                    + Provider::ALL.len() * STATUS_CLASSES.len()
+                    + 2 * LANE_METRICS.len()
+                    + provider * 2
+                    + usize::from(matches!(self, Metric::KeysAllResting(_)))
             }
             simple => SIMPLE.iter().position(|(m, _)| *m == simple).unwrap_or(0),
         }

@@ -26,7 +26,7 @@ use super::count::{self, Counted, Counting};
 use super::host::{Action, Host, Metric};
 use super::limits::{self, Checking, Grant, Step};
 use super::registry::{Callout, Registry};
-use super::response::Response;
+use super::response::{self, Response};
 use super::upstream::{self, Sending};
 use super::worker::Worker;
 use crate::auth::Principal;
@@ -316,8 +316,10 @@ impl Request {
 
     fn send(&mut self, host: &dyn Host, sending: Box<Sending>, grant: Grant) -> Action {
         let api = sending.route.api;
+        let key = sending.upstream.key;
         let (info, plan) = upstream::send(&self.worker, host, *sending, &self.headers);
-        self.state = State::Forwarded { api, call: Box::new(Call { info, response: Response::new(plan), grant }) };
+        let response = Response::new(plan, key);
+        self.state = State::Forwarded { api, call: Box::new(Call { info, response, grant }) };
         Action::Continue
     }
 
@@ -357,8 +359,14 @@ impl Request {
         };
         let Some(error) = errors::from_envoy_reply(status, &details, upstream) else {
             return match &mut self.state {
-                State::Forwarded { call, .. } => call.response.start(host, status, end_of_stream, self.started_ms),
-                State::Counting(counting) => counting.on_headers(host, status, end_of_stream),
+                State::Forwarded { call, .. } => {
+                    response::rest_rate_limited_key(&self.worker, host, call.response.key, status);
+                    call.response.start(host, status, end_of_stream, self.started_ms)
+                }
+                State::Counting(counting) => {
+                    response::rest_rate_limited_key(&self.worker, host, counting.key, status);
+                    counting.on_headers(host, status, end_of_stream)
+                }
                 _ => Action::Continue,
             };
         };

@@ -2,7 +2,9 @@
 //! client speaks another API) as it passes; usage, first token, the injected
 //! usage chunk removed.
 
-use super::host::{Action, Host};
+use super::host::{Action, Host, Metric};
+use super::worker::Worker;
+use crate::keys::{self, KeyUse};
 use crate::pipeline::{ResponsePipeline, ResponsePlan};
 use crate::usage::Extracted;
 use crate::wire::ProviderWire;
@@ -15,11 +17,13 @@ pub struct Response {
     pub first_token_ms: Option<u64>,
     /// When the response became complete by its protocol (see `crate::completion`).
     pub completed_ms: Option<u64>,
+    /// The gateway key the call used.
+    pub key: Option<KeyUse>,
 }
 
 impl Response {
-    pub fn new(plan: ResponsePlan) -> Self {
-        Response { plan, status: 0, pipeline: None, first_token_ms: None, completed_ms: None }
+    pub fn new(plan: ResponsePlan, key: Option<KeyUse>) -> Self {
+        Response { plan, status: 0, pipeline: None, first_token_ms: None, completed_ms: None, key }
     }
 
     /// The provider's headers arrived: choose how the body goes back. Pauses
@@ -88,4 +92,23 @@ impl Response {
     pub fn extracted(&mut self) -> Extracted {
         self.pipeline.as_mut().map(ResponsePipeline::finish).unwrap_or_default()
     }
+}
+
+/// The provider answered: a 429 rests the key the call used, for the answer's
+/// `retry-after-ms` or `Retry-After` (see `crate::keys`), so the next calls
+/// use the provider's other keys.
+pub fn rest_rate_limited_key(worker: &Worker, host: &dyn Host, key: Option<KeyUse>, status: u16) {
+    let Some(key) = key.filter(|_| status == 429) else {
+        return;
+    };
+    let now = host.now_ms();
+    let rest = keys::rest_ms(
+        host.response_header("retry-after-ms").as_deref(),
+        host.response_header("retry-after").as_deref(),
+        now,
+    );
+    worker.keys.rest(key, now, rest);
+    host.count(Metric::KeyRested(key.provider), 1);
+    // The key's place in its pool, never the key.
+    log::info!("{} key #{} answered 429; resting it {rest} ms", key.provider, key.index);
 }

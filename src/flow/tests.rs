@@ -161,8 +161,13 @@ struct Rig {
 
 impl Rig {
     fn new(config: &str) -> Rig {
+        Rig::with_keys(config, |_| Some("sk-test".to_string()))
+    }
+
+    /// A worker whose VM environment is `env`.
+    fn with_keys(config: &str, env: impl Fn(&str) -> Option<String>) -> Rig {
         let config = Config::parse(config.as_bytes()).expect("config");
-        let keys = ProviderKeys::from_env(|_| Some("sk-test".to_string()));
+        let keys = ProviderKeys::from_env(env);
         let host = Fake { now: Cell::new(1_000_000), ..Fake::default() };
         Rig { host, root: Root::new(Worker::new(config, keys)), requests: HashMap::new() }
     }
@@ -722,4 +727,63 @@ fn a_warm_subject_waits_for_redis_once_and_its_lease_is_renewed_from_the_root() 
     }
     assert_eq!(rig.host.metric(Metric::LimitsLocalAdmits) as u32, id + 30 - 1);
     assert!(rig.store_callouts().len() <= 3, "at most one more renewal: {:?}", rig.store_callouts().len());
+}
+
+/// The provider answers request `id` with `status` and these headers.
+fn provider_answers(rig: &mut Rig, id: u32, status: u16, headers: &[(&str, &str)]) {
+    rig.host.current.set(id);
+    rig.host.stream(|s| {
+        s.response_headers = vec![(":status".into(), status.to_string())];
+        s.response_headers.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        s.code_details = "via_upstream".into();
+    });
+    let req = Rc::clone(&rig.requests[&id]);
+    req.borrow_mut().on_response_headers(&rig.host, true);
+}
+
+fn sent_key(rig: &Rig, id: u32, header: &str) -> Option<String> {
+    rig.host.of(id, |s| Fake::header(&s.request_headers, header))
+}
+
+#[test]
+fn provider_keys_are_used_in_turn_and_a_key_answering_429_rests_for_its_retry_after() {
+    use crate::providers::Provider;
+    let mut rig = Rig::with_keys(NO_LIMITS, |var| {
+        (var == "LLM_GATEWAY_OPENAI_API_KEY").then(|| "sk-one, sk-two,sk-three".to_string())
+    });
+    let mut next_id = 0;
+    let mut call = |rig: &mut Rig| {
+        next_id += 1;
+        rig.headers(next_id, "phx_pool");
+        rig.body(next_id);
+        if let Some(lookup) = rig.auth_callouts().iter().find(|c| c.context == next_id) {
+            rig.answer(lookup.token, 200, PRINCIPAL);
+        }
+        next_id
+    };
+    let first = call(&mut rig);
+    let sent = |rig: &Rig, id| sent_key(rig, id, "authorization");
+    assert_eq!(sent(&rig, first).as_deref(), Some("Bearer sk-one"));
+    // sk-one answers 429, Retry-After 30 s: it rests, the others take turns.
+    provider_answers(&mut rig, first, 429, &[("retry-after", "30")]);
+    assert_eq!(rig.host.metric(Metric::KeyRested(Provider::OpenAi)), 1);
+    let ids: Vec<u32> = (0..3).map(|_| call(&mut rig)).collect();
+    let keys: Vec<Option<String>> = ids.iter().map(|id| sent(&rig, *id)).collect();
+    assert_eq!(keys, [Some("Bearer sk-two".into()), Some("Bearer sk-three".into()), Some("Bearer sk-two".into())]);
+    // The others answer 429 too (ms, then an HTTP date 10 s ahead): every key rests,
+    // and the one whose rest ends first goes out, counted.
+    provider_answers(&mut rig, ids[0], 429, &[("retry-after-ms", "20000")]);
+    provider_answers(&mut rig, ids[1], 429, &[("retry-after", "Thu, 01 Jan 1970 00:16:50 GMT")]);
+    assert_eq!(rig.host.metric(Metric::KeyRested(Provider::OpenAi)), 3);
+    let all_resting = call(&mut rig);
+    assert_eq!(sent(&rig, all_resting).as_deref(), Some("Bearer sk-three"));
+    assert_eq!(rig.host.metric(Metric::KeysAllResting(Provider::OpenAi)), 1);
+    // Other statuses rest nothing; past the rests every key is back in turn.
+    provider_answers(&mut rig, ids[2], 500, &[("retry-after", "60")]);
+    assert_eq!(rig.host.metric(Metric::KeyRested(Provider::OpenAi)), 3);
+    rig.host.now.set(1_000_000 + 30_000);
+    let ids: Vec<u32> = (0..3).map(|_| call(&mut rig)).collect();
+    let back: Vec<Option<String>> = ids.iter().map(|id| sent(&rig, *id)).collect();
+    assert_eq!(back, [Some("Bearer sk-one".into()), Some("Bearer sk-two".into()), Some("Bearer sk-three".into())]);
+    assert_eq!(rig.host.metric(Metric::KeysAllResting(Provider::OpenAi)), 1);
 }

@@ -64,8 +64,18 @@ pub fn prepare(
         err.param = e.param;
         err
     })?;
-    let mut upstream =
-        forward::plan(&worker.config, &worker.keys, route.api, &parsed, &body, header(forward::PROVIDER_HEADER))?;
+    let mut upstream = forward::plan(
+        &worker.config,
+        &worker.keys,
+        host.now_ms(),
+        route.api,
+        &parsed,
+        &body,
+        header(forward::PROVIDER_HEADER),
+    )?;
+    if upstream.all_keys_resting {
+        host.count(Metric::KeysAllResting(upstream.provider), 1);
+    }
     // Claude's beta flags go to Bedrock in the body, only those it takes, and only from a Messages client.
     if let (Provider::Bedrock, Api::Messages, Some(flags)) = (upstream.provider, route.api, header("anthropic-beta")) {
         let (betas, dropped) = crate::bedrock::bedrock_betas(flags);

@@ -287,7 +287,8 @@ pub fn day_of(ms: u64) -> u32 {
 
 fn slot(p: Provider) -> usize {
     match p {
-        Provider::OpenAi => 0,
+        // Azure OpenAI is priced as OpenAI's models.
+        Provider::OpenAi | Provider::Azure => 0,
         Provider::Anthropic => 1,
         Provider::Gemini => 2,
         Provider::Bedrock => 3,

@@ -45,6 +45,12 @@ impl<'a> Target<'a> {
         Target { provider, model, caps: model_caps::lookup(provider, model) }
     }
 
+    /// A model the provider knows by another name (an Azure deployment): the
+    /// request names `wire_name`, the limits are `model`'s.
+    pub fn named(provider: Provider, wire_name: &'a str, model: &str) -> Self {
+        Target { provider, model: wire_name, caps: model_caps::lookup(provider, model) }
+    }
+
     /// A client's output limit, clamped to the model's maximum.
     pub fn clamp_output(&self, requested: u64) -> u64 {
         match self.caps.max_output_tokens {

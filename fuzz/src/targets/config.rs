@@ -33,7 +33,11 @@ pub fn run(data: &[u8]) {
         let s = config.provider(p);
         assert!(s.timeout_ms > 0, "{p:?} timeout 0");
         assert!(s.base_path.starts_with('/') && !s.base_path.ends_with('/'), "{p:?} base path {:?}", s.base_path);
-        assert!(!s.cluster.is_empty() && !s.authority.is_empty());
+        // Azure has no default host: empty means not configured.
+        assert!(!s.cluster.is_empty() && (p == Provider::Azure || !s.authority.is_empty()));
+    }
+    if config.models.values().any(|m| m.provider == Provider::Azure) {
+        assert!(!config.provider(Provider::Azure).authority.is_empty(), "an Azure model without a host");
     }
     if let Some(c) = &config.capture {
         assert!(c.region_url.starts_with("https://") || c.region_url.starts_with("http://"));

@@ -127,7 +127,7 @@ pub fn run(data: &[u8]) {
         // The plan's body, as forwarded upstream: the client's own format
         // rewritten, or translated into the provider's (Bedrock by header too).
         let header = if rng.below(4) == 0 { Some("bedrock") } else { None };
-        let Ok(up) = plan(config, keys, api, &req, data, header) else { continue };
+        let Ok(up) = plan(config, keys, 0, api, &req, data, header) else { continue };
         if up.response.translated() || up.response.provider == ProviderWire::Bedrock {
             let Some(body) = &up.body else { panic!("translated request without a body") };
             let target = match up.response.provider {

@@ -84,7 +84,7 @@ fn make_plan(rng: &mut Rng) -> ResponsePlan {
         Ok(r) => r,
         Err(e) => panic!("request {body}: {}", e.message),
     };
-    match plan(config, keys, api, &req, body.as_bytes(), header) {
+    match plan(config, keys, 0, api, &req, body.as_bytes(), header) {
         Ok(up) => up.response,
         Err(e) => panic!("no plan for {api:?} {model} {header:?}: {}", e.message),
     }

@@ -8,5 +8,6 @@ pub mod fault_proxy;
 pub mod http1;
 pub mod mock;
 pub mod record;
+pub mod sigv4;
 pub mod sink;
 pub mod stack;

@@ -1,8 +1,16 @@
 //! Mock LLM provider. It answers like OpenAI Chat Completions, Gemini's
-//! OpenAI-compatible endpoint, the OpenAI Responses API, Anthropic Messages
-//! and Bedrock InvokeModel and InvokeModelWithResponseStream (Claude; the
-//! stream in AWS event-stream framing), in each one's own wire format
+//! OpenAI-compatible endpoint, the OpenAI Responses API, Anthropic Messages,
+//! Bedrock InvokeModel and InvokeModelWithResponseStream (Claude; the
+//! stream in AWS event-stream framing) and Azure OpenAI (Chat and Responses,
+//! on the v1 and the deployment-based paths), in each one's own wire format
 //! (PROTOCOLS.md A–E), and records every request it receives.
+//!
+//! Credentials are checked as each provider checks them: Bearer keys, Anthropic's
+//! `x-api-key`, Azure's `api-key`, and on Bedrock either a Bearer API key or an
+//! AWS SigV4 signature, verified against the IAM credentials the mock was given
+//! (`crate::sigv4`; a wrong secret gets Bedrock's 403 `InvalidSignatureException`).
+//! Azure's chat streams begin with its `prompt_filter_results` chunk (empty
+//! `choices`, empty `model`), as Azure sends it.
 //!
 //! Answers are deterministic: the text is "Hello from mock-<provider>.", the
 //! `model` echoes the request, and usage is fixed unless a test sets it.
@@ -24,6 +32,8 @@
 //! - `x-mock-model: <id>`: answer as this model (the response's `model`).
 //! - `x-mock-status: <code>`: that status with the provider's error body
 //!   (and `retry-after: 1` on 429), once the key check has passed.
+//! - `x-mock-retry-after: <value>`: the `retry-after` sent with that status
+//!   instead (seconds or an HTTP date, passed as given).
 //! - `x-mock-delay-ms: <n>`: sleep before answering.
 //! - `x-mock-chunk-delay-ms: <n>`: sleep between streamed chunks.
 //! - `x-mock-chunk-bytes: <n>`: send each streamed event (or a JSON body) in
@@ -72,34 +82,49 @@
 //! when the request offers tools.
 
 use crate::http1::{lock, Chunked, Request, Responder, Server};
+use crate::sigv4::{self, AwsCredentials};
 use serde_json::{json, Value};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-/// The provider keys the mock accepts.
+/// The provider keys the mock accepts; each field may list several, comma-separated.
 #[derive(Clone, Debug)]
 pub struct ProviderKeys {
     pub openai: String,
     pub anthropic: String,
     pub gemini: String,
     pub bedrock: String,
+    pub azure: String,
+    /// IAM credentials for SigV4-signed Bedrock requests (none: they are refused).
+    pub aws: Option<AwsCredentials>,
 }
+
+/// The region the mock's Bedrock signs for.
+pub const AWS_REGION: &str = "us-east-1";
 
 impl ProviderKeys {
     /// The keys the gateway itself is given: `LLM_GATEWAY_OPENAI_API_KEY`,
-    /// `LLM_GATEWAY_ANTHROPIC_API_KEY`, `LLM_GATEWAY_GEMINI_API_KEY` and
-    /// `LLM_GATEWAY_BEDROCK_API_KEY`, each `"mock-key"` when unset.
+    /// `LLM_GATEWAY_ANTHROPIC_API_KEY`, `LLM_GATEWAY_GEMINI_API_KEY`,
+    /// `LLM_GATEWAY_BEDROCK_API_KEY` and `LLM_GATEWAY_AZURE_API_KEY` (every key
+    /// of a comma-separated pool), each `"mock-key"` when unset.
     pub fn from_env() -> ProviderKeys {
         let key = |provider: &str| {
-            std::env::var(format!("LLM_GATEWAY_{provider}_API_KEY")).unwrap_or_else(|_| "mock-key".into())
+            let value = std::env::var(format!("LLM_GATEWAY_{provider}_API_KEY")).unwrap_or_default();
+            if value.split(',').all(|k| k.trim().is_empty()) {
+                "mock-key".to_string()
+            } else {
+                value
+            }
         };
         ProviderKeys {
             openai: key("OPENAI"),
             anthropic: key("ANTHROPIC"),
             gemini: key("GEMINI"),
             bedrock: key("BEDROCK"),
+            azure: key("AZURE"),
+            aws: None,
         }
     }
 }
@@ -172,6 +197,10 @@ enum Api {
     Responses,
     Anthropic,
     Bedrock,
+    /// Azure OpenAI's Chat Completions (v1 or deployment-based paths).
+    Azure,
+    /// Azure OpenAI's Responses API.
+    AzureResponses,
 }
 
 impl Api {
@@ -179,7 +208,14 @@ impl Api {
         if req.method != "POST" {
             return None;
         }
+        // Azure's deployment-based paths need an api-version; its v1 paths do not.
+        let api_version =
+            req.path.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("api-version=")));
         match req.route() {
+            "/openai/v1/chat/completions" => Some(Api::Azure),
+            "/openai/v1/responses" => Some(Api::AzureResponses),
+            "/openai/responses" if api_version => Some(Api::AzureResponses),
+            path if api_version && azure_deployment(path).is_some() => Some(Api::Azure),
             "/v1/chat/completions" => Some(Api::OpenAi),
             "/v1beta/openai/chat/completions" => Some(Api::Gemini),
             "/v1/responses" => Some(Api::Responses),
@@ -199,8 +235,23 @@ impl Api {
             Api::Gemini => "gemini",
             Api::Anthropic => "anthropic",
             Api::Bedrock => "bedrock",
+            Api::Azure | Api::AzureResponses => "azure",
         }
     }
+
+    /// The wire format: Azure speaks OpenAI's.
+    fn format(self) -> Api {
+        match self {
+            Api::Azure => Api::OpenAi,
+            Api::AzureResponses => Api::Responses,
+            api => api,
+        }
+    }
+}
+
+/// The deployment of `/openai/deployments/{deployment}/chat/completions`.
+fn azure_deployment(path: &str) -> Option<&str> {
+    path.strip_prefix("/openai/deployments/")?.strip_suffix("/chat/completions").filter(|d| !d.contains('/'))
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -384,11 +435,12 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
     if route.is_none() {
         return send_error(res, api, 404, &format!("Unknown request URL: {} {}.", req.method, req.route()));
     }
-    if let Err((status, message)) = check_auth(keys, api, req) {
-        return send_error(res, api, status, message);
+    if let Err(refused) = check_auth(keys, api, req) {
+        return refused.send(res, api);
     }
     if let Some(status) = d.status {
-        return send_error(res, api, status, &format!("mock: injected {status} (x-mock-status)"));
+        let message = format!("mock: injected {status} (x-mock-status)");
+        return send_error_typed(res, api, status, &message, None, req.header("x-mock-retry-after"));
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return send_error(res, api, 400, "We could not parse the JSON body of your request.");
@@ -417,6 +469,10 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
             }
             None => bedrock_model(req.route()),
         },
+        // A deployment-based path names the deployment; Azure answers with its model.
+        Api::Azure if azure_deployment(req.route()).is_some() => {
+            azure_deployment(req.route()).unwrap_or_default().to_owned()
+        }
         _ => match body["model"].as_str() {
             Some(model) => model.to_owned(),
             None => return send_error(res, api, 400, "model: Field required"),
@@ -424,11 +480,11 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
     };
     // The model the provider says answered: a dated snapshot of the one asked for, say.
     let model = req.header("x-mock-model").map_or(model, str::to_owned);
-    if let Err(message) = d.add_prompt(req, api, &body) {
+    if let Err(message) = d.add_prompt(req, api.format(), &body) {
         return send_error(res, api, 400, &message);
     }
-    let usage = d.usage.take().unwrap_or_else(|| default_usage(api));
-    let answer = match Answer::for_request(api, &body, &d) {
+    let usage = d.usage.take().unwrap_or_else(|| default_usage(api.format()));
+    let answer = match Answer::for_request(api.format(), &body, &d) {
         Ok(answer) => answer,
         Err(message) => return send_error(res, api, 400, &message),
     };
@@ -442,8 +498,13 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
         let include_usage = body["stream_options"]["include_usage"] == true;
         let events = match api {
             Api::OpenAi => chat_stream(api, &model, &answer, &usage, include_usage, false),
+            Api::Azure => {
+                let mut events = vec![data(&azure_prompt_filter_chunk())];
+                events.extend(chat_stream(api, &model, &answer, &usage, include_usage, false));
+                events
+            }
             Api::Gemini => chat_stream(api, &model, &answer, &usage, include_usage, d.gemini_quirks),
-            Api::Responses => responses_stream(&model, &answer, reasoning, &usage),
+            Api::Responses | Api::AzureResponses => responses_stream(api, &model, &answer, reasoning, &usage),
             Api::Anthropic => messages_stream(api, &model, &answer, reasoning, &usage).iter().map(named).collect(),
             Api::Bedrock => bedrock_stream(&model, &answer, reasoning, &usage),
         };
@@ -454,8 +515,8 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
         Ok(())
     } else {
         let body = match api {
-            Api::OpenAi | Api::Gemini => chat_json(api, &model, &answer, &usage),
-            Api::Responses => responses_json(&model, &answer, reasoning, &usage),
+            Api::OpenAi | Api::Gemini | Api::Azure => chat_json(api, &model, &answer, &usage),
+            Api::Responses | Api::AzureResponses => responses_json(api, &model, &answer, reasoning, &usage),
             Api::Anthropic | Api::Bedrock => messages_json(api, &model, &answer, reasoning, &usage),
         };
         send_json(res, api, &body, &d)
@@ -546,7 +607,7 @@ impl Answer {
                     .map(|block| text_of(&block["content"])),
                 tools.iter().filter_map(|t| t["name"].as_str()).collect(),
             ),
-            Api::Responses => (None, Vec::new()),
+            Api::Responses | Api::Azure | Api::AzureResponses => (None, Vec::new()),
         };
         match (result, names.split_first()) {
             (Some(result), _) => Answer::Weather(result),
@@ -596,8 +657,8 @@ fn offered_tools(api: Api, body: &Value) -> Vec<&str> {
     tools
         .iter()
         .filter_map(|t| match api {
-            Api::OpenAi | Api::Gemini => t["function"]["name"].as_str(),
-            Api::Anthropic | Api::Bedrock | Api::Responses => t["name"].as_str(),
+            Api::OpenAi | Api::Gemini | Api::Azure => t["function"]["name"].as_str(),
+            Api::Anthropic | Api::Bedrock | Api::Responses | Api::AzureResponses => t["name"].as_str(),
         })
         .collect()
 }
@@ -607,20 +668,22 @@ fn offered_tools(api: Api, body: &Value) -> Vec<&str> {
 /// a Responses `function_call_output` or `custom_tool_call_output` item.
 fn latest_tool_result(api: Api, body: &Value) -> Option<String> {
     let turns = match api {
-        Api::Responses => &body["input"],
+        Api::Responses | Api::AzureResponses => &body["input"],
         _ => &body["messages"],
     };
     let last = turns.as_array()?.last()?;
     match api {
-        Api::OpenAi | Api::Gemini => (last["role"] == "tool").then(|| text_of(&last["content"])),
+        Api::OpenAi | Api::Gemini | Api::Azure => (last["role"] == "tool").then(|| text_of(&last["content"])),
         Api::Anthropic | Api::Bedrock => last["content"]
             .as_array()
             .filter(|_| last["role"] == "user")?
             .iter()
             .find(|b| b["type"] == "tool_result")
             .map(|b| text_of(&b["content"])),
-        Api::Responses => matches!(last["type"].as_str(), Some("function_call_output" | "custom_tool_call_output"))
-            .then(|| text_of(&last["output"])),
+        Api::Responses | Api::AzureResponses => {
+            matches!(last["type"].as_str(), Some("function_call_output" | "custom_tool_call_output"))
+                .then(|| text_of(&last["output"]))
+        }
     }
 }
 
@@ -642,18 +705,71 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-fn check_auth(keys: &ProviderKeys, api: Api, req: &Request) -> Result<(), (u16, &'static str)> {
-    let bearer = |key: &str| req.header("authorization") == Some(format!("Bearer {key}").as_str());
+/// A request the provider refuses before reading it: status, message, and
+/// for Bedrock the `x-amzn-errortype`.
+struct Refused {
+    status: u16,
+    message: String,
+    aws_type: Option<&'static str>,
+}
+
+impl Refused {
+    fn new(status: u16, message: &str) -> Refused {
+        Refused { status, message: message.to_owned(), aws_type: None }
+    }
+
+    fn send(self, res: &mut Responder, api: Api) -> io::Result<()> {
+        send_error_typed(res, api, self.status, &self.message, self.aws_type, None)
+    }
+}
+
+/// Whether `presented` is one of `accepted`'s comma-separated keys.
+fn accepts(accepted: &str, presented: Option<&str>) -> bool {
+    presented.is_some_and(|p| accepted.split(',').map(str::trim).any(|k| !k.is_empty() && k == p))
+}
+
+fn check_auth(keys: &ProviderKeys, api: Api, req: &Request) -> Result<(), Refused> {
+    let bearer = |key: &str| accepts(key, req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")));
+    let signed = req.header("authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 "));
     match api {
-        Api::OpenAi | Api::Responses if !bearer(&keys.openai) => Err((401, "Incorrect API key provided.")),
-        Api::Gemini if !bearer(&keys.gemini) => Err((401, "API key not valid. Please pass a valid API key.")),
-        Api::Bedrock if !bearer(&keys.bedrock) => Err((403, "Authentication failed: invalid API key.")),
-        Api::Anthropic if req.header("x-api-key") != Some(keys.anthropic.as_str()) => Err((401, "invalid x-api-key")),
+        Api::Bedrock if signed => {
+            let Some(aws) = &keys.aws else {
+                let message = "The security token included in the request is invalid.";
+                return Err(Refused { aws_type: Some("UnrecognizedClientException"), ..Refused::new(403, message) });
+            };
+            sigv4::verify(aws, AWS_REGION, &req.method, &req.path, &req.headers, &req.body).map_err(|r| Refused {
+                status: 403,
+                message: r.message,
+                aws_type: Some(r.error_type),
+            })
+        }
+        Api::OpenAi | Api::Responses if !bearer(&keys.openai) => Err(Refused::new(401, "Incorrect API key provided.")),
+        Api::Gemini if !bearer(&keys.gemini) => {
+            Err(Refused::new(401, "API key not valid. Please pass a valid API key."))
+        }
+        Api::Bedrock if !bearer(&keys.bedrock) => Err(Refused::new(403, "Authentication failed: invalid API key.")),
+        Api::Azure | Api::AzureResponses if !accepts(&keys.azure, req.header("api-key")) => Err(Refused::new(
+            401,
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key \
+             for an active subscription and use a correct regional API endpoint for your resource.",
+        )),
+        Api::Anthropic if !accepts(&keys.anthropic, req.header("x-api-key")) => {
+            Err(Refused::new(401, "invalid x-api-key"))
+        }
         Api::Anthropic if req.header("anthropic-version").is_none() => {
-            Err((400, "anthropic-version: header is required"))
+            Err(Refused::new(400, "anthropic-version: header is required"))
         }
         _ => Ok(()),
     }
+}
+
+/// The first chunk of an Azure chat stream: the prompt's content-filter
+/// results, with no choices and an empty model.
+fn azure_prompt_filter_chunk() -> Value {
+    let safe = json!({"filtered": false, "severity": "safe"});
+    json!({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+           "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+               "hate": safe, "self_harm": safe, "sexual": safe, "violence": safe}}]})
 }
 
 /// The model of `/model/{id}/invoke[-with-response-stream]`; clients
@@ -680,7 +796,7 @@ fn bedrock_model(path: &str) -> String {
 }
 
 fn default_usage(api: Api) -> Value {
-    match api {
+    match api.format() {
         Api::OpenAi => json!({
             "prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
@@ -692,7 +808,7 @@ fn default_usage(api: Api) -> Value {
             "input_tokens": 37, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 11, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 48,
         }),
-        Api::Anthropic | Api::Bedrock => json!({
+        Api::Anthropic | Api::Bedrock | Api::Azure | Api::AzureResponses => json!({
             "input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
             "output_tokens": 15, "service_tier": "standard",
@@ -732,14 +848,14 @@ fn chat_json(api: Api, model: &str, answer: &Answer, usage: &Value) -> Value {
 
 /// The output items of a Responses answer: the reasoning, the message (when
 /// there is text or no call), then the function calls.
-fn response_items(answer: &Answer, reasoning: Option<&str>) -> Vec<Value> {
+fn response_items(api: Api, answer: &Answer, reasoning: Option<&str>) -> Vec<Value> {
     let mut items = Vec::new();
     if let Some(summary) = reasoning {
         items.push(json!({"id": "rs_mock", "type": "reasoning",
                           "summary": [{"type": "summary_text", "text": summary}],
                           "encrypted_content": ENCRYPTED_REASONING}));
     }
-    let text = answer.text_parts(Api::Responses).concat();
+    let text = answer.text_parts(api).concat();
     if !text.is_empty() || answer.tool_names().is_empty() {
         items.push(output_message(&text));
     }
@@ -750,8 +866,8 @@ fn response_items(answer: &Answer, reasoning: Option<&str>) -> Vec<Value> {
     items
 }
 
-fn responses_json(model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Value {
-    response_object(model, "completed", json!(response_items(answer, reasoning)), usage.clone())
+fn responses_json(api: Api, model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Value {
+    response_object(model, "completed", json!(response_items(api, answer, reasoning)), usage.clone())
 }
 
 /// The `encrypted_content` of a mocked reasoning item: opaque, as OpenAI's is.
@@ -865,13 +981,13 @@ fn chat_stream(
 /// done; reasoning: a summary part with its text deltas); then
 /// `response.completed` with the whole output and the usage. The spec's
 /// example ends there, no `[DONE]`.
-fn responses_stream(model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Vec<Vec<u8>> {
+fn responses_stream(api: Api, model: &str, answer: &Answer, reasoning: Option<&str>, usage: &Value) -> Vec<Vec<u8>> {
     let pending = response_object(model, "in_progress", json!([]), Value::Null);
     let mut bodies = vec![
         json!({"type": "response.created", "response": pending}),
         json!({"type": "response.in_progress", "response": pending}),
     ];
-    for (index, item) in response_items(answer, reasoning).into_iter().enumerate() {
+    for (index, item) in response_items(api, answer, reasoning).into_iter().enumerate() {
         let id = item["id"].clone();
         let at = |mut body: Value| {
             body["item_id"] = id.clone();
@@ -931,7 +1047,8 @@ fn responses_stream(model: &str, answer: &Answer, reasoning: Option<&str>, usage
         }
         bodies.push(json!({"type": "response.output_item.done", "output_index": index, "item": item}));
     }
-    bodies.push(json!({"type": "response.completed", "response": responses_json(model, answer, reasoning, usage)}));
+    bodies
+        .push(json!({"type": "response.completed", "response": responses_json(api, model, answer, reasoning, usage)}));
     bodies
         .into_iter()
         .enumerate()
@@ -1105,7 +1222,7 @@ fn named(body: &Value) -> Vec<u8> {
 
 /// The error a provider sends inside a stream that had started well.
 fn error_event(api: Api) -> Vec<u8> {
-    match api {
+    match api.format() {
         Api::Anthropic => {
             named(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
         }
@@ -1122,7 +1239,9 @@ fn error_event(api: Api) -> Vec<u8> {
         Api::Responses => named(&json!({"type": "error", "code": "server_error", "param": null,
                                         "message": "The server had an error while processing your request.",
                                         "sequence_number": 2})),
-        Api::OpenAi | Api::Gemini => data(&openai_error(500, "The server had an error while processing your request.")),
+        Api::OpenAi | Api::Gemini | Api::Azure | Api::AzureResponses => {
+            data(&openai_error(500, "The server had an error while processing your request."))
+        }
     }
 }
 
@@ -1222,8 +1341,8 @@ fn pieces(body: &mut Chunked, bytes: &[u8], size: Option<usize>) -> io::Result<(
 /// is 10 plus the characters of every text in `system` and `messages`, so a
 /// test can tell a provider's count from the gateway's estimate.
 fn count_tokens(keys: &ProviderKeys, api: Api, req: &Request, res: &mut Responder) -> io::Result<()> {
-    if let Err((status, message)) = check_auth(keys, api, req) {
-        return send_error(res, api, status, message);
+    if let Err(refused) = check_auth(keys, api, req) {
+        return refused.send(res, api);
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return send_error(res, api, 400, "We could not parse the JSON body of your request.");
@@ -1290,18 +1409,33 @@ fn send_json(res: &mut Responder, api: Api, body: &Value, d: &Directives) -> io:
 }
 
 fn send_error(res: &mut Responder, api: Api, status: u16, message: &str) -> io::Result<()> {
+    send_error_typed(res, api, status, message, None, None)
+}
+
+/// An error in the provider's shape; Bedrock's type overridden by `aws_type`,
+/// a 429's `retry-after` (1 by default) by `retry_after`.
+fn send_error_typed(
+    res: &mut Responder,
+    api: Api,
+    status: u16,
+    message: &str,
+    aws_type: Option<&'static str>,
+    retry_after: Option<&str>,
+) -> io::Result<()> {
     let mut headers = headers(api, "application/json");
-    if status == 429 {
-        headers.push(("retry-after", "1"));
+    match retry_after {
+        Some(value) => headers.push(("retry-after", value)),
+        None if status == 429 => headers.push(("retry-after", "1")),
+        None => {}
     }
     let body = match api {
-        Api::OpenAi | Api::Gemini | Api::Responses => openai_error(status, message),
+        Api::OpenAi | Api::Gemini | Api::Responses | Api::Azure | Api::AzureResponses => openai_error(status, message),
         Api::Anthropic => {
             json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": message},
                                  "request_id": "req_mock"})
         }
         Api::Bedrock => {
-            headers.push(("x-amzn-errortype", bedrock_error_type(status)));
+            headers.push(("x-amzn-errortype", aws_type.unwrap_or_else(|| bedrock_error_type(status))));
             json!({"message": message})
         }
     };
@@ -1361,6 +1495,12 @@ mod tests {
             anthropic: "sk-a".into(),
             gemini: "sk-g".into(),
             bedrock: "sk-b".into(),
+            azure: "sk-z".into(),
+            aws: Some(AwsCredentials {
+                access_key_id: "AKIDMOCK".into(),
+                secret_access_key: "mock/secret".into(),
+                session_token: None,
+            }),
         })
     }
 
@@ -1556,6 +1696,51 @@ mod tests {
         assert!(res.into_json::<Value>().is_err());
         assert_eq!(call("wrong-content-type", r#"{"model":"m"}"#).unwrap().content_type(), "text/plain");
         assert_eq!(call("no-such-fault", "{}").unwrap_err().kind(), ureq::ErrorKind::HTTP);
+    }
+
+    #[test]
+    fn azure_answers_on_its_paths_with_its_api_key() {
+        let mock = mock();
+        let key = [("api-key", "sk-z")];
+        let body = r#"{"model":"prod-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        let (status, _, text) = post(&mock, "/openai/v1/chat/completions", &key, body);
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["model"].as_str(), v["choices"][0]["message"]["content"].as_str()),
+            (Some("prod-4o"), Some("Hello from mock-azure."))
+        );
+        // Deployment paths name the model and need an api-version.
+        let path = "/openai/deployments/dep-1/chat/completions";
+        assert_eq!(post(&mock, path, &key, body).0, 404);
+        let (status, _, text) = post(&mock, &format!("{path}?api-version=2024-10-21"), &key, body);
+        assert_eq!((status, serde_json::from_str::<Value>(&text).unwrap()["model"].as_str()), (200, Some("dep-1")));
+        // Its streams open with the prompt-filter chunk; a Bearer key is not its key.
+        let stream = body.replace("}]}", r#"}],"stream":true}"#);
+        let (_, _, text) = post(&mock, "/openai/v1/chat/completions", &key, &stream);
+        let first = &payloads(&text)[0];
+        assert_eq!((first["choices"].as_array().map(Vec::len), first["model"].as_str()), (Some(0), Some("")));
+        assert!(first["prompt_filter_results"].is_array());
+        assert_eq!(post(&mock, "/openai/v1/chat/completions", &[("authorization", "Bearer sk-z")], body).0, 401);
+        let (status, _, text) =
+            post(&mock, "/openai/responses?api-version=preview", &key, r#"{"model":"d","input":"x"}"#);
+        assert_eq!((status, serde_json::from_str::<Value>(&text).unwrap()["object"].as_str()), (200, Some("response")));
+    }
+
+    #[test]
+    fn bedrock_refuses_a_bad_signature_as_aws_does() {
+        let mock = mock();
+        let path = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke";
+        let signed = "AWS4-HMAC-SHA256 Credential=AKIDMOCK/20260101/us-east-1/bedrock/aws4_request, \
+                      SignedHeaders=host;x-amz-date, Signature=0000";
+        let headers = [("authorization", signed), ("x-amz-date", "20260101T000000Z")];
+        let res = ureq::post(&format!("http://127.0.0.1:{}{path}", mock.port()))
+            .set(headers[0].0, headers[0].1)
+            .set(headers[1].0, headers[1].1)
+            .send_string(r#"{"anthropic_version":"bedrock-2023-05-31"}"#);
+        let Err(ureq::Error::Status(403, res)) = res else { panic!("expected a 403") };
+        assert_eq!(res.header("x-amzn-errortype"), Some("InvalidSignatureException"));
+        assert!(res.into_string().unwrap().contains("signature we calculated does not match"));
     }
 
     #[test]

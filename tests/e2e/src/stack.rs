@@ -15,12 +15,41 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::mock::{MockProvider, ProviderKeys};
+use crate::sigv4::AwsCredentials;
 use crate::sink::CaptureSink;
 
 pub const OPENAI_KEY: &str = "sk-test-openai-provider-key";
+/// A second OpenAI key the mock accepts, for key pools (`OPENAI_KEY,OPENAI_SECOND_KEY`).
+pub const OPENAI_SECOND_KEY: &str = "sk-test-openai-second-provider-key";
 pub const ANTHROPIC_KEY: &str = "sk-ant-test-provider-key";
 pub const GEMINI_KEY: &str = "gemini-test-provider-key";
 pub const BEDROCK_KEY: &str = "bedrock-test-provider-key";
+pub const AZURE_KEY: &str = "azure-test-provider-key";
+/// The IAM credentials Envoy signs Bedrock requests with (SigV4 tests): the key id
+/// goes in the signature's scope, the session token in `x-amz-security-token`, and
+/// the secret nowhere (scripts/secret-scan.py checks all three).
+pub const AWS_ACCESS_KEY: &str = "AKIDLLMGATEWAYTEST01";
+pub const AWS_SECRET_KEY: &str = "llmgw/test+secret/access/key/0123456789";
+pub const AWS_SESSION_KEY: &str = "llmgw-test-session-token-0123456789";
+
+/// The credentials of `AWS_*_KEY`.
+pub fn aws_credentials() -> AwsCredentials {
+    AwsCredentials {
+        access_key_id: AWS_ACCESS_KEY.into(),
+        secret_access_key: AWS_SECRET_KEY.into(),
+        session_token: Some(AWS_SESSION_KEY.into()),
+    }
+}
+
+/// Envoy's environment for SigV4: the credentials Envoy's signer reads.
+pub fn aws_env(credentials: &AwsCredentials) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key.clone()),
+    ];
+    env.extend(credentials.session_token.clone().map(|t| ("AWS_SESSION_TOKEN", t)));
+    env
+}
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -117,11 +146,15 @@ pub fn render(template: &str, vars: &HashMap<&str, String>) -> String {
     out
 }
 
+/// The Azure resource host the tests' plugin config names.
+pub const AZURE_AUTHORITY: &str = "test-resource.openai.azure.com";
+
 /// The plugin configuration the tests run with: every provider on the mock.
 pub fn test_plugin_config() -> Value {
     let mock = json!({"cluster": "mock", "timeout_ms": 5000});
+    let azure = json!({"cluster": "mock", "timeout_ms": 5000, "authority": AZURE_AUTHORITY});
     json!({
-        "providers": {"openai": mock, "anthropic": mock, "gemini": mock, "bedrock": mock},
+        "providers": {"openai": mock, "anthropic": mock, "gemini": mock, "bedrock": mock, "azure": azure},
         "max_request_body_bytes": 1_048_576,
         "capture": {
             "region_url": "https://us.posthog.com",
@@ -130,6 +163,38 @@ pub fn test_plugin_config() -> Value {
             "secondary": {"cluster": "posthog_secondary", "api_key": "phc_mirror_test", "path": "/batch/"},
         },
     })
+}
+
+/// The template's BEDROCK_SIGNER for a plugin config: scripts/render-envoy.py's
+/// `bedrock_signer`, but with the credentials from Envoy's environment only, so a
+/// test never reaches for a credentials file or the instance role
+/// (tests/deploy.rs keeps the two alike).
+pub fn bedrock_signer(plugin_config: &Value) -> String {
+    let bedrock = &plugin_config["providers"]["bedrock"];
+    if bedrock["auth"] != "sigv4" {
+        return String::new();
+    }
+    let authority = bedrock["authority"].as_str().unwrap_or("bedrock-runtime.us-east-1.amazonaws.com");
+    let region = authority.split('.').nth(1).unwrap_or("us-east-1");
+    [
+        "- name: envoy.filters.http.aws_request_signing",
+        "  typed_config:",
+        "    \"@type\": type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+        "    service_name: bedrock",
+        &format!("    region: {region}"),
+        "    use_unsigned_payload: false",
+        "    match_excluded_headers:",
+        "    - {prefix: x-envoy-}",
+        "    - {prefix: x-forwarded-}",
+        "    - {prefix: x-llm-gateway-}",
+        "    - {exact: x-request-id}",
+        "    credential_provider:",
+        "      custom_credential_provider_chain: true",
+        "      environment_credential_provider: {}",
+    ]
+    .iter()
+    .map(|line| format!("\n        {line}"))
+    .collect()
 }
 
 /// Merges `overlay` into `base`, objects recursively.
@@ -324,7 +389,7 @@ impl Envoy {
         wasm: &Path,
         omit: &[&str],
     ) -> Result<Envoy, String> {
-        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit)
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit, &[])
     }
 
     /// As `try_start_with_wasm`, with more clusters (YAML list items, two-space indented)
@@ -337,9 +402,24 @@ impl Envoy {
         wasm: &Path,
         extra_clusters: &str,
     ) -> Result<Envoy, String> {
-        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[])
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], &[])
     }
 
+    /// As `try_start_with_clusters`, with more variables in Envoy's environment (e.g.
+    /// the AWS credentials its SigV4 signer reads, or a provider's key pool).
+    pub fn try_start_full(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        wasm: &Path,
+        extra_clusters: &str,
+        env: &[(&str, String)],
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], env)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn try_start_configured(
         dir: &Path,
         plugin_config: &Value,
@@ -348,6 +428,7 @@ impl Envoy {
         wasm: &Path,
         extra_clusters: &str,
         omit: &[&str],
+        env: &[(&str, String)],
     ) -> Result<Envoy, String> {
         // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
         // other process can take a port between our picking it and Envoy binding it.
@@ -378,6 +459,15 @@ impl Envoy {
             ("SINK2_PORT", ports.sink2.to_string()),
             ("WEBDIS_PORT", ports.webdis.to_string()),
             ("AUTH_PORT", ports.auth.to_string()),
+            // The bedrock and azure clusters point at the mock too (tests that use them
+            // name them in the plugin config).
+            ("BEDROCK_HOST", loopback()),
+            ("BEDROCK_PORT", ports.mock.to_string()),
+            ("BEDROCK_TRANSPORT", PLAINTEXT.into()),
+            ("BEDROCK_SIGNER", bedrock_signer(plugin_config)),
+            ("AZURE_HOST", loopback()),
+            ("AZURE_PORT", ports.mock.to_string()),
+            ("AZURE_TRANSPORT", PLAINTEXT.into()),
         ]
         .into();
         let yaml = dir.join(format!("envoy-{n}.yaml"));
@@ -393,12 +483,16 @@ impl Envoy {
             ("LLM_GATEWAY_ANTHROPIC_API_KEY", ANTHROPIC_KEY),
             ("LLM_GATEWAY_GEMINI_API_KEY", GEMINI_KEY),
             ("LLM_GATEWAY_BEDROCK_API_KEY", BEDROCK_KEY),
+            ("LLM_GATEWAY_AZURE_API_KEY", AZURE_KEY),
         ] {
             if omit.contains(&var) {
                 cmd.env_remove(var);
             } else {
                 cmd.env(var, key);
             }
+        }
+        for (var, value) in env {
+            cmd.env(var, value);
         }
         let mut child = spawn(&mut cmd, &log);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -487,10 +581,12 @@ impl Stack {
         let dir = crate::record::artifacts_dir().join(format!("stack-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let mock = MockProvider::start(ProviderKeys {
-            openai: OPENAI_KEY.into(),
+            openai: format!("{OPENAI_KEY},{OPENAI_SECOND_KEY}"),
             anthropic: ANTHROPIC_KEY.into(),
             gemini: GEMINI_KEY.into(),
             bedrock: BEDROCK_KEY.into(),
+            azure: AZURE_KEY.into(),
+            aws: Some(aws_credentials()),
         });
         let sink = CaptureSink::start();
         let sink2 = CaptureSink::start();

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Each checked-in render of the gateway and the scripts/render-envoy.py profile it comes from.
-const RENDERS: [(&str, &str); 4] = [
+const RENDERS: [(&str, &str); 5] = [
     ("production", "envoy/examples/production.yaml"),
+    ("production-bedrock-sigv4", "envoy/examples/production-bedrock-sigv4.yaml"),
     ("compose", "deploy/compose/envoy.yaml"),
     ("compose-mock", "deploy/compose/envoy.mock.yaml"),
     ("compose-cluster", "deploy/compose/envoy.cluster.yaml"),
@@ -27,12 +28,14 @@ const BRIDGE_RENDERS: [(&str, &str); 3] = [
     ("istio-bridge", "deploy/istio-cluster/redis-bridge.yaml"),
 ];
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-const KEY_VARS: [&str; 4] = [
+const KEY_VARS: [&str; 5] = [
     "LLM_GATEWAY_OPENAI_API_KEY",
     "LLM_GATEWAY_ANTHROPIC_API_KEY",
     "LLM_GATEWAY_GEMINI_API_KEY",
     "LLM_GATEWAY_BEDROCK_API_KEY",
+    "LLM_GATEWAY_AZURE_API_KEY",
 ];
+const SIGNER: &str = "envoy.filters.http.aws_request_signing";
 
 fn read(rel: &str) -> String {
     let path = repo_root().join(rel);
@@ -119,10 +122,11 @@ fn endpoint(cluster: &Value) -> (String, u64) {
     (str_of(&socket["address"], "address").to_string(), socket["port_value"].as_u64().unwrap())
 }
 
-/// Every cluster the filter may call under `config`.
+/// Every cluster the filter may call under `config` (Azure only where it has a host).
 fn named_clusters(config: &Config) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini]
+    let mut names: BTreeSet<String> = Provider::ALL
         .into_iter()
+        .filter(|p| !config.provider(*p).authority.is_empty())
         .map(|p| config.provider(p).cluster.clone())
         .collect();
     names.insert(config.auth.cluster.clone());
@@ -239,6 +243,67 @@ fn production_example_has_what_production_needs() {
         assert!(c["connect_timeout"].is_string(), "{}: no connect_timeout", c["name"]);
     }
     assert!(hcm(&envoy)["stream_idle_timeout"].is_string());
+    // Each provider's Host header is its cluster's TLS host (Bedrock's region, Azure's resource).
+    for p in Provider::ALL {
+        let settings = config.provider(p);
+        assert_eq!(endpoint(cluster(&envoy, &settings.cluster)).0, settings.authority, "{p}: host and authority");
+    }
+    // API keys for Bedrock here: no signer anywhere.
+    assert!(upstream_filters(&envoy).iter().all(|(_, f)| f["name"] != SIGNER));
+}
+
+/// Every cluster's upstream HTTP filters, as (cluster, filter).
+fn upstream_filters(envoy: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for c in envoy["static_resources"]["clusters"].as_array().unwrap() {
+        let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        for f in options["http_filters"].as_array().into_iter().flatten() {
+            out.push((str_of(&c["name"], "name").to_string(), f.clone()));
+        }
+    }
+    out
+}
+
+/// Bedrock on IAM credentials: the filter sends no key (providers.bedrock.auth "sigv4"), and
+/// Envoy's signer runs on the Bedrock cluster only, for its region, hashing the body,
+/// leaving internal headers out; the tests' signer (tests/e2e/src/stack.rs) and the Istio
+/// overlay's are the same filter (the tests take credentials from the environment only).
+#[test]
+fn the_sigv4_example_signs_bedrock_and_nothing_else() {
+    let path = "envoy/examples/production-bedrock-sigv4.yaml";
+    let envoy = yaml(path);
+    let (plugin, config) = plugin_config(wasm_config(&envoy), path);
+    let bedrock = config.provider(Provider::Bedrock);
+    assert_eq!(bedrock.auth, llm_gateway::config::ProviderAuth::SigV4);
+    let filters = upstream_filters(&envoy);
+    let names: Vec<(&str, &str)> = filters.iter().map(|(c, f)| (c.as_str(), f["name"].as_str().unwrap())).collect();
+    assert_eq!(
+        names,
+        [(bedrock.cluster.as_str(), SIGNER), (bedrock.cluster.as_str(), "envoy.filters.http.upstream_codec")]
+    );
+    let signer = &filters[0].1["typed_config"];
+    let region = bedrock.authority.split('.').nth(1).unwrap();
+    assert_eq!((signer["service_name"].as_str(), signer["region"].as_str()), (Some("bedrock"), Some(region)));
+    assert_eq!(signer["use_unsigned_payload"], false, "Bedrock needs the body's hash signed");
+    assert!(signer.get("credential_provider").is_none(), "production uses Envoy's default credential chain");
+
+    // The tests run the same signer, with credentials from the environment only.
+    let tested = yaml_docs(&format!("signer:{}", bedrock_signer(&plugin)))[0]["signer"][0].clone();
+    let mut tested_config = tested["typed_config"].clone();
+    let credentials = tested_config.as_object_mut().unwrap().remove("credential_provider").unwrap();
+    assert_eq!(credentials, json!({"custom_credential_provider_chain": true, "environment_credential_provider": {}}));
+    assert_eq!((&tested["name"], &tested_config), (&json!(SIGNER), signer), "the e2e signer drifted from the render");
+
+    // The Istio overlay signs with the same filter, on Bedrock's Istio cluster.
+    let docs = yaml_docs(&read("deploy/istio-bedrock-sigv4/signer.yaml"));
+    let patch = &object(&docs, "EnvoyFilter", Some("llm-gateway-bedrock-sigv4"))["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "CLUSTER");
+    assert_eq!(patch["match"]["cluster"]["service"], bedrock.authority.as_str());
+    let options = &patch["patch"]["value"]["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert_eq!(options["http_filters"][0]["name"], SIGNER);
+    assert_eq!(&options["http_filters"][0]["typed_config"], signer, "Istio's signer drifted from the render");
+    assert_eq!(options["http_filters"][1]["name"], "envoy.filters.http.upstream_codec");
 }
 
 /// The Istio EnvoyFilter's patches, by `applyTo`.
@@ -323,6 +388,9 @@ fn istio_clusters_the_filter_calls_exist() {
     let store = istio("store.yaml");
     let mut authorities: HashMap<String, String> =
         [(config.auth.cluster.clone(), config.auth.authority.clone())].into_iter().collect();
+    for p in [Provider::Bedrock, Provider::Azure] {
+        authorities.insert(config.provider(p).cluster.clone(), config.provider(p).authority.clone());
+    }
     if let Some(capture) = &config.capture {
         for d in [Some(&capture.primary), capture.secondary.as_ref()].into_iter().flatten() {
             authorities.insert(d.cluster.clone(), d.authority.clone());
@@ -550,9 +618,7 @@ fn compose_file_agrees_with_the_tested_stack() {
         }
         let (_, config) = plugin_config(wasm, path);
         assert_eq!(config.limits.redis_cluster, webdis_service == "webdis-cluster", "{path}: limits.redis_cluster");
-        let provider_clusters: BTreeSet<&str> = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini]
-            .map(|p| config.provider(p).cluster.as_str())
-            .into();
+        let provider_clusters: BTreeSet<&str> = Provider::ALL.map(|p| config.provider(p).cluster.as_str()).into();
         if mocked {
             // Mock and sink listen on 127.0.0.1 of Envoy's network namespace, on the ports mock-stack gets.
             let mock = &services["mock-stack"];
@@ -566,7 +632,7 @@ fn compose_file_agrees_with_the_tested_stack() {
             assert_eq!(provider_clusters, BTreeSet::from(["mock"]));
             assert!(config.capture.is_some());
         } else {
-            assert_eq!(provider_clusters, BTreeSet::from(["openai", "anthropic", "gemini"]));
+            assert_eq!(provider_clusters, BTreeSet::from(["openai", "anthropic", "gemini", "bedrock", "azure"]));
         }
     }
     let webdis = yaml("deploy/compose/webdis.json");
@@ -778,4 +844,55 @@ fn compressed_request_bodies_get_a_clear_400() {
     let error: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error", "{text}");
     assert!(stack.mock.requests().iter().all(|r| r.header("x-test-marker") != Some("gzip-request")));
+}
+
+/// The Istio overlay for Bedrock on IAM credentials is the base with the plugin's Bedrock
+/// auth switched to "sigv4" (nothing else), the signer on Bedrock's cluster, and the IRSA
+/// role on the gateway's ServiceAccount; `kubectl kustomize` builds it where installed.
+#[test]
+fn istio_bedrock_sigv4_overlay_is_the_base_with_the_signer() {
+    let kustomization = yaml("deploy/istio-bedrock-sigv4/kustomization.yaml");
+    let resources: Vec<&str> =
+        kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(resources, ["../istio", "signer.yaml"]);
+    let overlay_patches = kustomization["patches"].as_array().unwrap();
+    let filter_patch =
+        overlay_patches.iter().find(|p| p["target"]["kind"] == "EnvoyFilter").expect("the plugin config patch");
+    assert_eq!(filter_patch["target"]["name"], "llm-gateway");
+    let ops = yaml_docs(str_of(&filter_patch["patch"], "patch"));
+    let op = &ops[0][0];
+    assert_eq!(op["op"], "replace");
+    assert_eq!(op["path"], "/spec/configPatches/0/patch/value/typed_config/config/configuration/value");
+    let overlay: Value = serde_json::from_str(str_of(&op["value"], "value")).unwrap();
+    let config = Config::parse(overlay.to_string().as_bytes()).unwrap_or_else(|e| panic!("overlay config: {e}"));
+    assert_eq!(config.provider(Provider::Bedrock).auth, llm_gateway::config::ProviderAuth::SigV4);
+
+    let docs = istio("envoyfilter.yaml");
+    let p = patches(object(&docs, "EnvoyFilter", Some("llm-gateway")));
+    let base_wasm = &p["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"];
+    let (mut base, _) = plugin_config(base_wasm, "envoyfilter.yaml");
+    base["providers"]["bedrock"]["auth"] = json!("sigv4");
+    assert_eq!(overlay, base, "the overlay's plugin config drifted from the base's");
+
+    let sa_patch = overlay_patches.iter().find(|p| p["target"]["kind"] == "ServiceAccount").expect("the IRSA patch");
+    let gateway = istio("gateway.yaml");
+    assert_eq!(sa_patch["target"]["name"], object(&gateway, "ServiceAccount", None)["metadata"]["name"]);
+    let deployment = object(&gateway, "Deployment", Some("llm-gateway"));
+    assert_eq!(deployment["spec"]["template"]["spec"]["serviceAccountName"], sa_patch["target"]["name"]);
+
+    // The real build, where kubectl is installed.
+    let Ok(out) =
+        Command::new("kubectl").args(["kustomize"]).arg(repo_root().join("deploy/istio-bedrock-sigv4")).output()
+    else {
+        eprintln!("note: kubectl is not installed; skipped `kubectl kustomize deploy/istio-bedrock-sigv4`");
+        return;
+    };
+    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
+    let built = yaml_docs(&String::from_utf8(out.stdout).unwrap());
+    let filter = object(&built, "EnvoyFilter", Some("llm-gateway"));
+    let value = &patches(filter)["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"];
+    assert_eq!(plugin_config(value, "built overlay").0, overlay);
+    object(&built, "EnvoyFilter", Some("llm-gateway-bedrock-sigv4"));
+    let sa = object(&built, "ServiceAccount", Some("llm-gateway"));
+    assert!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].is_string());
 }

@@ -70,6 +70,8 @@ impl Fleet {
             anthropic: ANTHROPIC_KEY.into(),
             gemini: GEMINI_KEY.into(),
             bedrock: BEDROCK_KEY.into(),
+            azure: AZURE_KEY.into(),
+            aws: None,
         });
         let (sink, sink2) = (CaptureSink::start(), CaptureSink::start());
         let ports: Vec<Ports> = bridges

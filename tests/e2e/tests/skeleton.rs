@@ -246,7 +246,7 @@ fn bad_configs_stop_the_plugin_with_one_line_naming_the_field() {
     let cases = [
         (json!({"prodcts": ["a"]}), "unknown field `prodcts`"),
         (json!({"products": []}), "products: must name at least one product"),
-        (json!({"providers": {"azure": {}}}), "providers.azure: unknown provider"),
+        (json!({"providers": {"mistral": {}}}), "providers.mistral: unknown provider"),
         (json!({"providers": {"openai": {"timeout_ms": 0}}}), "providers.openai.timeout_ms"),
         (json!({"models": {"x": {"provider": "mistral"}}}), "models.x.provider"),
     ];

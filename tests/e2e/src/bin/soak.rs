@@ -669,6 +669,8 @@ fn start_rig(dir: &Path) -> Rig {
         anthropic: ANTHROPIC_KEY.into(),
         gemini: GEMINI_KEY.into(),
         bedrock: BEDROCK_KEY.into(),
+        azure: AZURE_KEY.into(),
+        aws: None,
     });
     let delivered: [Arc<Mutex<Delivered>>; 2] = [Arc::default(), Arc::default()];
     let sinks = (counting_sink(delivered[0].clone()), counting_sink(delivered[1].clone()));
