@@ -98,6 +98,20 @@ pub fn plan(
 ) -> Result<Upstream, ApiError> {
     let requested = req.model.as_ref();
     let (provider, model) = route(config, requested, provider_header)?;
+    plan_target(config, keys, api, req, body, provider, model)
+}
+
+/// [`plan`] for a given provider and model (a failover chain's target).
+pub fn plan_target(
+    config: &Config,
+    keys: &ProviderKeys,
+    api: Api,
+    req: &ParsedRequest,
+    body: &[u8],
+    provider: Provider,
+    model: &str,
+) -> Result<Upstream, ApiError> {
+    let requested = req.model.as_ref();
     let wire = provider_wire(api, provider);
     let key = keys.get(provider).ok_or_else(|| {
         ApiError::new(ErrorKind::Internal, format!("The gateway has no API key configured for {provider}"))

@@ -101,6 +101,8 @@ pub fn retry_headers(settings: &FailoverSettings, attempts: usize, stream: bool)
 /// A failed attempt, as the event reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailedAttempt {
+    /// The target's place in the chain.
+    pub index: usize,
     pub provider: Provider,
     pub model: String,
     pub status: Option<u16>,
@@ -144,6 +146,7 @@ pub fn summarize(targets: &[(Provider, String)], records: &[AttemptRecord], answ
                 }
             };
             FailedAttempt {
+                index: r.index,
                 provider,
                 model,
                 status,

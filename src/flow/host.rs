@@ -17,6 +17,7 @@ pub enum Action {
 
 pub trait Host {
     fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_header(&self, name: &str) -> Option<String>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Vec<u8>;
     fn set_request_body(&self, replace_len: usize, body: &[u8]);
@@ -30,6 +31,8 @@ pub trait Host {
     fn set_response_body(&self, replace_len: usize, body: &[u8]);
     /// Envoy's `response.code_details`: why Envoy ended the stream, if it did.
     fn code_details(&self) -> String;
+    /// The cluster the stream goes to (`xds.cluster_name`; for an upstream filter, this attempt's).
+    fn cluster_name(&self) -> Option<String>;
 
     /// Starts a callout; `None` if the host refused it (unknown cluster, bad headers).
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32>;
@@ -118,9 +121,25 @@ pub enum Metric {
     /// Provider responses by status class: 0 = 2xx/3xx, 1 = 4xx, 2 = 5xx or none.
     Responses(Provider, u8),
     Capture(Lane, LaneMetric),
+    /// Requests answered by a fallback target.
+    FailoverAnswered,
+    /// Requests whose every target failed.
+    FailoverExhausted,
+    /// Chains stopped by their deadline.
+    FailoverDeadline,
+    /// Attempts refused because the failover route or the upstream filter is not as documented.
+    FailoverMisconfigured,
+    /// Chained requests no upstream filter saw (one attempt, or retries to the same target).
+    FailoverUnconfirmed,
+    /// Chain targets left out: no key, a request their API cannot express, unpriced, past max_attempts.
+    FailoverTargetsSkipped,
+    /// Chained requests sent with one attempt because the relay was full.
+    FailoverRelayFull,
+    /// Moves to the next target, by provider pair (`failover::pair_index`).
+    Failover(u8),
 }
 
-const SIMPLE: [(Metric, &str); 31] = [
+const SIMPLE: [(Metric, &str); 38] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -152,6 +171,13 @@ const SIMPLE: [(Metric, &str); 31] = [
     (Metric::PricingRefreshFailed, "pricing_refresh_failed_total"),
     (Metric::PricingRefreshRejected, "pricing_refresh_rejected_total"),
     (Metric::PricingCatalogModels, "pricing_catalog_models"),
+    (Metric::FailoverAnswered, "failover_answered_total"),
+    (Metric::FailoverExhausted, "failover_exhausted_total"),
+    (Metric::FailoverDeadline, "failover_deadline_total"),
+    (Metric::FailoverMisconfigured, "failover_misconfigured_total"),
+    (Metric::FailoverUnconfirmed, "failover_unconfirmed_total"),
+    (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
+    (Metric::FailoverRelayFull, "failover_relay_full_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [
@@ -184,6 +210,9 @@ impl Metric {
                 all.push((Metric::Capture(lane, m), format!("llm_gateway.capture_{}_{name}", lane.name())));
             }
         }
+        for (i, name) in crate::failover::pair_names().into_iter().enumerate() {
+            all.push((Metric::Failover(i as u8), format!("llm_gateway.{name}")));
+        }
         all
     }
 
@@ -203,6 +232,14 @@ impl Metric {
                     + Provider::ALL.len() * STATUS_CLASSES.len()
                     + lane * LANE_METRICS.len()
                     + m
+            }
+            Metric::Failover(pair) => {
+                let pairs = Provider::ALL.len() * Provider::ALL.len();
+                SIMPLE.len()
+                    + BUCKETS.len()
+                    + Provider::ALL.len() * STATUS_CLASSES.len()
+                    + 2 * LANE_METRICS.len()
+                    + usize::from(pair).min(pairs - 1)
             }
             simple => SIMPLE.iter().position(|(m, _)| *m == simple).unwrap_or(0),
         }

@@ -26,6 +26,8 @@ struct Stream {
     response_headers: Vec<(String, String)>,
     response_body: Vec<u8>,
     code_details: String,
+    /// The cluster an upstream attempt goes to.
+    cluster: Option<String>,
 }
 
 /// A callout the flow made.
@@ -80,6 +82,9 @@ impl Host for Fake {
     fn request_headers(&self) -> Vec<(String, String)> {
         self.stream(|s| s.request_headers.clone())
     }
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.stream(|s| Fake::header(&s.request_headers, name))
+    }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         self.stream(|s| Fake::set(&mut s.request_headers, name, value))
     }
@@ -109,6 +114,9 @@ impl Host for Fake {
     }
     fn code_details(&self) -> String {
         self.stream(|s| s.code_details.clone())
+    }
+    fn cluster_name(&self) -> Option<String> {
+        self.stream(|s| s.cluster.clone())
     }
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], _body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
         let token = self.next_token.get() + 1;

@@ -11,6 +11,7 @@ use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
+use crate::failover::relay::Relay;
 use crate::forward::ProviderKeys;
 use crate::limits::Admissions;
 
@@ -26,6 +27,8 @@ pub struct Worker {
     pub pricing: Pricing,
     /// When a store failure was last logged (one line per interval, not per request).
     store_failure_logged_ms: Cell<u64>,
+    /// Failover chains shared with the upstream filter's attempts in this VM.
+    pub relay: Rc<RefCell<Relay>>,
 }
 
 /// Principals in Envoy's shared data, for every worker of the process.
@@ -44,7 +47,14 @@ impl Worker {
             spend: RefCell::default(),
             capture,
             store_failure_logged_ms: Cell::new(0),
+            relay: Rc::default(),
         }
+    }
+
+    /// Shares `relay` with the upstream filter's root in the same VM.
+    pub fn with_relay(mut self, relay: Rc<RefCell<Relay>>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Local cache first, then the cross-worker shared data (positive answers only).
