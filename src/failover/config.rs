@@ -139,6 +139,14 @@ pub fn compile(
                     }
                 }
             }
+            // Envoy retries a per-try timeout only under `reset` (router `onPerTryTimeout`,
+            // `wouldRetryFromReset`): one cannot be had without the other.
+            if on.first_byte_timeout && !on.reset {
+                return Err(
+                    "failover.retry_on: first_byte_timeout needs reset (Envoy retries a timed-out attempt as a reset)"
+                        .into(),
+                );
+            }
             on
         }
     };
@@ -246,6 +254,7 @@ mod tests {
             (r#"{"max_attempts": 0}"#, "failover.max_attempts"),
             (r#"{"max_attempts": 9}"#, "failover.max_attempts"),
             (r#"{"retry_on": ["timeout"]}"#, "failover.retry_on: unknown condition"),
+            (r#"{"retry_on": ["first_byte_timeout"]}"#, "first_byte_timeout needs reset"),
             (r#"{"retry_on_status": [400]}"#, "failover.retry_on_status: 400"),
             (r#"{"retry_on_status": [404]}"#, "failover.retry_on_status: 404"),
             (r#"{"deadline_ms": 0}"#, "failover.deadline_ms"),

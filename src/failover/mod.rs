@@ -77,8 +77,8 @@ pub fn retry_headers(settings: &FailoverSettings, attempts: usize, stream: bool)
     if on.connect_failure {
         conditions.push("connect-failure");
     }
-    // Envoy retries a per-try timeout as a reset: the timeout needs it too.
-    if on.reset || on.first_byte_timeout {
+    // Envoy retries a per-try timeout as a reset (config requires both together).
+    if on.reset {
         conditions.push("reset");
     }
     if !settings.retry_on_status.is_empty() {
