@@ -667,7 +667,7 @@ mod failover {
 
     #[test]
     fn an_attempt_the_relay_does_not_know_is_refused() {
-        let mut rig = Rig::new(CHAINED);
+        let rig = Rig::new(CHAINED);
         rig.host
             .streams
             .borrow_mut()
