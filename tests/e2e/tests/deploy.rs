@@ -169,8 +169,48 @@ fn every_render_names_only_clusters_it_defines() {
         for name in named_clusters(&config) {
             cluster(&envoy, &name);
         }
-        let route = &hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        let routes = hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+        let route = &routes.last().unwrap()["route"];
         assert_eq!(route["cluster_header"], config.route_header.as_str(), "{path}: route reads another header");
+        assert_failover_route(path, &envoy, &config);
+    }
+}
+
+/// The failover route (README "Failover"): chosen by the filter's header, its cluster
+/// re-read from the route header on every retry, able to reach every provider
+/// cluster; each of those clusters runs the upstream filter in the downstream
+/// filter's VM and lets retries through its circuit breaker.
+fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
+    let routes = hcm(envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+    let failover = routes.iter().find(|r| r["name"] == "failover").unwrap_or_else(|| panic!("{path}: no failover route"));
+    assert_eq!(routes.last().unwrap()["match"], json!({"prefix": "/"}), "{path}: the plain route comes last");
+    assert_eq!(failover["match"]["headers"][0], json!({"name": "x-llm-gateway-failover", "present_match": true}));
+    let route = &failover["route"];
+    assert_eq!(route["timeout"], "0s", "{path}: streams must not be cut by a route timeout");
+    assert_eq!(route["retry_policy"]["refresh_cluster_on_retry"], true, "{path}");
+    let specifier = &route["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
+    assert_eq!(specifier["input"]["typed_config"]["header_name"], config.route_header.as_str(), "{path}");
+    let map = specifier["exact_match_map"]["map"].as_object().unwrap();
+    let downstream = wasm_config(envoy);
+    for p in Provider::ALL {
+        let name = &config.provider(p).cluster;
+        let action = map.get(name).unwrap_or_else(|| panic!("{path}: the failover route cannot reach {name}"));
+        assert_eq!(action["action"]["typed_config"]["cluster"], name.as_str());
+        let Some(c) = envoy["static_resources"]["clusters"].as_array().unwrap().iter().find(|c| c["name"] == *name)
+        else {
+            continue; // Bedrock: no cluster in this render
+        };
+        let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let filters = options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
+        let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["envoy.filters.http.wasm", "envoy.filters.http.upstream_codec"], "{path}: {name}");
+        let up = &filters[0]["typed_config"]["config"];
+        assert_eq!(up["vm_config"], downstream["vm_config"], "{path}: {name}: another VM would not share the chain");
+        assert_eq!(up["root_id"], downstream["root_id"]);
+        assert_eq!(up["allow_on_headers_stop_iteration"], true, "{path}: {name}: the body swap pauses the headers");
+        assert_eq!(up["configuration"]["value"], r#"{"role": "upstream"}"#);
+        let breakers = &c["circuit_breakers"]["thresholds"][0];
+        assert!(breakers["max_retries"].as_u64().unwrap_or(3) >= 1000, "{path}: {name}: retries past 3 would be dropped");
     }
 }
 
@@ -220,13 +260,13 @@ fn production_example_has_what_production_needs() {
 }
 
 /// The Istio EnvoyFilter's patches, by `applyTo`.
+/// The first patch of each `applyTo`.
 fn patches(filter: &Value) -> HashMap<String, &Value> {
-    filter["spec"]["configPatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (str_of(&p["applyTo"], "applyTo").to_string(), p))
-        .collect()
+    let mut first = HashMap::new();
+    for p in filter["spec"]["configPatches"].as_array().unwrap() {
+        first.entry(str_of(&p["applyTo"], "applyTo").to_string()).or_insert(p);
+    }
+    first
 }
 
 fn istio(file: &str) -> Vec<Value> {
@@ -285,6 +325,65 @@ fn istio_envoyfilter_adds_the_complete_wasm_config_through_ecds() {
     assert_eq!(filter["spec"]["workloadSelector"]["labels"]["istio"], pods["labels"]["istio"]);
     assert_eq!(gw["spec"]["selector"]["istio"], pods["labels"]["istio"]);
     assert_eq!(pods["annotations"]["inject.istio.io/templates"], "gateway");
+}
+
+/// Every patch of one `applyTo`, in order.
+fn patches_of<'a>(filter: &'a Value, apply_to: &str) -> Vec<&'a Value> {
+    filter["spec"]["configPatches"].as_array().unwrap().iter().filter(|p| p["applyTo"] == apply_to).collect()
+}
+
+#[test]
+fn istio_failover_is_the_tested_mechanism() {
+    let docs = istio("envoyfilter.yaml");
+    let filter = object(&docs, "EnvoyFilter", Some("llm-gateway"));
+    let extensions = patches_of(filter, "EXTENSION_CONFIG");
+    let [gateway, upstream] = extensions.as_slice() else { panic!("two EXTENSION_CONFIG patches expected") };
+    let (down, up) = (&gateway["patch"]["value"], &upstream["patch"]["value"]);
+    let (_, config) = plugin_config(&down["typed_config"]["config"], "envoyfilter.yaml");
+    let (down_wasm, up_wasm) = (&down["typed_config"]["config"], &up["typed_config"]["config"]);
+    assert_eq!(up_wasm["vm_config"], down_wasm["vm_config"], "another vm_config is another VM: no shared chain");
+    assert_eq!(up_wasm["root_id"], down_wasm["root_id"]);
+    assert_eq!(up_wasm["allow_on_headers_stop_iteration"], true);
+    let role = str_of(&up_wasm["configuration"]["value"], "upstream configuration");
+    assert!(llm_gateway::failover::is_upstream_role(role.as_bytes()), "{role}");
+    // The upstream filter, by ECDS name, then the codec, on every provider cluster.
+    let clusters = patches_of(filter, "CLUSTER");
+    for p in [Provider::OpenAi, Provider::Anthropic, Provider::Gemini] {
+        let name = &config.provider(p).cluster;
+        let host = name.rsplit('|').next().unwrap();
+        let patch = clusters
+            .iter()
+            .find(|c| c["match"]["cluster"]["service"] == host)
+            .unwrap_or_else(|| panic!("no upstream filter on {name}"));
+        assert_eq!(patch["match"]["cluster"]["portNumber"], 443);
+        let options =
+            &patch["patch"]["value"]["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let filters = options["http_filters"].as_array().unwrap();
+        assert_eq!(filters[0]["name"], up["name"]);
+        assert_eq!(filters[0]["config_discovery"]["type_urls"], json!([WASM_TYPE]));
+        assert_eq!(filters[1]["name"], "envoy.filters.http.upstream_codec");
+        // Retries get through the provider's circuit breaker.
+        let egress = istio("egress.yaml");
+        let rule = egress.iter().find(|d| d["kind"] == "DestinationRule" && d["spec"]["host"] == host).unwrap();
+        assert!(rule["spec"]["trafficPolicy"]["connectionPool"]["http"]["maxRetries"].as_u64().unwrap_or(0) >= 1000);
+    }
+    // The failover route, before the VirtualService's: as in the tested template.
+    let routes = patches_of(filter, "HTTP_ROUTE");
+    let failover = routes.iter().find(|r| r["patch"]["operation"] == "INSERT_BEFORE").expect("a failover route");
+    let tested = yaml("envoy/examples/production.yaml");
+    let tested_routes = hcm(&tested)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+    let tested = tested_routes.iter().find(|r| r["name"] == "failover").unwrap();
+    let value = &failover["patch"]["value"];
+    assert_eq!(value["match"], tested["match"]);
+    for field in ["timeout", "retry_policy"] {
+        assert_eq!(value["route"][field], tested["route"][field], "{field} differs from envoy/envoy.yaml.tmpl");
+    }
+    let tree = &value["route"]["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
+    assert_eq!(tree["input"]["typed_config"]["header_name"], config.route_header.as_str());
+    for p in [Provider::OpenAi, Provider::Anthropic, Provider::Gemini] {
+        let name = &config.provider(p).cluster;
+        assert_eq!(tree["exact_match_map"]["map"][name.as_str()]["action"]["typed_config"]["cluster"], name.as_str());
+    }
 }
 
 #[test]
