@@ -15,6 +15,8 @@ const DEFAULT_MAX_ATTEMPTS: usize = 3;
 pub const MAX_ATTEMPTS_LIMIT: usize = 8;
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_DEADLINE_MS: u64 = 60_000;
+/// Fallback bodies are kept in the worker VM's memory until the request ends.
+const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,7 @@ pub struct RawFailover {
     first_byte_timeout_ms: Option<u64>,
     response_timeout_ms: Option<u64>,
     deadline_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +79,9 @@ pub struct FailoverSettings {
     pub response_timeout_ms: Option<u64>,
     /// No new attempt starts this long after the request arrived.
     pub deadline_ms: u64,
+    /// A larger request makes one attempt: every fallback's body stays in memory
+    /// until the request ends.
+    pub max_body_bytes: usize,
 }
 
 impl Default for FailoverSettings {
@@ -89,6 +95,7 @@ impl Default for FailoverSettings {
             first_byte_timeout_ms: Some(DEFAULT_FIRST_BYTE_TIMEOUT_MS),
             response_timeout_ms: None,
             deadline_ms: DEFAULT_DEADLINE_MS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -164,6 +171,8 @@ pub fn compile(
         positive(raw.first_byte_timeout_ms, "first_byte_timeout_ms")?.or(defaults.first_byte_timeout_ms);
     let response_timeout_ms = positive(raw.response_timeout_ms, "response_timeout_ms")?;
     let deadline_ms = positive(raw.deadline_ms, "deadline_ms")?.unwrap_or(defaults.deadline_ms);
+    let max_body_bytes = positive(raw.max_body_bytes.map(|b| b as u64), "max_body_bytes")?
+        .map_or(defaults.max_body_bytes, |b| b as usize);
     let mut models = HashMap::new();
     for (name, targets) in raw.models {
         let field = format!("failover.models.{}", name.escape_debug());
@@ -185,6 +194,7 @@ pub fn compile(
         first_byte_timeout_ms,
         response_timeout_ms,
         deadline_ms,
+        max_body_bytes,
     })
 }
 
@@ -258,6 +268,7 @@ mod tests {
             (r#"{"retry_on_status": [400]}"#, "failover.retry_on_status: 400"),
             (r#"{"retry_on_status": [404]}"#, "failover.retry_on_status: 404"),
             (r#"{"deadline_ms": 0}"#, "failover.deadline_ms"),
+            (r#"{"max_body_bytes": 0}"#, "failover.max_body_bytes"),
             (r#"{"models": {"gpt-4o": []}}"#, "failover.models.gpt-4o: a chain needs"),
             (r#"{"models": {"gpt-4o": [{"provider": "azure"}]}}"#, "failover.models.gpt-4o[0].provider"),
             (r#"{"models": {"gpt-4o": [{"provider": "openai"}, {"provider": "anthropic"}]}}"#, "[1].model: required"),

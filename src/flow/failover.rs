@@ -38,7 +38,11 @@ pub fn plan(
     if settings.is_off() {
         return Ok((routed, Vec::new()));
     }
-    let (targets, mut skipped) = chain::resolve(settings, req.model.as_ref(), (routed.provider, &routed.model));
+    let (mut targets, mut skipped) = chain::resolve(settings, req.model.as_ref(), (routed.provider, &routed.model));
+    if targets.len() > 1 && body.len() > settings.max_body_bytes {
+        host.count(Metric::FailoverBodyTooLarge, 1);
+        targets.truncate(1);
+    }
     let table = worker.pricing.table();
     let mut routed = Some(routed);
     let mut planned: Vec<Upstream> = Vec::new();

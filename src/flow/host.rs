@@ -135,11 +135,13 @@ pub enum Metric {
     FailoverTargetsSkipped,
     /// Chained requests sent with one attempt because the relay was full.
     FailoverRelayFull,
+    /// Chained requests sent with one attempt because the body is over `failover.max_body_bytes`.
+    FailoverBodyTooLarge,
     /// Moves to the next target, by provider pair (`failover::pair_index`).
     Failover(u8),
 }
 
-const SIMPLE: [(Metric, &str); 38] = [
+const SIMPLE: [(Metric, &str); 39] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -178,6 +180,7 @@ const SIMPLE: [(Metric, &str); 38] = [
     (Metric::FailoverUnconfirmed, "failover_unconfirmed_total"),
     (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
     (Metric::FailoverRelayFull, "failover_relay_full_total"),
+    (Metric::FailoverBodyTooLarge, "failover_body_too_large_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [

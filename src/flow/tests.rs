@@ -679,3 +679,17 @@ mod failover {
         assert_eq!((reply.status, reply.headers[0].1.as_str()), (502, "lost"));
     }
 }
+
+#[test]
+fn a_body_over_the_failover_limit_makes_one_attempt() {
+    let config = r#"{"limits": {"enabled": false}, "failover": {"max_body_bytes": 16,
+        "models": {"claude-sonnet-4-5": [{"provider": "anthropic"}, {"provider": "openai", "model": "gpt-4o"}]}}}"#;
+    let mut rig = Rig::new(config);
+    let body = r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(1, &[(":method", "POST"), (":path", "/v1/messages"), ("x-api-key", "phx_big")], body, false);
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Continue);
+    assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, crate::failover::FAILOVER_HEADER)).is_none());
+    assert_eq!(rig.host.metric(Metric::FailoverBodyTooLarge), 1);
+    assert!(rig.root.worker.relay.borrow().is_empty());
+}

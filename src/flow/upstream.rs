@@ -215,7 +215,8 @@ pub fn send(
     let chain = if fallbacks.is_empty() {
         None
     } else {
-        let client_body = Rc::new(body.clone());
+        // A fallback sending the client's body as it came shares one copy of it.
+        let mut client_body: Option<Rc<Vec<u8>>> = None;
         let fallbacks = fallbacks
             .into_iter()
             .map(|mut u| {
@@ -223,7 +224,7 @@ pub fn send(
                 let (upgraded, _) = save_mode(&u, planned.as_deref().unwrap_or(&body));
                 let body = match upgraded.or(planned) {
                     Some(b) => Rc::new(b),
-                    None => Rc::clone(&client_body),
+                    None => Rc::clone(client_body.get_or_insert_with(|| Rc::new(body.clone()))),
                 };
                 Fallback { upstream: u, body }
             })

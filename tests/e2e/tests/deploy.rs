@@ -182,13 +182,15 @@ fn every_render_names_only_clusters_it_defines() {
 /// filter's VM and lets retries through its circuit breaker.
 fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
     let routes = hcm(envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
-    let failover = routes.iter().find(|r| r["name"] == "failover").unwrap_or_else(|| panic!("{path}: no failover route"));
+    let failover =
+        routes.iter().find(|r| r["name"] == "failover").unwrap_or_else(|| panic!("{path}: no failover route"));
     assert_eq!(routes.last().unwrap()["match"], json!({"prefix": "/"}), "{path}: the plain route comes last");
     assert_eq!(failover["match"]["headers"][0], json!({"name": "x-llm-gateway-failover", "present_match": true}));
     let route = &failover["route"];
     assert_eq!(route["timeout"], "0s", "{path}: streams must not be cut by a route timeout");
     assert_eq!(route["retry_policy"]["refresh_cluster_on_retry"], true, "{path}");
-    let specifier = &route["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
+    let specifier =
+        &route["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
     assert_eq!(specifier["input"]["typed_config"]["header_name"], config.route_header.as_str(), "{path}");
     let map = specifier["exact_match_map"]["map"].as_object().unwrap();
     let downstream = wasm_config(envoy);
@@ -201,7 +203,8 @@ fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
             continue; // Bedrock: no cluster in this render
         };
         let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-        let filters = options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
+        let filters =
+            options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
         let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["envoy.filters.http.wasm", "envoy.filters.http.upstream_codec"], "{path}: {name}");
         let up = &filters[0]["typed_config"]["config"];
@@ -210,7 +213,10 @@ fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
         assert_eq!(up["allow_on_headers_stop_iteration"], true, "{path}: {name}: the body swap pauses the headers");
         assert_eq!(up["configuration"]["value"], r#"{"role": "upstream"}"#);
         let breakers = &c["circuit_breakers"]["thresholds"][0];
-        assert!(breakers["max_retries"].as_u64().unwrap_or(3) >= 1000, "{path}: {name}: retries past 3 would be dropped");
+        assert!(
+            breakers["max_retries"].as_u64().unwrap_or(3) >= 1000,
+            "{path}: {name}: retries past 3 would be dropped"
+        );
     }
 }
 
@@ -356,8 +362,8 @@ fn istio_failover_is_the_tested_mechanism() {
             .find(|c| c["match"]["cluster"]["service"] == host)
             .unwrap_or_else(|| panic!("no upstream filter on {name}"));
         assert_eq!(patch["match"]["cluster"]["portNumber"], 443);
-        let options =
-            &patch["patch"]["value"]["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let options = &patch["patch"]["value"]["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
         let filters = options["http_filters"].as_array().unwrap();
         assert_eq!(filters[0]["name"], up["name"]);
         assert_eq!(filters[0]["config_discovery"]["type_urls"], json!([WASM_TYPE]));
@@ -378,7 +384,8 @@ fn istio_failover_is_the_tested_mechanism() {
     for field in ["timeout", "retry_policy"] {
         assert_eq!(value["route"][field], tested["route"][field], "{field} differs from envoy/envoy.yaml.tmpl");
     }
-    let tree = &value["route"]["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
+    let tree = &value["route"]["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]
+        ["matcher_tree"];
     assert_eq!(tree["input"]["typed_config"]["header_name"], config.route_header.as_str());
     for p in [Provider::OpenAi, Provider::Anthropic, Provider::Gemini] {
         let name = &config.provider(p).cluster;

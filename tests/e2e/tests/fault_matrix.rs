@@ -171,7 +171,8 @@ impl Rig {
         let mut by_uuid: HashMap<String, f64> = HashMap::new();
         for e in self.mirror_sink.events() {
             let p = &e["properties"];
-            let cost = p["$ai_total_cost_usd"].as_f64().unwrap_or(0.0) + p["$ai_fallback_cost_usd"].as_f64().unwrap_or(0.0);
+            let cost =
+                p["$ai_total_cost_usd"].as_f64().unwrap_or(0.0) + p["$ai_fallback_cost_usd"].as_f64().unwrap_or(0.0);
             by_uuid.insert(e["uuid"].as_str().unwrap_or_default().to_string(), cost);
         }
         if by_uuid.len() as u64 == calls {
