@@ -304,3 +304,31 @@ fn no_attempt_starts_past_the_chain_deadline() {
     assert_eq!((p["$ai_http_status"].clone(), p["$ai_attempts"].clone()), (json!(504), json!(1)));
     wait_metric("failover_deadline_total", before + 1);
 }
+
+#[test]
+fn concurrent_failovers_on_both_workers_each_keep_their_own_chain() {
+    let _g = rig().envoy.guard();
+    let before = metric("failover_anthropic_to_openai_total");
+    let overloaded = [("x-mock-anthropic-status", "529")];
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let marker = format!("fo-many-{i}");
+                let stream = i % 2 == 0;
+                let resp = post("/v1/messages", &marker, &overloaded, &messages("claude-sonnet-4-5", stream));
+                (marker, stream, resp)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (marker, stream, resp) = h.join().unwrap();
+        assert_eq!(resp.status, 200, "{marker}: {}", resp.body);
+        let text = if stream { stream_text(&resp.body) } else { resp.json()["content"][0]["text"].as_str().unwrap().into() };
+        assert_eq!(text, "Hello from mock-openai.", "{marker}");
+        let p = event(&marker);
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)), "{marker}");
+        assert_eq!(upstream(&marker).len(), 2, "{marker}");
+    }
+    wait_metric("failover_anthropic_to_openai_total", before + 24);
+    assert_eq!(rig().envoy.stat("cluster.mock.upstream_rq_retry_overflow"), 0);
+}
