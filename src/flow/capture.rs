@@ -43,7 +43,8 @@ pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
     // Failover: the attempts in the event and the metrics, and those the provider
     // may have billed in the spend. A fallback that names no model answered as the one it was sent.
     let mut attempts_usd = 0.0;
-    if let Some(chain) = chain {
+    if let Some(mut chain) = chain {
+        chain.before_finish(worker, &mut info);
         if chain.fell_back() && out.extracted.served_model.is_none() {
             out.extracted.served_model = Some(info.upstream_model.clone());
         }

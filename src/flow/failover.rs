@@ -90,6 +90,8 @@ pub struct Chain {
     answered: usize,
     /// The upstream filter refused an attempt (its local reply is the response).
     refusal: Option<Refusal>,
+    /// Response headers arrived (else the client left first).
+    responded: bool,
 }
 
 /// The headers one target sets on its attempt: its plan's, less the route
@@ -180,7 +182,7 @@ pub fn start(
     }
     // The router's whole-request timeout covers every attempt: the longest of the chain's.
     host.set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&timeout_ms.to_string()));
-    Some(Box::new(Chain { key, targets, answered: 0, refusal: None }))
+    Some(Box::new(Chain { key, targets, answered: 0, refusal: None, responded: false }))
 }
 
 impl Chain {
@@ -206,18 +208,9 @@ impl Chain {
             (None, Some(t)) if t < self.targets.len() => t,
             _ => last().unwrap_or(0),
         };
-        if answered != self.answered {
-            if let Some(t) = self.targets.get_mut(answered) {
-                if let Some(plan) = t.response.take() {
-                    *response = Response::new(plan);
-                }
-                info.provider = t.provider.name();
-                info.upstream_model = t.model.clone();
-                info.base_url = t.base_url.clone();
-                self.answered = answered;
-            }
-        }
+        self.adopt(answered, info, Some(response));
         self.refusal = refusal;
+        self.responded = true;
         refusal.map(|r| match r {
             Refusal::Deadline => {
                 ApiError::new(ErrorKind::Timeout, "No provider answered within the gateway's failover deadline")
@@ -232,6 +225,31 @@ impl Chain {
                     .code("failover_misconfigured")
             }
         })
+    }
+
+    /// The call is the target's from now on: read on its wire, named in the event.
+    fn adopt(&mut self, index: usize, info: &mut CallInfo, response: Option<&mut Response>) {
+        if index == self.answered {
+            return;
+        }
+        if let Some(t) = self.targets.get_mut(index) {
+            if let (Some(plan), Some(response)) = (t.response.take(), response) {
+                *response = Response::new(plan);
+            }
+            info.provider = t.provider.name();
+            info.upstream_model = t.model.clone();
+            info.base_url = t.base_url.clone();
+            self.answered = index;
+        }
+    }
+
+    /// The client left before any response: the call is the last attempt's.
+    pub fn before_finish(&mut self, worker: &Worker, info: &mut CallInfo) {
+        if !self.responded {
+            if let Some(last) = worker.relay.borrow().last_index(self.key) {
+                self.adopt(last, info, None);
+            }
+        }
     }
 
     /// A fallback target answered.

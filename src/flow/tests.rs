@@ -666,6 +666,22 @@ mod failover {
     }
 
     #[test]
+    fn a_client_leaving_before_any_response_is_booked_on_the_last_attempt() {
+        let mut rig = Rig::new(CHAINED);
+        rig.sent(1, MESSAGES);
+        rig.attempt(1, "anthropic", Some(529));
+        rig.attempt(1, "openai", None);
+        rig.host.current.set(1);
+        rig.host.stream(|s| s.code_details = "downstream_remote_disconnect".into());
+        rig.end(1);
+        let p = rig.events().pop().unwrap();
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)));
+        assert_eq!((p["$ai_http_status"].clone(), p["$ai_model"].clone()), (json!(499), json!("gpt-4o")));
+        assert!(p["$ai_error"].as_str().unwrap().contains("client disconnected"), "{p}");
+        assert!(rig.root.worker.relay.borrow().is_empty());
+    }
+
+    #[test]
     fn an_attempt_the_relay_does_not_know_is_refused() {
         let rig = Rig::new(CHAINED);
         rig.host

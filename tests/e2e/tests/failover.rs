@@ -323,7 +323,8 @@ fn concurrent_failovers_on_both_workers_each_keep_their_own_chain() {
     for h in handles {
         let (marker, stream, resp) = h.join().unwrap();
         assert_eq!(resp.status, 200, "{marker}: {}", resp.body);
-        let text = if stream { stream_text(&resp.body) } else { resp.json()["content"][0]["text"].as_str().unwrap().into() };
+        let text =
+            if stream { stream_text(&resp.body) } else { resp.json()["content"][0]["text"].as_str().unwrap().into() };
         assert_eq!(text, "Hello from mock-openai.", "{marker}");
         let p = event(&marker);
         assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)), "{marker}");
