@@ -9,6 +9,7 @@ Usage:
                                        compose-cluster, and the bridges production-bridge,
                                        compose-bridge, istio-bridge
   render-envoy.py --all                re-renders every checked-in example (see PROFILES)
+  --no-failover                        leaves out the failover route (Envoy < 1.39, see the README)
 
 OUT may be `-` for stdout. The local stack reads ports and paths from the
 environment (defaults in scripts/run.sh): a provider whose
@@ -318,6 +319,35 @@ PROFILES["production-bedrock-sigv4"] = {
     },
 }
 
+# Clusters in the template that serve providers; the failover route may send any attempt to them.
+TEMPLATE_PROVIDER_CLUSTERS = ["openai", "anthropic", "gemini", "bedrock", "azure", "mock"]
+MATCHER_ACTION = "type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction"
+
+
+def failover_clusters(config, extra=()):
+    """The failover route's map, x-llm-gateway-cluster value -> cluster, as a YAML flow map:
+    the template's provider clusters, every provider's cluster in the plugin config (its
+    name by default; Envoy resolves a cluster when a request goes to it), and `extra`."""
+    providers = config.get("providers", {})
+    names = set(TEMPLATE_PROVIDER_CLUSTERS) | set(extra)
+    names |= {providers.get(name, {}).get("cluster", name) for name in PROVIDERS}
+    entries = [f'{json.dumps(n)}: {{action: {{name: cluster, typed_config: {{"@type": {MATCHER_ACTION}, '
+               f'cluster: {json.dumps(n)}}}}}}}' for n in sorted(names)]
+    return "{\n" + ",\n".join(" " * 32 + e for e in entries) + "}"
+
+
+def without_failover(text):
+    """The template without the failover route (the lines from failover-begin to failover-end)."""
+    out, skipping = [], False
+    for line in text.split("\n"):
+        if "# failover-begin" in line:
+            skipping = True
+        if not skipping:
+            out.append(line)
+        if "# failover-end" in line:
+            skipping = False
+    return "\n".join(out)
+
 
 def plugin_config_block(template, config):
     """The configuration as a YAML literal block of indented, readable JSON."""
@@ -327,25 +357,28 @@ def plugin_config_block(template, config):
     return "|-\n" + "\n".join(indent + l for l in body.split("\n"))
 
 
-def render(values, config, template_path=TEMPLATE):
+def render(values, config, template_path=TEMPLATE, failover=True):
     with open(template_path) as f:
         template = f.read()
+    if not failover:
+        template = without_failover(template)
     if config is not None:
         values = {"BEDROCK_SIGNER": bedrock_signer(config), **values,
-                  "PLUGIN_CONFIG": plugin_config_block(template, config)}
+                  "PLUGIN_CONFIG": plugin_config_block(template, config),
+                  "FAILOVER_CLUSTERS": failover_clusters(config)}
     rendered = string.Template(template).substitute(values)
     # Block-style values leave "key: " at a line end; keep the output free of trailing spaces.
     return "\n".join(line.rstrip() for line in rendered.split("\n"))
 
 
-def profile_render(name, overrides):
+def profile_render(name, overrides, failover=True):
     profile = PROFILES[name]
     values = {**profile["values"], **overrides}
     template = profile.get("template", TEMPLATE)
     header = (f"# GENERATED from {os.path.relpath(template, ROOT)} by `scripts/render-envoy.py --profile {name}`:\n"
               f"# {profile['about']}.\n"
               f"# Edit the template or the profile, then run `python3 scripts/render-envoy.py --all`.\n")
-    return header + render(values, profile.get("plugin"), template)
+    return header + render(values, profile.get("plugin"), template, failover)
 
 
 def write(out, text):
@@ -364,6 +397,8 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                         help="override one placeholder of the profile (e.g. WASM_PATH=...)")
     parser.add_argument("--all", action="store_true", help="re-render every checked-in profile")
+    parser.add_argument("--no-failover", action="store_true",
+                        help="leave out the failover route (Envoy < 1.39 lacks refresh_cluster_on_retry)")
     args = parser.parse_args()
     overrides = {}
     for item in args.set:
@@ -378,13 +413,13 @@ def main():
     elif args.profile:
         if not args.out:
             parser.error("OUT is required")
-        write(args.out, profile_render(args.profile, overrides))
+        write(args.out, profile_render(args.profile, overrides, not args.no_failover))
     else:
         if not args.out:
             parser.error("OUT is required")
         values, config, banner = local_profile()
         values.update(overrides)
-        write(args.out, render(values, config))
+        write(args.out, render(values, config, not args.no_failover))
         print(banner)
 
 

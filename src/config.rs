@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::capture::outbox::OutboxConfig;
 use crate::cost_controls::CostControlsConfig;
+use crate::failover::config::{FailoverSettings, RawFailover};
 use crate::limits::LimitsConfig;
 use crate::pricing::refresh::Source;
 use crate::pricing::{ModelPrice, PriceTable, UnknownModel};
@@ -41,6 +42,8 @@ struct RawConfig {
     cost_controls: CostControlsConfig,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    failover: RawFailover,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +193,8 @@ pub struct Config {
     pub pricing_source: Option<Source>,
     pub cost_controls: CostControlsConfig,
     pub limits: LimitsConfig,
+    /// Fallback chains and when to move on (`failover`, see `crate::failover`).
+    pub failover: FailoverSettings,
 }
 
 impl Config {
@@ -365,7 +370,12 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     let (prices, pricing_source) = compile_pricing(raw.pricing)?;
     raw.cost_controls.validate()?;
     raw.limits.validate()?;
+    let failover = crate::failover::config::compile(raw.failover, |name| match models.get(name) {
+        Some(m) => Some((m.provider, m.upstream_model.clone().unwrap_or_else(|| name.to_string()))),
+        None => crate::providers::infer(name).map(|(p, m)| (p, m.to_string())),
+    })?;
     Ok(Config {
+        failover,
         limits: raw.limits,
         cost_controls: raw.cost_controls,
         capture,

@@ -161,6 +161,22 @@ pub fn plan(
 ) -> Result<Upstream, ApiError> {
     let requested = req.model.as_ref();
     let (provider, model) = route(config, requested, provider_header)?;
+    plan_target(config, keys, now_ms, api, req, body, provider, model)
+}
+
+/// [`plan`] for a given provider and model (a failover chain's target).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_target(
+    config: &Config,
+    keys: &ProviderKeys,
+    now_ms: u64,
+    api: Api,
+    req: &ParsedRequest,
+    body: &[u8],
+    provider: Provider,
+    model: &str,
+) -> Result<Upstream, ApiError> {
+    let requested = req.model.as_ref();
     let wire = provider_wire(api, provider);
     let not_configured = |what: &str| {
         ApiError::new(ErrorKind::Internal, format!("The gateway has no {what} configured for {provider}"))

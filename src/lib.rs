@@ -13,6 +13,7 @@ pub mod config;
 pub mod cost_controls;
 pub mod count_tokens;
 pub mod errors;
+pub mod failover;
 pub mod flow;
 pub mod forward;
 pub mod keys;

@@ -83,6 +83,10 @@ impl Host for WasmHost {
         logged("get_map(request)", hostcalls::get_map(MapType::HttpRequestHeaders)).unwrap_or_default()
     }
 
+    fn request_header(&self, name: &str) -> Option<String> {
+        logged("get_map_value(request)", hostcalls::get_map_value(MapType::HttpRequestHeaders, name)).flatten()
+    }
+
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         logged("set_map_value(request)", hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value));
     }
@@ -132,6 +136,12 @@ impl Host for WasmHost {
             .flatten()
             .unwrap_or_default();
         String::from_utf8_lossy(&details).into_owned()
+    }
+
+    fn cluster_name(&self) -> Option<String> {
+        logged("get_property", hostcalls::get_property(vec!["xds", "cluster_name"]))
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32> {

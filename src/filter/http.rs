@@ -8,6 +8,8 @@ use proxy_wasm::types::Action;
 
 use super::host::WasmHost;
 use super::timing::timed;
+use crate::failover::relay::Relay;
+use crate::flow::attempt::Attempt;
 use crate::flow::request::{self, Requests};
 use crate::flow::{self, Request, Worker};
 
@@ -62,5 +64,35 @@ impl HttpContext for HttpFilter {
 
     fn on_log(&mut self) {
         timed("log", || self.req.borrow_mut().on_log(&WasmHost))
+    }
+}
+
+/// The upstream filter's context: one attempt of a request (see `flow::attempt`).
+pub struct AttemptFilter(Attempt);
+
+impl AttemptFilter {
+    pub fn new(relay: Rc<RefCell<Relay>>) -> Self {
+        AttemptFilter(Attempt::new(relay))
+    }
+}
+
+impl Context for AttemptFilter {
+    fn on_done(&mut self) -> bool {
+        self.0.on_done(&WasmHost);
+        true
+    }
+}
+
+impl HttpContext for AttemptFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&WasmHost))
     }
 }

@@ -1,19 +1,36 @@
 //! The root context: configures the worker's flow and forwards its timer,
 //! callout answers and shutdown to it.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::host::{self, WasmHost};
-use super::http::HttpFilter;
+use super::http::{AttemptFilter, HttpFilter};
 use crate::config::Config;
+use crate::failover::relay::Relay;
 use crate::flow::root::{Root as FlowRoot, TICK_MS};
 use crate::flow::Worker;
 use crate::forward::ProviderKeys;
 
+thread_local! {
+    /// One per VM: the downstream filter's root and the upstream filter's root
+    /// (same vm_id, code and vm_config, so the same VM per worker) share it.
+    static RELAY: Rc<RefCell<Relay>> = Rc::default();
+}
+
+fn relay() -> Rc<RefCell<Relay>> {
+    RELAY.with(Rc::clone)
+}
+
+/// A root context: the gateway (the HTTP filter chain's instance), or the
+/// upstream filter on the provider clusters (plugin config `{"role": "upstream"}`).
 #[derive(Default)]
 pub struct Root {
     flow: Option<FlowRoot>,
+    upstream: bool,
 }
 
 impl Context for Root {
@@ -32,7 +49,13 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match Config::parse(&host::plugin_configuration()) {
+        let configuration = host::plugin_configuration();
+        if crate::failover::is_upstream_role(&configuration) {
+            log::info!("llm_gateway {} configured as the upstream (failover) filter", env!("CARGO_PKG_VERSION"));
+            self.upstream = true;
+            return true;
+        }
+        match Config::parse(&configuration) {
             Ok(config) => {
                 let keys = ProviderKeys::from_env(|name| std::env::var(name).ok());
                 log::info!("llm_gateway {} configured", env!("CARGO_PKG_VERSION"));
@@ -41,7 +64,7 @@ impl RootContext for Root {
                 }
                 host::define_metrics();
                 host::set_tick_period_ms(TICK_MS);
-                let flow = FlowRoot::new(Worker::new(config, keys));
+                let flow = FlowRoot::new(Worker::new(config, keys).with_relay(relay()));
                 flow.started(&WasmHost);
                 self.flow = Some(flow);
                 true
@@ -54,6 +77,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.upstream {
+            return Some(Box::new(AttemptFilter::new(relay())));
+        }
         let flow = self.flow.as_ref()?;
         let (worker, registry) = (flow.worker.clone(), flow.registry.clone());
         super::timing::timed("create", || {

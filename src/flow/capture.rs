@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::failover::Chain;
 use super::host::{Host, Metric};
 use super::limits::Grant;
 use super::response::Response;
@@ -16,23 +17,38 @@ pub struct Call {
     pub info: CallInfo,
     pub response: Response,
     pub grant: Grant,
+    /// The fallback chain, when the request has one.
+    pub chain: Option<Box<Chain>>,
 }
 
 /// The call is over: account for it and queue its event. `code_details` is
 /// read only if the response did not complete.
 pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
-    let Call { info, mut response, grant } = call;
+    let Call { mut info, mut response, grant, chain } = call;
     let (ended_ms, interrupted) = completion::ending(response.completed_ms, host.now_ms(), || host.code_details());
-    let out = Outcome {
+    let mut out = Outcome {
         status: if response.status == 0 { 499 } else { response.status },
         ended_ms,
         first_token_ms: response.first_token_ms,
         extracted: response.extracted(),
         interrupted,
     };
+    // Failover: the attempts in the event and the metrics, and those the provider
+    // may have billed in the spend. A fallback that names no model answered as the one it was sent.
+    let mut attempts_usd = 0.0;
+    if let Some(mut chain) = chain {
+        chain.before_finish(worker, &mut info);
+        if chain.fell_back() && out.extracted.served_model.is_none() {
+            out.extracted.served_model = Some(info.upstream_model.clone());
+        }
+        let (props, billed) = chain.finish(worker, host, response.status);
+        info.gateway_properties.extend(props);
+        attempts_usd = billed;
+    }
     let cost = accounting::call_cost(&worker.pricing.table(), &info, &out, worker.config.fallback_cost_usd);
     count(host, &info, &out, cost.as_ref());
-    grant.settle(worker, host, cost.as_ref().map_or(0.0, |c| c.total_usd), info.team_id);
+    host.count(Metric::CostMicroUsd, crate::limits::usd_to_micro(attempts_usd));
+    grant.settle(worker, host, cost.as_ref().map_or(0.0, |c| c.total_usd) + attempts_usd, info.team_id);
     if let Some(capture) = &worker.capture {
         let mut capture = capture.borrow_mut();
         let settings = &capture.settings;

@@ -17,6 +17,7 @@ pub enum Action {
 
 pub trait Host {
     fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_header(&self, name: &str) -> Option<String>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Vec<u8>;
     fn set_request_body(&self, replace_len: usize, body: &[u8]);
@@ -30,6 +31,8 @@ pub trait Host {
     fn set_response_body(&self, replace_len: usize, body: &[u8]);
     /// Envoy's `response.code_details`: why Envoy ended the stream, if it did.
     fn code_details(&self) -> String;
+    /// The cluster the stream goes to (`xds.cluster_name`; for an upstream filter, this attempt's).
+    fn cluster_name(&self) -> Option<String>;
 
     /// Starts a callout; `None` if the host refused it (unknown cluster, bad headers).
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32>;
@@ -131,9 +134,27 @@ pub enum Metric {
     KeyRested(Provider),
     /// A call went out on a resting key: every key of its provider rested.
     KeysAllResting(Provider),
+    /// Requests answered by a fallback target.
+    FailoverAnswered,
+    /// Requests whose every target failed.
+    FailoverExhausted,
+    /// Chains stopped by their deadline.
+    FailoverDeadline,
+    /// Attempts refused because the failover route or the upstream filter is not as documented.
+    FailoverMisconfigured,
+    /// Chained requests no upstream filter saw (one attempt, or retries to the same target).
+    FailoverUnconfirmed,
+    /// Chain targets left out: no key, a request their API cannot express, unpriced, past max_attempts.
+    FailoverTargetsSkipped,
+    /// Chained requests sent with one attempt because the relay was full.
+    FailoverRelayFull,
+    /// Chained requests sent with one attempt because the body is over `failover.max_body_bytes`.
+    FailoverBodyTooLarge,
+    /// Moves to the next target, by provider pair (`failover::pair_index`).
+    Failover(u8),
 }
 
-const SIMPLE: [(Metric, &str); 36] = [
+const SIMPLE: [(Metric, &str); 44] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -170,6 +191,14 @@ const SIMPLE: [(Metric, &str); 36] = [
     (Metric::BedrockBetasDropped, "bedrock_betas_dropped_total"),
     (Metric::LimitsLeaseRenewals, "limits_lease_renewals_total"),
     (Metric::LimitsLeaseRenewalFailures, "limits_lease_renewal_failures_total"),
+    (Metric::FailoverAnswered, "failover_answered_total"),
+    (Metric::FailoverExhausted, "failover_exhausted_total"),
+    (Metric::FailoverDeadline, "failover_deadline_total"),
+    (Metric::FailoverMisconfigured, "failover_misconfigured_total"),
+    (Metric::FailoverUnconfirmed, "failover_unconfirmed_total"),
+    (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
+    (Metric::FailoverRelayFull, "failover_relay_full_total"),
+    (Metric::FailoverBodyTooLarge, "failover_body_too_large_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [
@@ -206,6 +235,9 @@ impl Metric {
             all.push((Metric::KeyRested(p), format!("llm_gateway.keys_rested_{}_total", p.name())));
             all.push((Metric::KeysAllResting(p), format!("llm_gateway.keys_all_resting_{}_total", p.name())));
         }
+        for (i, name) in crate::failover::pair_names().into_iter().enumerate() {
+            all.push((Metric::Failover(i as u8), format!("llm_gateway.{name}")));
+        }
         all
     }
 
@@ -234,6 +266,15 @@ impl Metric {
                     + 2 * LANE_METRICS.len()
                     + provider * 2
                     + usize::from(matches!(self, Metric::KeysAllResting(_)))
+            }
+            Metric::Failover(pair) => {
+                let pairs = Provider::ALL.len() * Provider::ALL.len();
+                SIMPLE.len()
+                    + BUCKETS.len()
+                    + Provider::ALL.len() * STATUS_CLASSES.len()
+                    + 2 * LANE_METRICS.len()
+                    + 2 * Provider::ALL.len()
+                    + usize::from(pair).min(pairs - 1)
             }
             simple => SIMPLE.iter().position(|(m, _)| *m == simple).unwrap_or(0),
         }

@@ -79,12 +79,16 @@ pub fn check(worker: &Worker, host: &dyn Host, sending: Box<Sending>, principal:
         LimitOverrides::default()
     });
     let windows = applicable_windows(limits, &overrides);
-    let (provider, model) = (sending.upstream.provider, &sending.upstream.model);
     let day = crate::pricing::day_of(host.now_ms());
-    let estimate = match worker.pricing.table().quote(Some(provider), model, day) {
-        Some(p) => estimate_usd(sending.body_size as u64, sending.max_output_tokens, p.input, p.output),
-        None => config.fallback_cost_usd,
-    };
+    let table = worker.pricing.table();
+    // With fallbacks, the dearest target's estimate: any of them may answer.
+    let estimate = std::iter::once(&sending.upstream)
+        .chain(&sending.fallbacks)
+        .map(|u| match table.quote(Some(u.provider), &u.model, day) {
+            Some(p) => estimate_usd(sending.body_size as u64, sending.max_output_tokens, p.input, p.output),
+            None => config.fallback_cost_usd,
+        })
+        .fold(0.0, f64::max);
     let cap = effective_cap(principal.monthly_budget_usd, limits.budget.monthly_budget_usd);
     let subject =
         Subject { team_id: principal.team_id, product: &sending.call.product, end_user: &sending.call.distinct_id };

@@ -9,10 +9,12 @@
 //! [`root`] the worker's timer and queues, [`worker`] what a worker's requests
 //! share, [`registry`] which request waits for what.
 
+pub mod attempt;
 pub mod auth;
 pub mod capture;
 pub mod count;
 pub mod delivery;
+pub mod failover;
 pub mod host;
 pub mod leases;
 pub mod limits;

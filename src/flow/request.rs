@@ -317,9 +317,9 @@ impl Request {
     fn send(&mut self, host: &dyn Host, sending: Box<Sending>, grant: Grant) -> Action {
         let api = sending.route.api;
         let key = sending.upstream.key;
-        let (info, plan) = upstream::send(&self.worker, host, *sending, &self.headers);
+        let (info, plan, chain) = upstream::send(&self.worker, host, *sending, &self.headers, self.id);
         let response = Response::new(plan, key);
-        self.state = State::Forwarded { api, call: Box::new(Call { info, response, grant }) };
+        self.state = State::Forwarded { api, call: Box::new(Call { info, response, grant, chain }) };
         Action::Continue
     }
 
@@ -345,9 +345,15 @@ impl Request {
         {
             return Action::Continue;
         }
-        if let State::Forwarded { call, .. } = &self.state {
+        // A call with fallbacks: the answer is the answering target's, or the upstream filter's refusal.
+        let mut refused = None;
+        if let State::Forwarded { call, .. } = &mut self.state {
             for (name, value) in &call.grant.response_headers {
                 host.set_response_header(name, Some(value));
+            }
+            let Call { chain, info, response, .. } = call.as_mut();
+            if let Some(chain) = chain {
+                refused = chain.on_response_headers(&self.worker, host, info, response);
             }
         }
         let status = host.response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
@@ -357,7 +363,7 @@ impl Request {
             State::Forwarded { call, .. } => call.info.provider,
             _ => "provider",
         };
-        let Some(error) = errors::from_envoy_reply(status, &details, upstream) else {
+        let Some(error) = refused.or_else(|| errors::from_envoy_reply(status, &details, upstream)) else {
             return match &mut self.state {
                 State::Forwarded { call, .. } => {
                     response::rest_rate_limited_key(&self.worker, host, call.response.key, status);

@@ -26,6 +26,8 @@ struct Stream {
     response_headers: Vec<(String, String)>,
     response_body: Vec<u8>,
     code_details: String,
+    /// The cluster an upstream attempt goes to.
+    cluster: Option<String>,
 }
 
 /// A callout the flow made.
@@ -81,6 +83,9 @@ impl Host for Fake {
     fn request_headers(&self) -> Vec<(String, String)> {
         self.stream(|s| s.request_headers.clone())
     }
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.stream(|s| Fake::header(&s.request_headers, name))
+    }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         self.stream(|s| Fake::set(&mut s.request_headers, name, value))
     }
@@ -110,6 +115,9 @@ impl Host for Fake {
     }
     fn code_details(&self) -> String {
         self.stream(|s| s.code_details.clone())
+    }
+    fn cluster_name(&self) -> Option<String> {
+        self.stream(|s| s.cluster.clone())
     }
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
         let token = self.next_token.get() + 1;
@@ -786,4 +794,300 @@ fn provider_keys_are_used_in_turn_and_a_key_answering_429_rests_for_its_retry_af
     let back: Vec<Option<String>> = ids.iter().map(|id| sent(&rig, *id)).collect();
     assert_eq!(back, [Some("Bearer sk-one".into()), Some("Bearer sk-two".into()), Some("Bearer sk-three".into())]);
     assert_eq!(rig.host.metric(Metric::KeysAllResting(Provider::OpenAi)), 1);
+}
+
+// ---------------------------------------------------------------- failover
+
+mod failover {
+    use super::*;
+    use crate::failover::{FAILOVER_HEADER, REFUSAL_HEADER, TARGET_HEADER};
+    use crate::flow::attempt::Attempt;
+    use crate::providers::Provider;
+    use serde_json::json;
+
+    const CHAINED: &str = r#"{"limits": {"enabled": false},
+        "capture": {"region_url": "https://us.posthog.com", "primary": {"api_key": "phc_test"}},
+        "failover": {"deadline_ms": 5000, "models": {
+            "claude-sonnet-4-5": [{"provider": "anthropic"}, {"provider": "openai", "model": "gpt-4o"}]}}}"#;
+    const MESSAGES: &str =
+        r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}"#;
+    /// The stream the upstream filter's attempts see: one header map for all of them.
+    const UP: u32 = 100;
+
+    impl Rig {
+        /// A Messages request, authenticated and sent (its first target set downstream).
+        fn sent(&mut self, id: u32, body: &str) {
+            let headers = [(":method", "POST"), (":path", "/v1/messages"), ("x-api-key", "phx_chain")];
+            let lookups = self.auth_callouts().len();
+            self.open(id, &headers, body, false);
+            if self.auth_callouts().len() > lookups {
+                let token = self.auth_callouts()[lookups].token;
+                self.answer(token, 200, PRINCIPAL);
+            }
+            assert_eq!(self.body(id), Action::Continue);
+        }
+
+        /// One attempt the router makes on `cluster`: the request as the
+        /// downstream filter sent it (headers shared with earlier attempts, the
+        /// body replayed), then the provider's answer (`None`: no response).
+        fn attempt(&mut self, from: u32, cluster: &str, answer: Option<u16>) -> Option<LocalReply> {
+            let (headers, body) = self.host.of(from, |s| (s.request_headers.clone(), s.request_body.clone()));
+            {
+                let mut streams = self.host.streams.borrow_mut();
+                let up = streams.entry(UP).or_default();
+                if up.request_headers.is_empty() {
+                    up.request_headers = headers;
+                }
+                up.request_body = body;
+                up.cluster = Some(cluster.to_string());
+                up.reply = None;
+                up.response_headers.clear();
+            }
+            self.host.current.set(UP);
+            let mut attempt = Attempt::new(Rc::clone(&self.root.worker.relay));
+            if attempt.on_request_headers(&self.host, false) == Action::Pause {
+                if let Some(reply) = self.reply(UP) {
+                    attempt.on_done(&self.host);
+                    return Some(reply);
+                }
+                let size = self.host.of(UP, |s| s.request_body.len());
+                assert_eq!(attempt.on_request_body(&self.host, size, true), Action::Continue);
+            }
+            if let Some(status) = answer {
+                self.host.stream(|s| s.response_headers = vec![(":status".into(), status.to_string())]);
+                attempt.on_response_headers(&self.host);
+            }
+            attempt.on_done(&self.host);
+            None
+        }
+
+        fn up_header(&self, name: &str) -> Option<String> {
+            self.host.of(UP, |s| Fake::header(&s.request_headers, name))
+        }
+
+        /// The downstream filter gets the response the router passes on.
+        fn respond(&mut self, id: u32, headers: &[(&str, &str)], body: &str, details: &str) -> (u16, Value) {
+            self.host.current.set(id);
+            self.host.stream(|s| {
+                s.response_headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                s.response_body = body.as_bytes().to_vec();
+                s.code_details = details.into();
+            });
+            let req = Rc::clone(&self.requests[&id]);
+            req.borrow_mut().on_response_headers(&self.host, false);
+            req.borrow_mut().on_response_body(&self.host, body.len(), true);
+            let (status, out) =
+                self.host.of(id, |s| (Fake::header(&s.response_headers, ":status"), s.response_body.clone()));
+            let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
+            (status, serde_json::from_slice(&out).unwrap_or(Value::Null))
+        }
+
+        /// The events the worker sent to PostHog.
+        fn events(&mut self) -> Vec<Value> {
+            self.host.now.set(self.host.now.get() + 5_000);
+            self.root.tick(&self.host);
+            let batches: Vec<String> = self
+                .host
+                .callouts
+                .borrow()
+                .iter()
+                .filter(|c| c.cluster == "posthog_primary")
+                .map(|c| c.body.clone())
+                .collect();
+            batches
+                .iter()
+                .flat_map(|b| {
+                    serde_json::from_str::<Value>(b).unwrap()["batch"].as_array().cloned().unwrap_or_default()
+                })
+                .map(|e| e["properties"].clone())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_fallback_answers_rewritten_for_its_provider_and_read_on_its_wire() {
+        let mut rig = Rig::new(CHAINED);
+        rig.sent(1, MESSAGES);
+        // The first target goes as any request does, with the router's directives.
+        let sent = |name: &str| rig.host.of(1, |s| Fake::header(&s.request_headers, name));
+        assert_eq!(sent(FAILOVER_HEADER).as_deref(), Some("1"));
+        assert_eq!(sent(":path").as_deref(), Some("/v1/messages"));
+        assert_eq!(sent("x-envoy-max-retries").as_deref(), Some("1"));
+        assert_eq!(sent("x-envoy-retriable-status-codes").as_deref(), Some("429,500,502,503,504,529"));
+        assert!(sent("x-envoy-upstream-rq-per-try-timeout-ms").is_none(), "not streaming: no first-byte timeout");
+        // Attempt 1: Anthropic, overloaded. It names the next target's cluster.
+        assert!(rig.attempt(1, "anthropic", Some(529)).is_none());
+        assert_eq!(rig.up_header("x-llm-gateway-cluster").as_deref(), Some("openai"));
+        assert_eq!(rig.up_header("x-api-key").as_deref(), Some("sk-test"), "attempt 1 is the downstream's request");
+        // Attempt 2: OpenAI. Anthropic's headers go, OpenAI's come, and the body is OpenAI's.
+        assert!(rig.attempt(1, "openai", Some(200)).is_none());
+        assert_eq!(rig.up_header(":path").as_deref(), Some("/v1/chat/completions"));
+        assert_eq!(rig.up_header(":authority").as_deref(), Some("api.openai.com"));
+        assert_eq!(rig.up_header("authorization").as_deref(), Some("Bearer sk-test"));
+        assert!(rig.up_header("x-api-key").is_none() && rig.up_header("anthropic-version").is_none());
+        let body: Value = rig.host.of(UP, |s| serde_json::from_slice(&s.request_body).unwrap());
+        assert_eq!((body["model"].clone(), body["max_completion_tokens"].clone()), (json!("gpt-4o"), json!(64)));
+        let length = rig.up_header("content-length").unwrap();
+        assert_eq!(length, rig.host.of(UP, |s| s.request_body.len()).to_string());
+        assert_eq!(rig.host.of(UP, |s| Fake::header(&s.response_headers, TARGET_HEADER)).as_deref(), Some("1"));
+        // The client gets OpenAI's answer as an Anthropic message; the target header stays inside.
+        let chat = r#"{"id": "c1", "object": "chat.completion", "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}"#;
+        let headers = [(":status", "200"), ("content-type", "application/json"), (TARGET_HEADER, "1")];
+        let (status, body) = rig.respond(1, &headers, chat, "via_upstream");
+        assert_eq!(status, 200);
+        assert_eq!((body["type"].clone(), body["content"][0]["text"].clone()), (json!("message"), json!("hi there")));
+        assert_eq!(body["usage"]["input_tokens"], 10);
+        assert!(rig.host.of(1, |s| Fake::header(&s.response_headers, TARGET_HEADER)).is_none());
+        rig.end(1);
+        assert!(rig.root.worker.relay.borrow().is_empty(), "the chain leaves the relay with the request");
+        let p = rig.events().pop().expect("an event");
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_model"].clone()), (json!("openai"), json!("gpt-4o-2024-08-06")));
+        assert_eq!(p["$ai_model_requested"], "claude-sonnet-4-5");
+        assert_eq!((p["$ai_attempts"].clone(), p["$ai_fallback"].clone()), (json!(2), json!(true)));
+        assert_eq!(p["$ai_fallback_attempts"][0]["http_status"], 529);
+        assert_eq!(p["$ai_input_tokens"], 10);
+        assert_eq!(
+            rig.host.metric(Metric::Failover(crate::failover::pair_index(Provider::Anthropic, Provider::OpenAi))),
+            1
+        );
+        assert_eq!(rig.host.metric(Metric::FailoverAnswered), 1);
+        assert_eq!(rig.host.metric(Metric::Responses(Provider::OpenAi, 0)), 1);
+    }
+
+    #[test]
+    fn envoys_reply_after_the_last_attempt_names_the_last_target() {
+        let mut rig = Rig::new(CHAINED);
+        rig.sent(1, MESSAGES);
+        rig.attempt(1, "anthropic", Some(503));
+        rig.attempt(1, "openai", None);
+        let headers = [(":status", "503"), ("content-type", "text/plain")];
+        let details = "upstream_reset_before_response_started{remote_connection_failure}";
+        let (status, body) = rig.respond(1, &headers, "upstream connect error", details);
+        assert_eq!((status, body["type"].clone()), (502, json!("error")));
+        assert_eq!(body["error"]["message"], "The provider openai could not be reached");
+        rig.end(1);
+        let p = rig.events().pop().unwrap();
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)));
+        assert_eq!(rig.host.metric(Metric::FailoverExhausted), 1);
+        assert_eq!(rig.host.metric(Metric::FailoverAnswered), 0);
+    }
+
+    #[test]
+    fn no_attempt_starts_past_the_deadline_or_on_the_wrong_cluster() {
+        let mut rig = Rig::new(CHAINED);
+        rig.sent(1, MESSAGES);
+        rig.attempt(1, "anthropic", Some(503));
+        rig.host.now.set(rig.host.now.get() + 5_000);
+        let reply = rig.attempt(1, "openai", None).expect("refused");
+        assert_eq!(reply.status, 504);
+        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut all = vec![(":status", "504")];
+        all.extend(headers);
+        let (status, body) = rig.respond(1, &all, &reply.body, "via_upstream");
+        assert_eq!((status, body["error"]["code"].clone()), (504, json!("failover_deadline_exceeded")));
+        assert!(rig.host.of(1, |s| Fake::header(&s.response_headers, REFUSAL_HEADER)).is_none());
+        rig.end(1);
+        assert_eq!(rig.host.metric(Metric::FailoverDeadline), 1);
+        let p = rig.events().pop().unwrap();
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("anthropic"), json!(1)));
+
+        // A route without refresh_cluster_on_retry sends the retry to the first cluster again.
+        rig.host.streams.borrow_mut().remove(&UP);
+        rig.sent(2, MESSAGES);
+        rig.attempt(2, "anthropic", Some(503));
+        let reply = rig.attempt(2, "anthropic", None).expect("refused");
+        assert_eq!((reply.status, reply.headers[0].1.as_str()), (502, "misrouted"));
+        let (status, body) = rig.respond(2, &[(":status", "502"), (REFUSAL_HEADER, "misrouted")], &reply.body, "");
+        assert_eq!((status, body["error"]["code"].clone()), (502, json!("failover_misconfigured")));
+        rig.end(2);
+        assert_eq!(rig.host.metric(Metric::FailoverMisconfigured), 1);
+    }
+
+    #[test]
+    fn requests_without_a_chain_pass_the_upstream_filter_untouched() {
+        let mut rig = Rig::new(CHAINED);
+        let haiku = MESSAGES.replace("claude-sonnet-4-5", "claude-haiku-4-5");
+        rig.sent(1, &haiku);
+        assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, FAILOVER_HEADER)).is_none());
+        assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, "x-envoy-retry-on")).is_none());
+        let before = rig.host.of(1, |s| s.request_headers.clone());
+        assert!(rig.attempt(1, "anthropic", Some(200)).is_none());
+        assert_eq!(rig.host.of(UP, |s| s.request_headers.clone()), before);
+        assert!(rig.host.of(UP, |s| Fake::header(&s.response_headers, TARGET_HEADER)).is_none());
+        let (status, _) =
+            rig.respond(1, &[(":status", "200"), ("content-type", "application/json")], "{}", "via_upstream");
+        assert_eq!(status, 200);
+        rig.end(1);
+        let p = rig.events().pop().unwrap();
+        assert!(p.get("$ai_attempts").is_none());
+    }
+
+    #[test]
+    fn a_target_that_cannot_serve_the_request_is_left_out_and_a_client_cannot_steer_retries() {
+        let mut rig = Rig::new(CHAINED);
+        // Anthropic's Messages field OpenAI cannot express: the fallback is left out.
+        let server_tool = r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}]}"#;
+        let headers = [
+            (":method", "POST"),
+            (":path", "/v1/messages"),
+            ("x-api-key", "phx_skip"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-max-retries", "5"),
+            (FAILOVER_HEADER, "99"),
+        ];
+        rig.open(1, &headers, server_tool, false);
+        rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+        assert_eq!(rig.body(1), Action::Continue);
+        assert_eq!(rig.host.metric(Metric::FailoverTargetsSkipped), 1);
+        for name in ["x-envoy-retry-on", "x-envoy-max-retries", FAILOVER_HEADER] {
+            assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, name)).is_none(), "{name} reached the router");
+        }
+    }
+
+    #[test]
+    fn a_client_leaving_before_any_response_is_booked_on_the_last_attempt() {
+        let mut rig = Rig::new(CHAINED);
+        rig.sent(1, MESSAGES);
+        rig.attempt(1, "anthropic", Some(529));
+        rig.attempt(1, "openai", None);
+        rig.host.current.set(1);
+        rig.host.stream(|s| s.code_details = "downstream_remote_disconnect".into());
+        rig.end(1);
+        let p = rig.events().pop().unwrap();
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)));
+        assert_eq!((p["$ai_http_status"].clone(), p["$ai_model"].clone()), (json!(499), json!("gpt-4o")));
+        assert!(p["$ai_error"].as_str().unwrap().contains("client disconnected"), "{p}");
+        assert!(rig.root.worker.relay.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_attempt_the_relay_does_not_know_is_refused() {
+        let rig = Rig::new(CHAINED);
+        rig.host
+            .streams
+            .borrow_mut()
+            .insert(UP, Stream { request_headers: vec![(FAILOVER_HEADER.into(), "42".into())], ..Stream::default() });
+        rig.host.current.set(UP);
+        let mut attempt = Attempt::new(Rc::clone(&rig.root.worker.relay));
+        assert_eq!(attempt.on_request_headers(&rig.host, false), Action::Pause);
+        let reply = rig.reply(UP).expect("refused");
+        assert_eq!((reply.status, reply.headers[0].1.as_str()), (502, "lost"));
+    }
+}
+
+#[test]
+fn a_body_over_the_failover_limit_makes_one_attempt() {
+    let config = r#"{"limits": {"enabled": false}, "failover": {"max_body_bytes": 16,
+        "models": {"claude-sonnet-4-5": [{"provider": "anthropic"}, {"provider": "openai", "model": "gpt-4o"}]}}}"#;
+    let mut rig = Rig::new(config);
+    let body = r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}"#;
+    rig.open(1, &[(":method", "POST"), (":path", "/v1/messages"), ("x-api-key", "phx_big")], body, false);
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    assert_eq!(rig.body(1), Action::Continue);
+    assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, crate::failover::FAILOVER_HEADER)).is_none());
+    assert_eq!(rig.host.metric(Metric::FailoverBodyTooLarge), 1);
+    assert!(rig.root.worker.relay.borrow().is_empty());
 }

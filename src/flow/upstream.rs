@@ -3,6 +3,9 @@
 //! with the whole body, the body is parsed once and the upstream planned; once
 //! the limits allow, Save Mode applies and the headers and body are set.
 
+use std::rc::Rc;
+
+use super::failover::{self, Chain, Fallback};
 use super::host::{Host, Metric};
 use super::worker::Worker;
 use crate::accounting::{self, CallInfo};
@@ -10,6 +13,7 @@ use crate::auth::Principal;
 use crate::capture::properties;
 use crate::cost_controls::{self, Upgrade};
 use crate::errors::{ApiError, ErrorKind};
+use crate::failover::{ENVOY_RETRY_HEADERS, FAILOVER_HEADER};
 use crate::forward;
 use crate::pipeline::ResponsePlan;
 use crate::providers::Provider;
@@ -24,6 +28,8 @@ pub struct Sending {
     /// The client's body as read once; Save Mode scans it when the plan keeps it.
     body: Vec<u8>,
     pub upstream: forward::Upstream,
+    /// The failover chain's targets after the first, in order.
+    pub fallbacks: Vec<forward::Upstream>,
     pub call: CallInfo,
     pub max_output_tokens: Option<u64>,
     save_mode_header: Option<String>,
@@ -37,11 +43,15 @@ pub struct Sending {
 const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
 
 /// Removes what must not go upstream as the client sent it
-/// ([`forward::dropped_on_arrival`]): credentials stay here, only the filter
-/// chooses the upstream and steers Envoy's router, and the body may change size.
+/// ([`forward::dropped_on_arrival`], and the failover relay's header): credentials
+/// stay here, only the filter chooses the upstream and steers Envoy's router (its
+/// timeout and its retries), and the body may change size.
 pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String, String)]) {
     for (name, _) in headers {
-        if forward::dropped_on_arrival(name, &worker.config.route_header) {
+        let strip = forward::dropped_on_arrival(name, &worker.config.route_header)
+            || name == FAILOVER_HEADER
+            || ENVOY_RETRY_HEADERS.contains(&name.as_str());
+        if strip {
             host.set_request_header(name, None);
         }
     }
@@ -64,7 +74,7 @@ pub fn prepare(
         err.param = e.param;
         err
     })?;
-    let mut upstream = forward::plan(
+    let routed = forward::plan(
         &worker.config,
         &worker.keys,
         host.now_ms(),
@@ -73,17 +83,21 @@ pub fn prepare(
         &body,
         header(forward::PROVIDER_HEADER),
     )?;
-    if upstream.all_keys_resting {
-        host.count(Metric::KeysAllResting(upstream.provider), 1);
-    }
-    // Claude's beta flags go to Bedrock in the body, only those it takes, and only from a Messages client.
-    if let (Provider::Bedrock, Api::Messages, Some(flags)) = (upstream.provider, route.api, header("anthropic-beta")) {
-        let (betas, dropped) = crate::bedrock::bedrock_betas(flags);
-        host.count(Metric::BedrockBetasDropped, dropped as i64);
-        if !betas.is_empty() {
-            let body_now = upstream.body.as_deref().unwrap_or(&body);
-            if let Some(with) = crate::bedrock::with_betas(body_now, &betas) {
-                upstream.body = Some(with);
+    let (mut upstream, mut fallbacks) = failover::plan(worker, host, route.api, &parsed, &body, routed)?;
+    for target in std::iter::once(&mut upstream).chain(fallbacks.iter_mut()) {
+        if target.all_keys_resting {
+            host.count(Metric::KeysAllResting(target.provider), 1);
+        }
+        // Claude's beta flags go to Bedrock in the body, only those it takes, and only from a Messages client.
+        if let (Provider::Bedrock, Api::Messages, Some(flags)) = (target.provider, route.api, header("anthropic-beta"))
+        {
+            let (betas, dropped) = crate::bedrock::bedrock_betas(flags);
+            host.count(Metric::BedrockBetasDropped, dropped as i64);
+            if !betas.is_empty() {
+                let body_now = target.body.as_deref().unwrap_or(&body);
+                if let Some(with) = crate::bedrock::with_betas(body_now, &betas) {
+                    target.body = Some(with);
+                }
             }
         }
     }
@@ -99,6 +113,7 @@ pub fn prepare(
         body_size,
         body,
         upstream,
+        fallbacks,
         call,
         team_id: principal.team_id,
         cost_controls: principal.cost_controls,
@@ -155,39 +170,84 @@ fn call_info(
     }
 }
 
-/// Allowed: Save Mode, then the upstream's headers and body. Returns the
-/// call's record and how its response comes back.
-pub fn send(worker: &Worker, host: &dyn Host, s: Sending, headers: &[(String, String)]) -> (CallInfo, ResponsePlan) {
+/// Allowed: Save Mode, then the upstream's headers and body, and the chain
+/// handed to the relay under `key` (the request's context id). Returns the
+/// call's record, how its response comes back, and its chain.
+pub fn send(
+    worker: &Worker,
+    host: &dyn Host,
+    s: Sending,
+    headers: &[(String, String)],
+    key: u32,
+) -> (CallInfo, ResponsePlan, Option<Box<Chain>>) {
     let Sending {
-        body_size, body, upstream, mut call, save_mode_header, team_id, cost_controls, budget_engaged, ..
+        body_size,
+        body,
+        mut upstream,
+        fallbacks,
+        mut call,
+        save_mode_header,
+        team_id,
+        cost_controls,
+        budget_engaged,
+        ..
     } = s;
     for (name, value) in upstream.header_edits(headers) {
         host.set_request_header(name, value);
     }
-    let mut new_body = upstream.body;
-    // Save Mode applies to every Anthropic-bound body, translated ones included.
-    if matches!(upstream.response.provider, ProviderWire::Anthropic | ProviderWire::Bedrock) {
-        let decision = cost_controls::decide(
-            &worker.config.cost_controls,
-            &call.product,
-            team_id,
-            cost_controls,
-            save_mode_header.as_deref(),
-            budget_engaged,
-            upstream.provider == Provider::Bedrock,
-        );
-        let upgrade = decision.active.then(|| match &new_body {
-            Some(b) => cost_controls::upgrade_cache_ttl(b),
-            None => cost_controls::upgrade_cache_ttl(&body),
-        });
-        call.gateway_properties.extend(cost_controls::telemetry(&decision, upgrade.as_ref()));
-        if let Some(Upgrade::Upgraded { body: upgraded, .. }) = upgrade {
-            host.count(Metric::SaveModeUpgrades, 1);
-            new_body = Some(upgraded);
-        }
-    }
+    // Save Mode applies to every Anthropic-bound body, translated ones included:
+    // the upgraded body, if any, and the event's Save Mode properties.
+    let product = call.product.clone();
+    let save_mode =
+        |u: &forward::Upstream, sent: &[u8]| -> (Option<Vec<u8>>, Option<serde_json::Map<String, serde_json::Value>>) {
+            if !matches!(u.response.provider, ProviderWire::Anthropic | ProviderWire::Bedrock) {
+                return (None, None);
+            }
+            let decision = cost_controls::decide(
+                &worker.config.cost_controls,
+                &product,
+                team_id,
+                cost_controls,
+                save_mode_header.as_deref(),
+                budget_engaged,
+                u.provider == Provider::Bedrock,
+            );
+            let upgrade = decision.active.then(|| cost_controls::upgrade_cache_ttl(sent));
+            let telemetry = cost_controls::telemetry(&decision, upgrade.as_ref());
+            match upgrade {
+                Some(Upgrade::Upgraded { body: upgraded, .. }) => {
+                    host.count(Metric::SaveModeUpgrades, 1);
+                    (Some(upgraded), Some(telemetry))
+                }
+                _ => (None, Some(telemetry)),
+            }
+        };
+    let planned = upstream.body.take();
+    let (upgraded, telemetry) = save_mode(&upstream, planned.as_deref().unwrap_or(&body));
+    call.gateway_properties.extend(telemetry.unwrap_or_default());
+    let new_body = upgraded.or(planned);
     if let Some(new_body) = &new_body {
         host.set_request_body(body_size, new_body);
     }
-    (call, upstream.response)
+    let chain = if fallbacks.is_empty() {
+        None
+    } else {
+        // A fallback sending the client's body as it came shares one copy of it.
+        let mut client_body: Option<Rc<Vec<u8>>> = None;
+        let fallbacks = fallbacks
+            .into_iter()
+            .map(|mut u| {
+                let planned = u.body.take();
+                let (upgraded, _) = save_mode(&u, planned.as_deref().unwrap_or(&body));
+                let body = match upgraded.or(planned) {
+                    Some(b) => Rc::new(b),
+                    None => Rc::clone(client_body.get_or_insert_with(|| Rc::new(body.clone()))),
+                };
+                Fallback { upstream: u, body }
+            })
+            .collect();
+        let first_len = new_body.as_ref().map_or(body_size, Vec::len);
+        failover::start(worker, host, key, &upstream, first_len, fallbacks, headers, call.stream, call.started_ms)
+    };
+    (call, upstream.response, chain)
 }

@@ -12,6 +12,7 @@ use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
 use crate::config::Config;
+use crate::failover::relay::Relay;
 use crate::forward::ProviderKeys;
 use crate::limits::Admissions;
 
@@ -31,6 +32,8 @@ pub struct Worker {
     store_failure_logged_ms: Cell<u64>,
     /// Redis's clock minus this host's, as a check answer last showed it (ms).
     redis_clock_offset_ms: Cell<i64>,
+    /// Failover chains shared with the upstream filter's attempts in this VM.
+    pub relay: Rc<RefCell<Relay>>,
 }
 
 /// Principals in Envoy's shared data, for every worker of the process.
@@ -51,7 +54,14 @@ impl Worker {
             capture,
             store_failure_logged_ms: Cell::new(0),
             redis_clock_offset_ms: Cell::new(0),
+            relay: Rc::default(),
         }
+    }
+
+    /// Shares `relay` with the upstream filter's root in the same VM.
+    pub fn with_relay(mut self, relay: Rc<RefCell<Relay>>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Local cache first, then the cross-worker shared data (positive answers only).

@@ -58,6 +58,11 @@
 //!   the events; in Bedrock's event stream, messages of an unknown event
 //!   type), `wrong-content-type` (`text/plain`).
 //!
+//! Each directive also comes scoped to one provider API, `x-mock-<vendor>-<name>`
+//! (vendor `openai`, `gemini`, `anthropic` or `bedrock`; e.g.
+//! `x-mock-anthropic-status: 529`), which wins over the unscoped one there and
+//! is ignored elsewhere: a failover test fails one target of a chain.
+//!
 //! An unparsable directive gets a 400 naming it, so a typo in a test fails
 //! loudly instead of silently testing the happy path.
 //!
@@ -296,18 +301,25 @@ enum Hold {
 /// The longest a held stream waits for its peer to leave.
 const HOLD_MAX: Duration = Duration::from_secs(10);
 
+/// A directive header's value: the one scoped to `vendor`, else the unscoped one.
+fn directive<'r>(req: &'r Request, vendor: &str, name: &str) -> Option<&'r str> {
+    let scoped = name.replacen("x-mock-", &format!("x-mock-{vendor}-"), 1);
+    req.header(&scoped).or_else(|| req.header(name))
+}
+
 impl Directives {
-    fn parse(req: &Request) -> Result<Directives, String> {
+    fn parse(req: &Request, vendor: &str) -> Result<Directives, String> {
         let bad = |name: &str| format!("mock: unusable {name} header");
-        let millis = |name: &str| match req.header(name) {
+        let header = |name: &str| directive(req, vendor, name);
+        let millis = |name: &str| match header(name) {
             None => Ok(Duration::ZERO),
             Some(v) => v.parse().map(Duration::from_millis).map_err(|_| bad(name)),
         };
-        let status = match req.header("x-mock-status") {
+        let status = match header("x-mock-status") {
             None => None,
             Some(v) => Some(v.parse().ok().filter(|s| (100..600).contains(s)).ok_or_else(|| bad("x-mock-status"))?),
         };
-        let fault = match req.header("x-mock-fault") {
+        let fault = match header("x-mock-fault") {
             None => None,
             Some("reset") => Some(Fault::Reset),
             Some("reset-mid-stream") => Some(Fault::ResetMidStream),
@@ -317,21 +329,21 @@ impl Directives {
             Some("wrong-content-type") => Some(Fault::WrongContentType),
             Some(_) => return Err(bad("x-mock-fault")),
         };
-        let usage = match req.header("x-mock-usage") {
+        let usage = match header("x-mock-usage") {
             None => None,
             Some(v) => Some(serde_json::from_str(v).ok().filter(Value::is_object).ok_or_else(|| bad("x-mock-usage"))?),
         };
-        let (all_tools, no_tools) = match req.header("x-mock-tool-calls") {
+        let (all_tools, no_tools) = match header("x-mock-tool-calls") {
             None | Some("first") => (false, false),
             Some("all") => (true, false),
             Some("none") => (false, true),
             Some(_) => return Err(bad("x-mock-tool-calls")),
         };
-        let chunk_bytes = match req.header("x-mock-chunk-bytes") {
+        let chunk_bytes = match header("x-mock-chunk-bytes") {
             None => None,
             Some(v) => Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("x-mock-chunk-bytes"))?),
         };
-        let gemini_quirks = match req.header("x-mock-quirks") {
+        let gemini_quirks = match header("x-mock-quirks") {
             None => false,
             Some("gemini") => true,
             Some(_) => return Err(bad("x-mock-quirks")),
@@ -423,7 +435,7 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
     let route = Api::route(req);
     // Errors before routing is known are answered in OpenAI's shape.
     let api = route.unwrap_or(Api::OpenAi);
-    let mut d = match Directives::parse(req) {
+    let mut d = match Directives::parse(req, api.vendor()) {
         Ok(d) => d,
         Err(message) => return send_error(res, api, 400, &message),
     };
@@ -479,7 +491,7 @@ fn handle(keys: &ProviderKeys, req: &Request, res: &mut Responder, holds: &Holds
         },
     };
     // The model the provider says answered: a dated snapshot of the one asked for, say.
-    let model = req.header("x-mock-model").map_or(model, str::to_owned);
+    let model = directive(req, api.vendor(), "x-mock-model").map_or(model, str::to_owned);
     if let Err(message) = d.add_prompt(req, api.format(), &body) {
         return send_error(res, api, 400, &message);
     }

@@ -149,6 +149,78 @@ pub fn render(template: &str, vars: &HashMap<&str, String>) -> String {
 /// The Azure resource host the tests' plugin config names.
 pub const AZURE_AUTHORITY: &str = "test-resource.openai.azure.com";
 
+/// Clusters of the template that serve providers (as in scripts/render-envoy.py).
+const TEMPLATE_PROVIDER_CLUSTERS: [&str; 6] = ["openai", "anthropic", "gemini", "bedrock", "azure", "mock"];
+
+/// The failover route's map from `x-llm-gateway-cluster` to cluster, as a YAML flow
+/// map (the FAILOVER_CLUSTERS placeholder): the template's provider clusters, those
+/// the plugin config names, and the clusters `extra_clusters` defines.
+pub fn failover_clusters(plugin_config: &Value, extra_clusters: &str) -> String {
+    let mut names: std::collections::BTreeSet<String> =
+        TEMPLATE_PROVIDER_CLUSTERS.iter().map(|s| s.to_string()).collect();
+    for name in ["openai", "anthropic", "gemini", "bedrock", "azure"] {
+        names.insert(plugin_config["providers"][name]["cluster"].as_str().unwrap_or(name).to_string());
+    }
+    for line in extra_clusters.lines() {
+        if let Some(name) = line.strip_prefix("  - name: ") {
+            names.insert(name.trim().to_string());
+        }
+    }
+    let action = "type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction";
+    let entries: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let q = serde_json::to_string(n).unwrap();
+            format!(r#"{q}: {{action: {{name: cluster, typed_config: {{"@type": {action}, cluster: {q}}}}}}}"#)
+        })
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// A provider cluster on a loopback port for `extra_clusters`, as the template's are:
+/// the upstream (failover) filter and raised circuit breakers.
+pub fn provider_cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    \
+         circuit_breakers: {{thresholds: [{{max_connections: 10000, max_pending_requests: 10000, max_requests: 10000, max_retries: 10000}}]}}\n    \
+         typed_extension_protocol_options: *upstream_filter\n    load_assignment:\n      cluster_name: {name}\n      \
+         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+    )
+}
+
+/// The minor version of the Envoy the tests run (`ENVOY_BIN`), e.g. 40 for 1.40.0.
+pub fn envoy_minor() -> u32 {
+    static MINOR: OnceLock<u32> = OnceLock::new();
+    *MINOR.get_or_init(|| {
+        let out = Command::new(envoy_bin()).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        // ".../1.40.0/Clean/RELEASE/BoringSSL"
+        text.split('/')
+            .find_map(|part| part.strip_prefix("1.").and_then(|rest| rest.split('.').next()?.parse().ok()))
+            .unwrap_or(40)
+    })
+}
+
+/// Envoy 1.39 added `refresh_cluster_on_retry`: older ones run the template without
+/// its failover route (the lines from `failover-begin` to `failover-end`).
+pub fn template_for(minor: u32, template: &str) -> String {
+    if minor >= 39 {
+        return template.to_string();
+    }
+    let mut out = Vec::new();
+    let mut skipping = false;
+    for line in template.lines() {
+        skipping |= line.contains("# failover-begin");
+        if !skipping {
+            out.push(line);
+        }
+        if line.contains("# failover-end") {
+            skipping = false;
+        }
+    }
+    out.join("\n") + "\n"
+}
+
 /// The plugin configuration the tests run with: every provider on the mock.
 pub fn test_plugin_config() -> Value {
     let mock = json!({"cluster": "mock", "timeout_ms": 5000});
@@ -434,7 +506,8 @@ impl Envoy {
         // other process can take a port between our picking it and Envoy binding it.
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = format!("{}-{}", std::process::id(), STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap();
+        let template =
+            template_for(envoy_minor(), &std::fs::read_to_string(repo_root().join("envoy/envoy.yaml.tmpl")).unwrap());
         // Every service cluster on loopback, in plaintext; deployments set hosts and TLS
         // through the same placeholders (scripts/render-envoy.py).
         let loopback = || "127.0.0.1".to_string();
@@ -454,6 +527,7 @@ impl Envoy {
             ("WASM_PATH", wasm.display().to_string()),
             ("BODY_LIMIT", (2 * 1_048_576).to_string()),
             ("PLUGIN_CONFIG", serde_json::to_string(&plugin_config.to_string()).unwrap()),
+            ("FAILOVER_CLUSTERS", failover_clusters(plugin_config, extra_clusters)),
             ("MOCK_PORT", ports.mock.to_string()),
             ("SINK_PORT", ports.sink.to_string()),
             ("SINK2_PORT", ports.sink2.to_string()),

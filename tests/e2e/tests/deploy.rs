@@ -186,16 +186,64 @@ fn every_render_names_only_clusters_it_defines() {
         for name in named_clusters(&config) {
             cluster(&envoy, &name);
         }
-        let entry = &hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"][0];
+        let routes = hcm(&envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+        let plain = routes.last().unwrap();
         assert_eq!(
-            entry["route"]["cluster_header"],
+            plain["route"]["cluster_header"],
             config.route_header.as_str(),
             "{path}: route reads another header"
         );
         assert_eq!(
-            entry["request_headers_to_remove"],
+            plain["request_headers_to_remove"],
             json!([config.route_header, "x-envoy-expected-rq-timeout-ms"]),
             "{path}: the routing header must not reach the provider"
+        );
+        assert_failover_route(path, &envoy, &config);
+    }
+}
+
+/// The failover route (README "Failover"): chosen by the filter's header, its cluster
+/// re-read from the route header on every retry, able to reach every provider
+/// cluster; each of those clusters runs the upstream filter in the downstream
+/// filter's VM and lets retries through its circuit breaker.
+fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
+    let routes = hcm(envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+    let failover =
+        routes.iter().find(|r| r["name"] == "failover").unwrap_or_else(|| panic!("{path}: no failover route"));
+    assert_eq!(routes.last().unwrap()["match"], json!({"prefix": "/"}), "{path}: the plain route comes last");
+    assert_eq!(failover["match"]["headers"][0], json!({"name": "x-llm-gateway-failover", "present_match": true}));
+    let route = &failover["route"];
+    assert_eq!(route["timeout"], "0s", "{path}: streams must not be cut by a route timeout");
+    assert_eq!(route["retry_policy"]["refresh_cluster_on_retry"], true, "{path}");
+    let specifier =
+        &route["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"];
+    assert_eq!(specifier["input"]["typed_config"]["header_name"], config.route_header.as_str(), "{path}");
+    let map = specifier["exact_match_map"]["map"].as_object().unwrap();
+    let downstream = wasm_config(envoy);
+    for p in Provider::ALL {
+        let name = &config.provider(p).cluster;
+        let action = map.get(name).unwrap_or_else(|| panic!("{path}: the failover route cannot reach {name}"));
+        assert_eq!(action["action"]["typed_config"]["cluster"], name.as_str());
+        let Some(c) = envoy["static_resources"]["clusters"].as_array().unwrap().iter().find(|c| c["name"] == *name)
+        else {
+            continue; // Bedrock: no cluster in this render
+        };
+        let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let filters =
+            options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
+        let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        // The failover rewrite first, the codec last (Bedrock's SigV4 signer, if any, between them).
+        assert_eq!(names.first(), Some(&"envoy.filters.http.wasm"), "{path}: {name}");
+        assert_eq!(names.last(), Some(&"envoy.filters.http.upstream_codec"), "{path}: {name}");
+        let up = &filters[0]["typed_config"]["config"];
+        assert_eq!(up["vm_config"], downstream["vm_config"], "{path}: {name}: another VM would not share the chain");
+        assert_eq!(up["root_id"], downstream["root_id"]);
+        assert_eq!(up["allow_on_headers_stop_iteration"], true, "{path}: {name}: the body swap pauses the headers");
+        assert_eq!(up["configuration"]["value"], r#"{"role": "upstream"}"#);
+        let breakers = &c["circuit_breakers"]["thresholds"][0];
+        assert!(
+            breakers["max_retries"].as_u64().unwrap_or(3) >= 1000,
+            "{path}: {name}: retries past 3 would be dropped"
         );
     }
 }
@@ -276,12 +324,13 @@ fn the_sigv4_example_signs_bedrock_and_nothing_else() {
     let bedrock = config.provider(Provider::Bedrock);
     assert_eq!(bedrock.auth, llm_gateway::config::ProviderAuth::SigV4);
     let filters = upstream_filters(&envoy);
-    let names: Vec<(&str, &str)> = filters.iter().map(|(c, f)| (c.as_str(), f["name"].as_str().unwrap())).collect();
-    assert_eq!(
-        names,
-        [(bedrock.cluster.as_str(), SIGNER), (bedrock.cluster.as_str(), "envoy.filters.http.upstream_codec")]
-    );
-    let signer = &filters[0].1["typed_config"];
+    // The signer is on the Bedrock cluster only, after the failover rewrite, before the codec.
+    let signers: Vec<&str> = filters.iter().filter(|(_, f)| f["name"] == SIGNER).map(|(c, _)| c.as_str()).collect();
+    assert_eq!(signers, [bedrock.cluster.as_str()]);
+    let on_bedrock: Vec<&str> =
+        filters.iter().filter(|(c, _)| *c == bedrock.cluster).map(|(_, f)| f["name"].as_str().unwrap()).collect();
+    assert_eq!(on_bedrock, ["envoy.filters.http.wasm", SIGNER, "envoy.filters.http.upstream_codec"]);
+    let signer = &filters.iter().find(|(_, f)| f["name"] == SIGNER).unwrap().1["typed_config"];
     let region = bedrock.authority.split('.').nth(1).unwrap();
     assert_eq!((signer["service_name"].as_str(), signer["region"].as_str()), (Some("bedrock"), Some(region)));
     assert_eq!(signer["use_unsigned_payload"], false, "Bedrock needs the body's hash signed");
@@ -307,13 +356,13 @@ fn the_sigv4_example_signs_bedrock_and_nothing_else() {
 }
 
 /// The Istio EnvoyFilter's patches, by `applyTo`.
+/// The first patch of each `applyTo`.
 fn patches(filter: &Value) -> HashMap<String, &Value> {
-    filter["spec"]["configPatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (str_of(&p["applyTo"], "applyTo").to_string(), p))
-        .collect()
+    let mut first = HashMap::new();
+    for p in filter["spec"]["configPatches"].as_array().unwrap() {
+        first.entry(str_of(&p["applyTo"], "applyTo").to_string()).or_insert(p);
+    }
+    first
 }
 
 fn istio(file: &str) -> Vec<Value> {
@@ -377,6 +426,66 @@ fn istio_envoyfilter_adds_the_complete_wasm_config_through_ecds() {
     assert_eq!(filter["spec"]["workloadSelector"]["labels"]["istio"], pods["labels"]["istio"]);
     assert_eq!(gw["spec"]["selector"]["istio"], pods["labels"]["istio"]);
     assert_eq!(pods["annotations"]["inject.istio.io/templates"], "gateway");
+}
+
+/// Every patch of one `applyTo`, in order.
+fn patches_of<'a>(filter: &'a Value, apply_to: &str) -> Vec<&'a Value> {
+    filter["spec"]["configPatches"].as_array().unwrap().iter().filter(|p| p["applyTo"] == apply_to).collect()
+}
+
+#[test]
+fn istio_failover_is_the_tested_mechanism() {
+    let docs = istio("envoyfilter.yaml");
+    let filter = object(&docs, "EnvoyFilter", Some("llm-gateway"));
+    let extensions = patches_of(filter, "EXTENSION_CONFIG");
+    let [gateway, upstream] = extensions.as_slice() else { panic!("two EXTENSION_CONFIG patches expected") };
+    let (down, up) = (&gateway["patch"]["value"], &upstream["patch"]["value"]);
+    let (_, config) = plugin_config(&down["typed_config"]["config"], "envoyfilter.yaml");
+    let (down_wasm, up_wasm) = (&down["typed_config"]["config"], &up["typed_config"]["config"]);
+    assert_eq!(up_wasm["vm_config"], down_wasm["vm_config"], "another vm_config is another VM: no shared chain");
+    assert_eq!(up_wasm["root_id"], down_wasm["root_id"]);
+    assert_eq!(up_wasm["allow_on_headers_stop_iteration"], true);
+    let role = str_of(&up_wasm["configuration"]["value"], "upstream configuration");
+    assert!(llm_gateway::failover::is_upstream_role(role.as_bytes()), "{role}");
+    // The upstream filter, by ECDS name, then the codec, on every provider cluster.
+    let clusters = patches_of(filter, "CLUSTER");
+    for p in [Provider::OpenAi, Provider::Anthropic, Provider::Gemini] {
+        let name = &config.provider(p).cluster;
+        let host = name.rsplit('|').next().unwrap();
+        let patch = clusters
+            .iter()
+            .find(|c| c["match"]["cluster"]["service"] == host)
+            .unwrap_or_else(|| panic!("no upstream filter on {name}"));
+        assert_eq!(patch["match"]["cluster"]["portNumber"], 443);
+        let options = &patch["patch"]["value"]["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let filters = options["http_filters"].as_array().unwrap();
+        assert_eq!(filters[0]["name"], up["name"]);
+        assert_eq!(filters[0]["config_discovery"]["type_urls"], json!([WASM_TYPE]));
+        assert_eq!(filters[1]["name"], "envoy.filters.http.upstream_codec");
+        // Retries get through the provider's circuit breaker.
+        let egress = istio("egress.yaml");
+        let rule = egress.iter().find(|d| d["kind"] == "DestinationRule" && d["spec"]["host"] == host).unwrap();
+        assert!(rule["spec"]["trafficPolicy"]["connectionPool"]["http"]["maxRetries"].as_u64().unwrap_or(0) >= 1000);
+    }
+    // The failover route, before the VirtualService's: as in the tested template.
+    let routes = patches_of(filter, "HTTP_ROUTE");
+    let failover = routes.iter().find(|r| r["patch"]["operation"] == "INSERT_BEFORE").expect("a failover route");
+    let tested = yaml("envoy/examples/production.yaml");
+    let tested_routes = hcm(&tested)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
+    let tested = tested_routes.iter().find(|r| r["name"] == "failover").unwrap();
+    let value = &failover["patch"]["value"];
+    assert_eq!(value["match"], tested["match"]);
+    for field in ["timeout", "retry_policy"] {
+        assert_eq!(value["route"][field], tested["route"][field], "{field} differs from envoy/envoy.yaml.tmpl");
+    }
+    let tree = &value["route"]["inline_cluster_specifier_plugin"]["extension"]["typed_config"]["cluster_matcher"]
+        ["matcher_tree"];
+    assert_eq!(tree["input"]["typed_config"]["header_name"], config.route_header.as_str());
+    for p in [Provider::OpenAi, Provider::Anthropic, Provider::Gemini] {
+        let name = &config.provider(p).cluster;
+        assert_eq!(tree["exact_match_map"]["map"][name.as_str()]["action"]["typed_config"]["cluster"], name.as_str());
+    }
 }
 
 #[test]

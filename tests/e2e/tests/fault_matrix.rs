@@ -102,9 +102,17 @@ impl Rig {
         }
     }
 
-    /// Calls that reached the provider.
+    /// Calls that reached the provider: a call failed over reaches it once per attempt,
+    /// all with the request's id.
     fn calls(&self, stack: &Stack) -> u64 {
-        stack.mock.requests().iter().filter(|r| r.header("x-test-rig") == Some(self.name)).count() as u64
+        let ids: HashSet<String> = stack
+            .mock
+            .requests()
+            .iter()
+            .filter(|r| r.header("x-test-rig") == Some(self.name))
+            .map(|r| r.header("x-request-id").unwrap_or_default().to_string())
+            .collect();
+        ids.len() as u64
     }
 
     /// Once both queues are empty: each destination delivered or counted every
@@ -158,10 +166,13 @@ impl Rig {
             assert_eq!(dropped, 0);
             assert!(recorded.abs_diff(cost) <= calls, "recorded {recorded} micro-USD, calls cost {cost}");
         }
-        // When every event reached the mirror, their costs add up to the same spend.
+        // When every event reached the mirror, their costs add up to the same spend
+        // (with failover, plus the estimate of attempts the provider may have billed).
         let mut by_uuid: HashMap<String, f64> = HashMap::new();
         for e in self.mirror_sink.events() {
-            let cost = e["properties"]["$ai_total_cost_usd"].as_f64().unwrap_or(0.0);
+            let p = &e["properties"];
+            let cost =
+                p["$ai_total_cost_usd"].as_f64().unwrap_or(0.0) + p["$ai_fallback_cost_usd"].as_f64().unwrap_or(0.0);
             by_uuid.insert(e["uuid"].as_str().unwrap_or_default().to_string(), cost);
         }
         if by_uuid.len() as u64 == calls {
@@ -302,6 +313,55 @@ fn provider_faults_reach_the_client_as_documented_and_are_recorded() {
     assert!(cut.map_or(true, |r| !r.body.contains("[DONE]")), "a cut stream must not look complete");
     assert_eq!(rig.event("p-reset-mid")["$ai_is_error"], true);
     assert_eq!(rig.delta(&before, "events_queued_total"), 1);
+    rig.assert_books_balance(stack, false);
+}
+
+#[test]
+fn provider_faults_with_a_fallback_chain_fail_over_and_the_books_balance() {
+    let stack = Stack::shared();
+    let overlay = json!({"failover": {
+        "providers": {"openai": [{"provider": "openai"}, {"provider": "anthropic", "model": "claude-sonnet-4-5"}]},
+        "first_byte_timeout_ms": 300,
+    }});
+    let rig = rig(stack, "failover", 9106, overlay);
+    let _g = rig.envoy.guard();
+    let call = |trace: &str, headers: &[(&str, &str)], stream: bool| {
+        let before = rig.envoy.metrics();
+        (rig.call(&rig.key, trace, headers, stream), before)
+    };
+    // 429, 5xx, a reset before the response, a stream slower than its first-byte
+    // timeout: Anthropic answers, in OpenAI's format.
+    for (trace, fault, stream) in [
+        ("f-429", ("x-mock-openai-status", "429"), false),
+        ("f-503", ("x-mock-openai-status", "503"), false),
+        ("f-reset", ("x-mock-openai-fault", "reset"), false),
+        ("f-slow", ("x-mock-openai-delay-ms", "1000"), true),
+    ] {
+        let (resp, before) = call(trace, &[fault], stream);
+        assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
+        if !stream {
+            assert_eq!(resp.json()["choices"][0]["message"]["content"], "Hello from mock-anthropic.", "{trace}");
+        }
+        let p = rig.event(trace);
+        assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("anthropic"), json!(2)), "{trace}");
+        rig.wait_for_metric("failover_answered_total", 1);
+        assert_eq!(rig.delta(&before, "failover_openai_to_anthropic_total"), 1, "{trace}");
+    }
+    assert_eq!(rig.event("f-slow")["$ai_fallback_attempts"][0]["maybe_billed"], true);
+    // Every target failing: the last one's error, in OpenAI's format.
+    let (resp, _) = call("f-all", &[("x-mock-openai-status", "503"), ("x-mock-anthropic-status", "529")], false);
+    assert_eq!(resp.status, 529);
+    let error = &resp.json()["error"];
+    assert!(error["message"].as_str().unwrap().contains("injected 529"), "Anthropic's error as OpenAI's: {error}");
+    assert_eq!(rig.event("f-all")["$ai_is_error"], true);
+    rig.wait_for_metric("failover_exhausted_total", 1);
+    // A stream cut after its first bytes: never failed over, recorded as cut.
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rig.call(&rig.key, "f-cut", &[("x-mock-openai-fault", "reset-mid-stream")], true)
+    }));
+    assert!(cut.map_or(true, |r| !r.body.contains("[DONE]")), "a cut stream must not look complete");
+    let p = rig.event("f-cut");
+    assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(1)));
     rig.assert_books_balance(stack, false);
 }
 
