@@ -1126,8 +1126,9 @@ def versions(peers):
             if path and os.access(path, os.X_OK):
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()[:16]
-                said = (run([path, "--version"]) or "?").splitlines()
-                v[s["name"]] = f"{said[0] if said else '?'} (binary sha256 {digest})"
+                said = ((run([path, "--version"]) or "?").splitlines() or ["?"])[0]
+                said = said[len(s["name"]):].strip() if said.lower().startswith(s["name"]) else said
+                v[s["name"]] = f"{said} (binary sha256 {digest})"
     return v
 
 
