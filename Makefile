@@ -83,9 +83,10 @@ clean:
 
 # Benchmarks (BENCHMARKS.md): Envoy without the filter vs with it, same machine and mock,
 # pinned cores, interleaved rounds; results printed and written to BENCHMARKS.md.
-# bench-peers installs (once) LiteLLM and Portkey and measures them against Envoy with and
-# without the filter in the same run (its own BENCHMARKS.md section), 8 rounds: at 10 req/s the
-# gateway's small delta needs them. BENCH_ARGS passes options
+# bench-peers installs (once) LiteLLM, Portkey and TensorZero, takes AISIX and agentgateway from
+# BENCH_AISIX_BIN / BENCH_AGENTGATEWAY_BIN (skipped when unset), and measures them against Envoy
+# with and without the filter in the same run (its own BENCHMARKS.md section), 8 rounds: at
+# 10 req/s the gateway's small delta needs them. BENCH_ARGS passes options
 # to bench/bench.py (e.g. BENCH_ARGS="--rounds 3 --scenarios chat-1k").
 .PHONY: bench bench-peers bench-fleet
 bench: build

@@ -56,6 +56,7 @@ NICE = int(os.environ.get("BENCH_NICE", "-20"))
 
 LITELLM_VERSION = "1.106.2"
 PORTKEY_VERSION = "1.15.2"
+TENSORZERO_VERSION = "2026.6.0"
 MODEL = "gpt-4o-mini"
 BODY_LIMIT = 32 * 1024 * 1024 + 65536  # as scripts/run.sh: above max_request_body_bytes (32 MiB)
 
@@ -101,8 +102,17 @@ SYSTEMS = [
      "optional": True, "scenarios": FLOOR_SCENARIOS},
 ]
 PEERS = [
+    # The load generator straight to the mock: the floor the Rust peers' table is measured over.
+    {"name": "mock", "kind": "direct"},
     {"name": "portkey", "kind": "portkey", "optional": True},
     {"name": "litellm", "kind": "litellm", "optional": True},
+    # Rust gateways. TensorZero installs from PyPI like LiteLLM; AISIX and agentgateway
+    # install from no registry here, so the operator supplies a binary (BENCHMARKS.md, Peers).
+    {"name": "agentgateway", "kind": "agentgateway", "optional": True, "bin_env": "BENCH_AGENTGATEWAY_BIN"},
+    {"name": "aisix", "kind": "aisix", "optional": True, "bin_env": "BENCH_AISIX_BIN"},
+    {"name": "tensorzero", "kind": "tensorzero", "optional": True,
+     # Its OpenAI-compatible endpoint takes only prefixed names (`tensorzero::model_name::<model>`).
+     "model": f"tensorzero::model_name::{MODEL}"},
 ]
 BASELINE = "no-filter"
 SYSTEM_BY_NAME = {s["name"]: s for s in SYSTEMS + PEERS}
@@ -132,12 +142,26 @@ SCENARIOS = [
 # LiteLLM on one core saturates near 50 req/s here (closed loop), so peers run
 # at 10 req/s, with a longer warm-up (LiteLLM's first requests are slow).
 PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
+# The Rust gateways take the core suite's load: 500 req/s open loop and a closed-loop
+# ceiling, each figure over the mock reached directly in the same round ("baseline"),
+# beside Envoy without the filter and with it (auth cached, capture on to the local
+# sink, limits off: `capture`).
+RUST_PEER_SYSTEMS = ["mock", "no-filter", "capture", "agentgateway", "aisix", "tensorzero"]
 PEER_SCENARIOS = [
     {"name": "peers-chat-1k", "body": 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
      "systems": PEER_SYSTEMS},
     {"name": "peers-chat-16k", "body": 16 * 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
      "systems": PEER_SYSTEMS},
+    {"name": "peers-rust-chat-1k", "body": 1024, "rate": 500, "conns": 4, "baseline": "mock",
+     "systems": RUST_PEER_SYSTEMS},
+    {"name": "peers-rust-chat-16k", "body": 16 * 1024, "rate": 500, "conns": 4, "baseline": "mock",
+     "systems": RUST_PEER_SYSTEMS},
+    {"name": "peers-rust-ceiling-1k", "body": 1024, "closed": True, "conns": 8, "baseline": "mock",
+     "systems": RUST_PEER_SYSTEMS},
+    {"name": "peers-rust-ceiling-16k", "body": 16 * 1024, "closed": True, "conns": 8, "baseline": "mock",
+     "systems": RUST_PEER_SYSTEMS},
 ]
+SCENARIO_BASELINE = {sc["name"]: sc.get("baseline", BASELINE) for sc in SCENARIOS + PEER_SCENARIOS}
 
 # Targets from issue 8, checked in the summary: (scenario, metric, limit, description)
 TARGETS = [
@@ -429,17 +453,76 @@ def install_portkey():
     return entry
 
 
+def install_tensorzero():
+    """TensorZero's PyPI wheel carries its gateway (Rust, in the extension module); its
+    internal `_start_http_gateway` serves the same HTTP gateway the standalone binary does."""
+    venv = os.path.join(BENCH, ".venv-tensorzero")
+    stamp = os.path.join(venv, f"tensorzero-{TENSORZERO_VERSION}")
+    if not os.path.exists(stamp):
+        log(f"installing tensorzero=={TENSORZERO_VERSION} into {venv} (once)")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                        f"tensorzero=={TENSORZERO_VERSION}"], check=True)
+        open(stamp, "w").close()
+    return os.path.join(venv, "bin/python")
+
+
+# Started by the venv's python: the gateway binds 127.0.0.1 on a port of its choosing and
+# runs in this process (its tokio runtime sizes itself to the affinity mask: one worker).
+TENSORZERO_MAIN = """
+import signal, sys, tensorzero
+gw = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None, postgres_url=None,
+                                    valkey_url=None, async_setup=False)
+print("tensorzero gateway at", gw.base_url, flush=True)
+signal.pause()
+"""
+
+
+def supplied_bin(system):
+    """The operator's binary for a peer that no registry here installs (BENCHMARKS.md, Peers)."""
+    var = system["bin_env"]
+    path = os.environ.get(var, "")
+    if not path:
+        raise RuntimeError(f"{var} is not set: {system['name']} installs from no package registry here, "
+                           f"so it is measured only from a binary you supply (BENCHMARKS.md, Peers)")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{var}={path} is not an executable file")
+    return os.path.abspath(path)
+
+
+def log_port(name, pattern, proc, timeout):
+    """The port a peer printed in its log (for peers that pick their own)."""
+    path = os.path.join(RUN, f"{name}.log")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path, errors="replace") as f:
+            m = re.search(pattern, f.read())
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: " + tail(name))
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} printed no port within {timeout}s: " + tail(name))
+
+
 def start_peer(system, ports):
     port = free_port()
     name = system["name"]
-    if system["kind"] == "portkey":
+    kind = system["kind"]
+    mock = f"http://127.0.0.1:{ports['mock']}"
+    path = "/v1/chat/completions"
+    headers = []
+    timeout = 60
+    if kind == "direct":
+        return {"proc": None, "pid": ports["mock_pid"], "port": ports["mock"], "admin": None, "path": path,
+                "headers": []}
+    if kind == "portkey":
         entry = install_portkey()
         # Portkey has no bind flag: it listens on all interfaces (FIELD-NOTES 3.2).
         proc = start(name, pinned(ENVOY_CORE, ["node", entry, f"--port={port}", "--headless"]), cwd=BENCH)
-        headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: http://127.0.0.1:{ports['mock']}/v1",
+        headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: {mock}/v1",
                    "authorization: Bearer sk-upstream-fake"]
-        timeout = 60
-    else:
+    elif kind == "litellm":
         exe = install_litellm()
         master = "sk-" + secrets.token_hex(24)
         cfg = os.path.join(RUN, "litellm.yaml")
@@ -448,7 +531,7 @@ def start_peer(system, ports):
   - model_name: {MODEL}
     litellm_params:
       model: openai/{MODEL}
-      api_base: http://127.0.0.1:{ports['mock']}/v1
+      api_base: {mock}/v1
       api_key: sk-upstream-fake
 litellm_settings:
   num_retries: 0
@@ -467,9 +550,101 @@ general_settings:
                                                "--num_workers", "1"]), env=env, cwd=RUN)
         headers = [f"authorization: Bearer {master}"]
         timeout = 120
+    elif kind == "tensorzero":
+        python = install_tensorzero()
+        cfg = os.path.join(RUN, "tensorzero.toml")
+        with open(cfg, "w") as f:
+            # No ClickHouse or Postgres: observability off; no usage analytics ("howdy").
+            f.write(f"""[gateway]
+disable_pseudonymous_usage_analytics = true
+
+[gateway.observability]
+enabled = false
+
+[models.{MODEL}]
+routing = ["mock"]
+
+[models.{MODEL}.providers.mock]
+type = "openai"
+model_name = "{MODEL}"
+api_base = "{mock}/v1/"
+api_key_location = "none"
+""")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENSORZERO_")}
+        env["TENSORZERO_DISABLE_PSEUDONYMOUS_USAGE_ANALYTICS"] = "1"
+        proc = start(name, pinned(ENVOY_CORE, [python, "-c", TENSORZERO_MAIN, cfg]), env=env, cwd=RUN)
+        port = log_port(name, r"gateway at http://127\.0\.0\.1:(\d+)/", proc, timeout)
+        path = "/openai/v1/chat/completions"
+    elif kind == "aisix":
+        exe = supplied_bin(system)
+        key = "sk-" + secrets.token_hex(24)
+        resources = os.path.join(RUN, "aisix-resources.yaml")
+        with open(resources, "w") as f:
+            f.write(f"""_format_version: "1"
+provider_keys:
+  - display_name: bench-mock
+    provider: openai
+    api_base: "{mock}/v1"
+    api_key: sk-upstream-fake
+models:
+  - display_name: {MODEL}
+    provider: openai
+    model_name: {MODEL}
+    provider_key: bench-mock
+api_keys:
+  - display_name: bench
+    key_env: BENCH_AISIX_CALLER_KEY
+    allowed_models: ["{MODEL}"]
+""")
+        cfg = os.path.join(RUN, "aisix.yaml")
+        with open(cfg, "w") as f:
+            # Its defaults bind the proxy and the metrics listener to all interfaces: both
+            # are set to loopback here; the admin listener is off (the file is the source).
+            f.write(f"""resources_file: "{resources}"
+proxy:
+  addr: "127.0.0.1:{port}"
+  workers: 1
+admin:
+  enabled: false
+observability:
+  metrics:
+    prometheus:
+      addr: "127.0.0.1:{free_port()}"
+shutdown:
+  min_drain_secs: 0
+""")
+        # AISIX reads AISIX_* variables as configuration overrides: none may leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AISIX_")}
+        env["BENCH_AISIX_CALLER_KEY"] = key
+        proc = start(name, pinned(ENVOY_CORE, [exe, "--config", cfg]), env=env, cwd=RUN)
+        headers = [f"authorization: Bearer {key}"]
+    elif kind == "agentgateway":
+        exe = supplied_bin(system)
+        cfg = os.path.join(RUN, "agentgateway.yaml")
+        with open(cfg, "w") as f:
+            # The `llm` listener binds all interfaces (it has no address setting); the
+            # admin, stats and readiness listeners are put on loopback.
+            f.write(f"""config:
+  adminAddr: "127.0.0.1:{free_port()}"
+  statsAddr: "127.0.0.1:{free_port()}"
+  readinessAddr: "127.0.0.1:{free_port()}"
+  workerThreads: "1"
+llm:
+  port: {port}
+  models:
+  - name: {MODEL}
+    provider: openAI
+    params:
+      model: {MODEL}
+      apiKey: sk-upstream-fake
+      hostOverride: "127.0.0.1:{ports['mock']}"
+""")
+        proc = start(name, pinned(ENVOY_CORE, [exe, "-f", cfg]), cwd=RUN)
+    else:
+        raise RuntimeError(f"unknown peer kind {kind}")
     wait_port(port, proc, name, timeout)
-    return {"proc": proc, "pid": proc.pid, "port": port, "admin": None, "path": "/v1/chat/completions",
-            "headers": headers}
+    return {"proc": proc, "pid": proc.pid, "port": port, "admin": None, "path": path, "headers": headers,
+            "model": system.get("model")}
 
 
 # ---------------------------------------------------------------------------
@@ -482,10 +657,11 @@ def load(system, scenario, duration, warmup):
             "--warmup", str(scenario.get("warmup", warmup)), "--watch-pid", str(system["pid"])]
     for h in system["headers"] + scenario.get("headers", []):
         argv += ["--header", h]
-    if "body_fn" in scenario:
-        path = os.path.join(RUN, f"body-{scenario['name']}.json")
+    if "body_fn" in scenario or system.get("model"):
+        body = scenario["body_fn"]() if "body_fn" in scenario else chat_body(scenario["body"], scenario.get("stream"))
+        path = os.path.join(RUN, f"body-{scenario['name']}-{system['port']}.json")
         with open(path, "wb") as f:
-            f.write(scenario["body_fn"]())
+            f.write(with_model(body, system.get("model")))
         argv += ["--body-file", path]
     else:
         argv += ["--body-bytes", str(scenario["body"])]
@@ -503,6 +679,30 @@ def load(system, scenario, duration, warmup):
     return json.loads(stdout)
 
 
+def chat_body(size, stream=False):
+    return subprocess.run([TOOL, "body", "--body-bytes", str(size)] + (["--stream"] if stream else []),
+                          capture_output=True, check=True).stdout
+
+
+def with_model(body, model):
+    """The body with its model renamed (a peer that wants another spelling of the same model),
+    the filler system message shortened by as much so the size stays the same."""
+    if not model:
+        return body
+    old, new = f'"model":"{MODEL}"'.encode(), f'"model":"{model}"'.encode()
+    marker = b'"role":"system","content":"'
+    if old not in body:
+        return body
+    body = body.replace(old, new, 1)
+    cut = len(new) - len(old)
+    at = body.find(marker)
+    filler = body[at + len(marker):].split(b'"', 1)[0] if at >= 0 else b""
+    if cut > 0 and len(filler) >= cut:
+        start = at + len(marker)
+        body = body[:start] + body[start + cut:]
+    return body
+
+
 def stream_body_asking_usage(size):
     """A streaming chat body of about `size` bytes with `stream_options.include_usage` set."""
     body = subprocess.run([TOOL, "body", "--body-bytes", str(size), "--stream"], capture_output=True,
@@ -511,7 +711,7 @@ def stream_body_asking_usage(size):
 
 
 def probe(system, scenario_body=1024):
-    body = subprocess.run([TOOL, "body", "--body-bytes", str(scenario_body)], capture_output=True, check=True).stdout
+    body = with_model(chat_body(scenario_body), system.get("model"))
     headers = {"content-type": "application/json"}
     for h in system["headers"]:
         k, v = h.split(":", 1)
@@ -610,7 +810,8 @@ def summarize(results):
     the per-round deltas/ratios against the baseline."""
     table = {}
     for scen, by_sys in results.items():
-        base = by_sys.get(BASELINE, {})
+        baseline = SCENARIO_BASELINE.get(scen, BASELINE)
+        base = by_sys.get(baseline, {})
         rows = {}
         for name, per_round in by_sys.items():
             row = {"rounds": len(per_round)}
@@ -624,7 +825,7 @@ def summarize(results):
             row["cpu_1k"] = med([cpu_per_1k(r) for r in rs])
             row["util"] = med([(r.get("procs") or [{}])[0].get("cpu_util") for r in rs])
             row["lag_p99"] = med([pct(r, "send_lag_us", "p99") for r in rs])
-            if name != BASELINE and base:
+            if name != baseline and base:
                 for q in ("p50", "p90", "p99"):
                     row["d_" + q] = med([pct(r, "latency_us", q) - pct(base[k], "latency_us", q)
                                          for k, r in per_round.items()
@@ -668,6 +869,7 @@ def markdown(table, scenarios, meta, res, targets):
             continue
         closed = scen.get("closed")
         stream = scen.get("stream")
+        base = SCENARIO_BASELINE[name]
         load_desc = "closed loop" if closed else f"open loop {scen['rate']} req/s"
         body = f"{scen['body'] // 1024} KB" if "body" in scen else "custom body"
         timing = ""
@@ -678,7 +880,7 @@ def markdown(table, scenarios, meta, res, targets):
                  f"{scen.get('conns', 4)} connections{timing}")
         L.append("")
         if closed:
-            L.append("| system | req/s | vs no-filter | Envoy CPU util | CPU-s / 1k req | CPU vs no-filter "
+            L.append(f"| system | req/s | vs {base} | CPU util | CPU-s / 1k req | CPU vs {base} "
                      "| p50 µs | p99 µs | errors |")
             L.append("|---|---|---|---|---|---|---|---|---|")
             for sys_name, r in rows.items():
@@ -695,7 +897,7 @@ def markdown(table, scenarios, meta, res, targets):
                          f"{signed(r.get('d_p99'))} | {fmt(r['cpu_1k'], 3)} | {r['errors']} |")
         else:
             L.append("| system | p50 µs | p90 µs | p99 µs | Δ p50 | Δ p50 range over rounds | Δ p90 | Δ p99 "
-                     "| CPU-s / 1k req | CPU vs no-filter | errors |")
+                     f"| CPU-s / 1k req | CPU vs {base} | errors |")
             L.append("|---|---|---|---|---|---|---|---|---|---|---|")
             for sys_name, r in rows.items():
                 rng = r.get("d_p50_range")
@@ -709,6 +911,7 @@ def markdown(table, scenarios, meta, res, targets):
             L.append(f"Generator send lag p99 (how late requests left vs schedule, worst system): "
                      f"{max(lags):.0f} µs.")
         L.append("")
+    L += rust_peer_summary(table)
     floor = floor_breakdown(table)
     if floor:
         L += floor
@@ -741,6 +944,36 @@ def markdown(table, scenarios, meta, res, targets):
                 f"{k}: {' → '.join(f'{x:.2f}' for x in v)}" for k, v in growth.items()) + ".")
             L.append("")
     return "\n".join(L)
+
+
+RUST_PEER_LABELS = {"no-filter": "Envoy, no filter", "capture": "Envoy + this filter (`capture`)",
+                    "agentgateway": "agentgateway (Rust)", "aisix": "AISIX (Rust)", "tensorzero": "TensorZero (Rust)"}
+
+
+def rust_peer_summary(table):
+    """The peers-rust-* scenarios in one table: each system over the mock reached directly."""
+    chat = [table.get(f"peers-rust-chat-{k}", {}) for k in ("1k", "16k")]
+    ceil = [table.get(f"peers-rust-ceiling-{k}", {}) for k in ("1k", "16k")]
+    names = [n for n in RUST_PEER_SYSTEMS if n != "mock" and any(n in t for t in chat + ceil)]
+    if not names:
+        return []
+
+    def pair(tables, name, key, f):
+        return " / ".join(f(t.get(name, {}).get(key)) for t in tables)
+
+    def kilo(x):
+        return "–" if x is None else f"{x / 1000:.1f}k"
+    L = ["#### Rust peers over the mock (500 req/s open loop, closed-loop ceiling; 1 KB / 16 KB)", "",
+         "| system | added p50 over the mock µs | added p99 µs | ceiling req/s |", "|---|---|---|---|"]
+    for n in names:
+        L.append(f"| {RUST_PEER_LABELS.get(n, n)} | {pair(chat, n, 'd_p50', signed)} | "
+                 f"{pair(chat, n, 'd_p99', signed)} | {pair(ceil, n, 'rps', kilo)} |")
+    L.append("")
+    L.append(f"The mock reached directly: p50 {pair(chat, 'mock', 'p50', fmt)} µs, p99 "
+             f"{pair(chat, 'mock', 'p99', fmt)} µs, ceiling {pair(ceil, 'mock', 'rps', kilo)} req/s "
+             "(the load generator and the mock share one core).")
+    L.append("")
+    return L
 
 
 def floor_breakdown(table):
@@ -887,21 +1120,39 @@ def versions(peers):
     if peers:
         v["litellm"] = LITELLM_VERSION
         v["portkey"] = f"@portkey-ai/gateway {PORTKEY_VERSION}, node {run(['node', '--version'])}"
+        v["tensorzero"] = f"{TENSORZERO_VERSION} (PyPI wheel)"
+        for s in PEERS:
+            path = os.environ.get(s.get("bin_env", ""), "")
+            if path and os.access(path, os.X_OK):
+                with open(path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+                said = ((run([path, "--version"]) or "?").splitlines() or ["?"])[0]
+                said = said[len(s["name"]):].strip() if said.lower().startswith(s["name"]) else said
+                v[s["name"]] = f"{said} (binary sha256 {digest})"
     return v
 
 
 def git_head():
     """The checked-out commit, read from .git (the working tree may hold uncommitted changes)."""
     try:
-        with open(os.path.join(ROOT, ".git/HEAD")) as f:
+        git = os.path.join(ROOT, ".git")
+        common = git
+        if os.path.isfile(git):  # a worktree: .git names its own git directory
+            with open(git) as f:
+                git = os.path.join(ROOT, f.read().split("gitdir:", 1)[1].strip())
+            common = git
+            if os.path.exists(os.path.join(git, "commondir")):
+                with open(os.path.join(git, "commondir")) as f:
+                    common = os.path.join(git, f.read().strip())
+        with open(os.path.join(git, "HEAD")) as f:
             head = f.read().strip()
         if head.startswith("ref: "):
             ref = head[5:]
-            path = os.path.join(ROOT, ".git", ref)
+            path = os.path.join(common, ref)
             if os.path.exists(path):
                 with open(path) as f:
                     return f.read().strip()[:12]
-            with open(os.path.join(ROOT, ".git/packed-refs")) as f:
+            with open(os.path.join(common, "packed-refs")) as f:
                 for line in f:
                     if line.strip().endswith(ref):
                         return line.split()[0][:12]
@@ -915,7 +1166,8 @@ def git_head():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--peers", action="store_true", help="also start LiteLLM and Portkey and run PEER_SCENARIOS")
+    ap.add_argument("--peers", action="store_true",
+                    help="also start the peers (PEERS: LiteLLM, Portkey, the Rust gateways) and run PEER_SCENARIOS")
     ap.add_argument("--peers-only", action="store_true",
                     help="only PEER_SCENARIOS, with the systems they name (make bench-peers)")
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "4")))
@@ -963,7 +1215,8 @@ def start_shared():
                    "verbosity": 1, "logfile": os.path.join(RUN, "webdis-own.log")}, f)
     webdis = start("webdis", pinned(CLIENT_CORE, ["webdis", os.path.join(RUN, "webdis.json")]))
     wait_port(ports["webdis"], webdis, "webdis")
-    _, ports["mock"] = tool_listen("mock", ["mock"])
+    mock, ports["mock"] = tool_listen("mock", ["mock"])
+    ports["mock_pid"] = mock.pid
     _, ports["sink"] = tool_listen("sink", ["sink"])
     # The auth lookup finds this key's principal; after the first request it is cached.
     key = "phx_" + secrets.token_hex(24)
@@ -982,11 +1235,15 @@ def run(args, meta, started):
     if args.peers_only:
         args.peers = True
         args.scenarios = args.scenarios or ",".join(s["name"] for s in PEER_SCENARIOS)
-        args.systems = args.systems or ",".join(sorted({n for s in PEER_SCENARIOS for n in s["systems"]}))
-    only_sys = set(filter(None, args.systems.split(",")))
     only_scen = set(filter(None, args.scenarios.split(",")))
+    scenarios = [sc for sc in SCENARIOS + (PEER_SCENARIOS if args.peers else [])
+                 if sc["name"] in only_scen or (not only_scen and not sc.get("optional"))]
+    if args.peers_only:
+        args.systems = args.systems or ",".join(sorted({n for s in scenarios for n in s.get("systems", [])}))
+    only_sys = set(filter(None, args.systems.split(",")))
+    baselines = {SCENARIO_BASELINE[sc["name"]] for sc in scenarios}
     wanted = [s for s in SYSTEMS + (PEERS if args.peers else []) if not only_sys or s["name"] in only_sys
-              or s["name"] == BASELINE]
+              or s["name"] in baselines]
     running, skipped = {}, {}
     for s in wanted:
         log(f"starting {s['name']}")
@@ -1002,18 +1259,16 @@ def run(args, meta, started):
             skipped[s["name"]] = str(e)[:300]
             log(f"skipping {s['name']}: {skipped[s['name']]}")
 
-    scenarios = [sc for sc in SCENARIOS + (PEER_SCENARIOS if args.peers else [])
-                 if sc["name"] in only_scen or (not only_scen and not sc.get("optional"))]
     res = {"start": resources(running)}
     results = {}
     wasm_by_round = {}
     names = list(running)
     for rnd in range(args.rounds):
         for scen in scenarios:
-            default = [n for n in names if n not in ("portkey", "litellm")
+            default = [n for n in names if SYSTEM_BY_NAME[n]["kind"] == "envoy"
                        and scen["name"] in SYSTEM_BY_NAME[n].get("scenarios", [scen["name"]])]
             targets = [n for n in names if n in scen.get("systems", default)]
-            if BASELINE not in targets:
+            if SCENARIO_BASELINE[scen["name"]] not in targets:
                 continue
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]  # rotate per round
             for name in order:
@@ -1048,10 +1303,11 @@ def run(args, meta, started):
         f"{meta['load_end']} (other sessions' compilers compete for both cores); hypervisor steal "
         f"{meta['steal']} of CPU time during the run.",
         "- Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
-        f"- Pinning: Envoy (and peers) `taskset -c {ENVOY_CORE}`, `--concurrency 1`; load generator, mock, sink, "
+        f"- Pinning: Envoy (and peers) `taskset -c {ENVOY_CORE}`, `--concurrency 1` (peers: one worker); load "
+        "generator, mock, sink, "
         f"Redis, webdis `taskset -c {CLIENT_CORE}`; all under {sched_desc()}.",
-        "- Every Δ is the system minus no-filter in the same round (µs), then the median over rounds; absolute "
-        "figures are medians over rounds.",
+        "- Every Δ is the system minus no-filter in the same round (µs), or for `peers-rust-*` minus the mock "
+        "reached directly, then the median over rounds; absolute figures are medians over rounds.",
     ]
     if skipped:
         header.append("- Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
