@@ -435,7 +435,7 @@ def install_litellm():
     if not os.path.exists(stamp):
         log(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once; several minutes)")
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        # The newest LiteLLM needs a certifi newer than some mirrors have (FIELD-NOTES 3.1).
+        # The newest LiteLLM needs a certifi newer than some mirrors have (docs/protocols/bench-peers.md).
         subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q", "--disable-pip-version-check",
                         f"litellm[proxy]=={LITELLM_VERSION}", "certifi<2026.10.19"], check=True)
         open(stamp, "w").close()
@@ -518,7 +518,7 @@ def start_peer(system, ports):
                 "headers": []}
     if kind == "portkey":
         entry = install_portkey()
-        # Portkey has no bind flag: it listens on all interfaces (FIELD-NOTES 3.2).
+        # Portkey has no bind flag: it listens on all interfaces (docs/protocols/bench-peers.md).
         proc = start(name, pinned(ENVOY_CORE, ["node", entry, f"--port={port}", "--headless"]), cwd=BENCH)
         headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: {mock}/v1",
                    "authorization: Bearer sk-upstream-fake"]

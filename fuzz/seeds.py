@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpus, fuzz/corpus/<target>/<name>.
 
-Realistic payloads: the SSE and JSON shapes of PROTOCOLS.md (A-D) and of the
+Realistic payloads: the SSE and JSON shapes of docs/protocols/ and of the
 e2e mock provider (tests/e2e/src/mock.rs), request bodies with Save Mode
 breakpoints, plugin configurations and auth inputs. Re-run after changing it
 (`python3 fuzz/seeds.py`); it rewrites only the files it names. Seeds of the
@@ -44,7 +44,7 @@ def named(body, eol="\n"):
 
 PARTS = ["Hello", " from", " mock-openai."]
 
-# --- OpenAI Chat (PROTOCOLS A, mock chat_stream) ---------------------------
+# --- OpenAI Chat (openai-chat.md, mock chat_stream) ---------------------------
 OPENAI_USAGE = {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
@@ -118,7 +118,7 @@ def openai_error(status, message):
 # The mock's malformed-sse garbage (mock.rs GARBAGE).
 GARBAGE = "this is not sse\n\ndata: {\"truncated\": \n\n: comment\n\nfoo: bar\r\r\n"
 
-# --- OpenAI Responses (PROTOCOLS B, mock responses_stream) -----------------
+# --- OpenAI Responses (openai-responses.md, mock responses_stream) -----------------
 RESP_USAGE = {"input_tokens": 37, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
               "output_tokens": 11, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 48}
 
@@ -164,7 +164,7 @@ RESPONSES_REASONING = "".join(named(b) for b in [
                           "total_tokens": 1500})},
 ])
 
-# --- Anthropic Messages (PROTOCOLS C, mock messages_stream) ----------------
+# --- Anthropic Messages (anthropic-messages.md, mock messages_stream) ----------------
 ANT_USAGE = {"input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
              "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
              "output_tokens": 15, "service_tier": "standard"}
@@ -188,7 +188,7 @@ def messages_stream(eol="\n", usage=ANT_USAGE, model="claude-sonnet-4-5-20250929
     return "".join(named(b, eol) for b in bodies)
 
 
-# Verbatim from the streaming doc (PROTOCOLS C), spaces after colons included.
+# Verbatim from the streaming doc (anthropic-messages.md), spaces after colons included.
 ANT_DOC_STREAM = """event: message_start
 data: {"type": "message_start", "message": {"id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant", "content": [], "model": "claude-opus-4-8", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 25, "output_tokens": 1}}}
 
@@ -239,7 +239,7 @@ ANT_THINKING_STREAM = "".join(named(b) for b in [
     {"type": "message_stop"},
 ])
 
-# --- Gemini native (PROTOCOLS D) --------------------------------------------
+# --- Gemini native (gemini.md) --------------------------------------------
 GEMINI_USAGE = {"promptTokenCount": 120, "candidatesTokenCount": 40, "cachedContentTokenCount": 100,
                 "thoughtsTokenCount": 25, "totalTokenCount": 185}
 

@@ -33,7 +33,7 @@ done
 pids=()
 stop() {
   trap - INT TERM EXIT
-  # Drain first so queued analytics are flushed before Envoy exits (DESIGN.md).
+  # Drain first so queued analytics are flushed before Envoy exits (docs/protocols/envoy.md).
   curl -s -X POST "http://127.0.0.1:$LLMGW_ADMIN_PORT/drain_listeners?graceful" >/dev/null 2>&1 || true
   sleep "${LLMGW_DRAIN_SECONDS:-2}"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

@@ -257,7 +257,49 @@ fn one_line(message: String) -> String {
 }
 
 fn compile(raw: RawConfig) -> Result<Config, String> {
-    let products = raw.products.unwrap_or_else(|| DEFAULT_PRODUCTS.iter().map(|s| s.to_string()).collect());
+    let products = compile_products(raw.products)?;
+    let providers = compile_providers(&raw.providers)?;
+    let models = compile_models(raw.models, &providers.4)?;
+    let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_request_body_bytes == 0 {
+        return Err("max_request_body_bytes: must be greater than 0".into());
+    }
+    let auth = compile_auth(raw.auth)?;
+    let capture = raw.capture.map(compile_capture).transpose()?;
+    let fallback_cost_usd = raw.default_fallback_cost_usd.unwrap_or(0.01);
+    if !(fallback_cost_usd >= 0.0 && fallback_cost_usd.is_finite()) {
+        return Err("default_fallback_cost_usd: must be a number >= 0".into());
+    }
+    let (prices, pricing_source) = compile_pricing(raw.pricing)?;
+    raw.cost_controls.validate()?;
+    raw.limits.validate()?;
+    let failover = crate::failover::config::compile(raw.failover, |name| match models.get(name) {
+        Some(m) => Some((m.provider, m.upstream_model.clone().unwrap_or_else(|| name.to_string()))),
+        None => crate::providers::infer(name).map(|(p, m)| (p, m.to_string())),
+    })?;
+    Ok(Config {
+        failover,
+        limits: raw.limits,
+        cost_controls: raw.cost_controls,
+        capture,
+        prices,
+        fallback_cost_usd,
+        pricing_source,
+        auth,
+        products,
+        providers,
+        models,
+        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?
+            .to_ascii_lowercase(),
+        max_request_body_bytes,
+        body_timeout_ms: positive(raw.body_timeout_ms.unwrap_or(10_000), "body_timeout_ms")?,
+        anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
+    })
+}
+
+/// `products`: the first serves unprefixed paths.
+fn compile_products(raw: Option<Vec<String>>) -> Result<Vec<String>, String> {
+    let products = raw.unwrap_or_else(|| DEFAULT_PRODUCTS.iter().map(|s| s.to_string()).collect());
     if products.is_empty() {
         return Err("products: must name at least one product (the first serves unprefixed paths)".into());
     }
@@ -268,7 +310,15 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
             return Err(format!("products: invalid product name {p:?} (use letters, digits, '_' or '-', not 'v1')"));
         }
     }
-    for name in raw.providers.keys() {
+    Ok(products)
+}
+
+/// `providers.<name>`: cluster, host, path, timeout and auth of each provider.
+#[allow(clippy::type_complexity)]
+fn compile_providers(
+    raw: &HashMap<String, RawProvider>,
+) -> Result<(ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings), String> {
+    for name in raw.keys() {
         if Provider::from_name(name).is_none() {
             return Err(format!(
                 "providers.{}: unknown provider (known: openai, anthropic, gemini, bedrock, azure)",
@@ -277,7 +327,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         }
     }
     let settings = |p: Provider| -> Result<ProviderSettings, String> {
-        let raw_p = raw.providers.get(p.name());
+        let raw_p = raw.get(p.name());
         let timeout_ms = raw_p.and_then(|r| r.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
         if timeout_ms == 0 {
             return Err(format!("providers.{p}.timeout_ms: must be greater than 0"));
@@ -316,15 +366,22 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
             timeout_ms,
         })
     };
-    let providers = (
+    Ok((
         settings(Provider::OpenAi)?,
         settings(Provider::Anthropic)?,
         settings(Provider::Gemini)?,
         settings(Provider::Bedrock)?,
         settings(Provider::Azure)?,
-    );
+    ))
+}
+
+/// `models.<name>`: the model table (aliases, per-model provider, Azure deployments).
+fn compile_models(
+    raw: HashMap<String, RawModel>,
+    azure: &ProviderSettings,
+) -> Result<HashMap<String, ModelRoute>, String> {
     let mut models = HashMap::new();
-    for (name, m) in raw.models {
+    for (name, m) in raw {
         let provider = Provider::from_name(&m.provider)
             .ok_or_else(|| format!("models.{}.provider: unknown provider {:?}", key(&name), m.provider))?;
         if let Some(d) = &m.deployment {
@@ -335,7 +392,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
                 return Err(format!("models.{}.deployment: letters, digits, '-', '_' and '.' only", key(&name)));
             }
         }
-        if provider == Provider::Azure && providers.4.authority.is_empty() {
+        if provider == Provider::Azure && azure.authority.is_empty() {
             return Err(format!(
                 "providers.azure.authority: required to route models.{} to Azure (<resource>.openai.azure.com)",
                 key(&name)
@@ -343,11 +400,11 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         }
         models.insert(name, ModelRoute { provider, upstream_model: m.model, deployment: m.deployment });
     }
-    let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_request_body_bytes == 0 {
-        return Err("max_request_body_bytes: must be greater than 0".into());
-    }
-    let a = raw.auth;
+    Ok(models)
+}
+
+/// `auth`: where and how principals are looked up and cached.
+fn compile_auth(a: RawAuth) -> Result<AuthSettings, String> {
     let auth = AuthSettings {
         cluster: non_empty(a.cluster, "auth", || "auth.cluster".into())?,
         authority: non_empty(a.authority, "auth", || "auth.authority".into())?,
@@ -362,36 +419,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
     if !auth.path_prefix.starts_with('/') {
         return Err("auth.path_prefix: must start with '/'".into());
     }
-    let capture = raw.capture.map(compile_capture).transpose()?;
-    let fallback_cost_usd = raw.default_fallback_cost_usd.unwrap_or(0.01);
-    if !(fallback_cost_usd >= 0.0 && fallback_cost_usd.is_finite()) {
-        return Err("default_fallback_cost_usd: must be a number >= 0".into());
-    }
-    let (prices, pricing_source) = compile_pricing(raw.pricing)?;
-    raw.cost_controls.validate()?;
-    raw.limits.validate()?;
-    let failover = crate::failover::config::compile(raw.failover, |name| match models.get(name) {
-        Some(m) => Some((m.provider, m.upstream_model.clone().unwrap_or_else(|| name.to_string()))),
-        None => crate::providers::infer(name).map(|(p, m)| (p, m.to_string())),
-    })?;
-    Ok(Config {
-        failover,
-        limits: raw.limits,
-        cost_controls: raw.cost_controls,
-        capture,
-        prices,
-        fallback_cost_usd,
-        pricing_source,
-        auth,
-        products,
-        providers,
-        models,
-        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?
-            .to_ascii_lowercase(),
-        max_request_body_bytes,
-        body_timeout_ms: positive(raw.body_timeout_ms.unwrap_or(10_000), "body_timeout_ms")?,
-        anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
-    })
+    Ok(auth)
 }
 
 #[derive(Deserialize)]

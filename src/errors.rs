@@ -80,7 +80,7 @@ impl ErrorKind {
         }
     }
 
-    /// Anthropic's documented error types (PROTOCOLS.md C, "Errors").
+    /// Anthropic's documented error types (docs/protocols/anthropic-messages.md, Errors).
     fn anthropic_type(self) -> &'static str {
         match self {
             ErrorKind::InvalidRequest

@@ -199,7 +199,7 @@ pub fn plan_target(
         _ => Vec::new(),
     };
     // OpenAI-format streams carry usage only when asked; ask, and hide the answer
-    // from a client that did not (PROTOCOLS.md A, `include_usage`).
+    // from a client that did not (docs/protocols/openai-chat.md, `include_usage`).
     let strip_usage_chunk = is_native(api, wire) && api == Api::Chat && req.stream && req.include_usage != Some(true);
     let target = Target::named(provider, wire_model, model);
     let new_body = upstream_body(api, wire, &target, req, body, strip_usage_chunk)?;
@@ -489,7 +489,9 @@ mod tests {
         }
         let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}],"n":2}"#;
         let e = run(&c, Api::Chat, body, None).unwrap_err();
-        assert!(e.message.contains("n"), "{}", e.message);
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.message, "'n' greater than 1 is not supported for Anthropic models (one choice per request)");
+        assert_eq!(e.code, Some("unsupported_for_provider"));
     }
 
     #[test]

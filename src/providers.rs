@@ -100,7 +100,7 @@ pub fn infer(model: &str) -> Option<(Provider, &str)> {
 
 /// The Bedrock id of a first-party Claude model, for requests sent to Bedrock by
 /// the provider header (global cross-region profiles where Bedrock offers them;
-/// PROTOCOLS.md E). A Bedrock id passes through.
+/// docs/protocols/bedrock.md, Inference profiles). A Bedrock id passes through.
 pub fn bedrock_id(model: &str) -> Option<&str> {
     if is_bedrock_id(model) {
         return Some(model);

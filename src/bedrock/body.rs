@@ -1,4 +1,4 @@
-//! Anthropic Messages body → Bedrock InvokeModel body (PROTOCOLS.md E).
+//! Anthropic Messages body → Bedrock InvokeModel body (docs/protocols/bedrock.md).
 //!
 //! Bedrock takes the model from the path and streaming from the operation, so
 //! `model` and `stream` go; `anthropic_version` becomes Bedrock's. Bedrock does

@@ -1,4 +1,4 @@
-//! Amazon Bedrock as a provider for Anthropic models (PROTOCOLS.md E).
+//! Amazon Bedrock as a provider for Anthropic models (docs/protocols/bedrock.md).
 //!
 //! Bedrock's InvokeModel takes the Anthropic Messages body with small changes
 //! ([`messages_to_bedrock_body`]) at [`invoke_path`], and answers with the

@@ -1,4 +1,4 @@
-//! Bedrock runtime paths (PROTOCOLS.md E): `POST /model/{modelId}/invoke` and
+//! Bedrock runtime paths (docs/protocols/bedrock.md): `POST /model/{modelId}/invoke` and
 //! `POST /model/{modelId}/invoke-with-response-stream`.
 
 /// The path for a model id, inference-profile id or ARN. The id is one path

@@ -8,7 +8,7 @@ use super::timestamp::rfc3339_millis;
 
 /// `$lib` and `$ai_lib`: lets PostHog tell gateway events from SDK events.
 pub const LIB: &str = "llm-gateway-envoy";
-/// posthog-python's `AI_MAX_MSG_SIZE` (8 MiB) per AI event (PROTOCOLS.md G).
+/// posthog-python's `AI_MAX_MSG_SIZE` (8 MiB) per AI event (docs/protocols/posthog.md, Size limits).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// Error messages are cut to this many characters.
 pub const MAX_ERROR_CHARS: usize = 2_000;
@@ -206,7 +206,7 @@ impl Generation {
         }
         set("$groups", Value::Object(groups));
         // Stamped directly: the billing query reads `$group_1` whatever the
-        // destination's group type mapping is (reference 000).
+        // destination's group type mapping is (docs/protocols/reference-gateway.md).
         set("$group_1", region_url.into());
         set("$lib", LIB.into());
         set("$ai_lib", LIB.into());

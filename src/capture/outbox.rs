@@ -46,7 +46,7 @@ pub struct OutboxConfig {
 
 impl Default for OutboxConfig {
     /// posthog-python's choices where it has one (`max_queue_size` 10,000,
-    /// `flush_at` 100, `BATCH_SIZE_LIMIT` 5 MiB; PROTOCOLS.md G), with a
+    /// `flush_at` 100, `BATCH_SIZE_LIMIT` 5 MiB; docs/protocols/posthog.md), with a
     /// shorter flush interval and a 500 ms backoff base because a gateway's
     /// events should show up promptly, an 8 MiB byte bound because wasm
     /// memory never shrinks: an outage must not leave a worker holding more

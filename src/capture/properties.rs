@@ -84,7 +84,7 @@ fn clean_value(value: &str) -> String {
 }
 
 /// Whether `c` may appear in a client id: PostHog's `$ai_trace_id` alphabet,
-/// letters, digits and `- _ ~ . @ ( ) ! ' : |` (PROTOCOLS.md G). ASCII only,
+/// letters, digits and `- _ ~ . @ ( ) ! ' : |` (docs/protocols/posthog.md). ASCII only,
 /// so ids stay safe in trace URLs.
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-_~.@()!':|".contains(c)

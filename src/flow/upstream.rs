@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::capture::properties;
 use crate::cost_controls::{self, Upgrade};
 use crate::errors::{ApiError, ErrorKind};
-use crate::failover::{ENVOY_RETRY_HEADERS, FAILOVER_HEADER};
+use crate::failover::FAILOVER_HEADER;
 use crate::forward;
 use crate::pipeline::ResponsePlan;
 use crate::providers::Provider;
@@ -48,10 +48,8 @@ const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
 /// timeout and its retries), and the body may change size.
 pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String, String)]) {
     for (name, _) in headers {
-        let strip = forward::dropped_on_arrival(name, &worker.config.route_header)
-            || name == FAILOVER_HEADER
-            || ENVOY_RETRY_HEADERS.contains(&name.as_str());
-        if strip {
+        // `dropped_on_arrival` covers every `x-envoy-*`, Envoy's retry controls among them.
+        if forward::dropped_on_arrival(name, &worker.config.route_header) || name == FAILOVER_HEADER {
             host.set_request_header(name, None);
         }
     }

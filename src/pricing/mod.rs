@@ -544,7 +544,7 @@ impl Rates {
     fn of(p: &Row, claude: bool, prompt: u64) -> Rates {
         let at = |t: &Option<Tiered>| t.as_ref().map(|t| t.at(prompt));
         let input = p.input.at(prompt);
-        // Anthropic's multipliers (PROTOCOLS C); others bill at input.
+        // Anthropic's multipliers (docs/protocols/anthropic-messages.md); others bill at input.
         let (read_x, write_5m_x) = if claude { (0.1, 1.25) } else { (1.0, 1.0) };
         let write_5m = at(&p.cache_write_5m).unwrap_or(write_5m_x * input);
         let write_1h = at(&p.cache_write_1h).unwrap_or(if claude { 2.0 * input } else { write_5m });

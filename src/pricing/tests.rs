@@ -138,7 +138,7 @@ fn openai_cached_tokens_are_taken_out_of_the_prompt() {
 
 #[test]
 fn anthropic_reads_and_5m_and_1h_writes() {
-    // PROTOCOLS C example on claude-sonnet-4-5.
+    // docs/protocols/anthropic-messages.md's usage example, on claude-sonnet-4-5.
     let usage = Usage {
         input_tokens: 2048,
         output_tokens: 503,

@@ -1,4 +1,4 @@
-//! Provider error bodies in the client's format (PROTOCOLS.md A and C,
+//! Provider error bodies in the client's format (docs/protocols/openai-chat.md and anthropic-messages.md,
 //! "Errors"). SDKs pick their exception class from the HTTP status, so the
 //! status passes through unchanged; the body is rewritten so the client's SDK
 //! can read the message. Type names follow `crate::errors` for the same
@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::common::{fallback_message, to_json, Str};
 
-/// Anthropic's error type for an HTTP status (PROTOCOLS.md C, "Errors").
+/// Anthropic's error type for an HTTP status (docs/protocols/anthropic-messages.md, Errors).
 pub fn anthropic_error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",

@@ -19,7 +19,7 @@
 //! (`messages_out`, `chat_out`), as are the Responses reader
 //! (`responses_request`) and writer (`responses_out`).
 //!
-//! Token semantics follow each client format (PROTOCOLS.md A, C): an OpenAI
+//! Token semantics follow each client format (docs/protocols/openai-chat.md, anthropic-messages.md): an OpenAI
 //! client's `prompt_tokens` (Responses `input_tokens`) includes cache reads and writes; an Anthropic
 //! client's `input_tokens` excludes them. Each module's docs list its field
 //! mappings and what it refuses with [`TranslateError::Unsupported`].

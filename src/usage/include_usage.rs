@@ -2,7 +2,7 @@
 //!
 //! The gateway asks OpenAI-format streams for usage even when the client did
 //! not. With it, every chunk carries `"usage":null` and one extra chunk with
-//! `"choices":[]` and the usage object comes before `data: [DONE]` (PROTOCOLS
+//! `"choices":[]` and the usage object comes before `data: [DONE]` (docs/protocols/openai-chat.md
 //! A). [`UsageChunkStripper`] turns that stream back into the one the client
 //! asked for: it drops the usage-only event and cuts the top-level
 //! `"usage":null` member out of the others, textually, so every other byte

@@ -27,9 +27,9 @@
 //! and PostHog adds the reasoning cost back for Gemini), which
 //! [`Usage::output_excludes_reasoning`] records.
 //!
-//! Sources: PROTOCOLS.md A–D and G; posthog-python
+//! Sources: docs/protocols/openai-chat.md, openai-responses.md, anthropic-messages.md, posthog.md; posthog-python
 //! `posthog/ai/gemini/gemini_converter.py::_extract_usage_from_metadata`;
-//! PostHog's `$ai_generation` cache fields (reference 001).
+//! PostHog's `$ai_generation` cache fields (docs/protocols/reference-gateway.md).
 
 mod anthropic;
 pub mod include_usage;

@@ -1,4 +1,4 @@
-//! Translator tests on payloads shaped like PROTOCOLS.md A and C, and helpers
+//! Translator tests on payloads shaped like docs/protocols/openai-chat.md and anthropic-messages.md, and helpers
 //! that read a translated stream back the way each SDK does.
 
 mod agents;

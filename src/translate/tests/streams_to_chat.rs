@@ -6,7 +6,7 @@ use super::{collect_chat, every_split, parse};
 use crate::translate::{messages_response_to_chat, MessagesToChat};
 use crate::wire::stream::Sse;
 
-/// Verbatim from the Anthropic streaming docs (PROTOCOLS.md C).
+/// Verbatim from the Anthropic streaming docs (docs/protocols/anthropic-messages.md, Streaming example).
 const BASIC: &str = r#"event: message_start
 data: {"type": "message_start", "message": {"id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant", "content": [], "model": "claude-opus-4-8", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 25, "output_tokens": 1}}}
 

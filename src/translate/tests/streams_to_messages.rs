@@ -6,7 +6,7 @@ use super::{collect_anthropic, every_split, parse};
 use crate::translate::{chat_response_to_messages, ChatToMessages};
 use crate::wire::stream::Sse;
 
-/// The PROTOCOLS.md A example with `include_usage`.
+/// The docs/protocols/openai-chat.md streaming example with `include_usage`.
 const BASIC: &str = r#"data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
 
 data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null}

@@ -3,7 +3,7 @@
 //! Bedrock InvokeModel and InvokeModelWithResponseStream (Claude; the
 //! stream in AWS event-stream framing) and Azure OpenAI (Chat and Responses,
 //! on the v1 and the deployment-based paths), in each one's own wire format
-//! (PROTOCOLS.md A–E), and records every request it receives.
+//! (docs/protocols/), and records every request it receives.
 //!
 //! Credentials are checked as each provider checks them: Bearer keys, Anthropic's
 //! `x-api-key`, Azure's `api-key`, and on Bedrock either a Bearer API key or an

@@ -1,5 +1,5 @@
 //! PostHog capture sink: accepts what the gateway would send to PostHog
-//! (`POST /batch/`, `/i/v0/ai/batch/` or `/capture/`, PROTOCOLS.md G),
+//! (`POST /batch/`, `/i/v0/ai/batch/` or `/capture/`, docs/protocols/posthog.md),
 //! records each delivered batch, and can fail or drop requests on demand to
 //! exercise the gateway's retries.
 

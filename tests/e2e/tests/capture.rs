@@ -91,7 +91,7 @@ fn cases() -> Vec<Case> {
             input_cost: 37.0 * 1.25e-6,
             output_cost: 11.0 * 10e-6,
         },
-        // claude-sonnet-4-5, PROTOCOLS.md C's example: input excludes cache; 5m writes at $3.75, 1h at $6.
+        // claude-sonnet-4-5, docs/protocols/anthropic-messages.md's example: input excludes cache; 5m writes at $3.75, 1h at $6.
         Case {
             path: "/v1/messages",
             model: "claude-sonnet-4-5",

@@ -629,7 +629,7 @@ fn assert_event(stack: &Stack, route: &Route, trace: &str, stream: bool) -> Valu
     let (input_cost, output_cost) = (p["$ai_input_cost_usd"].clone(), p["$ai_output_cost_usd"].clone());
     if route.provider == "bedrock" {
         // Priced as the first-party model; Bedrock's regional endpoints cost up
-        // to 10% more (PROTOCOLS.md E), which a price table may reflect.
+        // to 10% more (docs/protocols/bedrock.md), which a price table may reflect.
         for (got, want) in [(&input_cost, u.input_cost), (&output_cost, u.output_cost)] {
             let got = got.as_f64().unwrap_or_else(|| panic!("{trace}: no cost: {p}"));
             assert!(got >= want - 1e-12 && got <= want * 1.1 + 1e-12, "{trace}: cost {got} for {want}");
