@@ -27,6 +27,7 @@ import secrets
 import shutil
 import signal
 import socket
+import importlib.util
 import statistics
 import string
 import subprocess
@@ -88,6 +89,9 @@ SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
     {"name": "no-filter", "kind": "envoy", "plugin": None},
     {"name": "filter", "kind": "envoy", "plugin": LIMITS_OFF},
+    # The same without the failover route and the providers' upstream wasm filter (Envoy < 1.39,
+    # or `render-envoy.py --no-failover`): what running the filter a second time per request costs.
+    {"name": "filter-no-failover", "kind": "envoy", "plugin": LIMITS_OFF, "failover": False, "optional": True},
     {"name": "capture", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "up"},
     {"name": "capture-sink-down", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "down"},
     {"name": "limits", "kind": "envoy", "plugin": LIMITS, "optional": True},
@@ -319,20 +323,34 @@ PLAINTEXT = ("\n      name: envoy.transport_sockets.raw_buffer"
              '\n      typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}')
 
 
-def render(plugin, ports, wasm=WASM):
+def render_script():
+    """scripts/render-envoy.py, the one place that knows the template's placeholders."""
+    spec = importlib.util.spec_from_file_location("render_envoy", os.path.join(ROOT, "scripts/render-envoy.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def render(plugin, ports, wasm=WASM, failover=True):
     """The template with its placeholders filled (every service on loopback,
     plaintext); with plugin None, the same configuration minus the wasm filter,
-    its route pointed at the mock directly."""
+    its route pointed at the mock directly. failover False (and plugin None)
+    leaves out the failover route and the clusters' upstream wasm filter."""
+    script = render_script()
     with open(TEMPLATE) as f:
         tmpl = f.read()
+    if plugin is None or not failover:
+        tmpl = script.without_failover(tmpl)
     config = merge(json.loads(json.dumps(BASE_PLUGIN)), json.loads(json.dumps(plugin or {})))
     service_ports = {"MOCK": ports["mock"], "AUTH": ports["webdis"], "WEBDIS": ports["webdis"],
-                     "SINK": ports["sink"], "SINK2": ports["sink"]}
+                     "SINK": ports["sink"], "SINK2": ports["sink"], "BEDROCK": ports["mock"],
+                     "AZURE": ports["mock"]}
     values = {
         "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": ports["listen"], "ADMIN_PORT": ports["admin"],
         "WASM_PATH": wasm, "BODY_LIMIT": BODY_LIMIT,
         # A JSON string literal is also a valid YAML double-quoted scalar.
         "PLUGIN_CONFIG": json.dumps(json.dumps(config)),
+        "BEDROCK_SIGNER": script.bedrock_signer(config), "FAILOVER_CLUSTERS": script.failover_clusters(config),
     }
     for name, port in service_ports.items():
         values.update({f"{name}_HOST": "127.0.0.1", f"{name}_PORT": port, f"{name}_TRANSPORT": PLAINTEXT})
@@ -392,7 +410,7 @@ def start_envoy_once(system, ports):
         wasm = system.get("wasm", WASM)
         if not os.path.exists(wasm):
             raise RuntimeError(f"{os.path.relpath(wasm, ROOT)} not built")
-        f.write(render(system["plugin"], p, wasm))
+        f.write(render(system["plugin"], p, wasm, failover=not system.get("floor") and system.get("failover", True)))
     env = dict(os.environ)
     for v in ("OPENAI", "ANTHROPIC", "GEMINI", "BEDROCK"):
         env[f"LLM_GATEWAY_{v}_API_KEY"] = "mock-key"

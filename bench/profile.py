@@ -114,14 +114,16 @@ def timing(args):
             requests = stats.get("wasmcustom.llm_gateway.requests_total", 0)
             print(f"\n{name}: {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
                   "wall time inside each callback per request (µs):\n")
-            print("| callback | µs / request |\n|---|---|")
-            total = 0
-            for key, ns in sorted(stats.items()):
+            print("| callback | µs / request | hostcalls / request |\n|---|---|---|")
+            rows = {}
+            for key, value in stats.items():
                 if key.startswith("wasmcustom.llm_gateway.timing.") and requests:
-                    per = ns / requests / 1000
-                    total += per
-                    print(f"| {key.rsplit('.', 1)[-1].removesuffix('_ns')} | {per:.1f} |")
-            print(f"| all | {total:.1f} |")
+                    callback, _, unit = key.rsplit(".", 1)[-1].rpartition("_")
+                    rows.setdefault(callback, {})[unit] = value / requests
+            for callback, per in sorted(rows.items()):
+                print(f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} |")
+            print(f"| all | {sum(p.get('ns', 0) for p in rows.values()) / 1000:.1f} | "
+                  f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} |")
             s["proc"].terminate()
             s["proc"].wait()
     finally:

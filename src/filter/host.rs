@@ -11,6 +11,8 @@ use crate::errors::LocalReply;
 use crate::flow::{Host, Metric};
 
 fn logged<T>(what: &str, r: Result<T, Status>) -> Option<T> {
+    #[cfg(feature = "callback-timing")]
+    HOSTCALLS.with(|n| n.set(n.get() + 1));
     match r {
         Ok(v) => Some(v),
         Err(status) => {
@@ -18,6 +20,17 @@ fn logged<T>(what: &str, r: Result<T, Status>) -> Option<T> {
             None
         }
     }
+}
+
+#[cfg(feature = "callback-timing")]
+thread_local! {
+    /// Hostcalls made so far, for `bench/profile.py --timing`.
+    static HOSTCALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(feature = "callback-timing")]
+pub fn hostcalls_made() -> u64 {
+    HOSTCALLS.with(|n| n.get())
 }
 
 thread_local! {

@@ -52,6 +52,8 @@ struct Fake {
     answer: RefCell<(u32, Vec<u8>)>,
     shared: RefCell<HashMap<String, Vec<u8>>>,
     metrics: RefCell<HashMap<Metric, i64>>,
+    /// Every hostcall made, by name, for the hostcall budget.
+    calls: RefCell<Vec<String>>,
 }
 
 impl Fake {
@@ -81,45 +83,59 @@ impl Fake {
 
 impl Host for Fake {
     fn request_headers(&self) -> Vec<(String, String)> {
+        self.calls.borrow_mut().push("request_headers".to_string());
         self.stream(|s| s.request_headers.clone())
     }
     fn request_header(&self, name: &str) -> Option<String> {
+        self.calls.borrow_mut().push(format!("request_header {name}"));
         self.stream(|s| Fake::header(&s.request_headers, name))
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.calls.borrow_mut().push(format!("set_request_header {name}"));
         self.stream(|s| Fake::set(&mut s.request_headers, name, value))
     }
     fn request_body(&self, size: usize) -> Vec<u8> {
+        self.calls.borrow_mut().push("request_body".to_string());
         self.stream(|s| s.request_body[..size.min(s.request_body.len())].to_vec())
     }
     fn set_request_body(&self, _replace_len: usize, body: &[u8]) {
+        self.calls.borrow_mut().push("set_request_body".to_string());
         self.stream(|s| s.request_body = body.to_vec())
     }
     fn resume_request(&self) {
+        self.calls.borrow_mut().push("resume_request".to_string());
         self.stream(|s| s.resumed += 1)
     }
     fn send_reply(&self, reply: &LocalReply) {
+        self.calls.borrow_mut().push("send_reply".to_string());
         self.stream(|s| s.reply = Some(reply.clone()))
     }
     fn response_header(&self, name: &str) -> Option<String> {
+        self.calls.borrow_mut().push(format!("response_header {name}"));
         self.stream(|s| Fake::header(&s.response_headers, name))
     }
     fn set_response_header(&self, name: &str, value: Option<&str>) {
+        self.calls.borrow_mut().push(format!("set_response_header {name}"));
         self.stream(|s| Fake::set(&mut s.response_headers, name, value))
     }
     fn response_body(&self, size: usize) -> Vec<u8> {
+        self.calls.borrow_mut().push("response_body".to_string());
         self.stream(|s| s.response_body[..size.min(s.response_body.len())].to_vec())
     }
     fn set_response_body(&self, _replace_len: usize, body: &[u8]) {
+        self.calls.borrow_mut().push("set_response_body".to_string());
         self.stream(|s| s.response_body = body.to_vec())
     }
     fn code_details(&self) -> String {
+        self.calls.borrow_mut().push("code_details".to_string());
         self.stream(|s| s.code_details.clone())
     }
     fn cluster_name(&self) -> Option<String> {
+        self.calls.borrow_mut().push("cluster_name".to_string());
         self.stream(|s| s.cluster.clone())
     }
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
+        self.calls.borrow_mut().push("http_call".to_string());
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         let path = headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.to_string()).unwrap_or_default();
@@ -129,21 +145,27 @@ impl Host for Fake {
         Some(token)
     }
     fn call_response(&self, _body_size: usize) -> (u32, Vec<u8>) {
+        self.calls.borrow_mut().push("call_response".to_string());
         self.answer.borrow().clone()
     }
-    fn call_response_header(&self, _name: &str) -> Option<String> {
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        self.calls.borrow_mut().push(format!("call_response_header {name}"));
         None
     }
     fn now_ms(&self) -> u64 {
+        self.calls.borrow_mut().push("now_ms".to_string());
         self.now.get()
     }
     fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        self.calls.borrow_mut().push(format!("shared_data {key}"));
         self.shared.borrow().get(key).cloned()
     }
     fn set_shared_data(&self, key: &str, value: &[u8]) {
+        self.calls.borrow_mut().push(format!("set_shared_data {key}"));
         self.shared.borrow_mut().insert(key.to_string(), value.to_vec());
     }
     fn set_effective_context(&self, id: u32) -> bool {
+        self.calls.borrow_mut().push("set_effective_context".to_string());
         let known = self.streams.borrow().contains_key(&id);
         if known {
             self.current.set(id);
@@ -151,9 +173,13 @@ impl Host for Fake {
         known
     }
     fn count(&self, metric: Metric, by: i64) {
+        if by != 0 {
+            self.calls.borrow_mut().push(format!("count {metric:?}"));
+        }
         *self.metrics.borrow_mut().entry(metric).or_default() += by;
     }
     fn gauge(&self, metric: Metric, value: u64) {
+        self.calls.borrow_mut().push(format!("gauge {metric:?}"));
         self.metrics.borrow_mut().insert(metric, value as i64);
     }
 }
@@ -1090,4 +1116,44 @@ fn a_body_over_the_failover_limit_makes_one_attempt() {
     assert!(rig.host.of(1, |s| Fake::header(&s.request_headers, crate::failover::FAILOVER_HEADER)).is_none());
     assert_eq!(rig.host.metric(Metric::FailoverBodyTooLarge), 1);
     assert!(rig.root.worker.relay.borrow().is_empty());
+}
+
+/// Each hostcall is a crossing from V8 into Envoy and the largest part of the
+/// filter's cost per request (BENCHMARKS.md, per-callback budget), so the
+/// calls a warm request makes (auth cached, limits off) are budgeted per phase.
+#[test]
+fn a_warm_request_stays_within_its_hostcall_budget() {
+    const BUDGET: [(&str, usize); 5] =
+        [("headers", 6), ("body", 8), ("response_headers", 2), ("response_body", 2), ("log", 5)];
+    let mut rig = Rig::new(NO_LIMITS);
+    rig.headers(1, "phx_budget");
+    rig.body(1);
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    rig.end(1);
+    rig.host.calls.borrow_mut().clear();
+    let mut spend = |rig: &mut Rig, phase: usize, run: &dyn Fn(&mut Rig)| {
+        run(rig);
+        let calls: Vec<String> = rig.host.calls.borrow_mut().drain(..).collect();
+        let (name, budget) = BUDGET[phase];
+        assert!(calls.len() <= budget, "{name} made {} hostcalls, budget {budget}: {calls:?}", calls.len());
+    };
+    spend(&mut rig, 0, &|rig| {
+        rig.headers(2, "phx_budget");
+    });
+    spend(&mut rig, 1, &|rig| {
+        rig.body(2);
+    });
+    spend(&mut rig, 2, &|rig| {
+        rig.host.stream(|s| {
+            s.response_headers = vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+            s.response_body = br#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#.to_vec();
+        });
+        rig.requests[&2].borrow_mut().on_response_headers(&rig.host, false);
+    });
+    spend(&mut rig, 3, &|rig| {
+        let n = rig.host.of(2, |s| s.response_body.len());
+        rig.requests[&2].borrow_mut().on_response_body(&rig.host, n, true);
+    });
+    spend(&mut rig, 4, &|rig| rig.end(2));
+    assert_eq!(rig.host.metric(Metric::TokensInput), 5, "the warm request was accounted");
 }

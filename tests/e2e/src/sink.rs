@@ -129,6 +129,27 @@ impl CaptureSink {
             thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// The one `$ai_generation` event of a trace (its `$ai_trace_id`), waited for up to
+    /// 30 s; a second event for the trace fails the test, as PostHog would count it twice.
+    pub fn event(&self, trace: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found: Vec<Value> =
+                self.events().into_iter().filter(|e| e["properties"]["$ai_trace_id"] == trace).collect();
+            if let [one] = found.as_slice() {
+                return one.clone();
+            }
+            assert!(found.len() < 2, "{} events for trace {trace}", found.len());
+            assert!(Instant::now() < deadline, "no event for trace {trace}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The properties of [`CaptureSink::event`].
+    pub fn properties(&self, trace: &str) -> Value {
+        self.event(trace)["properties"].take()
+    }
 }
 
 fn receive(state: &Mutex<State>, req: Request) -> Outcome {

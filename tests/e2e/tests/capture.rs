@@ -22,10 +22,6 @@ fn events_where(sink: &CaptureSink, key: &str, value: &str, n: usize) -> Vec<Val
     }
 }
 
-fn event(sink: &CaptureSink, trace: &str) -> Value {
-    events_where(sink, "$ai_trace_id", trace, 1).remove(0)
-}
-
 fn assert_close(v: &Value, want: f64) {
     let got = v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
     assert!((got - want).abs() < 1e-9, "{got} != {want}");
@@ -129,7 +125,7 @@ fn every_provider_and_stream_mode_reports_exact_usage_and_cost() {
             let headers = [("x-posthog-trace-id", trace.as_str()), ("x-mock-usage", &case.usage.to_string())];
             let resp = stack.post(&format!("/array{}", case.path), &headers, &body_for(case.path, case.model, stream));
             assert_eq!(resp.status, 200, "{trace}: {}", resp.body);
-            let e = event(&stack.sink, &trace);
+            let e = stack.sink.event(&trace);
             let p = &e["properties"];
             assert_eq!(e["event"], "$ai_generation");
             assert_eq!(e["distinct_id"], "owner-1", "{trace}");
@@ -190,7 +186,7 @@ fn injected_usage_chunk_is_stripped_byte_for_byte_and_still_counted() {
     let upstream = stack.mock.requests().into_iter().find(|r| r.header("x-test-marker") == Some(trace)).unwrap();
     let sent: Value = serde_json::from_slice(&upstream.body).unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true, "the gateway asked for usage");
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!(p["$ai_input_tokens"], 19);
     assert_eq!(p["$ai_output_tokens"], 10);
 
@@ -201,7 +197,7 @@ fn injected_usage_chunk_is_stripped_byte_for_byte_and_still_counted() {
     let resp = stack.post("/v1/chat/completions", &[("x-posthog-trace-id", "include-usage-kept")], &asked);
     assert_eq!(resp.body, mock_direct(stack, &asked));
     assert!(resp.body.contains("\"prompt_tokens\":19"));
-    assert_eq!(event(&stack.sink, "include-usage-kept")["properties"]["$ai_input_tokens"], 19);
+    assert_eq!(stack.sink.event("include-usage-kept")["properties"]["$ai_input_tokens"], 19);
 }
 
 #[test]
@@ -215,8 +211,8 @@ fn mirror_gets_identical_events_with_the_same_uuid() {
         &body_for("/v1/messages", "claude-haiku-4-5", true),
     );
     assert_eq!(resp.status, 200);
-    let primary = event(&stack.sink, trace);
-    let mirror = event(&stack.sink2, trace);
+    let primary = stack.sink.event(trace);
+    let mirror = stack.sink2.event(trace);
     assert_eq!(primary, mirror);
     let batch_of = |sink: &CaptureSink| {
         sink.batches().into_iter().find(|b| b.events.iter().any(|e| e["properties"]["$ai_trace_id"] == trace)).unwrap()
@@ -242,7 +238,7 @@ fn client_properties_merge_but_never_override_gateway_keys() {
     ];
     let resp = stack.post("/v1/chat/completions", &headers, &body_for("/v1/chat/completions", "gpt-4o", false));
     assert_eq!(resp.status, 200);
-    let e = event(&stack.sink, trace);
+    let e = stack.sink.event(trace);
     let p = &e["properties"];
     assert_eq!(p["team_id"], 1);
     assert_eq!(e["distinct_id"], "owner-1");
@@ -278,13 +274,13 @@ fn attribution_sources_and_trace_ids() {
             headers.push(("x-posthog-distinct-id", h));
         }
         assert_eq!(stack.post("/v1/chat/completions", &headers, &body).status, 200);
-        assert_eq!(event(&stack.sink, trace)["distinct_id"], want, "{trace}");
+        assert_eq!(stack.sink.event(trace)["distinct_id"], want, "{trace}");
     }
     // Anthropic metadata.user_id names the end user and, as the reference gateway does, the trace (UUIDv5).
     let body = json!({"model": "claude-haiku-4-5", "max_tokens": 5, "metadata": {"user_id": "anthropic-user-42"},
         "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(stack.post("/v1/messages", &[], &body.to_string()).status, 200);
-    let e = event(&stack.sink, "a47140d3-9e4f-5a85-98b6-f742cf277aab");
+    let e = stack.sink.event("a47140d3-9e4f-5a85-98b6-f742cf277aab");
     assert_eq!(e["distinct_id"], "anthropic-user-42");
     // Without any id, each call gets a fresh UUIDv4 trace.
     let marker = "attr-fresh-trace";
@@ -308,7 +304,7 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "reset-mid-stream")], &messages)
     }));
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!(p["$ai_is_error"], true);
     assert_eq!(p["$ai_input_tokens"], 25);
     assert!(p["$ai_error"].as_str().unwrap().contains("did not complete"), "{p}");
@@ -317,14 +313,14 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
     let trace = "failed-reset-502";
     let resp = stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "reset")], &messages);
     assert_eq!(resp.status, 502);
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!((p["$ai_is_error"].clone(), p["$ai_http_status"].clone()), (json!(true), json!(502)));
     assert_eq!(p["$ai_error"], "HTTP 502", "{p}");
 
     // An error event mid-stream.
     let trace = "interrupted-error-event";
     stack.post("/v1/messages", &[("x-posthog-trace-id", trace), ("x-mock-fault", "error-event")], &messages);
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!(p["$ai_is_error"], true);
     assert!(p["$ai_error"].as_str().unwrap().contains("Overloaded"), "{p}");
 
@@ -336,7 +332,7 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
         &body_for("/v1/chat/completions", "gpt-4o", false),
     );
     assert_eq!(resp.status, 429);
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!((p["$ai_http_status"].clone(), p["$ai_is_error"].clone()), (json!(429), json!(true)));
     assert!(p.get("$ai_total_cost_usd").is_none(), "a failed call without usage costs nothing");
 
@@ -352,7 +348,7 @@ fn interrupted_and_failed_calls_still_produce_an_event() {
     let mut first = [0u8; 64];
     let _ = s.read(&mut first).unwrap();
     drop(s);
-    let p = event(&stack.sink, trace)["properties"].clone();
+    let p = stack.sink.event(trace)["properties"].clone();
     assert_eq!(p["$ai_is_error"], true);
     assert!(p["$ai_error"].as_str().unwrap().contains("client disconnected"), "{p}");
 }
@@ -384,14 +380,14 @@ fn primary_outage_never_delays_the_mirror_and_recovers_without_loss() {
     }
     let start = Instant::now();
     for i in 0..5 {
-        event(&mirror, &format!("outage-{i}"));
+        mirror.event(&format!("outage-{i}"));
     }
     assert!(start.elapsed() < Duration::from_secs(2), "mirror delivery waited on the primary");
     assert!(primary.events().is_empty());
     std::thread::sleep(Duration::from_millis(600));
     primary.set_down(false);
     for i in 0..5 {
-        event(&primary, &format!("outage-{i}"));
+        primary.event(&format!("outage-{i}"));
     }
     assert!(envoy.metric("llm_gateway.capture_primary_failed_total") >= 1);
     assert!(envoy.metric("llm_gateway.capture_primary_retried_total") >= 1);
@@ -455,7 +451,7 @@ fn a_short_outage_loses_no_event() {
     let delivered = primary.wait_for_events(3, Duration::from_secs(30));
     assert_eq!(delivered.len(), 3, "{} of 3 events delivered", delivered.len());
     for i in 0..3 {
-        event(&primary, &format!("short-outage-{i}"));
+        primary.event(&format!("short-outage-{i}"));
     }
     assert_eq!(envoy.metric("llm_gateway.capture_primary_failed_total"), 4);
     assert_eq!(envoy.metric("llm_gateway.capture_primary_dropped_total"), 0);

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use llm_gateway_e2e::calls::chat;
 use llm_gateway_e2e::client::exchange;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
@@ -15,10 +16,6 @@ fn documented_statuses() -> BTreeSet<u16> {
     let section = readme.split("\n## Errors\n").nth(1).expect("an Errors section");
     let section = section.split("\n## ").next().unwrap();
     section.lines().filter_map(|l| l.strip_prefix("| ")?.split(" |").next()?.trim().parse().ok()).collect()
-}
-
-fn chat(model: &str) -> String {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string()
 }
 
 /// An error body as the SDKs parse it: OpenAI's object, and on /v1/messages Anthropic's type too.
@@ -63,7 +60,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
     let bearer_test = format!("Bearer {TEST_KEY}");
     type Case<'a> = (u16, &'a str, u16, &'a str, &'a str, Vec<(&'a str, &'a str)>, String, bool);
     let cases: Vec<Case> = vec![
-        (401, "missing key", port, "POST", c, vec![("authorization", "")], chat("gpt-4o"), true),
+        (401, "missing key", port, "POST", c, vec![("authorization", "")], chat("gpt-4o", false), true),
         (
             401,
             "malformed key",
@@ -71,7 +68,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             "POST",
             c,
             vec![("authorization", "Bearer sk-not-a-posthog-key")],
-            chat("gpt-4o"),
+            chat("gpt-4o", false),
             true,
         ),
         (401, "unknown key", port, "POST", m, vec![("authorization", bearer_unknown)], messages.clone(), true),
@@ -82,10 +79,19 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             "POST",
             c,
             vec![("authorization", bearer_test.as_str()), ("authorization", bearer_test.as_str())],
-            chat("gpt-4o"),
+            chat("gpt-4o", false),
             true,
         ),
-        (403, "scope missing", port, "POST", c, vec![("x-api-key", "phx_errors_no_scope")], chat("gpt-4o"), true),
+        (
+            403,
+            "scope missing",
+            port,
+            "POST",
+            c,
+            vec![("x-api-key", "phx_errors_no_scope")],
+            chat("gpt-4o", false),
+            true,
+        ),
         (
             403,
             "product not allowed",
@@ -93,7 +99,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             "POST",
             "/array/v1/chat/completions",
             vec![("x-api-key", "phx_errors_wizard")],
-            chat("gpt-4o"),
+            chat("gpt-4o", false),
             true,
         ),
         (503, "auth service down", auth_down.port, "POST", m, vec![], messages.clone(), true),
@@ -152,7 +158,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             true,
         ),
         (400, "mistyped messages", port, "POST", c, vec![], r#"{"model":"gpt-4o","messages":"hi"}"#.into(), true),
-        (400, "unknown model", port, "POST", c, vec![], chat("llama-3-70b"), true),
+        (400, "unknown model", port, "POST", c, vec![], chat("llama-3-70b", false), true),
         (
             400,
             "a stateful Responses feature on a translated route",
@@ -170,7 +176,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             "POST",
             c,
             vec![],
-            chat("unpriced-model"),
+            chat("unpriced-model", false),
             true,
         ),
         (
@@ -183,8 +189,8 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             json!({"model": "claude-haiku-4-5", "n": 3, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
             true,
         ),
-        (404, "unknown path", port, "POST", "/v1/embeddings", vec![], chat("gpt-4o"), true),
-        (404, "unknown product", port, "POST", "/nope/v1/chat/completions", vec![], chat("gpt-4o"), true),
+        (404, "unknown path", port, "POST", "/v1/embeddings", vec![], chat("gpt-4o", false), true),
+        (404, "unknown product", port, "POST", "/nope/v1/chat/completions", vec![], chat("gpt-4o", false), true),
         (405, "GET on a known path", port, "GET", c, vec![], String::new(), true),
         (
             413,
@@ -196,8 +202,17 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "a".repeat(1_100_000)}]}).to_string(),
             true,
         ),
-        (500, "no key for the provider", limited.port, "POST", c, vec![], chat("gemini-2.5-flash"), true),
-        (502, "provider unreachable (reset)", port, "POST", c, vec![("x-mock-fault", "reset")], chat("gpt-4o"), false),
+        (500, "no key for the provider", limited.port, "POST", c, vec![], chat("gemini-2.5-flash", false), true),
+        (
+            502,
+            "provider unreachable (reset)",
+            port,
+            "POST",
+            c,
+            vec![("x-mock-fault", "reset")],
+            chat("gpt-4o", false),
+            false,
+        ),
         (
             504,
             "provider past its timeout_ms",
@@ -205,7 +220,7 @@ fn every_row_of_the_errors_table_is_what_clients_get() {
             "POST",
             c,
             vec![("x-mock-delay-ms", "1000")],
-            chat("gpt-4o"),
+            chat("gpt-4o", false),
             false,
         ),
     ];

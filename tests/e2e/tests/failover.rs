@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use llm_gateway_e2e::calls::chat;
 use llm_gateway_e2e::http1::Request;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
@@ -62,7 +63,7 @@ fn start_rig() -> Rig {
     }
 }
 
-fn post(path: &str, marker: &str, extra: &[(&str, &str)], body: &Value) -> Response {
+fn post(path: &str, marker: &str, extra: &[(&str, &str)], body: &impl std::fmt::Display) -> Response {
     let mut headers = vec![("x-test-marker", marker), ("x-posthog-trace-id", marker)];
     headers.extend_from_slice(extra);
     send(rig().envoy.port, "POST", path, &headers, &body.to_string())
@@ -70,26 +71,6 @@ fn post(path: &str, marker: &str, extra: &[(&str, &str)], body: &Value) -> Respo
 
 fn messages(model: &str, stream: bool) -> Value {
     json!({"model": model, "max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-fn chat(model: &str, stream: bool) -> Value {
-    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-/// The event of a trace, waited for.
-fn event(trace: &str) -> Value {
-    let stack = Stack::shared();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found: Vec<Value> =
-            stack.sink.events().into_iter().filter(|e| e["properties"]["$ai_trace_id"] == trace).collect();
-        if let [one] = found.as_slice() {
-            return one["properties"].clone();
-        }
-        assert!(found.len() < 2, "{} events for trace {trace}", found.len());
-        assert!(Instant::now() < deadline, "no event for trace {trace}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// What the mock received for a test, in order.
@@ -135,7 +116,7 @@ fn primary_down_goes_to_the_next_target() {
     assert_eq!(sent.len(), 1, "Bedrock never answered; Anthropic got one request");
     assert_eq!(sent[0].route(), "/v1/messages");
     assert_eq!(sent[0].header("x-api-key"), Some(ANTHROPIC_KEY));
-    let p = event("fo-down");
+    let p = Stack::shared().sink.properties("fo-down");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_model"].clone()), (json!("anthropic"), json!("claude-haiku-4-5")));
     assert_eq!((p["$ai_attempts"].clone(), p["$ai_fallback"].clone()), (json!(2), json!(true)));
     let failed = &p["$ai_fallback_attempts"];
@@ -164,7 +145,7 @@ fn rate_limited_primary_falls_back_at_once_and_retry_after_is_recorded() {
     assert_eq!(sent[1].header("x-api-key"), Some(ANTHROPIC_KEY));
     assert!(sent[1].header("authorization").is_none(), "OpenAI's key must not reach Anthropic");
     assert_eq!(serde_json::from_slice::<Value>(&sent[1].body).unwrap()["model"], "claude-sonnet-4-5");
-    let p = event("fo-429");
+    let p = Stack::shared().sink.properties("fo-429");
     assert_eq!(p["$ai_provider"], "anthropic");
     assert_eq!(p["$ai_model"], "claude-sonnet-4-5");
     assert_eq!(p["$ai_model_requested"], "gpt-4o");
@@ -188,7 +169,7 @@ fn overloaded_anthropic_falls_back_to_openai_in_the_clients_format() {
     assert_eq!(sent.iter().map(|r| r.route()).collect::<Vec<_>>(), ["/v1/messages", "/v1/chat/completions"]);
     assert!(sent[1].header("x-api-key").is_none(), "Anthropic's key must not reach OpenAI");
     assert!(sent[1].header("anthropic-version").is_none(), "the gateway's default stays with Anthropic");
-    let p = event("fo-529");
+    let p = Stack::shared().sink.properties("fo-529");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_model"].clone()), (json!("openai"), json!("gpt-4o")));
     assert_eq!(p["$ai_api_format"], "anthropic_messages");
     assert_eq!(p["$ai_fallback_attempts"][0]["http_status"], 529);
@@ -201,7 +182,7 @@ fn overloaded_anthropic_falls_back_to_openai_in_the_clients_format() {
     assert_eq!(events.first().map(String::as_str), Some("message_start"), "{}", resp.body);
     assert_eq!(events.last().map(String::as_str), Some("message_stop"));
     assert_eq!(stream_text(&resp.body), "Hello from mock-openai.");
-    let p = event("fo-529-stream");
+    let p = Stack::shared().sink.properties("fo-529-stream");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_stream"].clone()), (json!("openai"), json!(true)));
     assert!(p["$ai_output_tokens"].as_u64().unwrap() > 0);
     wait_metric("failover_anthropic_to_openai_total", before + 2);
@@ -214,7 +195,7 @@ fn a_stream_slower_than_its_first_byte_timeout_goes_to_the_next_target() {
     let resp = post("/v1/messages", "fo-slow", &slow, &messages("claude-sonnet-4-5", true));
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(stream_text(&resp.body), "Hello from mock-openai.", "{}", resp.body);
-    let p = event("fo-slow");
+    let p = Stack::shared().sink.properties("fo-slow");
     assert_eq!(p["$ai_provider"], "openai");
     let failed = &p["$ai_fallback_attempts"][0];
     assert_eq!(failed["provider"], "anthropic");
@@ -236,7 +217,7 @@ fn a_stream_cut_mid_way_is_never_failed_over() {
         assert!(!stream_text(&resp.body).contains("openai"), "no second provider after bytes reached the client");
     }
     assert_eq!(upstream("fo-cut").len(), 1);
-    let p = event("fo-cut");
+    let p = Stack::shared().sink.properties("fo-cut");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("anthropic"), json!(1)));
     assert_eq!((p["$ai_fallback"].clone(), p["$ai_is_error"].clone()), (json!(false), json!(true)));
 }
@@ -252,7 +233,7 @@ fn when_every_target_fails_the_client_gets_the_last_error_in_its_format() {
     assert_eq!(body["type"], "error", "OpenAI's error in Anthropic's shape: {body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("injected 500"));
     assert_eq!(upstream("fo-all").len(), 2);
-    let p = event("fo-all");
+    let p = Stack::shared().sink.properties("fo-all");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_http_status"].clone()), (json!("openai"), json!(500)));
     assert_eq!(p["$ai_is_error"], true);
     assert_eq!(p["$ai_fallback_attempts"][0]["http_status"], 503);
@@ -262,7 +243,7 @@ fn when_every_target_fails_the_client_gets_the_last_error_in_its_format() {
     let resp = post("/v1/chat/completions", "fo-none", &[], &chat("claude-opus-4-1", false));
     assert_eq!(resp.status, 502, "{}", resp.body);
     assert_eq!(resp.json()["error"]["code"], "upstream_unreachable");
-    let p = event("fo-none");
+    let p = Stack::shared().sink.properties("fo-none");
     assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("gemini"), json!(2)));
     assert_eq!(p["$ai_fallback_attempts"][0]["provider"], "bedrock");
 }
@@ -274,14 +255,14 @@ fn client_errors_and_requests_without_a_chain_make_one_attempt() {
     let resp = post("/v1/messages", "fo-400", &bad, &messages("claude-sonnet-4-5", false));
     assert_eq!(resp.status, 400);
     assert_eq!(upstream("fo-400").len(), 1, "a 4xx fails on every target: never retried");
-    let p = event("fo-400");
+    let p = Stack::shared().sink.properties("fo-400");
     assert_eq!((p["$ai_attempts"].clone(), p["$ai_provider"].clone()), (json!(1), json!("anthropic")));
     // No chain: no failover properties, and a client's retry directives never reach the router.
     let retry = [("x-mock-status", "503"), ("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "3")];
     let resp = post("/v1/messages", "fo-nochain", &retry, &messages("claude-3-5-haiku-20241022", false));
     assert_eq!(resp.status, 503);
     assert_eq!(upstream("fo-nochain").len(), 1);
-    let p = event("fo-nochain");
+    let p = Stack::shared().sink.properties("fo-nochain");
     assert!(p.get("$ai_attempts").is_none() && p.get("$ai_fallback_attempts").is_none(), "{p}");
 }
 
@@ -300,7 +281,7 @@ fn no_attempt_starts_past_the_chain_deadline() {
     );
     assert!(resp.header("x-llm-gateway-failover-refused").is_none());
     assert_eq!(upstream("fo-deadline").len(), 1);
-    let p = event("fo-deadline");
+    let p = Stack::shared().sink.properties("fo-deadline");
     assert_eq!((p["$ai_http_status"].clone(), p["$ai_attempts"].clone()), (json!(504), json!(1)));
     wait_metric("failover_deadline_total", before + 1);
 }
@@ -326,7 +307,7 @@ fn concurrent_failovers_on_both_workers_each_keep_their_own_chain() {
         let text =
             if stream { stream_text(&resp.body) } else { resp.json()["content"][0]["text"].as_str().unwrap().into() };
         assert_eq!(text, "Hello from mock-openai.", "{marker}");
-        let p = event(&marker);
+        let p = Stack::shared().sink.properties(&marker);
         assert_eq!((p["$ai_provider"].clone(), p["$ai_attempts"].clone()), (json!("openai"), json!(2)), "{marker}");
         assert_eq!(upstream(&marker).len(), 2, "{marker}");
     }

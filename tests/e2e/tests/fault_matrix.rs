@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use llm_gateway_e2e::calls::principal;
 use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy, FAULTS};
 use llm_gateway_e2e::sink::CaptureSink;
 use llm_gateway_e2e::stack::*;
@@ -38,7 +39,7 @@ fn rig(stack: &Stack, name: &'static str, team: i64, overlay: Value) -> Rig {
     let primary = FaultProxy::start(primary_sink.port());
     let mirror = FaultProxy::start(mirror_sink.port());
     let key = format!("phx_matrix_{name}");
-    stack.store.put_key(&key, &principal(team));
+    stack.store.put_key(&key, &principal(team, json!({})));
     stack.store.command(&["DEL", &budget_key(team)]);
     let mut config = test_plugin_config();
     merge(
@@ -58,10 +59,6 @@ fn rig(stack: &Stack, name: &'static str, team: i64, overlay: Value) -> Rig {
         Ports { auth: auth.port(), webdis: store.port(), sink: primary.port(), sink2: mirror.port(), ..stack.ports() };
     let envoy = Envoy::start_with(&dir, &config, ports, 1);
     Rig { name, envoy, auth, store, primary, mirror, primary_sink, mirror_sink, team, key }
-}
-
-fn principal(team: i64) -> Value {
-    json!({"team_id": team, "distinct_id": format!("owner-{team}"), "scopes": ["llm_gateway:read"]})
 }
 
 fn chat(stream: bool) -> String {
@@ -92,14 +89,7 @@ impl Rig {
     }
 
     fn event(&self, trace: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(e) = self.mirror_sink.events().into_iter().find(|e| e["properties"]["$ai_trace_id"] == trace) {
-                return e["properties"].clone();
-            }
-            assert!(Instant::now() < deadline, "no event for {trace}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.mirror_sink.properties(trace)
     }
 
     /// Calls that reached the provider: a call failed over reaches it once per attempt,
@@ -190,7 +180,7 @@ fn auth_service_faults_fail_closed_and_recover_at_once() {
     for (i, (name, fault)) in FAULTS.into_iter().enumerate() {
         // A key not yet cached, so the lookup happens.
         let key = format!("phx_matrix_auth_cold_{i}");
-        stack.store.put_key(&key, &principal(rig.team));
+        stack.store.put_key(&key, &principal(rig.team, json!({})));
         let before = rig.envoy.metrics();
         rig.auth.set(fault);
         let resp = rig.call(&key, &format!("auth-{name}"), &[], false);

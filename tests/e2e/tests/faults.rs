@@ -5,13 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use llm_gateway_e2e::calls::chat;
 use llm_gateway_e2e::http1::Server;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
-
-fn chat(model: &str, stream: bool) -> String {
-    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).to_string()
-}
 
 /// An auth service that always answers `status` (with `retry-after` on 429), or resets.
 fn fake_auth(status: u16) -> Server {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use llm_gateway::limits::{
     CheckPlan, CheckResult, PartAnswer, Scope, SpendBatch, StoreError, Subject, Window, RECORD_MAX_KEYS,
 };
+use llm_gateway_e2e::calls::principal;
 use llm_gateway_e2e::cluster::{redis, Bridge, RedisCluster, Reply};
 use llm_gateway_e2e::mock::{MockProvider, ProviderKeys};
 use llm_gateway_e2e::sink::CaptureSink;
@@ -195,12 +196,6 @@ fn gateway(dir: &std::path::Path, name: &str, config: &Value, ports: Ports) -> E
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     Envoy::start_with(&dir, config, ports, WORKERS)
-}
-
-fn principal(team: i64, extra: Value) -> Value {
-    let mut p = json!({"team_id": team, "distinct_id": format!("owner-{team}"), "scopes": ["llm_gateway:read"]});
-    merge(&mut p, extra);
-    p
 }
 
 /// A chat call by `user` costing `input_tokens` × $0.001 plus one output token. With a

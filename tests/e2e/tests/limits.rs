@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use llm_gateway_e2e::calls::principal;
 use llm_gateway_e2e::fault_proxy::{Fault, FaultProxy};
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
@@ -29,14 +30,6 @@ fn costly(envoy: &Envoy, key: &str, user: &str, input_tokens: u64, path: &str) -
 fn wait_for_records() {
     // Spend is flushed from the root every record_flush_ms (250 ms).
     std::thread::sleep(Duration::from_millis(700));
-}
-
-fn principal(team: i64, extra: Value) -> Value {
-    let mut p = json!({"team_id": team, "distinct_id": format!("owner-{team}"), "scopes": ["llm_gateway:read"]});
-    for (k, v) in extra.as_object().unwrap() {
-        p[k] = v.clone();
-    }
-    p
 }
 
 #[test]

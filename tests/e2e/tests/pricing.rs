@@ -5,21 +5,8 @@
 use std::time::{Duration, Instant};
 
 use llm_gateway_e2e::catalog::CatalogServer;
-use llm_gateway_e2e::sink::CaptureSink;
 use llm_gateway_e2e::stack::{repo_root, Envoy, Response, Stack};
 use serde_json::{json, Value};
-
-fn event(sink: &CaptureSink, trace: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = sink.events().into_iter().find(|e| e["properties"]["$ai_trace_id"] == trace);
-        if let Some(e) = found {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "no event for {trace}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn close(v: &Value, want: f64) -> bool {
     v.as_f64().is_some_and(|got| (got - want).abs() < 1e-9)
@@ -48,7 +35,7 @@ fn chat(envoy: &Envoy, trace: &str, model: &str, usage: &str) -> Response {
 fn mini_cost(stack: &Stack, envoy: &Envoy, trace: &str) -> f64 {
     let resp = chat(envoy, trace, "gpt-4o-mini", MILLION);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    event(&stack.sink, trace)["properties"]["$ai_total_cost_usd"].as_f64().unwrap()
+    stack.sink.event(trace)["properties"]["$ai_total_cost_usd"].as_f64().unwrap()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -123,7 +110,7 @@ fn unknown_models_are_priced_by_family_by_default() {
     let headers = [("x-posthog-trace-id", "policy-family"), ("x-mock-usage", usage)];
     let resp = stack.post("/v1/messages", &headers, &body.to_string());
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let p = event(&stack.sink, "policy-family")["properties"].clone();
+    let p = stack.sink.event("policy-family")["properties"].clone();
     assert_eq!(p["$ai_cost_fallback"], "family");
     // The most expensive Opus in the catalog: $15 in, $75 out per 1M.
     assert!(close(&p["$ai_total_cost_usd"], 90.0), "{p}");
@@ -140,7 +127,7 @@ fn unknown_models_cost_the_flat_fallback_when_configured() {
     let _g = envoy.guard();
     let resp = chat(&envoy, "policy-fallback", "gpt-99-turbo", MILLION);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let p = event(&stack.sink, "policy-fallback")["properties"].clone();
+    let p = stack.sink.event("policy-fallback")["properties"].clone();
     assert_eq!(p["$ai_cost_fallback"], "flat");
     assert!(close(&p["$ai_total_cost_usd"], 0.25), "{p}");
     assert_eq!(envoy.metric("llm_gateway.cost_fallback_gpt_total"), 1);
@@ -183,7 +170,7 @@ fn web_searches_are_counted_and_priced() {
         let headers = [("x-posthog-trace-id", trace.as_str()), ("x-mock-usage", usage)];
         let resp = stack.post("/v1/messages", &headers, &body.to_string());
         assert_eq!(resp.status, 200, "{}", resp.body);
-        let p = event(&stack.sink, &trace)["properties"].clone();
+        let p = stack.sink.event(&trace)["properties"].clone();
         assert_eq!(p["$ai_web_search_count"], 3, "{trace}");
         assert!(close(&p["$ai_web_search_cost_usd"], 0.03), "{p}");
         // claude-opus-5-5: $4 in, $20 out per 1M, $10 per 1000 searches.
@@ -200,7 +187,7 @@ fn prices_follow_the_answering_model() {
         [("x-posthog-trace-id", "answered-snapshot"), ("x-mock-usage", MILLION), ("x-mock-model", "gpt-4o-2024-05-13")];
     let resp = stack.post("/v1/chat/completions", &headers, &body);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let p = event(&stack.sink, "answered-snapshot")["properties"].clone();
+    let p = stack.sink.event("answered-snapshot")["properties"].clone();
     assert_eq!(p["$ai_model"], "gpt-4o-2024-05-13");
     assert_eq!(p["$ai_model_requested"], "gpt-4o");
     // That snapshot kept its launch price: $5 in, $15 out (the alias is $2.50 / $10).

@@ -13,7 +13,6 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use llm_gateway_e2e::http1::Request;
 use llm_gateway_e2e::sigv4::{self, Authorization, AwsCredentials};
@@ -45,21 +44,6 @@ fn upstream(stack: &Stack, marker: &str) -> Request {
         stack.mock.requests().into_iter().filter(|r| r.header("x-test-marker") == Some(marker)).collect();
     assert_eq!(found.len(), 1, "the mock received {} requests marked {marker}", found.len());
     found.into_iter().next().unwrap()
-}
-
-/// The one `$ai_generation` event of a trace, waited for.
-fn event(stack: &Stack, trace: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found: Vec<Value> =
-            stack.sink.events().into_iter().filter(|e| e["properties"]["$ai_trace_id"] == trace).collect();
-        if let [one] = found.as_slice() {
-            return one["properties"].clone();
-        }
-        assert!(found.len() < 2, "{} events for trace {trace}", found.len());
-        assert!(Instant::now() < deadline, "no event for trace {trace}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The text of an SSE body's Anthropic text deltas, or OpenAI chunks' content.
@@ -204,7 +188,7 @@ fn bedrock_on_iam_credentials_is_signed_by_envoy_for_every_client_format() {
 
     // The calls are booked as Bedrock's, with the provider's usage.
     for trace in ["sigv4-messages", "sigv4-stream", "sigv4-chat"] {
-        let p = event(stack, trace);
+        let p = stack.sink.properties(trace);
         assert_eq!(
             (p["$ai_provider"].as_str(), p["$ai_http_status"].as_u64()),
             (Some("bedrock"), Some(200)),
@@ -234,7 +218,7 @@ fn a_wrong_aws_secret_is_refused_by_bedrock_and_the_client_gets_its_403() {
     assert!(sigv4::verify(&aws_credentials(), "us-east-1", &req.method, &req.path, &req.headers, &req.body).is_err());
     assert_eq!(botocore_signature(&req, &wrong), auth.signature, "signed with the secret Envoy was given");
     assert_ne!(botocore_signature(&req, &aws_credentials()), auth.signature);
-    let p = event(stack, "sigv4-wrong");
+    let p = stack.sink.properties("sigv4-wrong");
     assert_eq!((p["$ai_http_status"].as_u64(), p["$ai_is_error"].as_bool()), (Some(403), Some(true)));
 }
 
@@ -287,7 +271,7 @@ fn azure_openai_v1_paths_for_every_client_format() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from mock-azure.");
     assert_azure_request(&upstream(stack, "azure-chat"), "/openai/v1/chat/completions", "prod-4o", "chat");
-    let p = event(stack, "azure-chat");
+    let p = stack.sink.properties("azure-chat");
     assert_eq!(p["$ai_provider"], "azure");
     assert_eq!(p["$ai_base_url"], format!("https://{AZURE_AUTHORITY}/openai/v1"));
     assert_eq!((p["$ai_input_tokens"].as_u64(), p["$ai_output_tokens"].as_u64()), (Some(19), Some(10)));
@@ -304,7 +288,7 @@ fn azure_openai_v1_paths_for_every_client_format() {
     assert!(!r.body.contains("\"usage\":{"), "the client did not ask for usage: {}", r.body);
     let req = upstream(stack, "azure-chat-stream");
     assert_eq!(serde_json::from_slice::<Value>(&req.body).unwrap()["stream_options"]["include_usage"], true);
-    assert_eq!(event(stack, "azure-chat-stream")["$ai_output_tokens"], 10);
+    assert_eq!(stack.sink.properties("azure-chat-stream")["$ai_output_tokens"], 10);
 
     // A Messages client (Claude Code's format), streaming: translated to Chat.
     let body = json!({"model": "gpt-4o", "max_tokens": 100000, "stream": true, "messages": hello});
@@ -317,7 +301,7 @@ fn azure_openai_v1_paths_for_every_client_format() {
     assert_azure_request(&req, "/openai/v1/chat/completions", "prod-4o", "messages");
     let sent: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(sent["max_completion_tokens"], 16384, "clamped to gpt-4o's limit, not the deployment name's");
-    let p = event(stack, "azure-messages");
+    let p = stack.sink.properties("azure-messages");
     assert_eq!((p["$ai_api_format"].as_str(), p["$ai_provider"].as_str()), (Some("anthropic_messages"), Some("azure")));
 
     // Responses, native; a model without a deployment goes by its own name.
@@ -325,7 +309,7 @@ fn azure_openai_v1_paths_for_every_client_format() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["output"][0]["content"][0]["text"], "Hello from mock-azure.");
     assert_azure_request(&upstream(stack, "azure-responses"), "/openai/v1/responses", "gpt-4o-mini", "responses");
-    assert_eq!(event(stack, "azure-responses")["$ai_input_tokens"], 37);
+    assert_eq!(stack.sink.properties("azure-responses")["$ai_input_tokens"], 37);
 
     // Azure's errors come back in the client's format with their status.
     let r = post(
@@ -350,7 +334,7 @@ fn azure_openai_deployment_paths_with_an_api_version() {
     assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from mock-azure.");
     let path = "/openai/deployments/prod-4o/chat/completions?api-version=2025-04-01-preview";
     assert_azure_request(&upstream(stack, "azure-deployment"), path, "prod-4o", "deployment chat");
-    let p = event(stack, "azure-deployment");
+    let p = stack.sink.properties("azure-deployment");
     assert_eq!(p["$ai_base_url"], format!("https://{AZURE_AUTHORITY}/openai"));
     assert_eq!(p["$ai_cost_model"], "gpt-4o");
 

@@ -11,7 +11,6 @@
 //! ends" is deterministic; the mock records that the client closed first.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use llm_gateway_e2e::client::{event_arrived, request_until, terminal_arrived};
 use llm_gateway_e2e::stack::*;
@@ -156,21 +155,6 @@ fn body(r: &Route, include_usage: bool) -> String {
     b.to_string()
 }
 
-/// The one `$ai_generation` event of a trace, waited for.
-fn event(stack: &Stack, trace: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found: Vec<Value> =
-            stack.sink.events().into_iter().filter(|e| e["properties"]["$ai_trace_id"] == trace).collect();
-        if let [one] = found.as_slice() {
-            return one["properties"].clone();
-        }
-        assert!(found.len() < 2, "{} events for trace {trace}", found.len());
-        assert!(Instant::now() < deadline, "no event for trace {trace}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What PostHog must see for a complete call on `r`.
 fn assert_complete(p: &Value, r: &Route, format: &str, what: &str) {
     assert_eq!(p["$ai_is_error"], false, "{what}: {p}");
@@ -231,7 +215,7 @@ fn closing_at_the_terminal_event_is_a_complete_call() {
                 assert!(resp.left_early, "{marker}: the client closed first");
                 assert_eq!(stack.mock.hold_outcome(&marker), Some(true), "{marker}: the provider saw the client leave");
             }
-            assert_complete(&event(stack, &marker), r, api_format(r.path), &marker);
+            assert_complete(&stack.sink.properties(&marker), r, api_format(r.path), &marker);
         }
     }
 }
@@ -262,7 +246,7 @@ fn leaving_one_event_before_the_end_is_a_disconnect() {
         assert_eq!(resp.status, 200, "{marker}");
         assert!(resp.left_early && !terminal_arrived(r.path, &resp.body), "{marker}: {}", resp.text());
         assert_eq!(stack.mock.hold_outcome(&marker), Some(true), "{marker}");
-        let p = event(stack, &marker);
+        let p = stack.sink.properties(&marker);
         assert_eq!(p["$ai_is_error"], true, "{marker}: {p}");
         assert_eq!(p["$ai_error"], "client disconnected before the response completed", "{marker}");
         assert_eq!(p["$ai_http_status"], 200, "{marker}");
@@ -337,7 +321,7 @@ fn check_sdk_cases(stack: &Stack, summary: &Value, cases: &[(String, &Route, boo
             assert_eq!(c["usage"], json!([r.usage.0, r.usage.1]), "{marker}: {c}");
         }
         assert_eq!(stack.mock.hold_outcome(marker), Some(true), "{marker}: the SDK closed the connection itself");
-        assert_complete(&event(stack, marker), r, api_format(r.path), marker);
+        assert_complete(&stack.sink.properties(marker), r, api_format(r.path), marker);
     }
 }
 

@@ -2,7 +2,7 @@
 //! observed at the provider and in the event.
 
 use llm_gateway_e2e::stack::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A Messages body with breakpoints on a tool, a system block and a message block.
 fn body(marker: &str) -> String {
@@ -22,18 +22,6 @@ fn upstream_body(stack: &Stack, marker: &str) -> String {
     String::from_utf8(r.body).unwrap()
 }
 
-fn event_props(stack: &Stack, trace: &str) -> Value {
-    stack.sink.wait_for_events(1, std::time::Duration::from_secs(5));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(e) = stack.sink.events().into_iter().find(|e| e["properties"]["$ai_trace_id"] == trace) {
-            return e["properties"].clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no event for {trace}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 fn call(stack: &Stack, key: &str, path: &str, marker: &str, extra: &[(&str, &str)], body: &str) -> u16 {
     let mut headers = vec![("x-api-key", key), ("x-test-marker", marker), ("x-posthog-trace-id", marker)];
     headers.extend_from_slice(extra);
@@ -49,7 +37,7 @@ fn opted_in_team_on_an_idle_prone_product_gets_one_hour_breakpoints() {
     let m = "save-on";
     assert_eq!(call(stack, key, "/posthog_code/v1/messages", m, &[], &body(m)), 200);
     assert_eq!(upstream_body(stack, m), upgraded(m), "only the three breakpoints gain ttl 1h");
-    let p = event_props(stack, m);
+    let p = stack.sink.properties(m);
     assert_eq!(p["$ai_save_mode"], true);
     assert_eq!(p["$ai_save_mode_reason"], "principal");
     assert_eq!(p["$ai_cache_ttl_upgraded_breakpoints"], 3);
@@ -58,7 +46,7 @@ fn opted_in_team_on_an_idle_prone_product_gets_one_hour_breakpoints() {
     let m = "save-off-product";
     assert_eq!(call(stack, key, "/wizard/v1/messages", m, &[], &body(m)), 200);
     assert_eq!(upstream_body(stack, m), body(m));
-    let p = event_props(stack, m);
+    let p = stack.sink.properties(m);
     assert_eq!((p["$ai_save_mode"].clone(), p["$ai_save_mode_reason"].clone()), (json!(false), json!("disabled")));
 
     // Nothing to upgrade: forwarded as sent.
@@ -79,7 +67,7 @@ fn teams_that_did_not_opt_in_are_untouched_and_the_header_needs_permission() {
     let on = [("x-posthog-save-mode", "on")];
     assert_eq!(call(stack, key, "/posthog_code/v1/messages", m, &on, &body(m)), 200);
     assert_eq!(upstream_body(stack, m), body(m), "the header alone is not honoured by default");
-    let p = event_props(stack, m);
+    let p = stack.sink.properties(m);
     assert_eq!(p["$ai_save_mode_reason"], "not_opted_in");
     assert_eq!(p["$ai_save_mode_requested"], true);
 
@@ -108,7 +96,7 @@ fn a_short_ttl_before_an_upgradable_breakpoint_leaves_the_request_as_it_was() {
     let b = body(m).replacen(r#"{"type":"ephemeral"}"#, r#"{"type":"ephemeral","ttl":"5m"}"#, 1);
     assert_eq!(call(stack, key, "/posthog_code/v1/messages", m, &[], &b), 200);
     assert_eq!(upstream_body(stack, m), b);
-    let p = event_props(stack, m);
+    let p = stack.sink.properties(m);
     assert_eq!(p["$ai_save_mode"], true);
     assert!(p["$ai_cache_ttl_upgrade_skipped"].as_str().unwrap().contains("5m"), "{p}");
 }

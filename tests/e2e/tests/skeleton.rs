@@ -1,12 +1,9 @@
 //! Issue 2: routes, native providers, credential handling, errors and bad
 //! configs, through a real Envoy loading the built filter.
 
+use llm_gateway_e2e::calls::chat;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
-
-fn chat(model: &str, stream: bool) -> String {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}).to_string()
-}
 
 fn messages(model: &str, stream: bool) -> String {
     json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], "stream": stream})

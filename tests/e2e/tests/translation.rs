@@ -7,28 +7,12 @@
 //! the gateway, with each of their APIs.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use llm_gateway_e2e::http1::Request;
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- helpers
-
-/// The one `$ai_generation` event of a trace, waited for.
-fn event(stack: &Stack, trace: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found: Vec<Value> =
-            stack.sink.events().into_iter().filter(|e| e["properties"]["$ai_trace_id"] == trace).collect();
-        if let [one] = found.as_slice() {
-            return one.clone();
-        }
-        assert!(found.len() < 2, "{} events for trace {trace}", found.len());
-        assert!(Instant::now() < deadline, "no event for trace {trace}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The request the mock received with `x-test-marker: marker`.
 fn upstream(stack: &Stack, marker: &str) -> Request {
@@ -598,7 +582,7 @@ fn read_responses(resp: &Response, route: &Route, mode: Mode, what: &str) -> (St
 
 /// The event has the route's provider, the client's format, the provider's counts and a cost.
 fn assert_event(stack: &Stack, route: &Route, trace: &str, stream: bool) -> Value {
-    let e = event(stack, trace);
+    let e = stack.sink.event(trace);
     let p = &e["properties"];
     let u = &route.usage;
     assert_eq!(e["event"], "$ai_generation");
@@ -858,7 +842,7 @@ fn provider_errors_come_back_in_the_clients_format_with_their_status() {
             };
             assert!(message.as_str().unwrap_or_default().contains("injected 429"), "{what}: {body}");
             upstream(stack, &trace);
-            let p = event(stack, &trace)["properties"].clone();
+            let p = stack.sink.event(&trace)["properties"].clone();
             assert_eq!((p["$ai_http_status"].clone(), p["$ai_is_error"].clone()), (json!(429), json!(true)), "{what}");
             assert_eq!(p["$ai_provider"], route.provider, "{what}");
             assert_eq!(p["$ai_api_format"], route.client.api_format(), "{what}");
@@ -925,7 +909,7 @@ fn errors_inside_translated_streams_end_the_clients_stream_in_its_format() {
                 assert!(!resp.body.contains("response.completed"), "{what}");
             }
         }
-        let p = event(stack, &trace)["properties"].clone();
+        let p = stack.sink.event(&trace)["properties"].clone();
         assert_eq!(p["$ai_is_error"], true, "{what}: {p}");
         assert_eq!(p["$ai_provider"], route.provider, "{what}");
     }
@@ -992,7 +976,7 @@ fn requests_translate_field_by_field() {
         .map(|b| (b["tool_use_id"].as_str().unwrap(), b["type"].as_str().unwrap()))
         .collect();
     assert_eq!(results, [("call_1", "tool_result"), ("call_2", "tool_result")]);
-    assert_eq!(event(stack, trace)["distinct_id"], "end-user-7");
+    assert_eq!(stack.sink.event(trace)["distinct_id"], "end-user-7");
 
     let messages_route = &routes()[3];
     let messages = json!([
@@ -1037,7 +1021,7 @@ fn requests_translate_field_by_field() {
     assert_eq!(turns[2]["tool_calls"][0]["id"], "toolu_1");
     assert_eq!(turns[3], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}));
     assert_eq!(turns[4]["content"], "And tomorrow?");
-    assert_eq!(event(stack, trace)["distinct_id"], "end-user-8");
+    assert_eq!(stack.sink.event(trace)["distinct_id"], "end-user-8");
 }
 
 #[test]
@@ -1200,7 +1184,7 @@ fn text_then_parallel_calls_survive_translation_even_when_cut_into_small_pieces(
             let got: Vec<(&str, Value)> = calls.iter().map(|(_, name, args)| (name.as_str(), args.clone())).collect();
             assert_eq!(got, want, "{what}");
             assert!(calls.iter().all(|(id, _, _)| !id.is_empty()) && calls[0].0 != calls[1].0, "{what}: {calls:?}");
-            let p = event(stack, &trace)["properties"].clone();
+            let p = stack.sink.event(&trace)["properties"].clone();
             assert_eq!((p["$ai_is_error"].clone(), p["$ai_provider"].clone()), (json!(false), json!(route.provider)));
             assert!(p["$ai_output_tokens"].as_u64() > Some(0), "{what}: usage read from the cut stream: {p}");
         }
@@ -1252,7 +1236,7 @@ fn what_codex_and_claude_code_send_reaches_every_provider() {
             assert_eq!(status, "completed", "{trace}");
             assert!(!output.as_array().unwrap().is_empty(), "{trace}: {output}");
             assert!(usage["total_tokens"].as_u64() > Some(0), "{trace}: {usage}");
-            let p = event(stack, &trace)["properties"].clone();
+            let p = stack.sink.event(&trace)["properties"].clone();
             assert_eq!(
                 (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
                 (Some(r.provider), Some("openai_responses"))
@@ -1291,7 +1275,7 @@ fn what_codex_and_claude_code_send_reaches_every_provider() {
             let want = if r.provider == "gemini" { 1 } else { 1 + in_place };
             assert_eq!(systems, want, "{trace}: the system prompt, and system messages in place: {roles:?}");
             assert!(!sent.to_string().contains("cache_control"), "{trace}");
-            let p = event(stack, &trace)["properties"].clone();
+            let p = stack.sink.event(&trace)["properties"].clone();
             assert_eq!(
                 (p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()),
                 (Some(r.provider), Some("anthropic_messages"))
@@ -1311,7 +1295,7 @@ fn what_codex_and_claude_code_send_reaches_every_provider() {
     let sent = body_of(&request);
     assert_eq!(sent["anthropic_beta"], json!(["context-management-2025-06-27"]), "{trace}");
     assert!(request.header("anthropic-beta").is_none(), "{trace}: no header for Bedrock");
-    assert_eq!(event(stack, trace)["properties"]["$ai_provider"], "bedrock");
+    assert_eq!(stack.sink.event(trace)["properties"]["$ai_provider"], "bedrock");
 }
 
 #[test]
@@ -1387,7 +1371,7 @@ fn save_mode_upgrades_translated_anthropic_bodies_and_skips_bedrock() {
         let sent = body_of(&req);
         assert_eq!(sent["system"][0]["cache_control"]["ttl"].as_str(), ttl, "{marker}: {sent}");
         assert_eq!(sent["messages"][0]["content"][0]["cache_control"]["ttl"].as_str(), ttl, "{marker}: {sent}");
-        let p = event(stack, &marker)["properties"].clone();
+        let p = stack.sink.event(&marker)["properties"].clone();
         match ttl {
             Some(_) => assert_eq!(
                 (p["$ai_save_mode"].clone(), p["$ai_cache_ttl_upgraded_breakpoints"].clone()),
@@ -1471,7 +1455,7 @@ fn the_openai_sdk_calls_every_providers_models() {
         assert_eq!(limited["status"], 429, "{key}: RateLimitError expected: {limited}");
         assert!(limited["message"].as_str().unwrap_or_default().contains("injected 429"), "{key}: {limited}");
         // The gateway recorded each call with the provider and the client's format.
-        let p = event(stack, &format!("sdk-openai-{key}-tools-stream-result"))["properties"].clone();
+        let p = stack.sink.event(&format!("sdk-openai-{key}-tools-stream-result"))["properties"].clone();
         assert_eq!((p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()), (Some(provider), Some("openai_chat")));
         assert!(p["$ai_total_cost_usd"].as_f64() > Some(0.0), "{key}: {p}");
     }
@@ -1514,7 +1498,7 @@ fn the_anthropic_sdk_calls_every_providers_models() {
         let limited = case("429");
         assert_eq!(limited["status"], 429, "{key}: RateLimitError expected: {limited}");
         assert_eq!(limited["type"], "rate_limit_error", "{key}: {limited}");
-        let p = event(stack, &format!("sdk-anthropic-{key}-tools-stream-result"))["properties"].clone();
+        let p = stack.sink.event(&format!("sdk-anthropic-{key}-tools-stream-result"))["properties"].clone();
         let want = (Some(provider), Some("anthropic_messages"));
         assert_eq!((p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()), want, "{key}");
         assert!(p["$ai_total_cost_usd"].as_f64() > Some(0.0), "{key}: {p}");
@@ -1563,7 +1547,7 @@ fn the_openai_sdk_responses_api_calls_every_providers_models() {
             assert_eq!(tools["text"], "The weather is sunny, 21C.", "{key} {name}: {tools}");
             assert_eq!(tools["final_status"], "completed", "{key} {name}: {tools}");
         }
-        let p = event(stack, &format!("sdk-responses-{key}-tools-stream-result"))["properties"].clone();
+        let p = stack.sink.event(&format!("sdk-responses-{key}-tools-stream-result"))["properties"].clone();
         let want = (Some(provider), Some("openai_responses"));
         assert_eq!((p["$ai_provider"].as_str(), p["$ai_api_format"].as_str()), want, "{key}");
         assert!(p["$ai_total_cost_usd"].as_f64() > Some(0.0), "{key}: {p}");
