@@ -45,6 +45,7 @@ use super::messages_out::{
 };
 use super::target::{Effort, Target};
 use super::TranslateError;
+use crate::wire::openai_chat::Function;
 
 /// Translates a Chat Completions body into a Messages body for `target`.
 pub fn chat_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
@@ -150,15 +151,7 @@ struct ToolCall<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<Str<'a>>,
     #[serde(borrow)]
-    function: FunctionCall<'a>,
-}
-
-#[derive(Deserialize)]
-struct FunctionCall<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow, default)]
-    arguments: Option<Str<'a>>,
+    function: Function<'a>,
 }
 
 #[derive(Deserialize)]

@@ -19,15 +19,12 @@
 //! (some compatible endpoints omit `[DONE]`), else it ends in `response.failed`.
 //! Only choice 0 is read.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 use super::common::{invalid, Str};
-use super::errors::ErrorDetail;
 use super::responses_out::{
     error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext, ResponsesStream, Status,
 };
 use super::TranslateError;
+use crate::wire::openai_chat::{Chunk, Completion, ToolCallDelta};
 use crate::wire::stream::{EventHandler, Next};
 use crate::wire::usage::{self, Usage};
 use crate::wire::SseEvent;
@@ -38,50 +35,6 @@ fn status_for(finish_reason: Option<&str>) -> Status {
         Some("content_filter") => Status::Incomplete("content_filter"),
         _ => Status::Completed,
     }
-}
-
-#[derive(Deserialize)]
-struct Completion<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    choices: Vec<Choice<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    message: Option<InMessage<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct InMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    refusal: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<InToolCall<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct InToolCall<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    function: InFunction<'a>,
-}
-
-#[derive(Deserialize)]
-struct InFunction<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow, default)]
-    arguments: Option<Str<'a>>,
 }
 
 /// A call id for a call the provider sent without one.
@@ -133,56 +86,6 @@ pub struct ChatToResponses {
     calls: usize,
     finish_reason: Option<String>,
     usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChunkChoice<'a>>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<ErrorDetail<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    delta: Option<ChoiceDelta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    refusal: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    arguments: Option<Str<'a>>,
 }
 
 impl ChatToResponses {

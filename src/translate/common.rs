@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::TranslateError;
 use crate::request::Fields;
+pub(super) use crate::wire::Str;
 
 pub(super) fn invalid(message: impl Into<String>) -> TranslateError {
     TranslateError::Invalid(message.into())
@@ -129,9 +130,6 @@ pub(super) fn parse_base64_data_url(url: &str) -> Option<(&str, &str)> {
     let media_type = meta.strip_suffix(";base64")?;
     Some((media_type, data))
 }
-
-/// A string that may borrow from the body.
-pub(super) type Str<'a> = Cow<'a, str>;
 
 /// An error body's `message`, or a short excerpt of a body that is not JSON.
 pub(super) fn fallback_message(status: u16, body: &[u8]) -> String {

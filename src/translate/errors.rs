@@ -5,9 +5,9 @@
 //! statuses.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::common::{fallback_message, to_json, Str};
+use crate::wire::ErrorDetail;
 
 /// Anthropic's error type for an HTTP status (docs/protocols/anthropic-messages.md, Errors).
 pub fn anthropic_error_type(status: u16) -> &'static str {
@@ -65,16 +65,6 @@ pub(super) fn anthropic_type_for_openai(kind: &str, status: u16) -> &'static str
         "server_error" | "api_error" => "api_error",
         _ => anthropic_error_type(status),
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct ErrorDetail<'a> {
-    #[serde(rename = "type", borrow, default)]
-    pub kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub code: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub message: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]

@@ -19,14 +19,14 @@
 //! without `message_stop` or `error` ends in `response.failed`, so a cut-off
 //! answer is never taken as complete.
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::common::{invalid, Str};
+use super::common::invalid;
 use super::responses_out::{
     error_code, item_id, response_body, response_id, Item, ResponseHead, ResponsesContext, ResponsesStream, Status,
 };
 use super::TranslateError;
+use crate::wire::anthropic::{Event, Message};
 use crate::wire::stream::{EventHandler, Next};
 use crate::wire::usage::{self, Usage};
 use crate::wire::SseEvent;
@@ -38,38 +38,6 @@ fn status_for(stop_reason: Option<&str>) -> Status {
         Some("refusal") => Status::Incomplete("content_filter"),
         _ => Status::Completed,
     }
-}
-
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    content: Vec<Block<'a>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Block<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    thinking: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    signature: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    data: Option<Str<'a>>,
 }
 
 /// Translates an Anthropic message body into a `response` body.
@@ -114,56 +82,6 @@ pub struct MessagesToResponses {
     open_block: Option<u64>,
     stop_reason: Option<String>,
     usage: Usage,
-}
-
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
-    #[serde(borrow, default)]
-    message: Option<StartMessage<'a>>,
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    content_block: Option<Block<'a>>,
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<ErrorBody<'a>>,
-}
-
-#[derive(Deserialize)]
-struct StartMessage<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    partial_json: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    thinking: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    signature: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    message: Option<Str<'a>>,
 }
 
 impl MessagesToResponses {

@@ -17,7 +17,9 @@
 //! clamps the output limit and decides how a reasoning effort is expressed
 //! ([`target`]). The writers of each provider format are shared
 //! (`messages_out`, `chat_out`), as are the Responses reader
-//! (`responses_request`) and writer (`responses_out`).
+//! (`responses_request`) and writer (`responses_out`); provider answers are
+//! read through the borrowed views in [`crate::wire::openai_chat`] and
+//! [`crate::wire::anthropic`].
 //!
 //! Token semantics follow each client format (docs/protocols/openai-chat.md, anthropic-messages.md): an OpenAI
 //! client's `prompt_tokens` (Responses `input_tokens`) includes cache reads and writes; an Anthropic

@@ -13,38 +13,13 @@
 //! = cache writes (the 5m/1h split has no OpenAI field). `id` is Anthropic's
 //! message id; `model` is the model the client asked for.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::common::{finish_reason_for, invalid, Str};
+use super::common::{finish_reason_for, invalid};
 use super::TranslateError;
+use crate::wire::anthropic::Message;
 use crate::wire::usage::{self, ChatUsageOut};
-
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    content: Vec<Block<'a>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Block<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-}
 
 #[derive(Serialize)]
 struct Completion<'a> {

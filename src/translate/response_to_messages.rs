@@ -16,56 +16,13 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::common::{invalid, stop_reason_for, Str};
 use super::TranslateError;
+use crate::wire::openai_chat::Completion;
 use crate::wire::usage::{self, AnthropicUsageOut};
-
-#[derive(Deserialize)]
-struct Completion<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    choices: Vec<Choice<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    message: Option<InMessage<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct InMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    refusal: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<InToolCall<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct InToolCall<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    function: InFunction<'a>,
-}
-
-#[derive(Deserialize)]
-struct InFunction<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow, default)]
-    arguments: Option<Str<'a>>,
-}
 
 #[derive(Serialize)]
 struct Message<'a> {

@@ -16,11 +16,11 @@
 //! event (not `[DONE]`), so a cut-off answer is never taken as complete. State
 //! is a few scalars: memory does not grow with the stream.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
-use super::common::{finish_reason_for, to_json, Str};
+use super::common::{finish_reason_for, to_json};
 use super::errors::{openai_error_json, openai_type_for_anthropic};
+use crate::wire::anthropic::Event;
 use crate::wire::stream::{push_data, EventHandler, Next};
 use crate::wire::usage::{self, ChatUsageOut, Usage};
 use crate::wire::SseEvent;
@@ -37,64 +37,6 @@ pub struct MessagesToChat {
     next_tool: u32,
     stop_reason: Option<String>,
     usage: Usage,
-}
-
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
-    #[serde(borrow, default)]
-    message: Option<StartMessage<'a>>,
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    content_block: Option<BlockStart<'a>>,
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<ErrorBody<'a>>,
-}
-
-#[derive(Deserialize)]
-struct StartMessage<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct BlockStart<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    partial_json: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    message: Option<Str<'a>>,
 }
 
 #[derive(Serialize)]

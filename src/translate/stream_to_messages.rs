@@ -21,11 +21,11 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
-use super::common::{stop_reason_for, to_json, Str};
-use super::errors::{anthropic_error_json, anthropic_type_for_detail, ErrorDetail};
+use super::common::{stop_reason_for, to_json};
+use super::errors::{anthropic_error_json, anthropic_type_for_detail};
+use crate::wire::openai_chat::{Chunk, ToolCallDelta};
 use crate::wire::stream::{push_named, EventHandler, Next};
 use crate::wire::usage::{self, AnthropicUsageOut, Usage};
 use crate::wire::SseEvent;
@@ -47,56 +47,6 @@ enum Open {
     None,
     Text { block: u64 },
     Tool { block: u64, openai_index: u64 },
-}
-
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<ErrorDetail<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    delta: Option<ChoiceDelta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    refusal: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    id: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    arguments: Option<Str<'a>>,
 }
 
 #[derive(Serialize)]

@@ -1,16 +1,38 @@
 //! The wire vocabulary every stage shares: which API a body speaks ([`Api`]
 //! for the client, [`ProviderWire`] for the provider), the SSE parser, lenient
-//! JSON readers, one borrowed usage shape per API, and the stream-transform
-//! driver the response pipeline composes.
+//! JSON readers, one borrowed usage shape per API, the borrowed views the
+//! translators read provider answers through ([`openai_chat`], [`anthropic`]),
+//! and the stream-transform driver the response pipeline composes.
 //!
 //! The protocol facts behind them are in `docs/protocols/`.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub mod anthropic;
 pub mod json;
+pub mod openai_chat;
 pub mod sse;
 pub mod stream;
 pub mod usage;
 
 pub use sse::{SseEvent, SseParser};
+
+/// A string that may borrow from the body.
+pub(crate) type Str<'a> = Cow<'a, str>;
+
+/// An OpenAI or Anthropic `error` object (docs/protocols/openai-chat.md and anthropic-messages.md, Errors).
+#[derive(Deserialize)]
+pub(crate) struct ErrorDetail<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub(crate) kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) message: Option<Str<'a>>,
+}
 
 /// The client-facing APIs the gateway serves, one per endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
