@@ -389,8 +389,9 @@ impl Upstream {
     /// The request header changes that turn the client's headers (lowercase names, as
     /// they arrived less [`dropped_on_arrival`]) into the provider's: `(name, None)`
     /// removes, `(name, Some(value))` sets. The client's headers of another API family
-    /// go ([`forwards_client_header`]); the gateway's own are set; a default (Anthropic's
-    /// `anthropic-version`) only where the client's own is not forwarded.
+    /// go ([`forwards_client_header`]); the gateway's own are set (a `:path` or
+    /// `:authority` the client already sent as it must go is left); a default
+    /// (Anthropic's `anthropic-version`) only where the client's own is not forwarded.
     pub fn header_edits<'a>(&'a self, client: &'a [(String, String)]) -> Vec<(&'a str, Option<&'a str>)> {
         let translated = self.response.translated();
         let forwarded = |name: &str| !name.starts_with(':') && forwards_client_header(name, self.provider, translated);
@@ -401,7 +402,11 @@ impl Upstream {
             }
         }
         for (name, value) in &self.headers {
-            edits.push((name.as_str(), Some(value.as_str())));
+            // A pseudo-header (never removed on arrival) that already says it costs no hostcall.
+            let unchanged = name.starts_with(':') && client.iter().any(|(k, v)| k == name && v == value);
+            if !unchanged {
+                edits.push((name.as_str(), Some(value.as_str())));
+            }
         }
         for (name, value) in &self.default_headers {
             if !client.iter().any(|(k, _)| k == name && forwarded(k)) {
@@ -742,11 +747,13 @@ mod tests {
         let u = run(&c, Api::Messages, body, None).unwrap();
         assert_eq!(removed(&u), ["openai-organization", "x-posthog-trace-id"]);
         assert_eq!(set(&u, "anthropic-version"), None, "the client's passes");
+        assert_eq!(set(&u, ":path"), None, "the client's path is already the provider's");
         assert_eq!(set(&u, "x-api-key").as_deref(), Some("key-for-LLM_GATEWAY_ANTHROPIC_API_KEY"));
         // Messages to OpenAI (translated): no family header crosses.
         let body = br#"{"model":"gpt-4o","max_tokens":5,"messages":[]}"#;
         let u = run(&c, Api::Messages, body, None).unwrap();
         assert_eq!(removed(&u), ["anthropic-version", "anthropic-beta", "openai-organization", "x-posthog-trace-id"]);
+        assert_eq!(set(&u, ":path").as_deref(), Some("/v1/chat/completions"));
         // Messages to Bedrock: none of Anthropic's headers.
         let body = br#"{"model":"claude-sonnet-4-5-20250929","max_tokens":5,"messages":[]}"#;
         let u = run(&c, Api::Messages, body, Some("bedrock")).unwrap();

@@ -1,8 +1,13 @@
 //! The only place that calls proxy-wasm hostcalls: [`WasmHost`] implements
 //! the flow's [`Host`]. Failures are logged and mapped to `None`/no-ops: a
 //! failed hostcall must never trap the VM.
+//!
+//! Each hostcall is a crossing from V8 into Envoy, the largest part of what
+//! the filter costs per request (BENCHMARKS.md), so two are saved: the clock
+//! is read once per callback, and counter increments are summed in the VM and
+//! handed to Envoy on the root's tick ([`flush_metrics`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -36,6 +41,8 @@ pub fn hostcalls_made() -> u64 {
 thread_local! {
     /// Metric ids by `Metric::index`, defined once per VM.
     static METRIC_IDS: RefCell<Vec<Option<u32>>> = const { RefCell::new(Vec::new()) };
+    /// Counter increments not yet handed to Envoy, by `Metric::index`.
+    static PENDING: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Defines every metric; call once when the plugin is configured.
@@ -46,8 +53,29 @@ pub fn define_metrics() {
             let kind = if m.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
             logged("define_metric", hostcalls::define_metric(kind, &name))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    PENDING.with(|p| *p.borrow_mut() = vec![0; ids.len()]);
     METRIC_IDS.with(|m| *m.borrow_mut() = ids);
+}
+
+/// Hands the counter increments summed since the last flush to Envoy: one
+/// hostcall per counter that moved, on the root's tick (every `TICK_MS`) and
+/// when the VM stops, instead of one per increment on the request path.
+pub fn flush_metrics() {
+    METRIC_IDS.with(|ids| {
+        let ids = ids.borrow();
+        PENDING.with(|pending| {
+            for (i, by) in pending.borrow_mut().iter_mut().enumerate() {
+                if *by == 0 {
+                    continue;
+                }
+                if let Some(id) = ids.get(i).copied().flatten() {
+                    logged("increment_metric", hostcalls::increment_metric(id, *by));
+                }
+                *by = 0;
+            }
+        })
+    })
 }
 
 fn metric_id(metric: Metric) -> Option<u32> {
@@ -88,8 +116,12 @@ pub fn increment(id: Option<u32>, by: i64) {
     }
 }
 
-/// Envoy, through hostcalls.
-pub struct WasmHost;
+/// Envoy, through hostcalls. Made anew for each callback: it keeps the
+/// clock read in that callback, which cannot move meaningfully before it returns.
+#[derive(Default)]
+pub struct WasmHost {
+    now_ms: Cell<Option<u64>>,
+}
 
 impl Host for WasmHost {
     fn request_headers(&self) -> Vec<(String, String)> {
@@ -185,9 +217,14 @@ impl Host for WasmHost {
     }
 
     fn now_ms(&self) -> u64 {
-        logged("get_current_time", hostcalls::get_current_time())
+        if let Some(now) = self.now_ms.get() {
+            return now;
+        }
+        let now = logged("get_current_time", hostcalls::get_current_time())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.now_ms.set(Some(now));
+        now
     }
 
     fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
@@ -203,12 +240,11 @@ impl Host for WasmHost {
     }
 
     fn count(&self, metric: Metric, by: i64) {
-        if by == 0 {
-            return;
-        }
-        if let Some(id) = metric_id(metric) {
-            logged("increment_metric", hostcalls::increment_metric(id, by));
-        }
+        PENDING.with(|p| {
+            if let Some(sum) = p.borrow_mut().get_mut(metric.index()) {
+                *sum += by;
+            }
+        })
     }
 
     fn gauge(&self, metric: Metric, value: u64) {

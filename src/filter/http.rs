@@ -33,7 +33,7 @@ fn action(a: flow::Action) -> Action {
 
 impl Context for HttpFilter {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        request::on_callout(&self.registry, &WasmHost, token_id, body_size, Some(&self.req));
+        request::on_callout(&self.registry, &WasmHost::default(), token_id, body_size, Some(&self.req));
     }
 }
 
@@ -42,28 +42,37 @@ impl HttpContext for HttpFilter {
         #[cfg(feature = "fault-injection")]
         {
             use crate::flow::Host;
-            if WasmHost.request_headers().iter().any(|(k, v)| k == "x-llm-gateway-test-fault" && v == "trap") {
+            if WasmHost::default().request_headers().iter().any(|(k, v)| k == "x-llm-gateway-test-fault" && v == "trap")
+            {
                 // A trap, as a bug would cause one (panic = "abort" makes panics traps too).
                 std::process::abort();
             }
         }
-        timed("request_headers", || action(self.req.borrow_mut().on_request_headers(&WasmHost, end_of_stream)))
+        timed("request_headers", || {
+            action(self.req.borrow_mut().on_request_headers(&WasmHost::default(), end_of_stream))
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        timed("request_body", || action(self.req.borrow_mut().on_request_body(&WasmHost, body_size, end_of_stream)))
+        timed("request_body", || {
+            action(self.req.borrow_mut().on_request_body(&WasmHost::default(), body_size, end_of_stream))
+        })
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        timed("response_headers", || action(self.req.borrow_mut().on_response_headers(&WasmHost, end_of_stream)))
+        timed("response_headers", || {
+            action(self.req.borrow_mut().on_response_headers(&WasmHost::default(), end_of_stream))
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        timed("response_body", || action(self.req.borrow_mut().on_response_body(&WasmHost, body_size, end_of_stream)))
+        timed("response_body", || {
+            action(self.req.borrow_mut().on_response_body(&WasmHost::default(), body_size, end_of_stream))
+        })
     }
 
     fn on_log(&mut self) {
-        timed("log", || self.req.borrow_mut().on_log(&WasmHost))
+        timed("log", || self.req.borrow_mut().on_log(&WasmHost::default()))
     }
 }
 
@@ -78,21 +87,21 @@ impl AttemptFilter {
 
 impl Context for AttemptFilter {
     fn on_done(&mut self) -> bool {
-        self.0.on_done(&WasmHost);
+        self.0.on_done(&WasmHost::default());
         true
     }
 }
 
 impl HttpContext for AttemptFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+        action(self.0.on_request_headers(&WasmHost::default(), end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+        action(self.0.on_request_body(&WasmHost::default(), body_size, end_of_stream))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        action(self.0.on_response_headers(&WasmHost))
+        action(self.0.on_response_headers(&WasmHost::default()))
     }
 }

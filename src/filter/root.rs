@@ -36,14 +36,16 @@ pub struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(flow) = self.flow.as_mut() {
-            if flow.on_callout(&WasmHost, token, body_size) {
+            if flow.on_callout(&WasmHost::default(), token, body_size) {
                 host::done();
             }
         }
     }
 
     fn on_done(&mut self) -> bool {
-        self.flow.as_mut().is_none_or(|f| f.on_done(&WasmHost))
+        let done = self.flow.as_mut().is_none_or(|f| f.on_done(&WasmHost::default()));
+        host::flush_metrics();
+        done
     }
 }
 
@@ -65,7 +67,7 @@ impl RootContext for Root {
                 host::define_metrics();
                 host::set_tick_period_ms(TICK_MS);
                 let flow = FlowRoot::new(Worker::new(config, keys).with_relay(relay()));
-                flow.started(&WasmHost);
+                flow.started(&WasmHost::default());
                 self.flow = Some(flow);
                 true
             }
@@ -89,8 +91,9 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(flow) = self.flow.as_mut() {
-            flow.tick(&WasmHost);
+            flow.tick(&WasmHost::default());
         }
+        host::flush_metrics();
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -604,6 +604,7 @@ impl Envoy {
 
     /// One of the filter's own metrics (Envoy shows them as `wasmcustom.<name>`).
     pub fn metric(&self, name: &str) -> u64 {
+        settle_counters();
         self.stat(&format!("wasmcustom.{name}"))
     }
 
@@ -614,6 +615,7 @@ impl Envoy {
 
     /// All of the filter's metrics at once, by name without the `wasmcustom.` prefix.
     pub fn metrics(&self) -> HashMap<String, u64> {
+        settle_counters();
         let url = format!("http://127.0.0.1:{}/stats?filter=^wasmcustom\\.", self.admin_port);
         let text = ureq::get(&url).call().unwrap().into_string().unwrap();
         text.lines()
@@ -630,6 +632,13 @@ impl Envoy {
         let text = ureq::get(&url).call().unwrap().into_string().unwrap();
         text.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
     }
+}
+
+/// The filter hands its counter increments to Envoy on its 100 ms tick
+/// (`filter::host::flush_metrics`): waiting a little over two ticks lets every
+/// increment made before the read reach Envoy's stats.
+fn settle_counters() {
+    std::thread::sleep(Duration::from_millis(250));
 }
 
 impl Drop for Envoy {

@@ -550,6 +550,8 @@ fn wasm_memories(pid: u32) -> Vec<(u64, u64)> {
 
 /// The filter's metrics (without `wasmcustom.`), `None` if the admin port does not answer.
 fn metrics(admin_port: u16) -> Option<HashMap<String, u64>> {
+    // Counter increments reach Envoy on the filter's 100 ms tick.
+    std::thread::sleep(Duration::from_millis(250));
     let url = format!("http://127.0.0.1:{admin_port}/stats?filter=^wasmcustom\\.");
     let text = ureq::get(&url).timeout(Duration::from_secs(10)).call().ok()?.into_string().ok()?;
     Some(
