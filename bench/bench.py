@@ -98,6 +98,10 @@ SYSTEMS = [
     # The same with leases off: one check.lua round trip for every request.
     {"name": "limits-per-call", "kind": "envoy", "optional": True,
      "plugin": {"limits": {**LIMITS["limits"], "local_admission_ms": 0}}},
+    # Another build of the gateway (BENCH_BEFORE_WASM, e.g. the commit before a change), limits off:
+    # a before/after measured in one run. Skipped when unset.
+    {"name": "filter-before", "kind": "envoy", "plugin": LIMITS_OFF, "optional": True,
+     "wasm": os.environ.get("BENCH_BEFORE_WASM", "BENCH_BEFORE_WASM unset")},
     {"name": "wasm-noop", "kind": "envoy", "plugin": {}, "wasm": FLOOR_WASM, "floor": True, "optional": True,
      "scenarios": FLOOR_SCENARIOS},
     {"name": "wasm-body", "kind": "envoy", "plugin": {"floor": "body"}, "wasm": FLOOR_WASM, "floor": True,
@@ -956,6 +960,9 @@ def markdown(table, scenarios, meta, res, targets):
             L.append("Filter counters at the end (non-zero): " + "; ".join(
                 f"{k}: " + ", ".join(f"{n} {v}" for n, v in c.items()) for k, c in counters.items()) + ".")
             L.append("")
+        for line in limits_report(counters):
+            L.append(line)
+            L.append("")
         growth = res.get("wasm_by_round")
         if growth:
             L.append("Largest wasm linear memory (MiB) per filter system after each round: " + "; ".join(
@@ -1245,6 +1252,27 @@ def start_shared():
                    check=True, capture_output=True)
     ports["key"] = key
     return ports
+
+
+def limits_report(counters):
+    """Per limits system: the share of requests that waited for a Redis check, the
+    callouts nobody waited for (lease renewals ahead of need, spend flushes), and
+    what was refused. Every limit reached is where an overspend could show; the
+    bound itself is tested in tests/e2e/tests/limits.rs."""
+    out = []
+    for name, c in counters.items():
+        if "limits_local_admits_total" not in c and not name.startswith("limits"):
+            continue
+        requests = c.get("requests_total", 0)
+        local = c.get("limits_local_admits_total", 0)
+        limited = c.get("rate_limited_total", 0)
+        waited = max(requests - local - limited, 0)
+        share = 100.0 * waited / requests if requests else 0.0
+        out.append(f"Limits ({name}): {waited:,} of {requests:,} requests ({share:.2f}%) waited for a Redis check; "
+                   f"{local:,} admitted on a lease; {c.get('limits_lease_renewals_total', 0):,} lease renewals and "
+                   f"{c.get('spend_records_total', 0):,} spend records sent in the background; "
+                   f"{limited:,} refused (429), so {'no limit was reached and nothing could be overspent' if not limited else 'see the overspend bound in tests/e2e/tests/limits.rs'}.")
+    return out
 
 
 def run(args, meta, started):
