@@ -34,14 +34,13 @@ Usage:
   scripts/gen-model-limits.py --version X --sha256 H   try another release (then update the pins)
 """
 import argparse
-import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
-import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pinned_wheel import pinned_wheel  # noqa: E402
 
 # The catalog release in the build. To update: bump both, run the script, review the
 # diff of src/model_caps/catalog.tsv. (1.107.0 was a compromised release, withdrawn.)
@@ -147,16 +146,6 @@ def dump_betas(config, version):
     return "\n".join(lines) + "\n"
 
 
-def download(version, directory):
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "--platform", PLATFORM, "--python-version", "3.12", f"litellm=={version}", "-d", directory],
-                   check=True)
-    wheels = [f for f in os.listdir(directory) if f.endswith(".whl")]
-    if len(wheels) != 1:
-        raise SystemExit(f"pip did not leave one litellm wheel in {directory}: {wheels}")
-    return os.path.join(directory, wheels[0])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheel", help="a downloaded litellm wheel")
@@ -164,15 +153,10 @@ def main():
     parser.add_argument("--sha256", default=PINNED_SHA256)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download(args.version, tmp)
-        with open(wheel, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        if digest != args.sha256:
-            raise SystemExit(f"{wheel}: sha256 {digest}, expected {args.sha256} (litellm {args.version})")
-        with zipfile.ZipFile(wheel) as z:
-            catalog = json.loads(z.read(MEMBER))
-            betas = json.loads(z.read(BETAS_MEMBER))
+    pip_args = ("--platform", PLATFORM, "--python-version", "3.12")
+    with pinned_wheel("litellm", args.version, args.sha256, args.wheel, pip_args) as z:
+        catalog = json.loads(z.read(MEMBER))
+        betas = json.loads(z.read(BETAS_MEMBER))
     table = rows(catalog)
     with open(args.out, "w") as f:
         f.write(dump(table, args.version))

@@ -24,13 +24,12 @@ Usage:
 """
 import argparse
 import ast
-import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pinned_wheel import pinned_wheel  # noqa: E402
 
 # The catalog release in the build. To update: bump both, run `make prices`, review the diff
 # of src/pricing/catalog.json, and update the pinned prices in src/pricing/tests.rs.
@@ -181,15 +180,6 @@ def dump(providers):
     return "\n".join(lines) + "\n"
 
 
-def download(version, directory):
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "--dest", directory, f"genai-prices=={version}"], check=True)
-    wheels = [f for f in os.listdir(directory) if f.startswith("genai_prices-") and f.endswith(".whl")]
-    if len(wheels) != 1:
-        raise SystemExit(f"pip did not leave one genai-prices wheel in {directory}: {wheels}")
-    return os.path.join(directory, wheels[0])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheel", help="a downloaded genai-prices wheel")
@@ -197,16 +187,10 @@ def main():
     parser.add_argument("--sha256", default=PINNED_SHA256)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download(args.version, tmp)
-        with open(wheel, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        if digest != args.sha256:
-            raise SystemExit(f"{wheel}: sha256 {digest}, expected {args.sha256} (genai-prices {args.version})")
-        with zipfile.ZipFile(wheel) as z:
-            source = z.read("genai_prices/data.py").decode()
-            licenses = [n for n in z.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
-            license_text = z.read(licenses[0]).decode() if licenses else ""
+    with pinned_wheel("genai-prices", args.version, args.sha256, args.wheel) as z:
+        source = z.read("genai_prices/data.py").decode()
+        licenses = [n for n in z.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        license_text = z.read(licenses[0]).decode() if licenses else ""
     providers = convert(load_providers(source))
     with open(args.out, "w") as f:
         f.write(dump(providers))

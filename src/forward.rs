@@ -1,35 +1,14 @@
 //! Where a parsed request goes: provider, cluster, path, credentials, body.
 
-use std::fmt;
-
 use crate::config::Config;
 use crate::errors::{ApiError, ErrorKind};
-use crate::keys::{KeyPool, KeyUse, Picked};
+use crate::keys::{KeyPool, KeyUse, Picked, Secret};
 use crate::pipeline::ResponsePlan;
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
 use crate::translate::{self, ResponsesContext, Target, TranslateError};
 use crate::wire::Api;
 use crate::wire::ProviderWire;
-
-/// A provider key from the VM environment. `Debug` never shows it.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
 
 /// The gateway's own provider keys, read once from the VM environment: per
 /// provider a pool of one or more keys, used in turn (`crate::keys`).

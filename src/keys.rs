@@ -11,9 +11,28 @@
 //! never the key itself), so the response stage can rest it.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 
-use crate::forward::Secret;
 use crate::providers::Provider;
+
+/// A provider key from the VM environment. `Debug` never shows it.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
 
 /// Separates the keys in one environment variable.
 pub const SEPARATOR: char = ',';

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::host::{Host, Metric};
+use super::leases::Renewals;
 use super::request::{self, Requests};
 use super::spend::Recorded;
 use super::worker::Worker;
@@ -14,6 +15,8 @@ use super::worker::Worker;
 pub struct Root {
     pub worker: Rc<Worker>,
     pub registry: Rc<RefCell<Requests>>,
+    /// Lease renewals in flight: the root's own callouts.
+    renewals: Renewals,
     draining: bool,
 }
 
@@ -22,7 +25,7 @@ pub const TICK_MS: u64 = 100;
 
 impl Root {
     pub fn new(worker: Worker) -> Self {
-        Root { worker: Rc::new(worker), registry: Rc::default(), draining: false }
+        Root { worker: Rc::new(worker), registry: Rc::default(), renewals: Renewals::default(), draining: false }
     }
 
     /// The worker is configured: reports what it starts with.
@@ -44,7 +47,7 @@ impl Root {
         }
         let w = &self.worker;
         if !self.draining {
-            w.renewals.borrow_mut().tick(w, host);
+            self.renewals.tick(w, host);
         }
         let ended = w.admissions.borrow_mut().expire(if self.draining { u64::MAX } else { now });
         w.give_back(host, &ended);
@@ -83,7 +86,7 @@ impl Root {
     pub fn on_callout(&mut self, host: &dyn Host, token: u32, body_size: usize) -> bool {
         if request::on_callout(&self.registry, host, token, body_size, None)
             || self.worker.pricing.answer(host, token, body_size)
-            || self.worker.renewals.borrow_mut().answer(&self.worker, host, token, body_size)
+            || self.renewals.answer(&self.worker, host, token, body_size)
         {
             return false;
         }

@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use super::delivery::Capture;
 use super::host::Host;
-use super::leases::Renewals;
 use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
@@ -22,8 +21,6 @@ pub struct Worker {
     cache: RefCell<PrincipalCache>,
     /// Recent limit-check answers, for local admission.
     pub admissions: RefCell<Admissions>,
-    /// Lease renewals in flight from the root.
-    pub renewals: RefCell<Renewals>,
     pub spend: RefCell<Spend>,
     pub capture: Option<RefCell<Capture>>,
     /// The price table in use, and its refresh.
@@ -49,7 +46,6 @@ impl Worker {
             keys,
             cache,
             admissions: RefCell::default(),
-            renewals: RefCell::default(),
             spend: RefCell::default(),
             capture,
             store_failure_logged_ms: Cell::new(0),
