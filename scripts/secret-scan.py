@@ -22,10 +22,10 @@ AUTH_HEADERS = (b"h authorization: ", b"h x-api-key: ", b"h x-goog-api-key: ", b
                 b"h x-amz-security-token: ")
 # Headers that are the gateway's business with Envoy, never a provider's. The one
 # exception (README "Failover"): a request sent with a fallback chain keeps the routing
-# header and Envoy's timeout hint, which every attempt's routing reads from the one
-# header map all attempts share; its x-llm-gateway-failover header says so.
+# header, which every attempt's routing reads from the one header map all attempts
+# share; its x-llm-gateway-failover header says so.
 GATEWAY_ONLY = (b"h x-llm-gateway-cluster:", b"h x-envoy-")
-FAILOVER_KEPT = (b"h x-llm-gateway-cluster:", b"h x-envoy-expected-rq-timeout-ms:", b"h x-llm-gateway-failover:")
+FAILOVER_KEPT = (b"h x-llm-gateway-cluster:", b"h x-llm-gateway-failover:")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade"}
 

@@ -195,8 +195,19 @@ fn every_render_names_only_clusters_it_defines() {
         );
         assert_eq!(
             plain["request_headers_to_remove"],
-            json!([config.route_header, "x-envoy-expected-rq-timeout-ms"]),
+            json!([config.route_header]),
             "{path}: the routing header must not reach the provider"
+        );
+        let router = hcm(&envoy)["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "envoy.filters.http.router")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            router["typed_config"]["suppress_envoy_headers"], true,
+            "{path}: Envoy's own x-envoy-* request headers must not reach the provider"
         );
         assert_failover_route(path, &envoy, &config);
     }
