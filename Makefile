@@ -93,6 +93,8 @@ bench: build
 	@$(CARGO) build --release -p llm-gateway-bench
 	@$(CARGO) build --release --target wasm32-wasip1 --manifest-path bench/wasm-floor/Cargo.toml \
 		|| echo "bench: floor filters (bench/wasm-floor) did not build; their systems are skipped"
+	@$(CARGO) build --profile timing --target wasm32-wasip1 -p llm-gateway --features callback-timing \
+		|| echo "bench: the callback-timing build did not build; filter-timing is skipped"
 	@BENCH_COMMAND="make bench $(BENCH_ARGS)" python3 bench/bench.py $(BENCH_ARGS)
 
 bench-peers: build

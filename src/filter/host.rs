@@ -2,10 +2,10 @@
 //! the flow's [`Host`]. Failures are logged and mapped to `None`/no-ops: a
 //! failed hostcall must never trap the VM.
 //!
-//! Each hostcall is a crossing from V8 into Envoy, the largest part of what
-//! the filter costs per request (BENCHMARKS.md), so two are saved: the clock
-//! is read once per callback, and counter increments are summed in the VM and
-//! handed to Envoy on the root's tick ([`flush_metrics`]).
+//! Each hostcall is a crossing from V8 into Envoy, so the request path makes
+//! few (BENCHMARKS.md, per-callback budget): the clock is read once per
+//! callback, and counter increments are summed in the VM and handed to Envoy
+//! on the root's tick ([`flush_metrics`]).
 
 use std::cell::{Cell, RefCell};
 

@@ -1116,9 +1116,9 @@ fn a_body_over_the_failover_limit_makes_one_attempt() {
     assert!(rig.root.worker.relay.borrow().is_empty());
 }
 
-/// Each hostcall is a crossing from V8 into Envoy and the largest part of the
-/// filter's cost per request (BENCHMARKS.md, per-callback budget), so the
-/// calls a warm request makes (auth cached, limits off) are budgeted per phase.
+/// Each hostcall is a crossing from V8 into Envoy, so the calls a warm request
+/// makes (auth cached, limits off) are budgeted per phase (BENCHMARKS.md,
+/// per-callback budget).
 #[test]
 fn a_warm_request_stays_within_its_hostcall_budget() {
     const BUDGET: [(&str, usize); 5] =
