@@ -69,7 +69,7 @@ pub struct Fed {
 impl ResponsePipeline {
     /// `content_type` is the provider's; `created` stamps translated OpenAI objects.
     pub fn start(
-        plan: ResponsePlan,
+        mut plan: ResponsePlan,
         status: u16,
         content_type: Option<&str>,
         amzn_error_type: Option<String>,
@@ -86,7 +86,7 @@ impl ResponsePipeline {
             }
         } else {
             let decoder = (plan.provider == ProviderWire::Bedrock).then(BedrockToSse::new);
-            let stages = stages(&plan, status, created);
+            let stages = stages(&mut plan, status, created);
             if decoder.is_none() && stages.is_empty() {
                 Mode::PassThrough
             } else {
@@ -173,7 +173,8 @@ impl ResponsePipeline {
             };
             return (out, None);
         }
-        let ctx = self.plan.responses.clone().unwrap_or_default();
+        // Read once: the whole body is translated once.
+        let ctx = self.plan.responses.take().unwrap_or_default();
         let translated = match (client, self.plan.provider.api()) {
             (Api::Chat, Api::Messages) => messages_response_to_chat(body, model, self.created),
             (Api::Messages, Api::Chat) => chat_response_to_messages(body, model),
@@ -207,7 +208,9 @@ impl ResponsePipeline {
 }
 
 /// The conversions a streamed response goes through, in order.
-fn stages(plan: &ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Transform>> {
+/// A Responses client's context moves into its stage (it echoes the request's
+/// instructions and tools, which can run to tens of KB).
+fn stages(plan: &mut ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Transform>> {
     let mut stages: Vec<Box<dyn Transform>> = Vec::new();
     match (plan.client, plan.provider.api()) {
         (Api::Chat, Api::Messages) => stages.push(Box::new(Sse::new(MessagesToChat::new(
@@ -217,12 +220,12 @@ fn stages(plan: &ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Transfo
         )))),
         (Api::Messages, Api::Chat) => stages.push(Box::new(Sse::new(ChatToMessages::new(&plan.requested_model)))),
         (Api::Responses, Api::Messages) => stages.push(Box::new(Sse::new(MessagesToResponses::new(
-            plan.responses.clone().unwrap_or_default(),
+            plan.responses.take().unwrap_or_default(),
             &plan.requested_model,
             created,
         )))),
         (Api::Responses, Api::Chat) => stages.push(Box::new(Sse::new(ChatToResponses::new(
-            plan.responses.clone().unwrap_or_default(),
+            plan.responses.take().unwrap_or_default(),
             &plan.requested_model,
             created,
         )))),

@@ -11,7 +11,9 @@ use crate::wire::ProviderWire;
 
 /// One provider response, read (and converted when needed) as it passes.
 pub struct Response {
-    plan: ResponsePlan,
+    /// How the response will be read, until the provider's headers arrive and
+    /// it becomes the pipeline.
+    plan: Option<ResponsePlan>,
     pub status: u16,
     pipeline: Option<ResponsePipeline>,
     pub first_token_ms: Option<u64>,
@@ -23,19 +25,22 @@ pub struct Response {
 
 impl Response {
     pub fn new(plan: ResponsePlan, key: Option<KeyUse>) -> Self {
-        Response { plan, status: 0, pipeline: None, first_token_ms: None, completed_ms: None, key }
+        Response { plan: Some(plan), status: 0, pipeline: None, first_token_ms: None, completed_ms: None, key }
     }
 
     /// The provider's headers arrived: choose how the body goes back. Pauses
     /// when the body must be converted whole (the status may still change).
     pub fn start(&mut self, host: &dyn Host, status: u16, end_of_stream: bool, started_ms: u64) -> Action {
         self.status = status;
+        let Some(plan) = self.plan.take() else {
+            return Action::Continue;
+        };
         // Only a Bedrock error needs its error type; every other response saves the hostcall.
-        let amzn_error_type = (self.plan.provider == ProviderWire::Bedrock && status >= 400)
+        let amzn_error_type = (plan.provider == ProviderWire::Bedrock && status >= 400)
             .then(|| host.response_header("x-amzn-errortype"))
             .flatten();
         let pipeline = ResponsePipeline::start(
-            self.plan.clone(),
+            plan,
             status,
             host.response_header("content-type").as_deref(),
             amzn_error_type,
