@@ -32,6 +32,21 @@ fn wait_for_records() {
     std::thread::sleep(Duration::from_millis(700));
 }
 
+/// A team's user-window keys in Redis and the micro-USD each holds.
+fn user_windows(stack: &Stack, team: u64) -> Vec<(String, f64)> {
+    let keys = stack.store.command(&["KEYS", &format!("llmgw:{{t:{team}}}:rl:u:*")]);
+    keys["KEYS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let k = k.as_str().unwrap();
+            let spent = stack.store.command(&["GET", k])["GET"].as_str().unwrap().parse::<f64>().unwrap();
+            (k.to_string(), spent)
+        })
+        .collect()
+}
+
 #[test]
 fn a_user_over_their_window_gets_429_while_another_user_passes() {
     let stack = Stack::shared();
@@ -108,9 +123,7 @@ fn windows_reset_and_their_keys_expire() {
     let keys = (0..3)
         .find_map(|_| {
             assert_eq!(costly(&envoy, key, "carol", 150, "/v1/chat/completions").status, 200);
-            let keys = stack.store.command(&["KEYS", "llmgw:{t:104}:rl:u:*"]);
-            let keys: Vec<String> =
-                keys["KEYS"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            let keys: Vec<String> = user_windows(stack, 104).into_iter().map(|(k, _)| k).collect();
             (!keys.is_empty()).then_some(keys)
         })
         .expect("a window key after a checked call");
@@ -252,10 +265,8 @@ fn concurrent_requests_overspend_only_by_estimation_error() {
     std::thread::sleep(Duration::from_millis(1600));
     // An hour's window, so the key outlives the wait above; two keys if the run straddled
     // a window boundary: judge each window alone.
-    let keys = stack.store.command(&["KEYS", "llmgw:{t:140}:rl:u:*"]);
     let mut counted = 0;
-    for k in keys["KEYS"].as_array().unwrap() {
-        let spent = stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap();
+    for (_, spent) in user_windows(stack, 140) {
         let spent = spent / 1e6;
         let calls = (spent / 0.18).round() as usize;
         counted += calls;
@@ -306,13 +317,7 @@ fn leases_admit_locally_and_the_window_still_stops_at_its_limit() {
     // Once the leases end (1 s) and what they did not use is given back, the window holds
     // exactly the calls' real cost.
     std::thread::sleep(Duration::from_millis(1500));
-    let keys = stack.store.command(&["KEYS", "llmgw:{t:150}:rl:u:*"]);
-    let spent: f64 = keys["KEYS"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap())
-        .sum();
+    let spent: f64 = user_windows(stack, 150).iter().map(|(_, v)| v).sum();
     assert!((spent - allowed as f64 * 24_001.0).abs() <= allowed as f64, "{allowed} calls, {spent} micro-USD");
     assert!(spent <= 1_000_000.0, "spent {spent} micro-USD of a $1 window");
 
@@ -415,13 +420,7 @@ fn a_warm_subjects_lease_is_renewed_in_the_background() {
     assert!(calls - local <= 3, "{} of {calls} calls waited for Redis", calls - local);
     // Once the leases end and are given back, the window holds the calls' cost.
     std::thread::sleep(Duration::from_millis(1600));
-    let keys = stack.store.command(&["KEYS", "llmgw:{t:151}:rl:u:*"]);
-    let spent: f64 = keys["KEYS"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| stack.store.command(&["GET", k.as_str().unwrap()])["GET"].as_str().unwrap().parse::<f64>().unwrap())
-        .sum();
+    let spent: f64 = user_windows(stack, 151).iter().map(|(_, v)| v).sum();
     let cost = 0.024001;
     assert!((spent / 1e6 - calls as f64 * cost).abs() < 1e-6, "window ${} for {calls} calls of ${cost}", spent / 1e6);
 }

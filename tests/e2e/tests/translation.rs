@@ -1387,11 +1387,27 @@ fn save_mode_upgrades_translated_anthropic_bodies_and_skips_bedrock() {
 
 // ---------------------------------------------------------------- official SDKs
 
+/// What every SDK script below uses: `case` runs one case into the summary
+/// `out` (an exception is reported, not raised); `headers` marks its trace,
+/// under the script's `TRACE_PREFIX`.
+const SDK_HARNESS: &str = r#"
+out = {}
+
+def case(name, fn):
+    try:
+        out[name] = fn()
+    except Exception as e:
+        out[name] = {"exception": type(e).__name__, "message": str(e)[:500]}
+
+def headers(extra, name):
+    return {**extra, "x-posthog-trace-id": TRACE_PREFIX + name}
+"#;
+
 /// Runs one of the SDK scripts below against the gateway; returns its JSON summary.
 fn run_sdk_script(stack: &Stack, script: &str) -> Value {
     let python = repo_root().join(".venv/bin/python");
     let out = Command::new(&python)
-        .args(["-W", "ignore", "-c", script])
+        .args(["-W", "ignore", "-c", &format!("{SDK_HARNESS}{script}")])
         .env("GATEWAY_URL", stack.url(""))
         .env("KEY", TEST_KEY)
         .output()
@@ -1574,16 +1590,7 @@ MODELS = {
     "bedrock": ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", {}),
     "bedrock_header": ("claude-haiku-4-5", {"x-posthog-provider": "bedrock"}),
 }
-out = {}
-
-def case(name, fn):
-    try:
-        out[name] = fn()
-    except Exception as e:
-        out[name] = {"exception": type(e).__name__, "message": str(e)[:500]}
-
-def headers(extra, name):
-    return {**extra, "x-posthog-trace-id": "sdk-openai-" + name}
+TRACE_PREFIX = "sdk-openai-"
 
 for provider, (model, extra) in MODELS.items():
     ask = [{"role": "user", "content": "Hello"}]
@@ -1670,16 +1677,7 @@ MODELS = {
     "bedrock": ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", {}),
     "bedrock_header": ("claude-haiku-4-5", {"x-posthog-provider": "bedrock"}),
 }
-out = {}
-
-def case(name, fn):
-    try:
-        out[name] = fn()
-    except Exception as e:
-        out[name] = {"exception": type(e).__name__, "message": str(e)[:500]}
-
-def headers(extra, name):
-    return {**extra, "x-posthog-trace-id": "sdk-responses-" + name}
+TRACE_PREFIX = "sdk-responses-"
 
 for provider, (model, extra) in MODELS.items():
     def plain(name=provider + "-plain"):
@@ -1757,16 +1755,7 @@ MODELS = {
     "bedrock": ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", {}),
     "bedrock_header": ("claude-haiku-4-5", {"x-posthog-provider": "bedrock"}),
 }
-out = {}
-
-def case(name, fn):
-    try:
-        out[name] = fn()
-    except Exception as e:
-        out[name] = {"exception": type(e).__name__, "message": str(e)[:500]}
-
-def headers(extra, name):
-    return {**extra, "x-posthog-trace-id": "sdk-anthropic-" + name}
+TRACE_PREFIX = "sdk-anthropic-"
 
 def text_of(message):
     return "".join(b.text for b in message.content if b.type == "text")
