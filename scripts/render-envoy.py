@@ -378,7 +378,7 @@ def profile_render(name, overrides, failover=True):
     header = (f"# GENERATED from {os.path.relpath(template, ROOT)} by `scripts/render-envoy.py --profile {name}`:\n"
               f"# {profile['about']}.\n"
               f"# Edit the template or the profile, then run `python3 scripts/render-envoy.py --all`.\n")
-    return header + render(values, profile.get("plugin"), template, failover)
+    return header + render(values, profile.get("plugin"), template, failover=failover)
 
 
 def write(out, text):
@@ -419,7 +419,7 @@ def main():
             parser.error("OUT is required")
         values, config, banner = local_profile()
         values.update(overrides)
-        write(args.out, render(values, config, not args.no_failover))
+        write(args.out, render(values, config, failover=not args.no_failover))
         print(banner)
 
 

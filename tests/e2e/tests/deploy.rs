@@ -178,6 +178,35 @@ fn envoy_validates_every_render() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `make run`'s render (scripts/run.sh: `render-envoy.py OUT`, ports from the
+/// environment, the providers without a key on the bundled mock) is a config Envoy takes.
+#[test]
+fn the_local_stack_render_validates() {
+    let wasm = wasm_path();
+    assert!(wasm.exists(), "{} is missing: run `make build`", wasm.display());
+    let file = std::env::temp_dir().join(format!("llmgw-local-{}.yaml", std::process::id()));
+    let out = Command::new("python3")
+        .arg(repo_root().join("scripts/render-envoy.py"))
+        .arg(&file)
+        .envs([
+            ("LLMGW_PORT", "10000"),
+            ("LLMGW_ADMIN_PORT", "10001"),
+            ("LLMGW_MOCK_PORT", "18080"),
+            ("LLMGW_WEBDIS_PORT", "17379"),
+            ("LLMGW_SINK_PORT", "18081"),
+            ("LLMGW_MOCKED", "openai anthropic gemini bedrock azure"),
+        ])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "render: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("llm-gateway on http://127.0.0.1:10000"));
+    let out = Command::new(envoy_bin()).args(["--mode", "validate", "-c"]).arg(&file).output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success() && log.contains(" OK"), "envoy rejects the local render:\n{log}");
+    assert!(log.contains("configured"), "the plugin did not configure:\n{log}");
+}
+
 #[test]
 fn every_render_names_only_clusters_it_defines() {
     for (_, path) in RENDERS {
