@@ -71,6 +71,33 @@ fn main() {
         pricing::cost(&config.prices, &format!("gpt-4o-mini-2024-07-{i}"), &usage, 20_779, 0.01).total_usd
     });
     time("config parse (built-in prices)", 200, || config::Config::parse(b"{}").is_ok());
+    let call = Generation {
+        distinct_id: "user-1".into(),
+        trace_id: capture::properties::new_uuid(),
+        uuid: capture::properties::new_uuid(),
+        timestamp_ms: 1_764_800_000_000,
+        model: "gpt-4o-mini".into(),
+        provider: "openai".into(),
+        product: "llm_gateway".into(),
+        team_id: Some(2),
+        input_tokens: Some(230),
+        output_tokens: Some(9),
+        input_cost_usd: Some(0.0000345),
+        output_cost_usd: Some(0.0000054),
+        total_cost_usd: Some(0.0000399),
+        latency_s: 0.012,
+        http_status: 200,
+        base_url: "https://api.openai.com".into(),
+        api_format: "openai_chat".into(),
+        input: std::str::from_utf8(body).ok().and_then(|b| b.find("[").map(|i| b[i..b.len() - 1].to_string())),
+        output_choices: Some(r#"[{"role":"assistant","content":"Hello there"}]"#.into()),
+        gateway_properties: serde_json::json!({"$ai_price_source": "catalog"}).as_object().cloned().unwrap_or_default(),
+        ..Generation::default()
+    };
+    println!("$ai_generation event for the 1 KB call:");
+    time("event JSON (content checked, spliced)", n, || {
+        call.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES)
+    });
     let prompt = format!(r#"[{{"role":"system","content":"{}"}}]"#, "lorem ipsum dolor sit amet ".repeat(10_000));
     let g = Generation { input: Some(prompt.clone()), model: "gpt-4o".into(), ..Generation::default() };
     println!("$ai_generation event with a {} KB prompt:", prompt.len() / 1024);

@@ -100,8 +100,8 @@ fn pricing_properties(out: &Outcome, cost: Option<&Cost>, props: &mut Map<String
     }
 }
 
-/// The event for a finished call.
-pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: bool) -> Generation {
+/// The event for a finished call, which it consumes.
+pub fn generation(info: CallInfo, out: &Outcome, cost: Option<&Cost>, content: bool) -> Generation {
     let usage: Option<&Usage> = out.extracted.usage.as_ref();
     let error = out
         .extracted
@@ -110,18 +110,23 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
         .or_else(|| out.interrupted.clone())
         .or_else(|| (out.status >= 400).then(|| format!("HTTP {}", out.status)));
     let served = out.extracted.served_model.clone().filter(|m| *m != info.model);
-    let output_choices = (content && !out.extracted.output_text.is_empty())
-        .then(|| Value::from(vec![serde_json::json!({"role": "assistant", "content": out.extracted.output_text})]))
-        .map(|v| v.to_string());
+    let output_choices = (content && !out.extracted.output_text.is_empty()).then(|| {
+        let mut choices = String::from(r#"[{"role":"assistant","content":"#);
+        crate::wire::json::push_quoted(&mut choices, &out.extracted.output_text);
+        choices.push_str("}]");
+        choices
+    });
+    let mut gateway_properties = info.gateway_properties;
+    pricing_properties(out, cost, &mut gateway_properties);
     Generation {
-        distinct_id: info.distinct_id.clone(),
-        trace_id: info.trace_id.clone(),
-        uuid: info.uuid.clone(),
+        distinct_id: info.distinct_id,
+        trace_id: info.trace_id,
+        uuid: info.uuid,
         timestamp_ms: info.started_ms,
-        model: info.model.clone(),
+        model: info.model,
         model_served: served,
         provider: info.provider.to_string(),
-        product: info.product.clone(),
+        product: info.product,
         team_id: Some(info.team_id),
         input_tokens: usage.map(|u| u.input_tokens),
         output_tokens: usage.map(|u| u.output_tokens),
@@ -141,16 +146,12 @@ pub fn generation(info: &CallInfo, out: &Outcome, cost: Option<&Cost>, content: 
         is_error: error.is_some(),
         error,
         stream: info.stream,
-        base_url: info.base_url.clone(),
+        base_url: info.base_url,
         api_format: info.api_format.to_string(),
-        input: if content { info.input.clone() } else { None },
+        input: info.input.filter(|_| content),
         output_choices,
-        gateway_properties: {
-            let mut props = info.gateway_properties.clone();
-            pricing_properties(out, cost, &mut props);
-            props
-        },
-        client_properties: info.client_properties.clone(),
+        gateway_properties,
+        client_properties: info.client_properties,
     }
 }
 
@@ -210,12 +211,12 @@ mod tests {
             interrupted: Some("client disconnected".into()),
             ..Default::default()
         };
-        let g = generation(&info, &out, None, true);
+        let g = generation(info.clone(), &out, None, true);
         assert!(g.is_error);
         assert_eq!(g.error.as_deref(), Some("client disconnected"));
         assert_eq!(g.time_to_first_token_s, Some(0.5));
         assert_eq!(g.latency_s, 2.0);
-        let g = generation(&info, &Outcome { status: 502, ..Default::default() }, None, true);
+        let g = generation(info.clone(), &Outcome { status: 502, ..Default::default() }, None, true);
         assert_eq!(g.error.as_deref(), Some("HTTP 502"));
     }
 
@@ -241,7 +242,7 @@ mod tests {
         // The answering model is priced, and the searches with it.
         let answered = out("claude-opus-5-5-20270101");
         let c = call_cost(&prices, &info, &answered, 0.01).unwrap();
-        let p = generation(&info, &answered, Some(&c), false).gateway_properties;
+        let p = generation(info.clone(), &answered, Some(&c), false).gateway_properties;
         assert_eq!(p["$ai_cost_model"], "claude-opus-5-5");
         assert_eq!(p["$ai_web_search_count"], 2);
         assert!((p["$ai_web_search_cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12);
@@ -249,7 +250,7 @@ mod tests {
         // An unknown answer of a known family is priced as the family's most expensive model.
         let unknown = out("claude-opus-9");
         let c = call_cost(&prices, &info, &unknown, 0.01).unwrap();
-        let p = generation(&info, &unknown, Some(&c), false).gateway_properties;
+        let p = generation(info.clone(), &unknown, Some(&c), false).gateway_properties;
         assert_eq!(
             (p["$ai_cost_fallback"].as_str(), p["$ai_cost_model"].as_str()),
             (Some("family"), Some("claude-3-opus-latest"))
@@ -258,7 +259,7 @@ mod tests {
         let missing = Outcome { status: 200, ..Default::default() };
         let c = call_cost(&prices, &info, &missing, 0.01).unwrap();
         assert_eq!(
-            generation(&info, &missing, Some(&c), false).gateway_properties["$ai_cost_fallback"],
+            generation(info.clone(), &missing, Some(&c), false).gateway_properties["$ai_cost_fallback"],
             "usage_missing"
         );
     }

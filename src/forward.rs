@@ -336,7 +336,7 @@ fn upstream_body(
     if is_native(api, wire) {
         let mut set = Vec::new();
         if target.model != req.model.as_ref() {
-            set.push(("model", json_string(target.model)));
+            set.push(("model", crate::wire::json::quoted(target.model)));
         }
         if strip_usage_chunk {
             set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
@@ -403,10 +403,6 @@ fn with_include_usage(existing: Option<&str>) -> String {
         .unwrap_or_default();
     options.insert("include_usage".into(), true.into());
     serde_json::Value::Object(options).to_string()
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
 }
 
 #[cfg(test)]

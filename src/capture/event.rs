@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::properties::is_reserved;
 use super::timestamp::rfc3339_millis;
+use crate::wire::json::push_quoted;
 
 /// `$lib` and `$ai_lib`: lets PostHog tell gateway events from SDK events.
 pub const LIB: &str = "llm-gateway-envoy";
@@ -115,51 +116,52 @@ impl Generation {
         serde_json::from_str(&self.to_json(region_url, max_bytes)).unwrap_or_default()
     }
 
-    /// [`Self::to_event`], serialised. Content is spliced in as the raw JSON
-    /// it arrived as: a large prompt is copied once, never parsed into a tree.
+    /// [`Self::to_event`], serialised. Written straight into one string, no
+    /// `Value` tree: content is spliced in as the raw JSON it arrived as (a
+    /// large prompt is copied once, never parsed into a tree), and the core
+    /// properties are written as members, so a later layer is left out where
+    /// an earlier one would have been overwritten.
     pub fn to_json(&self, region_url: &str, max_bytes: usize) -> String {
-        let mut properties = Map::new();
-        for (key, value) in &self.client_properties {
-            if !is_reserved(key) {
-                properties.insert(key.clone(), value.clone());
-            }
-        }
-        for (key, value) in &self.gateway_properties {
-            properties.insert(key.clone(), value.clone());
-        }
-        self.insert_core(&mut properties, region_url);
-        let properties = Value::Object(properties).to_string();
-        let mut out = String::with_capacity(properties.len() + self.content_len() + 256);
+        let mut out = String::with_capacity(1024 + self.content_len());
         out.push_str(r#"{"event":"$ai_generation","distinct_id":"#);
-        out.push_str(&Value::from(self.distinct_id.as_str()).to_string());
+        push_quoted(&mut out, &self.distinct_id);
         out.push_str(r#","uuid":"#);
-        out.push_str(&Value::from(self.uuid.as_str()).to_string());
+        push_quoted(&mut out, &self.uuid);
         out.push_str(r#","timestamp":""#);
         out.push_str(&rfc3339_millis(self.timestamp_ms));
-        out.push_str(r#"","properties":"#);
-        // The core keys are always there, so the object ends in `}` after at least one member.
-        out.push_str(properties.strip_suffix('}').unwrap_or(&properties));
+        out.push_str(r#"","properties":{"#);
+        let mut members = Members { out: &mut out, first: true };
+        self.write_core(&mut members, region_url);
+        for (key, value) in &self.gateway_properties {
+            if !CORE_KEYS.contains(&key.as_str()) {
+                members.value(key, value);
+            }
+        }
+        for (key, value) in &self.client_properties {
+            if !is_reserved(key) && !self.gateway_properties.contains_key(key) {
+                members.value(key, value);
+            }
+        }
+        // The core keys are always there, so the object has at least one member.
         self.push_content(&mut out, "}}".len(), max_bytes);
         out.push_str("}}");
         out
     }
 
-    fn insert_core(&self, p: &mut Map<String, Value>, region_url: &str) {
-        let mut set = |key: &str, value: Value| {
-            p.insert(key.to_string(), value);
-        };
-        set("$ai_trace_id", self.trace_id.clone().into());
-        set("$ai_span_id", self.uuid.clone().into());
+    /// The core properties (the table above). Every key written here is in [`CORE_KEYS`].
+    fn write_core(&self, m: &mut Members<'_>, region_url: &str) {
+        m.string("$ai_trace_id", &self.trace_id);
+        m.string("$ai_span_id", &self.uuid);
         // As PostHog's SDKs report it: `$ai_model` is the model that answered.
         match self.model_served.as_ref().filter(|m| **m != self.model) {
             Some(served) => {
-                set("$ai_model", served.clone().into());
-                set("$ai_model_requested", self.model.clone().into());
+                m.string("$ai_model", served);
+                m.string("$ai_model_requested", &self.model);
             }
-            None => set("$ai_model", self.model.clone().into()),
+            None => m.string("$ai_model", &self.model),
         }
-        set("$ai_provider", self.provider.clone().into());
-        set("$ai_api_format", self.api_format.clone().into());
+        m.string("$ai_provider", &self.provider);
+        m.string("$ai_api_format", &self.api_format);
         let counts = [
             ("$ai_input_tokens", self.input_tokens),
             ("$ai_output_tokens", self.output_tokens),
@@ -169,7 +171,7 @@ impl Generation {
         ];
         for (key, count) in counts {
             if let Some(count) = count {
-                set(key, count.into());
+                m.display(key, count);
             }
         }
         let amounts = [
@@ -182,35 +184,42 @@ impl Generation {
         for (key, amount) in amounts {
             // JSON has no NaN/inf; a non-finite number is left out, not nulled.
             if let Some(number) = amount.and_then(serde_json::Number::from_f64) {
-                set(key, Value::Number(number));
+                m.display(key, number);
             }
         }
-        set("$ai_http_status", self.http_status.into());
-        set("$ai_is_error", self.is_error.into());
+        m.display("$ai_http_status", self.http_status);
+        m.display("$ai_is_error", self.is_error);
         if self.is_error {
-            let message = match &self.error {
-                Some(message) => message.chars().take(MAX_ERROR_CHARS).collect(),
-                None => format!("HTTP {}", self.http_status),
-            };
-            set("$ai_error", message.into());
+            match &self.error {
+                Some(message) => match message.char_indices().nth(MAX_ERROR_CHARS) {
+                    Some((cut, _)) => m.string("$ai_error", message.get(..cut).unwrap_or_default()),
+                    None => m.string("$ai_error", message),
+                },
+                None => m.string("$ai_error", &format!("HTTP {}", self.http_status)),
+            }
         }
-        set("$ai_stream", self.stream.into());
-        set("$ai_base_url", self.base_url.clone().into());
-        set("$ai_product", self.product.clone().into());
-        set("ai_product", self.product.clone().into());
-        let mut groups = Map::new();
-        groups.insert("instance".into(), region_url.into());
+        m.display("$ai_stream", self.stream);
+        m.string("$ai_base_url", &self.base_url);
+        m.string("$ai_product", &self.product);
+        m.string("ai_product", &self.product);
         if let Some(team_id) = self.team_id {
-            set("team_id", team_id.into());
-            groups.insert("project".into(), team_id.to_string().into());
+            m.display("team_id", team_id);
         }
-        set("$groups", Value::Object(groups));
+        m.key("$groups");
+        m.out.push_str(r#"{"instance":"#);
+        push_quoted(m.out, region_url);
+        if let Some(team_id) = self.team_id {
+            m.out.push_str(r#","project":""#);
+            m.out.push_str(&team_id.to_string());
+            m.out.push('"');
+        }
+        m.out.push('}');
         // Stamped directly: the billing query reads `$group_1` whatever the
         // destination's group type mapping is (docs/protocols/reference-gateway.md).
-        set("$group_1", region_url.into());
-        set("$lib", LIB.into());
-        set("$ai_lib", LIB.into());
-        set("$lib_version", env!("CARGO_PKG_VERSION").into());
+        m.string("$group_1", region_url);
+        m.string("$lib", LIB);
+        m.string("$ai_lib", LIB);
+        m.string("$lib_version", env!("CARGO_PKG_VERSION"));
     }
 
     fn content_len(&self) -> usize {
@@ -271,6 +280,74 @@ impl Generation {
         if !cut.is_empty() {
             member("$ai_content_truncated", "true");
         }
+    }
+}
+
+/// Every key [`Generation::write_core`] may write: gateway properties never replace them.
+const CORE_KEYS: &[&str] = &[
+    "$ai_trace_id",
+    "$ai_span_id",
+    "$ai_model",
+    "$ai_model_requested",
+    "$ai_provider",
+    "$ai_api_format",
+    "$ai_input_tokens",
+    "$ai_output_tokens",
+    "$ai_cache_read_input_tokens",
+    "$ai_cache_creation_input_tokens",
+    "$ai_reasoning_tokens",
+    "$ai_input_cost_usd",
+    "$ai_output_cost_usd",
+    "$ai_total_cost_usd",
+    "$ai_latency",
+    "$ai_time_to_first_token",
+    "$ai_http_status",
+    "$ai_is_error",
+    "$ai_error",
+    "$ai_stream",
+    "$ai_base_url",
+    "$ai_product",
+    "ai_product",
+    "team_id",
+    "$groups",
+    "$group_1",
+    "$lib",
+    "$ai_lib",
+    "$lib_version",
+    "$ai_input",
+    "$ai_output_choices",
+    "$ai_content_truncated",
+];
+
+/// Writes the members of a JSON object being built in `out`.
+struct Members<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl Members<'_> {
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        push_quoted(self.out, key);
+        self.out.push(':');
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_quoted(self.out, value);
+    }
+
+    /// A value whose `Display` is its JSON (numbers, booleans, `Value`).
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn value(&mut self, key: &str, value: &Value) {
+        self.display(key, value);
     }
 }
 
@@ -335,7 +412,7 @@ pub fn batch_body(api_key: &str, events: &[&str], sent_at: &str) -> String {
     let events_len: usize = events.iter().map(|e| e.len() + 1).sum();
     let mut body = String::with_capacity(events_len + api_key.len() + sent_at.len() + 48);
     body.push_str("{\"api_key\":");
-    body.push_str(&json_string(api_key));
+    push_quoted(&mut body, api_key);
     body.push_str(",\"batch\":[");
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
@@ -344,13 +421,9 @@ pub fn batch_body(api_key: &str, events: &[&str], sent_at: &str) -> String {
         body.push_str(event);
     }
     body.push_str("],\"sent_at\":");
-    body.push_str(&json_string(sent_at));
+    push_quoted(&mut body, sent_at);
     body.push('}');
     body
-}
-
-fn json_string(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
 }
 
 #[cfg(test)]
@@ -494,6 +567,11 @@ mod tests {
         assert_eq!(p["feature"], "chat");
         assert_eq!(p["save_mode"], "on");
         assert_eq!(p["$ai_model"], "gpt-4o");
+        // Written once each: a parser that keeps the first duplicate would read the same.
+        let json = g.to_json(REGION, DEFAULT_MAX_EVENT_BYTES);
+        for key in ["\"$group_1\":", "\"team_id\":", "\"save_mode\":", "\"$ai_model\":", "\"ai_product\":"] {
+            assert_eq!(json.matches(key).count(), 1, "{key}");
+        }
     }
 
     #[test]

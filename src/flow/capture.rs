@@ -52,7 +52,7 @@ pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
     if let Some(capture) = &worker.capture {
         let mut capture = capture.borrow_mut();
         let settings = &capture.settings;
-        let event = accounting::generation(&info, &out, cost.as_ref(), settings.content)
+        let event = accounting::generation(info, &out, cost.as_ref(), settings.content)
             .to_json(&settings.region_url, settings.max_event_bytes);
         capture.push(Rc::from(event), out.ended_ms);
         host.count(Metric::EventsQueued, 1);

@@ -81,12 +81,59 @@ pub fn error_message(raw: Option<&RawValue>) -> Option<String> {
     Some(raw.get().to_owned())
 }
 
+/// Appends `s` as a JSON string literal, escaped as serde_json escapes it
+/// (`"`, `\\`, and control characters), without building a `Value`.
+pub fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+/// `s` as a JSON string literal.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_quoted(&mut out, s);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn raw(s: &str) -> &RawValue {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn quoted_strings_match_serde_json() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        for s in ["", "plain", "a\"b\\c", "line\nbreak\ttab\r", "\u{0}\u{1f}\u{7f}", "é ✓ 😀 \u{2028}", &every_ascii]
+        {
+            assert_eq!(quoted(s), serde_json::Value::from(s).to_string(), "{s:?}");
+        }
     }
 
     #[test]
