@@ -81,6 +81,12 @@ CAPTURE = {
 # dropped (nothing to turn off) and the `limits` system is skipped.
 LIMITS_OFF = {"limits": {"enabled": False}}
 LIMITS = json.loads(os.environ.get("BENCH_LIMITS_CONFIG", '{"limits": {"enabled": true}}'))
+# The binding systems' limits: a user window of $0.05 per 10 minutes, and a team's monthly
+# budget of $0.05. A bench call costs $0.00000885
+# (19 + 10 tokens of gpt-4o-mini) and is estimated at $0.0025 (1 KB / 4 tokens in, 4,096 out).
+BIND_WINDOW_S, BIND_WINDOW_USD, BIND_BUDGET_USD = 600, 0.05, 0.05
+# Each limits system counts against its own team, so one's spend never binds another's.
+TEAMS = {"key": 1, "window": 2, "budget": 3}
 
 # Floor systems run bench/wasm-floor (the least any proxy-wasm filter costs
 # here) in place of the gateway, in the scenarios they name, to split the
@@ -100,6 +106,13 @@ SYSTEMS = [
     # The same with leases off: one check.lua round trip for every request.
     {"name": "limits-per-call", "kind": "envoy", "optional": True,
      "plugin": {"limits": {**LIMITS["limits"], "local_admission_ms": 0}}},
+    # Limits that bind, each for its own team (key), at the ceiling only, to report the overspend
+    # observed under load (limits_report): a user window, and a monthly budget (which reserves nothing).
+    {"name": "limits-window", "kind": "envoy", "optional": True, "measure_only": True, "scenarios": ["ceiling-1k"],
+     "key": "window", "windows_read": True, "plugin": {"limits": {**LIMITS["limits"], "user": [
+         {"window_seconds": BIND_WINDOW_S, "limit_usd": BIND_WINDOW_USD}]}}},
+    {"name": "limits-budget", "kind": "envoy", "optional": True, "measure_only": True, "scenarios": ["ceiling-1k"],
+     "key": "budget", "plugin": LIMITS},
     # Another build of the gateway (BENCH_BEFORE_WASM, e.g. the commit before a change), limits off:
     # a before/after measured in one run. Skipped when unset.
     {"name": "filter-before", "kind": "envoy", "plugin": LIMITS_OFF, "optional": True,
@@ -442,7 +455,7 @@ def start_envoy_once(system, ports):
             raise RuntimeError("envoy not ready in 60 s: " + tail(system["name"]))
         time.sleep(0.1)
     return {"proc": proc, "pid": proc.pid, "port": listen, "admin": admin, "path": "/v1/chat/completions",
-            "headers": [f"authorization: Bearer {ports['key']}"]}
+            "headers": [f"authorization: Bearer {ports['keys'][system.get('key', 'key')]}"]}
 
 
 def tail(name, n=5):
@@ -974,7 +987,7 @@ def markdown(table, scenarios, meta, res, targets):
             L.append("")
         for line in callback_budget(res["end"]):
             L.append(line)
-        for line in limits_report(counters):
+        for line in limits_report(counters) + res.get("overspend", []):
             L.append(line)
             L.append("")
         growth = res.get("wasm_by_round")
@@ -1278,15 +1291,68 @@ def start_shared():
     mock, ports["mock"] = tool_listen("mock", ["mock"])
     ports["mock_pid"] = mock.pid
     _, ports["sink"] = tool_listen("sink", ["sink"])
-    # The auth lookup finds this key's principal; after the first request it is cached.
-    key = "phx_" + secrets.token_hex(24)
-    principal = json.dumps({"team_id": 1, "user_id": 1, "distinct_id": "bench", "scopes": ["llm_gateway:read"],
-                            "products": None})
-    subprocess.run(["redis-cli", "-p", str(ports["redis"]), "SET",
-                    "llmgw:key:" + hashlib.sha256(key.encode()).hexdigest(), principal],
-                   check=True, capture_output=True)
-    ports["key"] = key
+    # The auth lookup finds each key's principal; after the first request it is cached.
+    ports["keys"] = {}
+    for name, team in TEAMS.items():
+        key = "phx_" + secrets.token_hex(24)
+        principal = {"team_id": team, "user_id": team, "distinct_id": "bench", "scopes": ["llm_gateway:read"],
+                     "products": None}
+        if name == "budget":
+            principal["monthly_budget_usd"] = BIND_BUDGET_USD
+        redis_cli(ports, "SET", "llmgw:key:" + hashlib.sha256(key.encode()).hexdigest(), json.dumps(principal))
+        ports["keys"][name] = key
+    ports["key"] = ports["keys"]["key"]
     return ports
+
+
+def redis_cli(ports, *args):
+    return subprocess.run(["redis-cli", "-p", str(ports["redis"]), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def read_windows(ports, seen):
+    """After a round of limits-window, once its leases have ended and given back what
+    they did not use: each of its user windows' spend (micro-USD), the highest seen per
+    window (a window's key expires with it)."""
+    time.sleep(1.5)
+    for k in redis_cli(ports, "--scan", "--pattern", f"llmgw:{{t:{TEAMS['window']}}}:rl:u:*:{BIND_WINDOW_S}:*").split():
+        seen[k] = max(seen.get(k, 0), int(redis_cli(ports, "GET", k).strip() or 0))
+
+
+def overspend_report(ports, counters, windows, rate):
+    """What the binding systems spent against their limits, read from Redis: each user
+    window's spend against its limit, and the month's spend against the budget, with the
+    budget's documented bound (README, Rate limits)."""
+    out = []
+    window = counters.get("limits-window")
+    if window is not None:
+        spent = sorted((v / 1e6 for v in windows.values()), reverse=True)
+        over = max((s - BIND_WINDOW_USD for s in spent), default=0.0)
+        out.append(f"Overspend (limits-window, ${BIND_WINDOW_USD} per {BIND_WINDOW_S} s user window): "
+                   f"{window.get('rate_limited_total', 0):,} of {window.get('requests_total', 0):,} requests refused; "
+                   f"{len(spent)} window(s) ended at " + ", ".join(f"${s:.4f}" for s in spent[:6]) +
+                   (" …" if len(spent) > 6 else "") + f", so the fullest ended {over:+.4f} against its limit. "
+                   "A window's bound is the sum of real − estimate over the calls it allowed; a bench call costs "
+                   "less than its estimate, so none may end over, and the estimates of calls in flight hold room "
+                   "that their real cost does not use.")
+    budget = counters.get("limits-budget")
+    if budget is not None:
+        month = time.strftime("%Y-%m", time.gmtime())
+        spent = int(redis_cli(ports, "GET", f"llmgw:{{t:{TEAMS['budget']}}}:budget:{month}").strip() or 0) / 1e6
+        allowed = budget.get("responses_openai_2xx_total", 0)
+        per_call = spent / allowed if allowed else 0.0  # every bench call costs the same
+        past = (spent - BIND_BUDGET_USD) / per_call if per_call else 0.0
+        flush_s = LIMITS["limits"].get("record_flush_ms", 250) / 1000
+        text = (f"Overspend (limits-budget, ${BIND_BUDGET_USD} monthly budget): "
+                f"{budget.get('rate_limited_total', 0):,} of {budget.get('requests_total', 0):,} requests refused; "
+                f"the month ended at ${spent:.4f}, {spent - BIND_BUDGET_USD:+.4f} against the cap "
+                f"({past:,.0f} calls of ${per_call:.8f} past it).")
+        if rate:
+            text += (f" The documented bound for one worker is the spend in flight and not yet flushed plus one "
+                     f"lease (at most cap / 100): at the `limits` ceiling of {rate:,.0f} req/s, "
+                     f"{flush_s * 1000:.0f} ms of unflushed records are {rate * flush_s:,.0f} calls.")
+        out.append(text)
+    return out
 
 
 def callback_budget(end):
@@ -1323,12 +1389,13 @@ def limits_report(counters):
         requests = c.get("requests_total", 0)
         local = c.get("limits_local_admits_total", 0)
         limited = c.get("rate_limited_total", 0)
-        waited = max(requests - local - limited, 0)
+        # A refusal is a Redis check's answer too: a lease only admits.
+        waited = max(requests - local, 0)
         share = 100.0 * waited / requests if requests else 0.0
         out.append(f"Limits ({name}): {waited:,} of {requests:,} requests ({share:.2f}%) waited for a Redis check; "
                    f"{local:,} admitted on a lease; {c.get('limits_lease_renewals_total', 0):,} lease renewals and "
                    f"{c.get('spend_records_total', 0):,} spend records sent in the background; "
-                   f"{limited:,} refused (429), so {'no limit was reached and nothing could be overspent' if not limited else 'see the overspend bound in tests/e2e/tests/limits.rs'}.")
+                   f"{limited:,} refused (429)" + ("" if limited else ", so no limit was reached and nothing could be overspent") + ".")
     return out
 
 
@@ -1365,6 +1432,7 @@ def run(args, meta, started):
     res = {"start": resources(running)}
     results = {}
     wasm_by_round = {}
+    windows_seen = {}
     names = list(running)
     for rnd in range(args.rounds):
         for scen in scenarios:
@@ -1376,6 +1444,8 @@ def run(args, meta, started):
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]  # rotate per round
             for name in order:
                 r = load(running[name], scen, args.duration, args.warmup)
+                if SYSTEM_BY_NAME[name].get("windows_read"):
+                    read_windows(ports, windows_seen)
                 results.setdefault(scen["name"], {}).setdefault(name, {})[rnd] = r
                 lat = r.get("latency_us") or {}
                 extra = f" ttfb p50 {r['ttfb_us']['p50']}" if r.get("ttfb_us") else ""
@@ -1386,8 +1456,12 @@ def run(args, meta, started):
             mem = smaps_wasm(s["pid"]) if s.get("admin") else []
             if mem:
                 wasm_by_round.setdefault(name, []).append(max(a for a, _ in mem) / 1024)
+    time.sleep(1.5)  # the last leases end and give back their unused room
     res["end"] = resources(running)
     res["wasm_by_round"] = wasm_by_round
+    res["overspend"] = overspend_report(ports, {k: v.get("counters") or {} for k, v in res["end"].items()},
+                                        windows_seen, med(r["throughput_rps"] for r in
+                                                          results.get("ceiling-1k", {}).get("limits", {}).values()))
     meta["load_end"] = loadavg()
     total, steal = (b - a for a, b in zip(meta["cpu_start"], cpu_times()))
     meta["steal"] = f"{100 * steal / total:.1f}%" if total else "?"

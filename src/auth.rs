@@ -61,14 +61,19 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Lower-case hex SHA-256: the only form of the key that leaves the filter.
     pub fn hash(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            // Both nibbles are < 16, so `from_digit` always answers.
-            hex.extend([b >> 4, b & 0x0f].map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')));
-        }
-        hex
+        sha256_hex(&self.0, 64)
     }
+}
+
+/// The first `chars` (up to 64) lowercase hex digits of the SHA-256 of `s`.
+pub fn sha256_hex(s: &str, chars: usize) -> String {
+    let mut hex = String::with_capacity(chars);
+    for b in Sha256::digest(s.as_bytes()).iter().take(chars.div_ceil(2)) {
+        // Both nibbles are < 16, so `from_digit` always answers.
+        hex.extend([b >> 4, b & 0x0f].map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')));
+    }
+    hex.truncate(chars);
+    hex
 }
 
 fn unauthorized(message: &str) -> ApiError {

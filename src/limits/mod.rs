@@ -137,8 +137,6 @@ pub use config::{applicable_windows, BudgetConfig, LimitOverrides, LimitsConfig,
 pub use estimate::{estimate_usd, micro_to_usd, usd_to_micro, usd_to_micro_ceil, DEFAULT_MAX_OUTPUT_TOKENS};
 pub use webdis::{percent_encode, StoreError, WebdisRequest};
 
-use sha2::{Digest, Sha256};
-
 /// `check.lua`, sent with every check.
 pub const CHECK_SCRIPT: &str = include_str!("check.lua");
 /// `record.lua`, sent with every spend flush.
@@ -204,9 +202,9 @@ pub fn product_tag(product: &str) -> String {
 pub fn window_base_key(window: &Window, subject: &Subject) -> String {
     let w = window.window_seconds;
     match window.scope {
-        Scope::User => format!("llmgw:{}:rl:u:{}:{w}", team_tag(subject.team_id), hash_part(subject.end_user)),
-        Scope::Product => format!("llmgw:{}:rl:p:{w}", product_tag(subject.product)),
-        Scope::Team => format!("llmgw:{}:rl:t:{w}", team_tag(subject.team_id)),
+        Scope::User => format!("llmgw:{{t:{}}}:rl:u:{}:{w}", subject.team_id, hash_part(subject.end_user)),
+        Scope::Product => format!("llmgw:{{p:{}}}:rl:p:{w}", key_part(subject.product)),
+        Scope::Team => format!("llmgw:{{t:{}}}:rl:t:{w}", subject.team_id),
     }
 }
 
@@ -245,10 +243,7 @@ pub(crate) fn format_usd(usd: f64) -> String {
 
 /// First 128 bits of SHA-256, as hex.
 fn hash_part(s: &str) -> String {
-    let digest = Sha256::digest(s.as_bytes());
-    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex.truncate(HASH_HEX_CHARS);
-    hex
+    crate::auth::sha256_hex(s, HASH_HEX_CHARS)
 }
 
 /// `s` itself when it is a short `[A-Za-z0-9_-]+` (configured product names
@@ -283,7 +278,8 @@ mod tests {
         assert!(u.starts_with("llmgw:{t:42}:rl:u:"), "{u}");
         assert!(u.ends_with(":3600"));
         assert!(!u.contains("user-7"), "end-user ids are hashed: {u}");
-        assert_eq!(u.len(), "llmgw:{t:42}:rl:u::3600".len() + 32);
+        // The first 32 hex digits of SHA-256("user-7"): keys written by earlier releases stay the same.
+        assert_eq!(u, "llmgw:{t:42}:rl:u:092081140b677b45dbe983b2f0d4ae02:3600");
         assert_eq!(window_base_key(&w(Scope::Product, 86400), &s), "llmgw:{p:wizard}:rl:p:86400");
         assert_eq!(window_base_key(&w(Scope::Team, 60), &s), "llmgw:{t:42}:rl:t:60");
     }
