@@ -144,8 +144,10 @@ fn parse_uuid_like_python(raw: &str) -> Option<Uuid> {
     u128::from_str_radix(&hex, 16).ok().map(Uuid::from_u128)
 }
 
-/// A fresh random UUIDv4, for event uuids and trace ids. On
-/// `wasm32-wasip1` the randomness comes from WASI `random_get`.
+/// A fresh random UUIDv4, for event uuids and trace ids. uuid's `fast-rng`
+/// draws them from rand's thread-local ChaCha generator, seeded (and reseeded)
+/// from WASI `random_get`, so a request no longer makes two `random_get`
+/// calls into Envoy.
 pub fn new_uuid() -> String {
     Uuid::new_v4().hyphenated().to_string()
 }
