@@ -117,6 +117,11 @@ SYSTEMS = [
     # a before/after measured in one run. Skipped when unset.
     {"name": "filter-before", "kind": "envoy", "plugin": LIMITS_OFF, "optional": True,
      "wasm": os.environ.get("BENCH_BEFORE_WASM", "BENCH_BEFORE_WASM unset")},
+    # The same build with capture, and with limits, at the ceiling: a before/after of those paths.
+    {"name": "capture-before", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "up", "optional": True,
+     "wasm": os.environ.get("BENCH_BEFORE_WASM", "BENCH_BEFORE_WASM unset"), "scenarios": ["ceiling-1k"]},
+    {"name": "limits-before", "kind": "envoy", "plugin": LIMITS, "optional": True,
+     "wasm": os.environ.get("BENCH_BEFORE_WASM", "BENCH_BEFORE_WASM unset"), "scenarios": ["ceiling-1k"]},
     # The same in its callback-timing build, for the per-callback budget only (its clock reads and
     # counters cost time of their own, so it is held to no target).
     {"name": "filter-timing", "kind": "envoy", "plugin": LIMITS_OFF, "wasm": TIMING_WASM, "optional": True,
