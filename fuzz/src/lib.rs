@@ -154,10 +154,11 @@ fn books(wire: Api, streaming: bool, extracted: Extracted) {
             assert!(v.is_finite() && v >= 0.0, "cost not a finite non-negative number: {c:?}");
         }
     }
-    let g = accounting::generation(&info, &out, cost.as_ref(), true);
+    let g = accounting::generation(info, &out, cost.as_ref(), true);
     let json = g.to_json("https://us.posthog.com", 64 * 1024);
     let parsed: Result<serde_json::Value, _> = serde_json::from_str(&json);
     assert!(parsed.is_ok(), "event is not valid JSON");
+    assert!(json_without_duplicates(&json), "event repeats a key");
 }
 
 /// Whether `text` is JSON in which no object repeats a key. (Readers differ
