@@ -116,11 +116,11 @@ impl Generation {
         serde_json::from_str(&self.to_json(region_url, max_bytes)).unwrap_or_default()
     }
 
-    /// [`Self::to_event`], serialised. Written straight into one string, no
-    /// `Value` tree: content is spliced in as the raw JSON it arrived as (a
-    /// large prompt is copied once, never parsed into a tree), and the core
-    /// properties are written as members, so a later layer is left out where
-    /// an earlier one would have been overwritten.
+    /// [`Self::to_event`], serialised straight into one string, no `Value`
+    /// tree. The core properties go first; a gateway or client property whose
+    /// key a later layer of the merge order sets is left out, so each key is
+    /// written once. Content is spliced in as the raw JSON it arrived as: a
+    /// large prompt is copied once, never parsed into a tree.
     pub fn to_json(&self, region_url: &str, max_bytes: usize) -> String {
         let mut out = String::with_capacity(1024 + self.content_len());
         out.push_str(r#"{"event":"$ai_generation","distinct_id":"#);
@@ -134,12 +134,12 @@ impl Generation {
         self.write_core(&mut members, region_url);
         for (key, value) in &self.gateway_properties {
             if !CORE_KEYS.contains(&key.as_str()) {
-                members.value(key, value);
+                members.display(key, value);
             }
         }
         for (key, value) in &self.client_properties {
             if !is_reserved(key) && !self.gateway_properties.contains_key(key) {
-                members.value(key, value);
+                members.display(key, value);
             }
         }
         // The core keys are always there, so the object has at least one member.
@@ -345,10 +345,6 @@ impl Members<'_> {
         self.key(key);
         let _ = write!(self.out, "{value}");
     }
-
-    fn value(&mut self, key: &str, value: &Value) {
-        self.display(key, value);
-    }
 }
 
 /// Deserialises from exactly the JSON that `serde_json::Value` accepts
@@ -542,6 +538,24 @@ mod tests {
         g.error = Some("x".repeat(MAX_ERROR_CHARS * 2));
         let p = &g.to_event(REGION, DEFAULT_MAX_EVENT_BYTES)["properties"];
         assert_eq!(p["$ai_error"].as_str().map(str::len), Some(MAX_ERROR_CHARS));
+    }
+
+    #[test]
+    fn every_core_key_is_listed_as_one() {
+        let mut g = generation();
+        g.model_served = Some("gpt-4o-2024-08-06".into());
+        g.cache_read_input_tokens = Some(1);
+        g.cache_creation_input_tokens = Some(1);
+        g.reasoning_tokens = Some(1);
+        g.stream = true;
+        g.time_to_first_token_s = Some(0.1);
+        g.is_error = true;
+        g.input = Some("[]".into());
+        g.output_choices = Some("[]".into());
+        let event = g.to_event(REGION, DEFAULT_MAX_EVENT_BYTES);
+        let written: Vec<&String> = event["properties"].as_object().unwrap().keys().collect();
+        let unlisted: Vec<_> = written.iter().filter(|k| !CORE_KEYS.contains(&k.as_str())).collect();
+        assert!(unlisted.is_empty(), "core keys missing from CORE_KEYS: {unlisted:?}");
     }
 
     #[test]
