@@ -82,8 +82,8 @@ CAPTURE = {
 LIMITS_OFF = {"limits": {"enabled": False}}
 LIMITS = json.loads(os.environ.get("BENCH_LIMITS_CONFIG", '{"limits": {"enabled": true}}'))
 # The binding systems' limits: a user window of $0.05 per 10 minutes, and a team's monthly
-# budget of $0.05. A bench call costs $0.00000885
-# (19 + 10 tokens of gpt-4o-mini) and is estimated at $0.0025 (1 KB / 4 tokens in, 4,096 out).
+# budget of $0.05. A bench call costs about $0.000009 (19 + 10 tokens of gpt-4o-mini) and is
+# estimated at $0.0025 (1 KB / 4 tokens in, 4,096 out).
 BIND_WINDOW_S, BIND_WINDOW_USD, BIND_BUDGET_USD = 600, 0.05, 0.05
 # Each limits system counts against its own team, so one's spend never binds another's.
 TEAMS = {"key": 1, "window": 2, "budget": 3}
@@ -1306,7 +1306,6 @@ def start_shared():
             principal["monthly_budget_usd"] = BIND_BUDGET_USD
         redis_cli(ports, "SET", "llmgw:key:" + hashlib.sha256(key.encode()).hexdigest(), json.dumps(principal))
         ports["keys"][name] = key
-    ports["key"] = ports["keys"]["key"]
     return ports
 
 
@@ -1327,10 +1326,12 @@ def read_windows(ports, seen):
 def overspend_report(ports, counters, windows, rate):
     """What the binding systems spent against their limits, read from Redis: each user
     window's spend against its limit, and the month's spend against the budget, with the
-    budget's documented bound (README, Rate limits)."""
+    budget's documented bound (README, Fleet: overspend)."""
     out = []
     window = counters.get("limits-window")
-    if window is not None:
+    if window is not None and not windows:
+        out.append("Overspend (limits-window): no window key was found in Redis.")
+    elif window is not None:
         spent = sorted((v / 1e6 for v in windows.values()), reverse=True)
         over = max((s - BIND_WINDOW_USD for s in spent), default=0.0)
         out.append(f"Overspend (limits-window, ${BIND_WINDOW_USD} per {BIND_WINDOW_S} s user window): "
@@ -1338,8 +1339,9 @@ def overspend_report(ports, counters, windows, rate):
                    f"{len(spent)} window(s) ended at " + ", ".join(f"${s:.4f}" for s in spent[:6]) +
                    (" …" if len(spent) > 6 else "") + f", so the fullest ended {over:+.4f} against its limit. "
                    "A window's bound is the sum of real − estimate over the calls it allowed; a bench call costs "
-                   "less than its estimate, so none may end over, and the estimates of calls in flight hold room "
-                   "that their real cost does not use.")
+                   "less than its estimate, so none may end over. Each call's estimate holds room until its spend "
+                   "record replaces it (record_flush_ms after the call ends), so a window refuses early when "
+                   "estimates are large against its limit.")
     budget = counters.get("limits-budget")
     if budget is not None:
         month = time.strftime("%Y-%m", time.gmtime())
