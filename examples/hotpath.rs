@@ -94,6 +94,24 @@ fn main() {
         gateway_properties: serde_json::json!({"$ai_price_source": "catalog"}).as_object().cloned().unwrap_or_default(),
         ..Generation::default()
     };
+    {
+        use llm_gateway::limits::{self, CheckPlan, LimitOverrides, LimitsConfig, Subject, WindowStatus};
+        let lc = LimitsConfig::default();
+        let subject = Subject { team_id: 2, product: "llm_gateway", end_user: "user-1" };
+        println!("limits, a warm request (default windows), {n} iterations each:");
+        time("applicable windows", n, || limits::applicable_windows(&lc, &LimitOverrides::default()));
+        time("check plan (keys, signature)", n, || {
+            CheckPlan::new(
+                limits::applicable_windows(&lc, &LimitOverrides::default()),
+                &subject,
+                0.0025,
+                None,
+                1_764_800_000_000,
+            )
+        });
+        let st = WindowStatus { limit_usd: 500.0, remaining_usd: 499.5, reset_s: 3000 };
+        time("rate-limit headers", n, || limits::rate_limit_headers(&st));
+    }
     println!("$ai_generation event for the 1 KB call:");
     time("event JSON (content checked, spliced)", n, || {
         call.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES)
