@@ -173,7 +173,10 @@ pub fn start(
             remove: removed(set),
             body: Some(Rc::clone(&f.body)),
         });
-        targets.push(target_of(&u, f.body.len(), Some(u.response.clone())));
+        // The target keeps its response plan (a Responses client's context can be tens of KB): moved, not copied.
+        let mut target = target_of(&u, f.body.len(), None);
+        target.response = Some(u.response);
+        targets.push(target);
     }
     let attempts = targets.len();
     let attempt_timeout_ms = settings.attempt_timeout_ms(stream);
