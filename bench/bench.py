@@ -93,6 +93,7 @@ TEAMS = {"key": 1, "window": 2, "budget": 3}
 # gateway's added latency into wasm plumbing, body copy, the gateway's hostcalls
 # and its own computation.
 FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "stream-1k", "ceiling-1k"]
+AGENT_SYSTEMS = ["no-filter", "filter", "filter-before"]
 SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
     {"name": "no-filter", "kind": "envoy", "plugin": None},
@@ -169,6 +170,16 @@ SCENARIOS = [
     {"name": "stream-1k-usage", "body_fn": lambda: stream_body_asking_usage(1024), "stream": True, "rate": 200,
      "conns": 8},
     {"name": "ceiling-1k", "body": 1024, "closed": True, "conns": 8},
+    # Coding agents' recorded requests (src/translate/tests/agents), streamed as the agents stream
+    # them, each with the other provider's model: Claude Code's Messages request to gpt-5 (the
+    # gateway translates it to Chat and the answer back) and Codex's Responses request to Claude
+    # (to Messages and back). `no-filter` forwards the same bytes to the mock untranslated.
+    {"name": "agent-claude-code", "path": "/v1/messages", "stream": True, "rate": 200, "conns": 8,
+     "body_fn": lambda: agent_body("claude-code.bash.json", "gpt-5"), "expect": "message_stop",
+     "systems": AGENT_SYSTEMS},
+    {"name": "agent-codex", "path": "/v1/responses", "stream": True, "rate": 200, "conns": 8,
+     "body_fn": lambda: agent_body("codex.exec_command.json", "claude-sonnet-4-6"),
+     "expect": {"no-filter": "[DONE]", "*": "response.completed"}, "systems": AGENT_SYSTEMS},
     {"name": "ceiling-256k", "body": 256 * 1024, "closed": True, "conns": 4, "optional": True},
 ]
 # LiteLLM on one core saturates near 50 req/s here (closed loop), so peers run
@@ -460,7 +471,7 @@ def start_envoy_once(system, ports):
             raise RuntimeError("envoy not ready in 60 s: " + tail(system["name"]))
         time.sleep(0.1)
     return {"proc": proc, "pid": proc.pid, "port": listen, "admin": admin, "path": "/v1/chat/completions",
-            "headers": [f"authorization: Bearer {ports['keys'][system.get('key', 'key')]}"]}
+            "headers": [f"authorization: Bearer {ports['keys'][system.get('key', 'key')]}"], "name": system["name"]}
 
 
 def tail(name, n=5):
@@ -716,8 +727,11 @@ def load(system, scenario, duration, warmup):
         argv += ["--body-bytes", str(scenario["body"])]
     if scenario.get("stream"):
         argv.append("--stream")
-    if "expect" in scenario:
-        argv += ["--expect-body", scenario["expect"]]
+    expect = scenario.get("expect")
+    if isinstance(expect, dict):  # per system, "*" for the rest
+        expect = expect.get(system.get("name"), expect.get("*"))
+    if expect:
+        argv += ["--expect-body", expect]
     argv += ["--closed"] if scenario.get("closed") else ["--rate", str(scenario["rate"])]
     gen = subprocess.Popen(pinned(CLIENT_CORE, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append(("load", gen))  # stopped with the rest if the run is interrupted
@@ -750,6 +764,13 @@ def with_model(body, model):
         start = at + len(marker)
         body = body[:start] + body[start + cut:]
     return body
+
+
+def agent_body(name, model):
+    """A recorded agent request with its model set."""
+    with open(os.path.join(ROOT, "src/translate/tests/agents", name)) as f:
+        body = json.load(f)
+    return json.dumps({**body, "model": model}, separators=(",", ":")).encode()
 
 
 def stream_body_asking_usage(size):

@@ -112,6 +112,36 @@ fn main() {
         let st = WindowStatus { limit_usd: 500.0, remaining_usd: 499.5, reset_s: 3000 };
         time("rate-limit headers", n, || limits::rate_limit_headers(&st));
     }
+    // Coding agents' requests as recorded (src/translate/tests/agents), each to
+    // its own provider (passed through) and to the other (translated).
+    let both = config::Config::parse(
+        br#"{"providers":{"openai":{"cluster":"mock"},"anthropic":{"cluster":"mock"}},"limits":{"enabled":false}}"#,
+    )
+    .expect("config");
+    let agents = [
+        ("Claude Code", "/v1/messages", include_str!("../src/translate/tests/agents/claude-code.bash.json"), "gpt-5"),
+        (
+            "Codex",
+            "/v1/responses",
+            include_str!("../src/translate/tests/agents/codex.exec_command.json"),
+            "claude-sonnet-4-6",
+        ),
+    ];
+    for (agent, path, body, other) in agents {
+        let route = routes::resolve("POST", path, &both.products, false).expect("route");
+        let body = body.as_bytes();
+        let parsed = request::parse(body, route.api).expect("parse");
+        println!("{agent} request ({} KB), 5000 iterations each:", body.len() / 1024);
+        time("request parse", 5000, || request::parse(body, route.api).is_ok());
+        time("upstream plan, its own provider", 5000, || {
+            forward::plan(&both, &keys, 0, route.api, &parsed, body, None).is_ok()
+        });
+        let translated =
+            request::ParsedRequest { model: other.into(), ..request::parse(body, route.api).expect("parse") };
+        time(&format!("upstream plan, translated for {other}"), 5000, || {
+            forward::plan(&both, &keys, 0, route.api, &translated, body, None).is_ok()
+        });
+    }
     println!("$ai_generation event for the 1 KB call:");
     time("event JSON (content checked, spliced)", n, || {
         call.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES)

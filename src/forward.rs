@@ -181,9 +181,7 @@ pub fn plan_target(
     // from a client that did not (docs/protocols/openai-chat.md, `include_usage`).
     let strip_usage_chunk = is_native(api, wire) && api == Api::Chat && req.stream && req.include_usage != Some(true);
     let target = Target::named(provider, wire_model, model);
-    let new_body = upstream_body(api, wire, &target, req, body, strip_usage_chunk)?;
-    let responses =
-        (api == Api::Responses && !is_native(api, wire)).then(|| ResponsesContext::from_request(&req.fields));
+    let (new_body, responses) = upstream_body(api, wire, &target, req, body, strip_usage_chunk)?;
     Ok(Upstream {
         provider,
         model: model.to_string(),
@@ -324,7 +322,8 @@ fn upstream_headers(config: &Config, provider: Provider, key: Option<&Secret>, p
 }
 
 /// The body to send instead of the client's, if it must change: the model
-/// renamed and usage asked for on native routes, translated otherwise.
+/// renamed and usage asked for on native routes, translated otherwise; and a
+/// translated Responses request's context, which its answer needs.
 fn upstream_body(
     api: Api,
     wire: ProviderWire,
@@ -332,7 +331,7 @@ fn upstream_body(
     req: &ParsedRequest,
     body: &[u8],
     strip_usage_chunk: bool,
-) -> Result<Option<Vec<u8>>, ApiError> {
+) -> Result<(Option<Vec<u8>>, Option<ResponsesContext>), ApiError> {
     if is_native(api, wire) {
         let mut set = Vec::new();
         if target.model != req.model.as_ref() {
@@ -341,21 +340,30 @@ fn upstream_body(
         if strip_usage_chunk {
             set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
         }
-        return Ok((!set.is_empty()).then(|| req.fields.rewrite(&set, &[])));
+        return Ok(((!set.is_empty()).then(|| req.fields.rewrite(&set, &[])), None));
     }
     let to_bedrock = |messages: Vec<u8>| crate::bedrock::messages_to_bedrock_body(&messages);
+    let with_context = |(body, context)| to_bedrock(body).map(|body| (body, Some(context)));
+    // The translators read the members `request::parse` lexed, not the body again.
+    let (fields, len) = (&req.fields, body.len());
     let translated = match (api, wire) {
-        (Api::Chat, ProviderWire::Bedrock) => translate::chat_request_to_messages(body, target).and_then(to_bedrock),
-        (Api::Chat, _) => translate::chat_request_to_messages(body, target),
-        (Api::Messages, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body),
-        (Api::Messages, _) => translate::messages_request_to_chat(body, target),
-        (Api::Responses, ProviderWire::Bedrock) => {
-            translate::responses_request_to_messages(body, target).and_then(to_bedrock)
+        (Api::Chat, ProviderWire::Bedrock) => {
+            translate::chat_request_to_messages_lexed(fields, len, target).and_then(to_bedrock).map(|b| (b, None))
         }
-        (Api::Responses, ProviderWire::Anthropic) => translate::responses_request_to_messages(body, target),
-        (Api::Responses, _) => translate::responses_request_to_chat(body, target),
+        (Api::Chat, _) => translate::chat_request_to_messages_lexed(fields, len, target).map(|b| (b, None)),
+        (Api::Messages, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body).map(|b| (b, None)),
+        (Api::Messages, _) => translate::messages_request_to_chat_lexed(fields, len, target).map(|b| (b, None)),
+        (Api::Responses, ProviderWire::Bedrock) => {
+            translate::responses_request_to_messages_lexed(fields, len, target).and_then(with_context)
+        }
+        (Api::Responses, ProviderWire::Anthropic) => {
+            translate::responses_request_to_messages_lexed(fields, len, target).map(|(b, c)| (b, Some(c)))
+        }
+        (Api::Responses, _) => {
+            translate::responses_request_to_chat_lexed(fields, len, target).map(|(b, c)| (b, Some(c)))
+        }
     };
-    translated.map(Some).map_err(|e| {
+    translated.map(|(body, context)| (Some(body), context)).map_err(|e| {
         let code = match e {
             TranslateError::Unsupported(_) => "unsupported_for_provider",
             TranslateError::Invalid(_) => "invalid_request",

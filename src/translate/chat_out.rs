@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::common::{ObjectWriter, Str};
+use super::common::{ObjectWriter, RawStr, Str};
 use super::target::{chat_reasoning_effort, Effort, Target};
 use super::TranslateError;
 use crate::providers::Provider;
@@ -107,7 +107,7 @@ pub(super) struct OutTool<'a> {
 pub(super) struct OutFunction<'a> {
     pub name: Str<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<Str<'a>>,
+    pub description: Option<RawStr<'a>>,
     pub parameters: Cow<'a, RawValue>,
 }
 

@@ -38,46 +38,57 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, Str};
+use super::common::{
+    constant, decode, decode_str, field, invalid, parse_fields, unsupported, RawStr, Str, EMPTY_TOOL_SCHEMA,
+};
 use super::messages_out::{
     self, image_source, parse_arguments, push_turn, split_data_url, AnthropicTool, Block, Content, Source, ToolChoice,
     Turn,
 };
 use super::target::{Effort, Target};
 use super::TranslateError;
+use crate::request::Fields;
 use crate::wire::openai_chat::Function;
 
 /// Translates a Chat Completions body into a Messages body for `target`.
 pub fn chat_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
-    let fields = parse_fields(body)?;
-    reject_unsupported(&fields)?;
+    chat_request_to_messages_lexed(&parse_fields(body)?, body.len(), target)
+}
+
+/// [`chat_request_to_messages`] of a body already lexed into its members ([`crate::request::parse`]).
+pub fn chat_request_to_messages_lexed(
+    fields: &Fields,
+    body_len: usize,
+    target: &Target,
+) -> Result<Vec<u8>, TranslateError> {
+    reject_unsupported(fields)?;
 
     let messages: Vec<ChatMessage> =
-        field(&fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+        field(fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
     let (system, turns) = convert_messages(messages)?;
 
-    let max_tokens = match field::<u64>(&fields, "max_completion_tokens")? {
+    let max_tokens = match field::<u64>(fields, "max_completion_tokens")? {
         Some(n) => Some(n),
-        None => field::<u64>(&fields, "max_tokens")?,
+        None => field::<u64>(fields, "max_tokens")?,
     };
-    let tools: Option<Vec<ChatTool>> = field(&fields, "tools")?;
+    let tools: Option<Vec<ChatTool>> = field(fields, "tools")?;
     let tools = tools.unwrap_or_default().into_iter().map(convert_tool).collect::<Result<Vec<_>, _>>()?;
     let tool_choice = match tools.is_empty() {
         true => None,
         false => {
-            let parallel = field::<bool>(&fields, "parallel_tool_calls")?;
+            let parallel = field::<bool>(fields, "parallel_tool_calls")?;
             convert_tool_choice(fields.get("tool_choice"), parallel == Some(false))?
         }
     };
-    let user = match field::<Str>(&fields, "safety_identifier")? {
+    let user = match field::<Str>(fields, "safety_identifier")? {
         Some(u) => Some(u),
-        None => field::<Str>(&fields, "user")?,
+        None => field::<Str>(fields, "user")?,
     };
-    let json_schema = match field::<ResponseFormat>(&fields, "response_format")? {
+    let json_schema = match field::<ResponseFormat>(fields, "response_format")? {
         Some(format) => convert_response_format(format)?,
         None => None,
     };
-    let effort = match field::<Str>(&fields, "reasoning_effort")? {
+    let effort = match field::<Str>(fields, "reasoning_effort")? {
         Some(e) => Some(Effort::parse(&e).ok_or_else(|| invalid(format!("Invalid 'reasoning_effort': '{e}'")))?),
         None => None,
     };
@@ -93,9 +104,9 @@ pub fn chat_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>,
         user,
         stop_sequences: stop_sequences(fields.get("stop"))?,
         auto_cache: false,
-        stream: field::<bool>(&fields, "stream")?,
+        stream: field::<bool>(fields, "stream")?,
     };
-    messages_out::write(target, body.len(), system, &turns, settings)
+    messages_out::write(target, body_len, system, &turns, settings)
 }
 
 fn reject_unsupported(fields: &crate::request::Fields) -> Result<(), TranslateError> {
@@ -334,7 +345,7 @@ struct FunctionDef<'a> {
     #[serde(borrow)]
     name: Str<'a>,
     #[serde(borrow, default)]
-    description: Option<Str<'a>>,
+    description: Option<RawStr<'a>>,
     #[serde(borrow, default)]
     parameters: Option<&'a RawValue>,
 }
@@ -347,9 +358,7 @@ fn convert_tool(tool: ChatTool<'_>) -> Result<AnthropicTool<'_>, TranslateError>
     let input_schema = match f.parameters.filter(|p| p.get() != "null") {
         Some(p) => Cow::Borrowed(p),
         // OpenAI allows omitting parameters (a no-argument function); Anthropic requires a schema.
-        None => RawValue::from_string(r#"{"type":"object","properties":{}}"#.to_owned())
-            .map(Cow::Owned)
-            .map_err(|e| invalid(e.to_string()))?,
+        None => Cow::Borrowed(constant(EMPTY_TOOL_SCHEMA)?),
     };
     Ok(AnthropicTool { name: f.name, description: f.description, input_schema, cache_control: tool.cache_control })
 }

@@ -1,8 +1,6 @@
 //! Helpers shared by the translators: field decoding, JSON and SSE writing,
 //! and the stop-reason and usage mappings both directions agree on.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -41,12 +39,35 @@ pub(super) fn decode<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> R
     })
 }
 
-/// Decodes a JSON string, borrowing it from the body unless it has escapes.
+/// Decodes a JSON string in one pass, borrowing it from the body unless it has escapes.
 pub(super) fn decode_str<'a>(raw: &'a RawValue, what: &str) -> Result<Str<'a>, TranslateError> {
-    match serde_json::from_str::<&'a str>(raw.get()) {
-        Ok(s) => Ok(Cow::Borrowed(s)),
-        Err(_) => decode::<String>(raw, what).map(Cow::Owned),
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Str<'a>);
+    decode::<Text>(raw, what).map(|t| t.0)
+}
+
+/// A JSON string passed through as the client wrote it (a tool's description):
+/// lexed, but never unescaped nor escaped again.
+#[derive(Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub(super) struct RawStr<'a>(&'a RawValue);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        match raw.get().starts_with('"') {
+            true => Ok(RawStr(raw)),
+            false => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Other(raw.get()), &"a string")),
+        }
     }
+}
+
+/// A tool without parameters takes none; Anthropic requires a schema.
+pub(super) const EMPTY_TOOL_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
+
+/// Raw JSON the gateway writes itself (a default schema), lexed where it is used.
+pub(super) fn constant(json: &'static str) -> Result<&'static RawValue, TranslateError> {
+    serde_json::from_str(json).map_err(|e| invalid(e.to_string()))
 }
 
 /// Serialises a value the translators built. Their types (structs with string

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::common::{invalid, parse_base64_data_url, unsupported, ObjectWriter, Str};
+use super::common::{invalid, parse_base64_data_url, unsupported, ObjectWriter, RawStr, Str};
 use super::target::{anthropic_reasoning, sampling_blocks_thinking, Effort, Target, ThinkingBlockers};
 use super::TranslateError;
 
@@ -162,7 +162,7 @@ pub(super) fn parse_arguments<'a>(arguments: Option<&str>, at: &str) -> Result<C
 pub(super) struct AnthropicTool<'a> {
     pub name: Str<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<Str<'a>>,
+    pub description: Option<RawStr<'a>>,
     pub input_schema: Cow<'a, RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<&'a RawValue>,

@@ -40,13 +40,22 @@ use super::chat_out::{
     self, OutChoice, OutContent, OutFile, OutFormat, OutFunction, OutFunctionCall, OutMessage, OutPart, OutTool,
     OutToolCall, OutUrl,
 };
-use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, Str};
+use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, RawStr, Str};
 use super::target::{Effort, Target};
 use super::TranslateError;
+use crate::request::Fields;
 
 /// Translates a Messages body into a Chat Completions body for `target`.
 pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
-    let fields = parse_fields(body)?;
+    messages_request_to_chat_lexed(&parse_fields(body)?, body.len(), target)
+}
+
+/// [`messages_request_to_chat`] of a body already lexed into its members ([`crate::request::parse`]).
+pub fn messages_request_to_chat_lexed(
+    fields: &Fields,
+    body_len: usize,
+    target: &Target,
+) -> Result<Vec<u8>, TranslateError> {
     if fields.get("mcp_servers").is_some_and(|r| r.get() != "null" && r.get() != "[]") {
         return Err(unsupported(format!("'mcp_servers' is not supported for {} models", target.name())));
     }
@@ -58,7 +67,7 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
         }
     }
     let messages: Vec<InMessage> =
-        field(&fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+        field(fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
     // Deferred tools a tool search has loaded.
     let mut loaded: Vec<String> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
@@ -75,7 +84,7 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
         }
     }
 
-    let tools: Option<Vec<InTool>> = field(&fields, "tools")?;
+    let tools: Option<Vec<InTool>> = field(fields, "tools")?;
     let tools = tools
         .unwrap_or_default()
         .into_iter()
@@ -83,7 +92,7 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
         .filter(|t| t.defer_loading != Some(true) || t.name.as_deref().is_some_and(|n| loaded.iter().any(|l| l == n)))
         .map(|t| convert_tool(t, target))
         .collect::<Result<Vec<_>, _>>()?;
-    let (tool_choice, parallel_tool_calls) = match field::<InToolChoice>(&fields, "tool_choice")? {
+    let (tool_choice, parallel_tool_calls) = match field::<InToolChoice>(fields, "tool_choice")? {
         Some(choice) => {
             let parallel = (choice.disable_parallel_tool_use == Some(true) && choice.kind != "none").then_some(false);
             let choice = match choice.kind.as_ref() {
@@ -99,14 +108,14 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
         }
         None => (None, None),
     };
-    let output_config = field::<InOutputConfig>(&fields, "output_config")?;
+    let output_config = field::<InOutputConfig>(fields, "output_config")?;
     let (config_format, config_effort) = match output_config {
         Some(c) => (c.format, c.effort),
         None => (None, None),
     };
     let format = match config_format {
         Some(f) => Some(f),
-        None => field::<InFormat>(&fields, "output_format")?,
+        None => field::<InFormat>(fields, "output_format")?,
     };
     let format = match format {
         Some(format) => {
@@ -123,19 +132,19 @@ pub fn messages_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>,
         None => None,
     };
     let settings = chat_out::Settings {
-        max_tokens: field::<u64>(&fields, "max_tokens")?,
+        max_tokens: field::<u64>(fields, "max_tokens")?,
         tools,
         tool_choice,
         parallel_tool_calls,
-        stop: field::<Vec<Str>>(&fields, "stop_sequences")?,
+        stop: field::<Vec<Str>>(fields, "stop_sequences")?,
         temperature: fields.get("temperature").filter(|r| r.get() != "null"),
         top_p: fields.get("top_p").filter(|r| r.get() != "null"),
-        user: field::<InMetadata>(&fields, "metadata")?.and_then(|m| m.user_id),
+        user: field::<InMetadata>(fields, "metadata")?.and_then(|m| m.user_id),
         format,
-        effort: reasoning_effort(field(&fields, "thinking")?, config_effort)?,
-        stream: field::<bool>(&fields, "stream")? == Some(true),
+        effort: reasoning_effort(field(fields, "thinking")?, config_effort)?,
+        stream: field::<bool>(fields, "stream")? == Some(true),
     };
-    chat_out::write(target, body.len(), &out_messages, settings)
+    chat_out::write(target, body_len, &out_messages, settings)
 }
 
 #[derive(Deserialize)]
@@ -400,7 +409,7 @@ struct InTool<'a> {
     #[serde(borrow, default)]
     name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    description: Option<Str<'a>>,
+    description: Option<RawStr<'a>>,
     #[serde(borrow, default)]
     input_schema: Option<&'a RawValue>,
     #[serde(default)]

@@ -49,17 +49,17 @@ mod tests;
 
 use std::fmt;
 
-pub use chat_to_messages::chat_request_to_messages;
+pub use chat_to_messages::{chat_request_to_messages, chat_request_to_messages_lexed};
 pub use chat_to_responses::{chat_response_to_responses, ChatToResponses};
 pub use errors::{anthropic_error_to_openai, anthropic_error_type, openai_error_normalised, openai_error_to_anthropic};
 pub use gemini_stream::GeminiChatFix;
-pub use messages_to_chat::messages_request_to_chat;
+pub use messages_to_chat::{messages_request_to_chat, messages_request_to_chat_lexed};
 pub use messages_to_responses::{messages_response_to_responses, MessagesToResponses};
 pub use response_to_chat::messages_response_to_chat;
 pub use response_to_messages::chat_response_to_messages;
 pub use responses_out::ResponsesContext;
-pub use responses_to_chat::responses_request_to_chat;
-pub use responses_to_messages::responses_request_to_messages;
+pub use responses_to_chat::{responses_request_to_chat, responses_request_to_chat_lexed};
+pub use responses_to_messages::{responses_request_to_messages, responses_request_to_messages_lexed};
 pub use stream_to_chat::MessagesToChat;
 pub use stream_to_messages::ChatToMessages;
 pub use target::Target;

@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::common::{to_json, ObjectWriter};
+use super::responses_request::ToolShapes;
 use super::responses_to_messages::{REDACTED_PREFIX, THINKING_PREFIX};
 use crate::request::Fields;
 use crate::wire::stream::push_named;
@@ -46,8 +47,8 @@ pub struct ResponsesContext {
 }
 
 impl ResponsesContext {
-    /// The context of a Responses request.
-    pub fn from_request(fields: &Fields) -> Self {
+    /// The context of a Responses request, with the tool shapes its reading found.
+    pub(super) fn new(fields: &Fields, shapes: ToolShapes) -> Self {
         const ECHO: [(&str, &str); 14] = [
             ("instructions", "null"),
             ("max_output_tokens", "null"),
@@ -78,8 +79,7 @@ impl ResponsesContext {
         if !echo.is_empty() {
             echo.remove(0);
         }
-        let (custom_tools, namespaced) = super::responses_request::tool_shapes(fields);
-        ResponsesContext { echo, custom_tools, namespaced }
+        ResponsesContext { echo, custom_tools: shapes.custom, namespaced: shapes.namespaced }
     }
 
     /// The call item for a tool the model called by its flat name.

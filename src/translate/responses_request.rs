@@ -41,7 +41,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::common::{decode, decode_str, field, invalid, unsupported, Str};
+use super::common::{constant, decode, decode_str, field, invalid, unsupported, RawStr, Str, EMPTY_TOOL_SCHEMA};
 use super::target::{Effort, Target};
 use super::TranslateError;
 use crate::request::Fields;
@@ -66,6 +66,8 @@ pub(super) struct Request<'a> {
     pub top_p: Option<&'a RawValue>,
     pub user: Option<Str<'a>>,
     pub stream: bool,
+    /// Read with the tools, for the answer's calls ([`super::ResponsesContext`]).
+    pub shapes: ToolShapes,
 }
 
 /// One conversation entry, in input order.
@@ -112,9 +114,9 @@ pub(super) enum Part<'a> {
 
 pub(super) struct Tool<'a> {
     pub name: Str<'a>,
-    pub description: Option<Str<'a>>,
-    /// The JSON Schema of the arguments, as JSON text.
-    pub parameters: Cow<'a, str>,
+    pub description: Option<RawStr<'a>>,
+    /// The JSON Schema of the arguments, as lexed from the body (or a constant).
+    pub parameters: &'a RawValue,
 }
 
 pub(super) enum ToolChoice<'a> {
@@ -133,25 +135,10 @@ pub(super) enum Format<'a> {
 /// The tools whose calls go back in another shape than a plain function call:
 /// custom tools (as `custom_tool_call` items) and namespaced functions
 /// (`(flat name, namespace, name)`, as calls naming their namespace).
-pub(super) fn tool_shapes(fields: &Fields) -> (Vec<String>, Vec<(String, String, String)>) {
-    let tools: Vec<InTool> = field(fields, "tools").ok().flatten().unwrap_or_default();
-    let (mut custom, mut namespaced) = (Vec::new(), Vec::new());
-    for tool in tools {
-        match (tool.kind.as_ref(), tool.name) {
-            ("custom", Some(name)) => custom.push(name.into_owned()),
-            ("namespace", Some(ns)) => {
-                for inner in tool.tools.unwrap_or_default() {
-                    let Some(name) = inner.name else { continue };
-                    if inner.kind == "custom" {
-                        custom.push(flat_name(&ns, &name));
-                    }
-                    namespaced.push((flat_name(&ns, &name), ns.clone().into_owned(), name.into_owned()));
-                }
-            }
-            _ => {}
-        }
-    }
-    (custom, namespaced)
+#[derive(Default)]
+pub(super) struct ToolShapes {
+    pub custom: Vec<String>,
+    pub namespaced: Vec<(String, String, String)>,
 }
 
 /// Parses a Responses body; `target` names the provider in refusals.
@@ -176,8 +163,9 @@ pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'
     }
     let in_tools: Vec<InTool> = field(fields, "tools")?.unwrap_or_default();
     let mut tools = Vec::with_capacity(in_tools.len());
+    let mut shapes = ToolShapes::default();
     for tool in in_tools {
-        read_tool(tool, None, target, &mut tools)?;
+        read_tool(tool, None, target, &mut tools, &mut shapes)?;
     }
     let reasoning: Option<InReasoning> = field(fields, "reasoning")?;
     let (effort, summary) = match reasoning {
@@ -223,6 +211,7 @@ pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'
         top_p: fields.get("top_p").filter(|r| r.get() != "null"),
         user,
         stream: field::<bool>(fields, "stream")?.unwrap_or(false),
+        shapes,
     })
 }
 
@@ -452,7 +441,7 @@ struct InTool<'a> {
     #[serde(borrow, default)]
     name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    description: Option<Str<'a>>,
+    description: Option<RawStr<'a>>,
     #[serde(borrow, default)]
     parameters: Option<&'a RawValue>,
     /// A namespace's tools.
@@ -469,18 +458,19 @@ fn read_tool<'a>(
     namespace: Option<&str>,
     target: &Target,
     out: &mut Vec<Tool<'a>>,
+    shapes: &mut ToolShapes,
 ) -> Result<(), TranslateError> {
     let parameters = match tool.kind.as_ref() {
         "function" => match tool.parameters.filter(|p| p.get() != "null") {
-            Some(p) => Cow::Borrowed(p.get()),
+            Some(p) => p,
             // A function without parameters takes none; Anthropic requires a schema.
-            None => Cow::Borrowed(r#"{"type":"object","properties":{}}"#),
+            None => constant(EMPTY_TOOL_SCHEMA)?,
         },
-        "custom" => Cow::Borrowed(CUSTOM_TOOL_SCHEMA),
+        "custom" => constant(CUSTOM_TOOL_SCHEMA)?,
         "namespace" if namespace.is_none() => {
             let name = tool.name.ok_or_else(|| invalid("tools: namespace without 'name'"))?;
             for inner in tool.tools.unwrap_or_default() {
-                read_tool(inner, Some(&name), target, out)?;
+                read_tool(inner, Some(&name), target, out, shapes)?;
             }
             return Ok(());
         }
@@ -494,9 +484,16 @@ fn read_tool<'a>(
     };
     let name = tool.name.ok_or_else(|| invalid(format!("tools: {} tool without 'name'", tool.kind)))?;
     let name = match namespace {
-        Some(ns) => Cow::Owned(flat_name(ns, &name)),
+        Some(ns) => {
+            let flat = flat_name(ns, &name);
+            shapes.namespaced.push((flat.clone(), ns.to_owned(), name.into_owned()));
+            Cow::Owned(flat)
+        }
         None => name,
     };
+    if tool.kind == "custom" {
+        shapes.custom.push(name.to_string());
+    }
     out.push(Tool { name, description: tool.description, parameters });
     Ok(())
 }

@@ -17,21 +17,31 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::chat_out::{
     self, OutChoice, OutFile, OutFormat, OutFunction, OutFunctionCall, OutMessage, OutPart, OutTool, OutToolCall,
     OutUrl,
 };
 use super::common::{invalid, parse_fields, unsupported};
+use super::responses_out::ResponsesContext;
 use super::responses_request::{self, Entry, Format, Part, Role, ToolChoice};
 use super::target::Target;
 use super::TranslateError;
+use crate::request::Fields;
 
 /// Translates a Responses body into a Chat Completions body for `target`.
 pub fn responses_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
-    let fields = parse_fields(body)?;
-    let req = responses_request::read(&fields, target)?;
+    responses_request_to_chat_lexed(&parse_fields(body)?, body.len(), target).map(|(body, _)| body)
+}
+
+/// [`responses_request_to_chat`] of a body already lexed into its members ([`crate::request::parse`]),
+/// with the context its translated answer needs.
+pub fn responses_request_to_chat_lexed(
+    fields: &Fields,
+    body_len: usize,
+    target: &Target,
+) -> Result<(Vec<u8>, ResponsesContext), TranslateError> {
+    let mut req = responses_request::read(fields, target)?;
+    let context = ResponsesContext::new(fields, std::mem::take(&mut req.shapes));
     let mut messages: Vec<OutMessage> = Vec::new();
     if !req.instructions.is_empty() {
         let text = match req.instructions.len() {
@@ -98,25 +108,12 @@ pub fn responses_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>
     if !pending.is_empty() {
         messages.push(OutMessage::parts("user", pending));
     }
-    let parameters: Vec<Box<RawValue>> = req
-        .tools
-        .iter()
-        .map(|t| {
-            RawValue::from_string(t.parameters.clone().into_owned())
-                .map_err(|e| invalid(format!("tools: '{}' has invalid parameters: {e}", t.name)))
-        })
-        .collect::<Result<_, _>>()?;
     let tools: Vec<OutTool> = req
         .tools
         .into_iter()
-        .zip(&parameters)
-        .map(|(t, parameters)| OutTool {
+        .map(|t| OutTool {
             kind: "function",
-            function: OutFunction {
-                name: t.name,
-                description: t.description,
-                parameters: Cow::Borrowed(&**parameters),
-            },
+            function: OutFunction { name: t.name, description: t.description, parameters: Cow::Borrowed(t.parameters) },
         })
         .collect();
     let tool_choice = match req.tool_choice {
@@ -146,7 +143,7 @@ pub fn responses_request_to_chat(body: &[u8], target: &Target) -> Result<Vec<u8>
         effort: req.effort,
         stream: req.stream,
     };
-    chat_out::write(target, body.len(), &messages, settings)
+    chat_out::write(target, body_len, &messages, settings).map(|body| (body, context))
 }
 
 fn part<'a>(p: Part<'a>, at: &str) -> Result<OutPart<'a>, TranslateError> {

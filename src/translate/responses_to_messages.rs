@@ -27,9 +27,11 @@ use super::messages_out::{
     self, image_source, parse_arguments, push_turn, split_data_url, AnthropicTool, Block, Content, Source, ToolChoice,
     Turn,
 };
+use super::responses_out::ResponsesContext;
 use super::responses_request::{self, Entry, Format, Part, Role, ToolChoice as InChoice};
 use super::target::Target;
 use super::TranslateError;
+use crate::request::Fields;
 
 /// `encrypted_content` of a reasoning item made from an Anthropic `thinking`
 /// block: this prefix, then the block's signature.
@@ -39,8 +41,18 @@ pub(super) const REDACTED_PREFIX: &str = "anthropic-redacted-thinking:";
 
 /// Translates a Responses body into a Messages body for `target`.
 pub fn responses_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
-    let fields = parse_fields(body)?;
-    let req = responses_request::read(&fields, target)?;
+    responses_request_to_messages_lexed(&parse_fields(body)?, body.len(), target).map(|(body, _)| body)
+}
+
+/// [`responses_request_to_messages`] of a body already lexed into its members ([`crate::request::parse`]),
+/// with the context its translated answer needs.
+pub fn responses_request_to_messages_lexed(
+    fields: &Fields,
+    body_len: usize,
+    target: &Target,
+) -> Result<(Vec<u8>, ResponsesContext), TranslateError> {
+    let mut req = responses_request::read(fields, target)?;
+    let context = ResponsesContext::new(fields, std::mem::take(&mut req.shapes));
     let system = match req.instructions.len() {
         0 => None,
         1 => req.instructions.into_iter().next().map(Content::Text),
@@ -80,17 +92,13 @@ pub fn responses_request_to_messages(body: &[u8], target: &Target) -> Result<Vec
     let tools: Vec<AnthropicTool> = req
         .tools
         .into_iter()
-        .map(|t| {
-            let input_schema = serde_json::value::RawValue::from_string(t.parameters.into_owned())
-                .map_err(|e| invalid(format!("tools: '{}' has invalid parameters: {e}", t.name)))?;
-            Ok(AnthropicTool {
-                name: t.name,
-                description: t.description,
-                input_schema: Cow::Owned(input_schema),
-                cache_control: None,
-            })
+        .map(|t| AnthropicTool {
+            name: t.name,
+            description: t.description,
+            input_schema: Cow::Borrowed(t.parameters),
+            cache_control: None,
         })
-        .collect::<Result<_, TranslateError>>()?;
+        .collect();
     let disable_parallel_tool_use = req.parallel_tool_calls == Some(false);
     let tool_choice = match req.tool_choice {
         InChoice::Unset if disable_parallel_tool_use => Some(ToolChoice::Auto { disable_parallel_tool_use }),
@@ -124,7 +132,7 @@ pub fn responses_request_to_messages(body: &[u8], target: &Target) -> Result<Vec
         auto_cache: true,
         stream: req.stream.then_some(true),
     };
-    messages_out::write(target, body.len(), system, &turns, settings)
+    messages_out::write(target, body_len, system, &turns, settings).map(|body| (body, context))
 }
 
 /// Content parts as blocks; `inputs` allows images and documents.

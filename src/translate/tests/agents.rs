@@ -108,6 +108,31 @@ fn codex_effort_and_summary_reach_claude() {
     assert_eq!(sent["max_tokens"], 32000);
 }
 
+/// The answer's context comes from the same reading as the translated body:
+/// Codex's custom tool and its namespaced functions, for either provider format.
+#[test]
+fn codex_tool_shapes_reach_the_answer_context() {
+    use crate::translate::{responses_request_to_chat_lexed, responses_request_to_messages_lexed};
+    let lex = |body: &'static str| crate::translate::common::parse_fields(body.as_bytes()).unwrap();
+    let body = CODEX[3].1;
+    for (_, context) in [
+        responses_request_to_messages_lexed(&lex(body), body.len(), &claude("claude-sonnet-4-6")).unwrap(),
+        responses_request_to_chat_lexed(&lex(body), body.len(), &gemini("gemini-2.5-pro")).unwrap(),
+    ] {
+        assert_eq!(context.custom_tools, ["apply_patch"]);
+        assert!(context.namespaced.is_empty());
+        assert!(context.echo.contains(r#""tools":[{"#), "the echo keeps the client's tools");
+    }
+    let body = CODEX[2].1;
+    let (_, context) =
+        responses_request_to_messages_lexed(&lex(body), body.len(), &claude("claude-sonnet-4-6")).unwrap();
+    assert!(context.custom_tools.is_empty());
+    let names: Vec<_> =
+        context.namespaced.iter().map(|(flat, ns, name)| (flat.as_str(), ns.as_str(), name.as_str())).collect();
+    assert_eq!(names.len(), 5);
+    assert!(names.contains(&("multi_agent_v1__spawn_agent", "multi_agent_v1", "spawn_agent")));
+}
+
 #[test]
 fn claude_code_requests_translate_for_openai_and_gemini() {
     for (name, body) in CLAUDE_CODE {

@@ -152,3 +152,57 @@ fn responses_client_anthropic_provider_keeps_thinking_across_a_tool_loop() {
     );
     assert_eq!(second["thinking"], first["thinking"], "the signed turn keeps thinking on");
 }
+
+/// A tool's description is copied as the client escaped it, on every route
+/// that carries tools, and still means the same text; one that is not a
+/// string is refused as invalid.
+#[test]
+fn tool_descriptions_pass_through_as_written() {
+    use crate::translate::{responses_request_to_chat, responses_request_to_messages, TranslateError};
+    let text = "Run \"cmd\"\n\tin C:\\tmp — é \u{1F600}";
+    let escaped = r#""Run \"cmd\"\n\tin C:\\tmp \u2014 \u00e9 \ud83d\ude00""#;
+    let schema = r#"{"type":"object","properties":{}}"#;
+    type Translate = fn(&[u8], &crate::translate::Target) -> Result<Vec<u8>, TranslateError>;
+    let cases: [(&str, Translate, &str, &str); 4] = [
+        (
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"t","description":D,"input_schema":S}]}"#,
+            messages_request_to_chat,
+            "gpt-4o",
+            "/tools/0/function/description",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"t","description":D,"parameters":S}}]}"#,
+            chat_request_to_messages,
+            "claude-sonnet-4-6",
+            "/tools/0/description",
+        ),
+        (
+            r#"{"model":"m","input":"hi","tools":[{"type":"function","name":"t","description":D,"parameters":S}]}"#,
+            responses_request_to_messages,
+            "claude-sonnet-4-6",
+            "/tools/0/description",
+        ),
+        (
+            r#"{"model":"m","input":"hi","tools":[{"type":"function","name":"t","description":D,"parameters":S}]}"#,
+            responses_request_to_chat,
+            "gemini-2.5-pro",
+            "/tools/0/function/description",
+        ),
+    ];
+    for (template, translate, model, pointer) in cases {
+        let target = match model {
+            m if m.starts_with("claude") => claude("claude-sonnet-4-6"),
+            m if m.starts_with("gemini") => super::gemini("gemini-2.5-pro"),
+            _ => openai("gpt-4o"),
+        };
+        let body = template.replace('D', escaped).replace('S', schema);
+        let sent = translate(body.as_bytes(), &target).unwrap();
+        assert!(String::from_utf8_lossy(&sent).contains(escaped), "{pointer}: copied as written");
+        assert_eq!(parse(&sent).pointer(pointer).and_then(Value::as_str), Some(text), "{pointer}");
+        let refused = translate(template.replace('D', "7").replace('S', schema).as_bytes(), &target);
+        assert!(
+            matches!(refused, Err(TranslateError::Invalid(ref m)) if m.contains("expected a string")),
+            "{refused:?}"
+        );
+    }
+}
