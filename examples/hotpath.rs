@@ -141,6 +141,17 @@ fn main() {
         time(&format!("upstream plan, translated for {other}"), 5000, || {
             forward::plan(&both, &keys, 0, route.api, &translated, body, None).is_ok()
         });
+        // The answer as the bench mock streams it (13 events), read and translated back.
+        let up = forward::plan(&both, &keys, 0, route.api, &translated, body, None).expect("plan");
+        let events = match up.provider {
+            llm_gateway::providers::Provider::Anthropic => messages_stream(),
+            _ => chat_stream(),
+        };
+        time("answer stream (13 events), translated back", 5000, || {
+            let mut p = pipeline::ResponsePipeline::start(up.response.clone(), 200, Some("text/event-stream"), None, 1);
+            let out: usize = events.iter().map(|e| p.feed(e.as_bytes(), false).replace.map_or(0, |r| r.len())).sum();
+            (out, p.finish())
+        });
     }
     println!("$ai_generation event for the 1 KB call:");
     time("event JSON (content checked, spliced)", n, || {
@@ -150,4 +161,42 @@ fn main() {
     let g = Generation { input: Some(prompt.clone()), model: "gpt-4o".into(), ..Generation::default() };
     println!("$ai_generation event with a {} KB prompt:", prompt.len() / 1024);
     time("event JSON (content checked, spliced)", 200, || g.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES));
+}
+
+/// An Anthropic Messages stream as the bench mock sends it: 8 text deltas.
+fn messages_stream() -> Vec<String> {
+    let mut events = vec![
+        r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-6","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#.to_string(),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_string(),
+    ];
+    events.extend((0..8).map(|i| {
+        format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"token{i} "}}}}"#)
+    }));
+    events.push(r#"{"type":"content_block_stop","index":0}"#.to_string());
+    events.push(r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#.to_string());
+    events.push(r#"{"type":"message_stop"}"#.to_string());
+    events
+        .into_iter()
+        .map(|e| {
+            let kind = e.split('"').nth(3).unwrap_or_default().to_string();
+            format!("event: {kind}\ndata: {e}\n\n")
+        })
+        .collect()
+}
+
+/// An OpenAI Chat stream as the bench mock sends it: 8 content chunks, then usage.
+fn chat_stream() -> Vec<String> {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            r#"data: {{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        ) + "\n\n"
+    };
+    let mut events = vec![chunk(r#"{"role":"assistant","content":""}"#, "null")];
+    events.extend((0..8).map(|i| chunk(&format!(r#"{{"content":"token{i} "}}"#), "null")));
+    events.push(chunk("{}", r#""stop""#));
+    events.push(
+        r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":15,"total_tokens":40}}"#.to_string() + "\n\n",
+    );
+    events.push("data: [DONE]\n\n".to_string());
+    events
 }

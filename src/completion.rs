@@ -64,7 +64,7 @@ impl TerminalScanner {
                     continue;
                 }
             }
-            match rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(end) => {
                     let (line, tail) = rest.split_at(end);
                     self.keep(line);

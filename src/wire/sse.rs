@@ -92,7 +92,7 @@ impl SseParser {
             }
         }
         while !rest.is_empty() {
-            let Some(end) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            let Some(end) = memchr::memchr2(b'\r', b'\n', rest) else {
                 self.push_partial(rest);
                 break;
             };
