@@ -29,10 +29,15 @@ use serde_json::value::RawValue;
 
 use super::common::{to_json, ObjectWriter};
 use super::responses_request::ToolShapes;
-use super::responses_to_messages::{REDACTED_PREFIX, THINKING_PREFIX};
 use crate::request::Fields;
 use crate::wire::stream::push_named;
 use crate::wire::usage::{ResponsesUsageOut, Usage};
+
+/// `encrypted_content` of a reasoning item made from an Anthropic `thinking`
+/// block: this prefix, then the block's signature.
+pub(super) const THINKING_PREFIX: &str = "anthropic-thinking:";
+/// … and from a `redacted_thinking` block: this prefix, then its data.
+pub(super) const REDACTED_PREFIX: &str = "anthropic-redacted-thinking:";
 
 /// What a translated Responses answer takes from its request: the settings
 /// every `response` object echoes, and the tools whose calls are custom.

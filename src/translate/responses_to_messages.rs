@@ -27,17 +27,11 @@ use super::messages_out::{
     self, image_source, parse_arguments, push_turn, split_data_url, AnthropicTool, Block, Content, Source, ToolChoice,
     Turn,
 };
-use super::responses_out::ResponsesContext;
+use super::responses_out::{ResponsesContext, REDACTED_PREFIX, THINKING_PREFIX};
 use super::responses_request::{self, Entry, Format, Part, Role, ToolChoice as InChoice};
 use super::target::Target;
 use super::TranslateError;
 use crate::request::Fields;
-
-/// `encrypted_content` of a reasoning item made from an Anthropic `thinking`
-/// block: this prefix, then the block's signature.
-pub(super) const THINKING_PREFIX: &str = "anthropic-thinking:";
-/// … and from a `redacted_thinking` block: this prefix, then its data.
-pub(super) const REDACTED_PREFIX: &str = "anthropic-redacted-thinking:";
 
 /// Translates a Responses body into a Messages body for `target`.
 pub fn responses_request_to_messages(body: &[u8], target: &Target) -> Result<Vec<u8>, TranslateError> {
