@@ -15,6 +15,7 @@ code shows as `[JIT]`.
 of the filter (`make build-timing`), which adds each callback's wall time to a
 counter, and prints the time per request inside each callback: the filter's
 own code and the hostcalls it makes, without the runtime's entry and exit.
+With `--stream` its calls are streamed (the mock's 8 content events, 1 ms apart).
 """
 import argparse
 import json
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--perf-data", default=b.RUN)
     ap.add_argument("--timing", action="store_true", help="per-callback time from the callback-timing build")
+    ap.add_argument("--stream", action="store_true", help="--timing: streamed calls (8 content events 1 ms apart)")
     args = ap.parse_args()
     if args.timing:
         return timing(args)
@@ -107,7 +109,8 @@ def timing(args):
             load = subprocess.run(b.pinned(b.CLIENT_CORE, [
                 b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration",
                 str(args.seconds), "--warmup", "1", "--body-bytes", str(args.body_bytes), "--watch-pid",
-                str(s["pid"])] + sum([["--header", h] for h in s["headers"]], [])),
+                str(s["pid"])] + (["--stream"] if args.stream else [])
+                + sum([["--header", h] for h in s["headers"]], [])),
                 capture_output=True, text=True, check=True)
             rps = json.loads(load.stdout)["throughput_rps"]
             stats = b.admin_stats(s["admin"], "wasmcustom")
