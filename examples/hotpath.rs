@@ -37,6 +37,13 @@ fn main() {
     let route = routes::resolve("POST", "/v1/chat/completions", &config.products, false).expect("route");
     let parsed = request::parse(body, route.api).expect("parse");
     let up = forward::plan(&config, &keys, 0, route.api, &parsed, body, None).expect("plan");
+    // The same call streamed, the client not asking for usage: the gateway asks and cuts it out.
+    let streamed_body = String::from_utf8_lossy(body).replacen(r#""model""#, r#""stream":true,"model""#, 1);
+    let streamed_req = request::parse(streamed_body.as_bytes(), route.api).expect("parse");
+    let streamed =
+        forward::plan(&config, &keys, 0, route.api, &streamed_req, streamed_body.as_bytes(), None).expect("plan");
+    assert!(streamed.response.strip_usage_chunk);
+    let events = chat_stream();
     let headers: Vec<(String, String)> = (0..15).map(|i| (format!("x-header-{i}"), "value".into())).collect();
     let n = 20_000;
     println!("1 KB chat request, JSON response, {n} iterations each:");
@@ -58,6 +65,13 @@ fn main() {
     .iter()
     .sum::<f64>();
     println!("{:38} {total:9.2} µs", "sum");
+    println!("The same call streamed (13 chunks), the usage the gateway asked for cut out, {} iterations:", n / 10);
+    time("response stream (13 chunks, usage cut)", n / 10, || {
+        let mut p =
+            pipeline::ResponsePipeline::start(streamed.response.clone(), 200, Some("text/event-stream"), None, 1);
+        let out: usize = events.iter().map(|e| p.feed(e.as_bytes(), false).replace.map_or(0, |r| r.len())).sum();
+        (out, p.finish())
+    });
     let usage = Usage { input_tokens: 230, output_tokens: 9, cache_read_tokens: Some(100), ..Usage::default() };
     println!("price lookup and cost, {n} iterations each:");
     for model in
@@ -184,11 +198,12 @@ fn messages_stream() -> Vec<String> {
         .collect()
 }
 
-/// An OpenAI Chat stream as the bench mock sends it: 8 content chunks, then usage.
+/// An OpenAI Chat stream as the gateway asks for it (`include_usage`): 8 content
+/// chunks with `"usage":null`, then the usage chunk.
 fn chat_stream() -> Vec<String> {
     let chunk = |delta: &str, finish: &str| {
         format!(
-            r#"data: {{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+            r#"data: {{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}],"usage":null}}"#
         ) + "\n\n"
     };
     let mut events = vec![chunk(r#"{"role":"assistant","content":""}"#, "null")];
