@@ -343,25 +343,24 @@ fn upstream_body(
         return Ok(((!set.is_empty()).then(|| req.fields.rewrite(&set, &[])), None));
     }
     let to_bedrock = |messages: Vec<u8>| crate::bedrock::messages_to_bedrock_body(&messages);
-    let with_context = |(body, context)| to_bedrock(body).map(|body| (body, Some(context)));
+    // Only a translated Responses request has a context for its answer.
+    let none = |body| (body, None);
+    let some = |(body, context)| (body, Some(context));
     // The translators read the members `request::parse` lexed, not the body again.
     let (fields, len) = (&req.fields, body.len());
     let translated = match (api, wire) {
         (Api::Chat, ProviderWire::Bedrock) => {
-            translate::chat_request_to_messages_lexed(fields, len, target).and_then(to_bedrock).map(|b| (b, None))
+            translate::chat_request_to_messages_lexed(fields, len, target).and_then(to_bedrock).map(none)
         }
-        (Api::Chat, _) => translate::chat_request_to_messages_lexed(fields, len, target).map(|b| (b, None)),
-        (Api::Messages, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body).map(|b| (b, None)),
-        (Api::Messages, _) => translate::messages_request_to_chat_lexed(fields, len, target).map(|b| (b, None)),
-        (Api::Responses, ProviderWire::Bedrock) => {
-            translate::responses_request_to_messages_lexed(fields, len, target).and_then(with_context)
-        }
+        (Api::Chat, _) => translate::chat_request_to_messages_lexed(fields, len, target).map(none),
+        (Api::Messages, ProviderWire::Bedrock) => crate::bedrock::messages_to_bedrock_body(body).map(none),
+        (Api::Messages, _) => translate::messages_request_to_chat_lexed(fields, len, target).map(none),
+        (Api::Responses, ProviderWire::Bedrock) => translate::responses_request_to_messages_lexed(fields, len, target)
+            .and_then(|(messages, context)| to_bedrock(messages).map(|body| some((body, context)))),
         (Api::Responses, ProviderWire::Anthropic) => {
-            translate::responses_request_to_messages_lexed(fields, len, target).map(|(b, c)| (b, Some(c)))
+            translate::responses_request_to_messages_lexed(fields, len, target).map(some)
         }
-        (Api::Responses, _) => {
-            translate::responses_request_to_chat_lexed(fields, len, target).map(|(b, c)| (b, Some(c)))
-        }
+        (Api::Responses, _) => translate::responses_request_to_chat_lexed(fields, len, target).map(some),
     };
     translated.map(|(body, context)| (Some(body), context)).map_err(|e| {
         let code = match e {

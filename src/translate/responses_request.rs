@@ -66,8 +66,6 @@ pub(super) struct Request<'a> {
     pub top_p: Option<&'a RawValue>,
     pub user: Option<Str<'a>>,
     pub stream: bool,
-    /// Read with the tools, for the answer's calls ([`super::ResponsesContext`]).
-    pub shapes: ToolShapes,
 }
 
 /// One conversation entry, in input order.
@@ -141,8 +139,9 @@ pub(super) struct ToolShapes {
     pub namespaced: Vec<(String, String, String)>,
 }
 
-/// Parses a Responses body; `target` names the provider in refusals.
-pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'a>, TranslateError> {
+/// Parses a Responses body, and the tool shapes its answer needs
+/// ([`super::ResponsesContext`]); `target` names the provider in refusals.
+pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<(Request<'a>, ToolShapes), TranslateError> {
     refuse_state(fields, target)?;
     let mut instructions = Vec::new();
     if let Some(raw) = fields.get("instructions").filter(|r| r.get() != "null") {
@@ -197,7 +196,7 @@ pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'
         Some(u) => Some(u),
         None => field::<Str>(fields, "user")?,
     };
-    Ok(Request {
+    let request = Request {
         instructions,
         entries,
         tools,
@@ -211,8 +210,8 @@ pub(super) fn read<'a>(fields: &Fields<'a>, target: &Target) -> Result<Request<'
         top_p: fields.get("top_p").filter(|r| r.get() != "null"),
         user,
         stream: field::<bool>(fields, "stream")?.unwrap_or(false),
-        shapes,
-    })
+    };
+    Ok((request, shapes))
 }
 
 /// What a stateless gateway cannot do.

@@ -40,8 +40,8 @@ pub fn responses_request_to_chat_lexed(
     body_len: usize,
     target: &Target,
 ) -> Result<(Vec<u8>, ResponsesContext), TranslateError> {
-    let mut req = responses_request::read(fields, target)?;
-    let context = ResponsesContext::new(fields, std::mem::take(&mut req.shapes));
+    let (req, shapes) = responses_request::read(fields, target)?;
+    let context = ResponsesContext::new(fields, shapes);
     let mut messages: Vec<OutMessage> = Vec::new();
     if !req.instructions.is_empty() {
         let text = match req.instructions.len() {

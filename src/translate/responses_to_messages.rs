@@ -45,8 +45,8 @@ pub fn responses_request_to_messages_lexed(
     body_len: usize,
     target: &Target,
 ) -> Result<(Vec<u8>, ResponsesContext), TranslateError> {
-    let mut req = responses_request::read(fields, target)?;
-    let context = ResponsesContext::new(fields, std::mem::take(&mut req.shapes));
+    let (req, shapes) = responses_request::read(fields, target)?;
+    let context = ResponsesContext::new(fields, shapes);
     let system = match req.instructions.len() {
         0 => None,
         1 => req.instructions.into_iter().next().map(Content::Text),
