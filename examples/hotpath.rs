@@ -65,8 +65,8 @@ fn main() {
     .iter()
     .sum::<f64>();
     println!("{:38} {total:9.2} µs", "sum");
-    println!("The same call streamed (13 chunks), the usage the gateway asked for cut out, {} iterations:", n / 10);
-    time("response stream (13 chunks, usage cut)", n / 10, || {
+    println!("The same call streamed, the usage the gateway asked for cut out, {} iterations:", n / 10);
+    time(&format!("response stream ({} chunks, usage cut)", events.len()), n / 10, || {
         let mut p =
             pipeline::ResponsePipeline::start(streamed.response.clone(), 200, Some("text/event-stream"), None, 1);
         let out: usize = events.iter().map(|e| p.feed(e.as_bytes(), false).replace.map_or(0, |r| r.len())).sum();
@@ -145,7 +145,7 @@ fn main() {
         let route = routes::resolve("POST", path, &both.products, false).expect("route");
         let body = body.as_bytes();
         let parsed = request::parse(body, route.api).expect("parse");
-        println!("{agent} request ({} KB), 5000 iterations each:", body.len() / 1024);
+        println!("{agent} request ({:.1} KB), 5000 iterations each:", body.len() as f64 / 1024.0);
         time("request parse", 5000, || request::parse(body, route.api).is_ok());
         time("upstream plan, its own provider", 5000, || {
             forward::plan(&both, &keys, 0, route.api, &parsed, body, None).is_ok()
@@ -155,13 +155,13 @@ fn main() {
         time(&format!("upstream plan, translated for {other}"), 5000, || {
             forward::plan(&both, &keys, 0, route.api, &translated, body, None).is_ok()
         });
-        // The answer as the bench mock streams it (13 events), read and translated back.
+        // The answer as the bench mock streams it, read and translated back.
         let up = forward::plan(&both, &keys, 0, route.api, &translated, body, None).expect("plan");
         let events = match up.provider {
             llm_gateway::providers::Provider::Anthropic => messages_stream(),
             _ => chat_stream(),
         };
-        time("answer stream (13 events), translated back", 5000, || {
+        time(&format!("answer stream ({} chunks), translated back", events.len()), 5000, || {
             let mut p = pipeline::ResponsePipeline::start(up.response.clone(), 200, Some("text/event-stream"), None, 1);
             let out: usize = events.iter().map(|e| p.feed(e.as_bytes(), false).replace.map_or(0, |r| r.len())).sum();
             (out, p.finish())
@@ -177,7 +177,8 @@ fn main() {
     time("event JSON (content checked, spliced)", 200, || g.to_json("https://us.posthog.com", DEFAULT_MAX_EVENT_BYTES));
 }
 
-/// An Anthropic Messages stream as the bench mock sends it: 8 text deltas.
+/// An Anthropic Messages stream as the bench mock (`bench/src/upstream.rs`, a
+/// binary this example cannot link) writes it: 8 text deltas, one event a write.
 fn messages_stream() -> Vec<String> {
     let mut events = vec![
         r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-6","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#.to_string(),
@@ -198,8 +199,9 @@ fn messages_stream() -> Vec<String> {
         .collect()
 }
 
-/// An OpenAI Chat stream as the gateway asks for it (`include_usage`): 8 content
-/// chunks with `"usage":null`, then the usage chunk.
+/// An OpenAI Chat stream as the bench mock writes it when the gateway asks for
+/// usage (`include_usage`): a role chunk, 8 content chunks and a finish chunk
+/// with `"usage":null`, then the usage chunk and `[DONE]` in one write.
 fn chat_stream() -> Vec<String> {
     let chunk = |delta: &str, finish: &str| {
         format!(
@@ -210,8 +212,8 @@ fn chat_stream() -> Vec<String> {
     events.extend((0..8).map(|i| chunk(&format!(r#"{{"content":"token{i} "}}"#), "null")));
     events.push(chunk("{}", r#""stop""#));
     events.push(
-        r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":15,"total_tokens":40}}"#.to_string() + "\n\n",
+        r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":15,"total_tokens":40}}"#.to_string()
+            + "\n\ndata: [DONE]\n\n",
     );
-    events.push("data: [DONE]\n\n".to_string());
     events
 }
