@@ -11,17 +11,19 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::sink::Sink;
-use crate::wire::json::{array, decode, error_message, string};
+use crate::wire::json::error_message;
+use crate::wire::lenient::{Items, Obj, Str};
 use crate::wire::{usage, SseEvent};
 
+/// A body or `message_start`'s message, read in one pass (see `crate::wire::lenient`).
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
+    model: Str<'a>,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Items<Obj<Block<'a>>>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -31,13 +33,13 @@ struct Message<'a> {
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    message: Obj<Message<'a>>,
     #[serde(borrow, default)]
-    content_block: Option<&'a RawValue>,
+    content_block: Obj<Block<'a>>,
     #[serde(borrow, default)]
-    delta: Option<&'a RawValue>,
+    delta: Obj<Block<'a>>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -48,18 +50,18 @@ struct Event<'a> {
 #[derive(Deserialize)]
 struct Block<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    text: Option<&'a RawValue>,
+    text: Str<'a>,
 }
 
-fn block(raw: Option<&RawValue>, sink: &mut Sink) {
-    let Some(b) = decode::<Block>(raw) else {
+fn block(b: Obj<Block>, sink: &mut Sink) {
+    let Some(b) = b.0 else {
         return;
     };
-    match string(b.kind).as_deref() {
+    match b.kind.0.as_deref() {
         Some("text" | "text_delta") => {
-            if let Some(text) = string(b.text) {
+            if let Some(text) = b.text.0 {
                 sink.text(&text);
             }
         }
@@ -69,21 +71,26 @@ fn block(raw: Option<&RawValue>, sink: &mut Sink) {
     }
 }
 
-pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
-    let m: Message = serde_json::from_slice(body)?;
-    if string(m.kind).as_deref() == Some("error") || m.error.is_some() {
-        sink.error(error_message(m.error).as_deref().unwrap_or("error"));
-    }
-    if let Some(model) = string(m.model) {
-        sink.model(&model);
+/// A message's model and usage: a body's, or `message_start`'s.
+fn start(m: &Message, sink: &mut Sink) {
+    if let Some(model) = &m.model.0 {
+        sink.model(model);
     }
     if let Some(raw) = m.usage {
         let mut usage = usage::anthropic_start();
         usage::merge_anthropic(&mut usage, Some(raw));
         sink.usage = Some(usage);
     }
-    for b in array(m.content) {
-        block(Some(b), sink);
+}
+
+pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
+    let m: Message = serde_json::from_slice(body)?;
+    if m.kind.0.as_deref() == Some("error") || m.error.is_some() {
+        sink.error(error_message(m.error).as_deref().unwrap_or("error"));
+    }
+    start(&m, sink);
+    for b in m.content.0 {
+        block(b, sink);
     }
     Ok(())
 }
@@ -92,19 +99,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
     let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
         return;
     };
-    let kind = string(e.kind);
-    match kind.as_deref().or(event.event.as_deref()).unwrap_or("") {
+    match e.kind.0.as_deref().or(event.event.as_deref()).unwrap_or("") {
         "message_start" => {
-            let Some(m) = decode::<Message>(e.message) else {
-                return;
-            };
-            if let Some(model) = string(m.model) {
-                sink.model(&model);
-            }
-            if let Some(raw) = m.usage {
-                let mut usage = usage::anthropic_start();
-                usage::merge_anthropic(&mut usage, Some(raw));
-                sink.usage = Some(usage);
+            if let Some(m) = &e.message.0 {
+                start(m, sink);
             }
         }
         "content_block_start" => block(e.content_block, sink),
@@ -208,6 +206,25 @@ data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"input_tokens\":40,\"
         let usage = every_split(WIRE, stream).usage.unwrap();
         assert_eq!((usage.input_tokens, usage.cache_read_tokens, usage.output_tokens), (40, Some(900), 7));
         assert_eq!(usage.cache_creation_tokens, None);
+    }
+
+    #[test]
+    fn members_of_unexpected_types_skip_themselves_not_the_event() {
+        let stream = b"event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"model\":[],\"content\":7,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":\"0\",\"delta\":{\"type\":\"text_delta\",\"text\":{\"t\":1}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":\"oops\"}\n\n\
+event: content_block_delta\n\
+data: {\"type\":7,\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":null,\"usage\":{\"output_tokens\":4}}\n\n";
+        let out = every_split(WIRE, stream);
+        // A `type` that is not a string falls back to the SSE event name.
+        assert_eq!(out.output_text, "Hi");
+        assert_eq!(out.served_model, None);
+        assert_eq!(out.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((5, 4)));
     }
 
     #[test]

@@ -11,10 +11,8 @@
 
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 
-use crate::wire::json::array;
 use crate::wire::sse::DEFAULT_MAX_EVENT_BYTES;
 use crate::wire::stream::Transform;
 
@@ -65,6 +63,19 @@ impl Transform for UsageChunkStripper {
                     continue;
                 }
             }
+            if !self.after_cr {
+                // Only line ends matter: jump to the next one.
+                let rest = pending.get(i..).unwrap_or_default();
+                let Some(skip) = memchr::memchr2(b'\r', b'\n', rest) else {
+                    self.line_start &= rest.is_empty();
+                    break;
+                };
+                self.line_start &= skip == 0;
+                i += skip;
+            }
+            let Some(&b) = pending.get(i) else {
+                break;
+            };
             match b {
                 b'\r' => {
                     self.after_cr = true;
@@ -149,14 +160,6 @@ enum Rewrite {
     Cut(Range<usize>),
 }
 
-#[derive(Deserialize)]
-struct Probe<'a> {
-    #[serde(borrow, default)]
-    choices: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
 /// Decides what to do with one complete event (its bytes, blank line included).
 fn rewrite(event: &[u8]) -> Rewrite {
     let mut data = None;
@@ -174,70 +177,100 @@ fn rewrite(event: &[u8]) -> Rewrite {
     let Some(data) = data else {
         return Rewrite::Keep;
     };
-    let json = event.get(data.clone()).unwrap_or_default();
-    let Ok(probe) = serde_json::from_slice::<Probe>(json) else {
+    match rewrite_json(event.get(data.clone()).unwrap_or_default()) {
+        Rewrite::Cut(cut) => Rewrite::Cut(data.start + cut.start..data.start + cut.end),
+        other => other,
+    }
+}
+
+/// The same decision for an event's JSON, read in one textual pass: a
+/// top-level `"usage":null` is cut; a usage-only chunk (`"choices":[]` and a
+/// usage object) is dropped, once serde agrees it is JSON, since dropping is
+/// the one change that loses bytes.
+fn rewrite_json(json: &[u8]) -> Rewrite {
+    let Some(top) = top_level(json) else {
         return Rewrite::Keep;
     };
-    let no_choices = probe.choices.is_some() && array(probe.choices).is_empty();
-    if probe.usage.is_some() && no_choices {
-        return Rewrite::Drop;
-    }
-    match null_member(json, b"usage") {
-        Some(cut) => Rewrite::Cut(data.start + cut.start..data.start + cut.end),
-        None => Rewrite::Keep,
-    }
-}
-
-/// Byte ranges of the lines of `event`, without their line ends.
-fn lines(event: &[u8]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while let Some(&b) = event.get(i) {
-        if b == b'\r' || b == b'\n' {
-            out.push(start..i);
-            if b == b'\r' && event.get(i + 1) == Some(&b'\n') {
-                i += 1;
-            }
-            start = i + 1;
+    match top.usage {
+        Some((key, value)) if json.get(value..value + 4) == Some(b"null") => {
+            Rewrite::Cut(with_comma(json, key, value + 4))
         }
-        i += 1;
+        Some(_) if top.choices_empty && serde_json::from_slice::<IgnoredAny>(json).is_ok() => Rewrite::Drop,
+        _ => Rewrite::Keep,
     }
-    if start < event.len() {
-        out.push(start..event.len());
-    }
-    out
 }
 
-/// The span to delete to remove the top-level member `"key": null` from a
-/// JSON object, with one neighbouring comma: `,"key":null` or `"key":null,`.
-fn null_member(json: &[u8], key: &[u8]) -> Option<Range<usize>> {
+/// What the rewrite needs of a JSON object's top-level members.
+#[derive(Default)]
+struct TopLevel {
+    /// Where the `usage` member's key and its value start.
+    usage: Option<(usize, usize)>,
+    /// `choices` is an empty array.
+    choices_empty: bool,
+}
+
+/// Reads `json` as one object whose brackets balance (else `None`), strings
+/// skipped a word at a time.
+fn top_level(json: &[u8]) -> Option<TopLevel> {
+    let mut top = TopLevel::default();
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
     let mut depth = 0usize;
-    let mut i = 0;
     while let Some(&b) = json.get(i) {
         match b {
             b'"' => {
                 let end = string_end(json, i)?;
-                let is_key = depth == 1 && json.get(i + 1..end - 1) == Some(key);
-                if is_key {
-                    let colon = skip_ws(json, end);
-                    if json.get(colon) == Some(&b':') {
-                        let value = skip_ws(json, colon + 1);
-                        if json.get(value..value + 4) == Some(b"null") {
-                            return Some(with_comma(json, i, value + 4));
+                let colon = skip_ws(json, end);
+                if depth == 1 && json.get(colon) == Some(&b':') {
+                    let value = skip_ws(json, colon + 1);
+                    match json.get(i + 1..end - 1) {
+                        Some(b"usage") => top.usage = Some((i, value)),
+                        Some(b"choices") => {
+                            top.choices_empty =
+                                json.get(value) == Some(&b'[') && json.get(skip_ws(json, value + 1)) == Some(&b']');
                         }
+                        _ => {}
                     }
                 }
                 i = end;
                 continue;
             }
             b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return (skip_ws(json, i + 1) == json.len()).then_some(top);
+                }
+            }
             _ => {}
         }
         i += 1;
     }
     None
+}
+
+/// Byte ranges of the lines of `event`, without their line ends.
+fn lines(event: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let rest = event.get(start..).filter(|r| !r.is_empty())?;
+        let line = match memchr::memchr2(b'\r', b'\n', rest) {
+            Some(len) => {
+                let crlf = rest.get(len..len + 2) == Some(b"\r\n");
+                let line = start..start + len;
+                start += len + 1 + usize::from(crlf);
+                line
+            }
+            None => {
+                let line = start..event.len();
+                start = event.len();
+                line
+            }
+        };
+        Some(line)
+    })
 }
 
 /// Widens `start..end` to take the comma before it, else the one after it.
@@ -257,10 +290,10 @@ fn with_comma(json: &[u8], start: usize, end: usize) -> Range<usize> {
 fn string_end(json: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
+        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
         match json.get(i)? {
             b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+            _ => return Some(i + 1),
         }
     }
 }
@@ -377,7 +410,9 @@ stray line without end";
     #[test]
     fn cut_handles_whitespace_and_position() {
         let cut = |json: &str| {
-            let r = null_member(json.as_bytes(), b"usage").unwrap();
+            let Rewrite::Cut(r) = rewrite_json(json.as_bytes()) else {
+                panic!("no cut in {json}");
+            };
             let mut s = json.to_owned();
             s.replace_range(r, "");
             s
@@ -387,8 +422,25 @@ stray line without end";
         assert_eq!(cut(r#"{"a":1 , "usage" : null }"#), r#"{"a":1  }"#);
         assert_eq!(cut(r#"{"usage":null}"#), r#"{}"#);
         assert_eq!(cut(r#"{"s":"}\"usage\":null","usage":null}"#), r#"{"s":"}\"usage\":null"}"#);
-        assert_eq!(null_member(br#"{"usage":{"a":null}}"#, b"usage"), None);
-        assert_eq!(null_member(br#"{"x":"usage","y":null}"#, b"usage"), None);
+        assert_eq!(cut(r#" {"a":"\\","usage":null} "#), r#" {"a":"\\"} "#);
+        for keep in [
+            r#"{"usage":{"a":null}}"#,
+            r#"{"x":"usage","y":null}"#,
+            r#"{"usage":null"#,
+            r#"{"usage":null}}"#,
+            r#"{"usage":null} x"#,
+            r#"[{"usage":null}]"#,
+        ] {
+            assert_eq!(rewrite_json(keep.as_bytes()), Rewrite::Keep, "{keep}");
+        }
+    }
+
+    #[test]
+    fn only_a_usage_only_chunk_that_is_json_is_dropped() {
+        assert_eq!(rewrite_json(br#"{"choices":[ ],"usage":{"total_tokens":3}}"#), Rewrite::Drop);
+        assert_eq!(rewrite_json(br#"{"choices":[],"usage":{"total_tokens":3,}}"#), Rewrite::Keep);
+        assert_eq!(rewrite_json(br#"{"choices":[{}],"usage":{"total_tokens":3}}"#), Rewrite::Keep);
+        assert_eq!(rewrite_json(br#"{"choices":{},"usage":{"total_tokens":3}}"#), Rewrite::Keep);
     }
 
     #[test]

@@ -9,15 +9,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::sink::Sink;
-use crate::wire::json::{array, count, decode, error_message, string, text_content};
+use crate::wire::json::error_message;
+use crate::wire::lenient::{Content, Count, Filled, Items, Obj, Str};
 use crate::wire::{usage, SseEvent};
 
+/// A body or a chunk, read in one pass (see `crate::wire::lenient`).
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
+    model: Str<'a>,
     #[serde(borrow, default)]
-    choices: Option<&'a RawValue>,
+    choices: Items<Obj<Choice<'a>>>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -26,53 +28,50 @@ struct Chunk<'a> {
 
 #[derive(Deserialize)]
 struct Choice<'a> {
+    #[serde(default)]
+    index: Count,
     #[serde(borrow, default)]
-    index: Option<&'a RawValue>,
+    message: Obj<Message<'a>>,
     #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    delta: Option<&'a RawValue>,
+    delta: Obj<Message<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Content<'a>,
     #[serde(borrow, default)]
-    refusal: Option<&'a RawValue>,
+    refusal: Str<'a>,
+    #[serde(default)]
+    tool_calls: Filled,
     #[serde(borrow, default)]
-    tool_calls: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<&'a RawValue>,
+    reasoning_content: Str<'a>,
 }
 
-fn read(chunk: &Chunk, sink: &mut Sink) {
+fn read(chunk: Chunk, sink: &mut Sink) {
     if let Some(message) = error_message(chunk.error) {
         sink.error(&message);
     }
-    if let Some(model) = string(chunk.model) {
+    if let Some(model) = chunk.model.0 {
         sink.model(&model);
     }
     if let Some(u) = chunk.usage.and_then(|raw| usage::chat(Some(raw))) {
         sink.usage = Some(u);
     }
-    for choice in array(chunk.choices) {
-        let Some(choice) = decode::<Choice>(Some(choice)) else {
-            continue;
-        };
+    for Obj(choice) in chunk.choices.0 {
         // Only the first choice's text is kept; n > 1 would interleave.
-        if count(choice.index).unwrap_or(0) != 0 {
-            continue;
-        }
-        let Some(m) = decode::<Message>(choice.message.or(choice.delta)) else {
+        let Some(choice) = choice.filter(|c| c.index.0.unwrap_or(0) == 0) else {
             continue;
         };
-        if let Some(text) = text_content(m.content) {
+        let Some(m) = choice.message.0.or(choice.delta.0) else {
+            continue;
+        };
+        if let Some(text) = m.content.0 {
             sink.text(&text);
         }
-        let refusal = string(m.refusal).is_some_and(|r| !r.is_empty());
-        let reasoning = string(m.reasoning_content).is_some_and(|r| !r.is_empty());
-        if refusal || reasoning || !array(m.tool_calls).is_empty() {
+        let refusal = m.refusal.0.is_some_and(|r| !r.is_empty());
+        let reasoning = m.reasoning_content.0.is_some_and(|r| !r.is_empty());
+        if refusal || reasoning || m.tool_calls.0 {
             sink.token();
         }
     }
@@ -80,7 +79,7 @@ fn read(chunk: &Chunk, sink: &mut Sink) {
 
 pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
     let chunk: Chunk = serde_json::from_slice(body)?;
-    read(&chunk, sink);
+    read(chunk, sink);
     Ok(())
 }
 
@@ -89,7 +88,7 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
         return;
     }
     if let Ok(chunk) = serde_json::from_str::<Chunk>(&event.data) {
-        read(&chunk, sink);
+        read(chunk, sink);
     }
 }
 
@@ -188,6 +187,16 @@ data: [DONE]\n\n";
         let out = every_split(WIRE, stream);
         assert!(out.first_token);
         assert_eq!(out.output_text, "");
+    }
+
+    #[test]
+    fn members_of_unexpected_types_skip_themselves_not_the_chunk() {
+        let stream = b"data: {\"model\":7,\"choices\":[\"junk\",{\"index\":\"x\",\"delta\":5},{\"index\":0,\"delta\":{\"content\":[{\"text\":\"Hi\"},{\"type\":\"image\"}],\"refusal\":3,\"tool_calls\":{}}}],\"usage\":null}\n\n\
+data: {\"model\":\"gpt-5\",\"choices\":{},\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n";
+        let out = every_split(WIRE, stream);
+        assert_eq!(out.output_text, "Hi");
+        assert_eq!(out.served_model.as_deref(), Some("gpt-5"));
+        assert_eq!(out.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 1)));
     }
 
     #[test]

@@ -10,15 +10,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::sink::Sink;
-use crate::wire::json::{array, decode, error_message, string};
+use crate::wire::json::error_message;
+use crate::wire::lenient::{Items, Obj, Str};
 use crate::wire::{usage, SseEvent};
 
+/// A response object, read in one pass (see `crate::wire::lenient`).
 #[derive(Deserialize)]
 struct Response<'a> {
     #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
+    model: Str<'a>,
     #[serde(borrow, default)]
-    output: Option<&'a RawValue>,
+    output: Items<Obj<Item<'a>>>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -28,27 +30,27 @@ struct Response<'a> {
 #[derive(Deserialize)]
 struct Item<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Items<Obj<Part<'a>>>,
 }
 
 #[derive(Deserialize)]
 struct Part<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    text: Option<&'a RawValue>,
+    text: Str<'a>,
 }
 
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(borrow, default, rename = "type")]
-    kind: Option<&'a RawValue>,
+    kind: Str<'a>,
     #[serde(borrow, default)]
-    response: Option<&'a RawValue>,
+    response: Obj<Response<'a>>,
     #[serde(borrow, default)]
-    delta: Option<&'a RawValue>,
+    delta: Str<'a>,
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -57,17 +59,17 @@ struct Event<'a> {
 
 /// Reads a response object; `with_text` is off for stream snapshots, whose
 /// text already came as deltas.
-fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
+fn read_response(r: Response, with_text: bool, sink: &mut Sink) {
     if let Some(message) = error_message(r.error) {
         sink.error(&message);
     }
-    if let Some(model) = string(r.model) {
-        sink.model(&model);
+    if let Some(model) = &r.model.0 {
+        sink.model(model);
     }
-    let items: Vec<Item> = array(r.output).into_iter().filter_map(|i| decode::<Item>(Some(i))).collect();
+    let items: Vec<Item> = r.output.0.into_iter().filter_map(|Obj(item)| item).collect();
     if let Some(mut u) = r.usage.and_then(|raw| usage::responses(Some(raw))) {
         // Each `web_search_call` output item is one billed search.
-        let searches = items.iter().filter(|i| string(i.kind).as_deref() == Some("web_search_call")).count();
+        let searches = items.iter().filter(|i| i.kind.0.as_deref() == Some("web_search_call")).count();
         if searches > 0 {
             u.web_search_requests = Some(searches as u64);
         }
@@ -77,7 +79,7 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
         return;
     }
     for item in items {
-        match string(item.kind).as_deref() {
+        match item.kind.0.as_deref() {
             Some("message") => {}
             Some(_) => {
                 sink.token();
@@ -85,12 +87,12 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
             }
             None => continue,
         }
-        for part in array(item.content) {
-            let Some(part) = decode::<Part>(Some(part)) else {
+        for Obj(part) in item.content.0 {
+            let Some(part) = part else {
                 continue;
             };
-            if string(part.kind).as_deref() == Some("output_text") {
-                if let Some(text) = string(part.text) {
+            if part.kind.0.as_deref() == Some("output_text") {
+                if let Some(text) = part.text.0 {
                     sink.text(&text);
                 }
             } else {
@@ -102,7 +104,7 @@ fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
 
 pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
     let response: Response = serde_json::from_slice(body)?;
-    read_response(&response, true, sink);
+    read_response(response, true, sink);
     Ok(())
 }
 
@@ -110,11 +112,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
     let Ok(e) = serde_json::from_str::<Event>(&event.data) else {
         return;
     };
-    let kind = string(e.kind);
-    let kind = kind.as_deref().or(event.event.as_deref()).unwrap_or("");
+    let kind = e.kind.0.as_deref().or(event.event.as_deref()).unwrap_or("");
     if kind == "response.output_text.delta" {
-        if let Some(delta) = string(e.delta) {
-            sink.text(&delta);
+        if let Some(delta) = &e.delta.0 {
+            sink.text(delta);
         }
     } else if kind.ends_with(".delta") {
         sink.token();
@@ -122,9 +123,10 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
         let message = error_message(e.message).or_else(|| error_message(e.error));
         sink.error(message.as_deref().unwrap_or("error event"));
     }
-    if let Some(response) = decode::<Response>(e.response) {
-        read_response(&response, false, sink);
-        if kind == "response.failed" && response.error.is_none() {
+    if let Some(response) = e.response.0 {
+        let failed_without_error = kind == "response.failed" && response.error.is_none();
+        read_response(response, false, sink);
+        if failed_without_error {
             sink.error("response.failed");
         }
     }
@@ -188,6 +190,21 @@ data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_67c9\",\"stat
         assert_eq!(out.output_text, "Hi there");
         assert_eq!(out.served_model.as_deref(), Some("gpt-5.4-2026-03-05"));
         assert!(out.first_token);
+    }
+
+    #[test]
+    fn members_of_unexpected_types_skip_themselves_not_the_event() {
+        let stream = b"event: response.output_text.delta\n\
+data: {\"type\":\"response.output_text.delta\",\"delta\":{\"x\":1}}\n\n\
+event: response.output_text.delta\n\
+data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
+event: response.completed\n\
+data: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"output\":[7,{\"type\":\"web_search_call\"},{\"type\":\"message\",\"content\":\"x\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n";
+        let out = every_split(WIRE, stream);
+        assert_eq!(out.output_text, "Hi");
+        assert_eq!(out.served_model.as_deref(), Some("gpt-5"));
+        let usage = out.usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens, usage.web_search_requests), (3, 1, Some(1)));
     }
 
     #[test]

@@ -39,8 +39,9 @@ impl Sink {
         }
     }
 
+    /// Every chunk of a stream repeats the model: kept once, not copied per chunk.
     pub(super) fn model(&mut self, model: &str) {
-        if !model.is_empty() {
+        if !model.is_empty() && self.model.as_deref() != Some(model) {
             self.model = Some(model.to_owned());
         }
     }

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 pub mod anthropic;
 pub mod json;
+pub mod lenient;
 pub mod openai_chat;
 pub mod sse;
 pub mod stream;

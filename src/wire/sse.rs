@@ -190,7 +190,11 @@ impl SseParser {
         match name {
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                // Validating first takes the fast path for the usual valid UTF-8.
+                match std::str::from_utf8(value) {
+                    Ok(value) => self.data.push_str(value),
+                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
+                }
                 self.data.push('\n');
                 self.has_data = true;
                 if self.data.len() > self.max_event_bytes {
