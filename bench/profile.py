@@ -16,6 +16,8 @@ of the filter (`make build-timing`), which adds each callback's wall time to a
 counter, and prints the time per request inside each callback: the filter's
 own code and the hostcalls it makes, without the runtime's entry and exit.
 With `--stream` its calls are streamed (the mock's 8 content events, 1 ms apart).
+`--wasm PATH` loads another callback-timing build instead (another commit's,
+to compare before and after in one run).
 """
 import argparse
 import json
@@ -52,6 +54,7 @@ def main():
     ap.add_argument("--perf-data", default=b.RUN)
     ap.add_argument("--timing", action="store_true", help="per-callback time from the callback-timing build")
     ap.add_argument("--stream", action="store_true", help="--timing: streamed calls (8 content events 1 ms apart)")
+    ap.add_argument("--wasm", default=TIMING_WASM, help="--timing: the callback-timing build to load")
     args = ap.parse_args()
     if args.timing:
         return timing(args)
@@ -98,13 +101,13 @@ TIMING_WASM = os.path.join(b.ROOT, "target/wasm32-wasip1/timing/llm_gateway.wasm
 
 
 def timing(args):
-    if not os.path.exists(TIMING_WASM):
-        sys.exit(f"profile: {TIMING_WASM} missing (make build-timing)")
+    if not os.path.exists(args.wasm):
+        sys.exit(f"profile: {args.wasm} missing (make build-timing)")
     os.makedirs(b.RUN, exist_ok=True)
     try:
         ports = b.start_shared()
         for name in args.systems:
-            s = b.start_envoy({**b.SYSTEM_BY_NAME[name], "wasm": TIMING_WASM}, ports)
+            s = b.start_envoy({**b.SYSTEM_BY_NAME[name], "wasm": args.wasm}, ports)
             b.probe(s)
             load = subprocess.run(b.pinned(b.CLIENT_CORE, [
                 b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration",
@@ -115,7 +118,7 @@ def timing(args):
             rps = json.loads(load.stdout)["throughput_rps"]
             stats = b.admin_stats(s["admin"], "wasmcustom")
             requests = stats.get("wasmcustom.llm_gateway.requests_total", 0)
-            print(f"\n{name}: {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
+            print(f"\n{name} ({os.path.relpath(args.wasm, b.ROOT)}): {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
                   "wall time inside each callback per request (µs):\n")
             print("| callback | µs / request | hostcalls / request |\n|---|---|---|")
             rows = {}
