@@ -192,7 +192,10 @@ fn rewrite_json(json: &[u8]) -> Rewrite {
         return Rewrite::Keep;
     };
     match top.usage {
-        Some((key, value)) if json.get(value..value + 4) == Some(b"null") => {
+        Some((key, value))
+            if json.get(value..value + 4) == Some(b"null")
+                && matches!(json.get(skip_ws(json, value + 4)), Some(b',' | b'}')) =>
+        {
             Rewrite::Cut(with_comma(json, key, value + 4))
         }
         Some(_) if top.choices_empty && serde_json::from_slice::<IgnoredAny>(json).is_ok() => Rewrite::Drop,
@@ -429,6 +432,7 @@ stray line without end";
             r#"{"usage":null"#,
             r#"{"usage":null}}"#,
             r#"{"usage":null} x"#,
+            r#"{"usage":nullx}"#,
             r#"[{"usage":null}]"#,
         ] {
             assert_eq!(rewrite_json(keep.as_bytes()), Rewrite::Keep, "{keep}");

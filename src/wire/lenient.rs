@@ -105,9 +105,6 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
     fn visit_unit<E>(self) -> Result<S, E> {
         Ok(S::default())
     }
-    fn visit_none<E>(self) -> Result<S, E> {
-        Ok(S::default())
-    }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S, A::Error> {
         S::seq(seq)
     }

@@ -282,6 +282,12 @@ data: \xC3\xA9t\xC3\xA9\n\
 data: last without blank line";
 
     #[test]
+    fn invalid_utf8_in_data_is_replaced_not_dropped() {
+        let events = assert_split_invariant(b"data: a\xFFb \xC3\xA9\n\n");
+        assert_eq!(events, vec![ev(None, "a\u{FFFD}b \u{e9}")]);
+    }
+
+    #[test]
     fn parses_fields_comments_and_line_endings() {
         let events = assert_split_invariant(MIXED);
         assert_eq!(
