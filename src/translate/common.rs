@@ -78,23 +78,53 @@ pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
 }
 
 /// Writes a JSON object member by member.
-pub(super) struct ObjectWriter(Vec<u8>);
+pub(super) struct ObjectWriter {
+    buf: Vec<u8>,
+    /// No member written yet.
+    empty: bool,
+}
 
 impl ObjectWriter {
     pub(super) fn with_capacity(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
+        Self::after(Vec::with_capacity(capacity))
+    }
+
+    /// An object written after `buf`'s bytes (an event's head), so a large
+    /// object is not copied into its event afterwards.
+    pub(super) fn after(mut buf: Vec<u8>) -> Self {
         buf.push(b'{');
-        ObjectWriter(buf)
+        ObjectWriter { buf, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        self.comma();
+        self.buf.extend_from_slice(to_json(key).as_bytes());
+        self.buf.push(b':');
+    }
+
+    fn comma(&mut self) {
+        if !std::mem::replace(&mut self.empty, false) {
+            self.buf.push(b',');
+        }
     }
 
     /// Adds a member whose value is already JSON text.
     pub(super) fn raw(&mut self, key: &str, json: &str) {
-        if self.0.len() > 1 {
-            self.0.push(b',');
+        self.key(key);
+        self.buf.extend_from_slice(json.as_bytes());
+    }
+
+    /// Adds an array member whose items are already JSON text.
+    pub(super) fn raw_array(&mut self, key: &str, items: impl IntoIterator<Item = String>) {
+        self.key(key);
+        self.buf.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(item.as_bytes());
         }
-        self.0.extend_from_slice(to_json(key).as_bytes());
-        self.0.push(b':');
-        self.0.extend_from_slice(json.as_bytes());
+        self.buf.push(b']');
     }
 
     /// Adds members already written as JSON (`"a":1,"b":2`, no braces).
@@ -102,10 +132,8 @@ impl ObjectWriter {
         if json.is_empty() {
             return;
         }
-        if self.0.len() > 1 {
-            self.0.push(b',');
-        }
-        self.0.extend_from_slice(json.as_bytes());
+        self.comma();
+        self.buf.extend_from_slice(json.as_bytes());
     }
 
     pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
@@ -113,8 +141,8 @@ impl ObjectWriter {
     }
 
     pub(super) fn finish(mut self) -> Vec<u8> {
-        self.0.push(b'}');
-        self.0
+        self.buf.push(b'}');
+        self.buf
     }
 }
 

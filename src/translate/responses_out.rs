@@ -263,8 +263,9 @@ enum Phase<'a> {
     Failed { code: &'a str, message: &'a str },
 }
 
-fn response_json(head: &ResponseHead, items: &[Item], phase: Phase) -> String {
-    let mut out = ObjectWriter::with_capacity(512 + head.ctx.echo.len());
+/// Writes the `response` object after `buf`'s bytes.
+fn write_response(buf: Vec<u8>, head: &ResponseHead, items: &[Item], phase: Phase) -> Vec<u8> {
+    let mut out = ObjectWriter::after(buf);
     out.value("id", head.id);
     out.value("object", "response");
     out.value("created_at", &head.created_at);
@@ -286,19 +287,18 @@ fn response_json(head: &ResponseHead, items: &[Item], phase: Phase) -> String {
         _ => out.raw("incomplete_details", "null"),
     }
     out.value("model", head.model);
-    let output: Vec<String> = items.iter().map(|i| i.to_json(true)).collect();
-    out.raw("output", &format!("[{}]", output.join(",")));
+    out.raw_array("output", items.iter().map(|i| i.to_json(true)));
     match phase {
         Phase::Done(_, usage) => out.value("usage", &ResponsesUsageOut::from(usage)),
         _ => out.raw("usage", "null"),
     }
     out.members(&head.ctx.echo);
-    String::from_utf8(out.finish()).unwrap_or_default()
+    out.finish()
 }
 
 /// A whole `response` body.
 pub(super) fn response_body(head: &ResponseHead, items: &[Item], status: Status, usage: &Usage) -> Vec<u8> {
-    response_json(head, items, Phase::Done(status, usage)).into_bytes()
+    write_response(Vec::with_capacity(512 + head.ctx.echo.len()), head, items, Phase::Done(status, usage))
 }
 
 /// `resp_` and the provider's id; item ids end in it too.
@@ -369,11 +369,16 @@ impl ResponsesStream {
     }
 
     /// An event whose body is the `response` object.
+    /// Written straight into `out`: the object echoes the request's tools and
+    /// instructions (often tens of KB), three times per stream.
     fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, phase: Phase) {
-        let response = response_json(&self.head(), &self.items, phase);
-        let json = format!(r#"{{"type":{},"sequence_number":{},"response":{}}}"#, to_json(kind), self.seq, response);
+        out.reserve(640 + self.ctx.echo.len());
+        let head =
+            format!("event: {kind}\ndata: {{\"type\":{},\"sequence_number\":{},\"response\":", to_json(kind), self.seq);
+        out.extend_from_slice(head.as_bytes());
+        *out = write_response(std::mem::take(out), &self.head(), &self.items, phase);
+        out.extend_from_slice(b"}\n\n");
         self.seq += 1;
-        push_named(out, kind, &json);
     }
 
     /// `response.created` and `response.in_progress`, once; `provider_id` names the response.
