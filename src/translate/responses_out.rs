@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use super::common::{to_json, ObjectWriter};
 use super::responses_request::ToolShapes;
 use crate::request::Fields;
-use crate::wire::stream::push_named;
+use crate::wire::stream::{push_named, push_named_with};
 use crate::wire::usage::{ResponsesUsageOut, Usage};
 
 /// `encrypted_content` of a reasoning item made from an Anthropic `thinking`
@@ -368,16 +368,17 @@ impl ResponsesStream {
         push_named(out, kind, &json);
     }
 
-    /// An event whose body is the `response` object.
-    /// Written straight into `out`: the object echoes the request's tools and
-    /// instructions (often tens of KB), three times per stream.
+    /// An event whose body is the `response` object, written straight into
+    /// `out`: it echoes the request's tools and instructions (often tens of
+    /// KB), three times per stream.
     fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, phase: Phase) {
         out.reserve(640 + self.ctx.echo.len());
-        let head =
-            format!("event: {kind}\ndata: {{\"type\":{},\"sequence_number\":{},\"response\":", to_json(kind), self.seq);
-        out.extend_from_slice(head.as_bytes());
-        *out = write_response(std::mem::take(out), &self.head(), &self.items, phase);
-        out.extend_from_slice(b"}\n\n");
+        let head = format!(r#"{{"type":{},"sequence_number":{},"response":"#, to_json(kind), self.seq);
+        push_named_with(out, kind, |out| {
+            out.extend_from_slice(head.as_bytes());
+            *out = write_response(std::mem::take(out), &self.head(), &self.items, phase);
+            out.push(b'}');
+        });
         self.seq += 1;
     }
 

@@ -96,10 +96,16 @@ pub fn push_data(out: &mut Vec<u8>, json: &str) {
 
 /// Appends a named SSE event (Anthropic's and the Responses API's format).
 pub fn push_named(out: &mut Vec<u8>, event: &str, json: &str) {
+    push_named_with(out, event, |out| out.extend_from_slice(json.as_bytes()));
+}
+
+/// The same, with its data written by `write` straight into `out` (a large
+/// event is then not built apart and copied in).
+pub fn push_named_with(out: &mut Vec<u8>, event: &str, write: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(event.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(json.as_bytes());
+    write(out);
     out.extend_from_slice(b"\n\n");
 }
 
