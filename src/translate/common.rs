@@ -32,11 +32,14 @@ pub(super) fn field<'a, T: Deserialize<'a>>(fields: &Fields<'a>, key: &str) -> R
 
 /// Decodes a raw value; errors name `what`.
 pub(super) fn decode<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, TranslateError> {
-    serde_json::from_str(raw.get()).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-        invalid(format!("Invalid '{what}': {msg}"))
-    })
+    serde_json::from_str(raw.get()).map_err(|e| invalid_json(what, &e))
+}
+
+/// A member that did not decode, named, without serde's position in the member.
+pub(super) fn invalid_json(what: &str, e: &serde_json::Error) -> TranslateError {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+    invalid(format!("Invalid '{what}': {msg}"))
 }
 
 /// Decodes a JSON string in one pass, borrowing it from the body unless it has escapes.

@@ -40,7 +40,7 @@ use super::chat_out::{
     self, OutChoice, OutContent, OutFile, OutFormat, OutFunction, OutFunctionCall, OutMessage, OutPart, OutTool,
     OutToolCall, OutUrl,
 };
-use super::common::{decode, decode_str, field, invalid, parse_fields, unsupported, RawStr, Str};
+use super::common::{decode, decode_str, field, invalid, invalid_json, parse_fields, unsupported, RawStr, Str};
 use super::target::{Effort, Target};
 use super::TranslateError;
 use crate::request::Fields;
@@ -66,8 +66,7 @@ pub fn messages_request_to_chat_lexed(
             out_messages.push(OutMessage::text("system", text));
         }
     }
-    let messages: Vec<InMessage> =
-        field(fields, "messages")?.ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+    let messages = read_messages(fields)?;
     // Deferred tools a tool search has loaded.
     let mut loaded: Vec<String> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
@@ -75,7 +74,10 @@ pub fn messages_request_to_chat_lexed(
             "user" => convert_user(m.content, i, &mut out_messages, &mut loaded)?,
             "assistant" => out_messages.push(convert_assistant(m.content, i)?),
             "system" => {
-                let text = system_text(m.content)?;
+                let text = match m.content {
+                    Content::Text(text) => text,
+                    Content::Blocks(blocks) => system_blocks(blocks)?,
+                };
                 if !text.is_empty() {
                     out_messages.push(OutMessage::text("system", text));
                 }
@@ -174,12 +176,81 @@ fn reasoning_effort(thinking: Option<InThinking>, effort: Option<Str>) -> Result
     })
 }
 
+/// A message, its content read in the same pass.
 #[derive(Deserialize)]
 struct InMessage<'a> {
     #[serde(borrow)]
     role: Str<'a>,
     #[serde(borrow)]
+    content: Content<'a>,
+}
+
+/// A message's content: a string, or blocks.
+enum Content<'a> {
+    Text(Str<'a>),
+    Blocks(Vec<InBlock<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Content<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of content blocks")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Content<'a>, A::Error> {
+                let mut blocks = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(block) = seq.next_element()? {
+                    blocks.push(block);
+                }
+                Ok(Content::Blocks(blocks))
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A message with its content left raw: read only when the one-pass read
+/// fails, so the error names the message, as its conversion would.
+#[derive(Deserialize)]
+struct RawMessage<'a> {
+    #[serde(borrow)]
+    role: Str<'a>,
+    #[serde(borrow)]
     content: &'a RawValue,
+}
+
+/// `messages`, each content read in the same pass (a content is otherwise
+/// lexed once more per message). A failure is located by reading again the
+/// slow way; an error there is the one each message's conversion gives.
+fn read_messages<'a>(fields: &Fields<'a>) -> Result<Vec<InMessage<'a>>, TranslateError> {
+    let raw = fields
+        .get("messages")
+        .filter(|r| r.get() != "null")
+        .ok_or_else(|| invalid("Missing required parameter: 'messages'"))?;
+    let e = match serde_json::from_str::<Vec<InMessage>>(raw.get()) {
+        Ok(messages) => return Ok(messages),
+        Err(e) => e,
+    };
+    let messages: Vec<RawMessage> = decode(raw, "messages")?;
+    for (i, m) in messages.into_iter().enumerate() {
+        match m.role.as_ref() {
+            "user" | "assistant" => drop(blocks_of(m.content, i)?),
+            "system" => drop(system_text(m.content)?),
+            other => return Err(invalid(format!("messages[{i}]: unknown role '{other}'"))),
+        }
+    }
+    Err(invalid_json("messages", &e))
 }
 
 #[derive(Deserialize)]
@@ -220,7 +291,11 @@ fn system_text(raw: &RawValue) -> Result<Str<'_>, TranslateError> {
     if raw.get().starts_with('"') {
         return decode_str(raw, "system");
     }
-    let blocks: Vec<InBlock> = decode(raw, "system")?;
+    system_blocks(decode(raw, "system")?)
+}
+
+/// System text blocks, joined by a blank line.
+fn system_blocks(blocks: Vec<InBlock<'_>>) -> Result<Str<'_>, TranslateError> {
     let mut texts = Vec::with_capacity(blocks.len());
     for b in blocks {
         match (b.kind.as_ref(), b.text) {
@@ -254,19 +329,22 @@ fn blocks_of(raw: &RawValue, i: usize) -> Result<Vec<InBlock<'_>>, TranslateErro
 }
 
 fn convert_user<'a>(
-    raw: &'a RawValue,
+    content: Content<'a>,
     i: usize,
     out: &mut Vec<OutMessage<'a>>,
     loaded: &mut Vec<String>,
 ) -> Result<(), TranslateError> {
-    if raw.get().starts_with('"') {
-        out.push(OutMessage::text("user", decode_str(raw, "content")?));
-        return Ok(());
-    }
+    let blocks = match content {
+        Content::Text(text) => {
+            out.push(OutMessage::text("user", text));
+            return Ok(());
+        }
+        Content::Blocks(blocks) => blocks,
+    };
     let mut parts: Vec<OutPart> = Vec::new();
     // Images returned by tools go to the user message, which can carry them.
     let mut result_images: Vec<OutPart> = Vec::new();
-    for block in blocks_of(raw, i)? {
+    for block in blocks {
         match block.kind.as_ref() {
             "tool_result" => {
                 let id = block
@@ -371,13 +449,14 @@ fn tool_result_text<'a>(
     Ok(Cow::Owned(texts.join("\n")))
 }
 
-fn convert_assistant(raw: &RawValue, i: usize) -> Result<OutMessage<'_>, TranslateError> {
-    if raw.get().starts_with('"') {
-        return Ok(OutMessage::text("assistant", decode_str(raw, "content")?));
-    }
+fn convert_assistant(content: Content<'_>, i: usize) -> Result<OutMessage<'_>, TranslateError> {
+    let blocks = match content {
+        Content::Text(text) => return Ok(OutMessage::text("assistant", text)),
+        Content::Blocks(blocks) => blocks,
+    };
     let mut texts: Vec<Str> = Vec::new();
     let mut tool_calls = Vec::new();
-    for block in blocks_of(raw, i)? {
+    for block in blocks {
         match block.kind.as_ref() {
             "text" => texts.extend(block.text),
             "tool_use" => {

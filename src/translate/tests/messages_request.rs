@@ -208,6 +208,30 @@ fn invalid_bodies_are_errors() {
 }
 
 #[test]
+fn a_malformed_content_names_its_message() {
+    let invalid = |messages: Value| match translate(json!({"model": "m", "max_tokens": 5, "messages": messages})) {
+        Err(TranslateError::Invalid(m)) => m,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let ok = json!({"role": "user", "content": "x"});
+    assert_eq!(
+        invalid(json!([ok, {"role": "user", "content": 5}])),
+        "Invalid 'messages[1].content': invalid type: integer `5`, expected a sequence"
+    );
+    assert_eq!(
+        invalid(json!([ok, ok, {"role": "assistant", "content": [{"text": "no type"}]}])),
+        "Invalid 'messages[2].content': missing field `type`"
+    );
+    assert_eq!(
+        invalid(json!([{"role": "system", "content": {"text": "x"}}])),
+        "Invalid 'system': invalid type: map, expected a sequence"
+    );
+    assert_eq!(invalid(json!([{"role": "tool", "content": 5}])), "messages[0]: unknown role 'tool'");
+    assert_eq!(invalid(json!([{"content": "x"}])), "Invalid 'messages': missing field `role`");
+    assert_eq!(invalid(json!(null)), "Missing required parameter: 'messages'");
+}
+
+#[test]
 fn what_claude_code_sends_translates() {
     // System messages inside `messages`, thinking, effort, context management, cache breakpoints, a large limit.
     let body = json!({"model": "gpt-5.2", "max_tokens": 64000, "stream": true,
