@@ -1,9 +1,9 @@
 //! Lenient readers for provider JSON.
 //!
-//! Wire structs keep every field as borrowed `&RawValue`, so a field of an
-//! unexpected type never makes the whole body unreadable (losing its usage);
-//! these helpers then decode each field on its own and ignore what does not
-//! fit.
+//! Wire structs that keep a field as borrowed `&RawValue` (so a field of an
+//! unexpected type never makes the whole body unreadable, losing its usage)
+//! decode it with these helpers, which ignore what does not fit. The usage
+//! readers' per-event path reads in one pass instead ([`super::lenient`]).
 
 use std::borrow::Cow;
 
@@ -24,35 +24,6 @@ pub fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
 pub fn count(raw: Option<&RawValue>) -> Option<u64> {
     let number: serde_json::Number = decode(raw)?;
     number.as_u64().or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-}
-
-/// Elements of a JSON array member; empty if it is not an array.
-pub fn array(raw: Option<&RawValue>) -> Vec<&RawValue> {
-    decode(raw).unwrap_or_default()
-}
-
-/// Text content that is either a string or an array of `{"text": ...}` parts.
-pub fn text_content(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    if let Some(s) = string(raw) {
-        return Some(s);
-    }
-    #[derive(Deserialize)]
-    struct Part<'a> {
-        #[serde(borrow, default)]
-        text: Option<&'a RawValue>,
-    }
-    let parts = array(raw);
-    if parts.is_empty() {
-        return None;
-    }
-    let mut out = String::new();
-    for part in parts {
-        let part: Option<Part> = decode(Some(part));
-        if let Some(text) = part.and_then(|p| string(p.text)) {
-            out.push_str(&text);
-        }
-    }
-    Some(Cow::Owned(out))
 }
 
 /// A human-readable message from an error member: the string itself, its
@@ -151,13 +122,5 @@ mod tests {
         assert_eq!(error_message(Some(raw(r#"{"type":"x","message":"Overloaded"}"#))).unwrap(), "Overloaded");
         assert_eq!(error_message(Some(raw(r#"{"error":{"message":"inner"}}"#))).unwrap(), "inner");
         assert_eq!(error_message(Some(raw(r#"{"code":5}"#))).unwrap(), r#"{"code":5}"#);
-    }
-
-    #[test]
-    fn text_content_accepts_parts() {
-        let parts = raw(r#"[{"type":"text","text":"a"},{"type":"image"},{"text":"b"}]"#);
-        assert_eq!(text_content(Some(parts)).unwrap(), "ab");
-        assert_eq!(text_content(Some(raw("\"s\""))).unwrap(), "s");
-        assert_eq!(text_content(Some(raw("5"))), None);
     }
 }

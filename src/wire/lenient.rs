@@ -22,7 +22,8 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 #[derive(Default)]
 pub(crate) struct Str<'a>(pub(crate) Option<Cow<'a, str>>);
 
-/// A non-negative integer member, or `None` for any other value.
+/// A count, read as [`super::json::count`] reads one (a non-negative number),
+/// or `None` for any other value.
 #[derive(Default)]
 pub(crate) struct Count(pub(crate) Option<u64>);
 
@@ -90,8 +91,9 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
     fn visit_u64<E>(self, n: u64) -> Result<S, E> {
         Ok(S::count(n))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<S, E> {
-        Ok(S::default())
+    fn visit_f64<E>(self, f: f64) -> Result<S, E> {
+        // As `json::count` reads a number: a non-negative float counts too.
+        Ok(if f.is_finite() && f >= 0.0 { S::count(f as u64) } else { S::default() })
     }
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<S, E> {
         Ok(S::string(Cow::Borrowed(s)))
@@ -239,7 +241,7 @@ mod tests {
 
     #[test]
     fn every_member_takes_any_value_and_keeps_only_its_shape() {
-        for other in ["null", "true", "-1", "1.5", "{\"a\":[1,{}]}", "[[],{}]", "\"x\""] {
+        for other in ["null", "true", "-1", "-1.5", "{\"a\":[1,{}]}", "[[],{}]", "\"x\""] {
             let json = format!(r#"{{"s":{other},"n":{other},"f":{other},"items":{other}}}"#);
             let p = probe(&json);
             assert_eq!(p.s.0.as_deref(), (other == "\"x\"").then_some("x"), "{other}");
@@ -248,8 +250,16 @@ mod tests {
             // An array's items that are not objects are kept as `None`.
             assert_eq!(p.items.0.len(), if other == "[[],{}]" { 2 } else { 0 }, "{other}");
         }
-        assert_eq!(probe(r#"{"n":7}"#).n.0, Some(7));
         assert!(!probe(r#"{"f":[]}"#).f.0);
+    }
+
+    #[test]
+    fn a_count_is_what_json_count_reads() {
+        for n in ["7", "12.0", "12.5", "-1", "-1.5", "1e3", "\"12\"", "null", "[1]"] {
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(n).unwrap();
+            let json = format!(r#"{{"n":{n}}}"#);
+            assert_eq!(probe(&json).n.0, super::super::json::count(Some(&raw)), "{n}");
+        }
     }
 
     #[test]
