@@ -245,7 +245,7 @@ fn user_content(raw: Option<&RawValue>, i: usize) -> Result<Content<'_>, Transla
     if raw.get().starts_with('"') {
         return decode_str(raw, "content").map(Content::Text);
     }
-    let parts: Vec<Part> = decode(raw, &format!("messages[{i}].content"))?;
+    let parts: Vec<Part> = decode(raw, format_args!("messages[{i}].content"))?;
     let blocks = parts.into_iter().map(|p| convert_part(p, i)).collect::<Result<Vec<_>, _>>()?;
     Ok(Content::Blocks(blocks))
 }

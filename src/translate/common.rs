@@ -1,6 +1,8 @@
 //! Helpers shared by the translators: field decoding, JSON and SSE writing,
 //! and the stop-reason and usage mappings both directions agree on.
 
+use std::fmt::Display;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -31,12 +33,13 @@ pub(super) fn field<'a, T: Deserialize<'a>>(fields: &Fields<'a>, key: &str) -> R
 }
 
 /// Decodes a raw value; errors name `what`.
-pub(super) fn decode<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, TranslateError> {
+/// `what` is formatted only for the error (`format_args!` costs nothing otherwise).
+pub(super) fn decode<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: impl Display) -> Result<T, TranslateError> {
     serde_json::from_str(raw.get()).map_err(|e| invalid_json(what, &e))
 }
 
 /// A member that did not decode, named, without serde's position in the member.
-pub(super) fn invalid_json(what: &str, e: &serde_json::Error) -> TranslateError {
+pub(super) fn invalid_json(what: impl Display, e: &serde_json::Error) -> TranslateError {
     let msg = e.to_string();
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
     invalid(format!("Invalid '{what}': {msg}"))

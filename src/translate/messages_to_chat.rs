@@ -325,7 +325,7 @@ fn blocks_of(raw: &RawValue, i: usize) -> Result<Vec<InBlock<'_>>, TranslateErro
             tool_name: None,
         }]);
     }
-    decode(raw, &format!("messages[{i}].content"))
+    decode(raw, format_args!("messages[{i}].content"))
 }
 
 fn convert_user<'a>(

@@ -374,7 +374,7 @@ fn parts<'a>(raw: &'a RawValue, i: usize, target: &Target) -> Result<Vec<Part<'a
     if raw.get().starts_with('"') {
         return Ok(vec![Part::Text(decode_str(raw, "content")?)]);
     }
-    let parts: Vec<InPart> = decode(raw, &format!("input[{i}].content"))?;
+    let parts: Vec<InPart> = decode(raw, format_args!("input[{i}].content"))?;
     parts.into_iter().map(|p| part(p, i, target)).collect()
 }
 
