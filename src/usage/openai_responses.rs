@@ -59,17 +59,17 @@ struct Event<'a> {
 
 /// Reads a response object; `with_text` is off for stream snapshots, whose
 /// text already came as deltas.
-fn read_response(r: Response, with_text: bool, sink: &mut Sink) {
+fn read_response(r: &Response, with_text: bool, sink: &mut Sink) {
     if let Some(message) = error_message(r.error) {
         sink.error(&message);
     }
     if let Some(model) = &r.model.0 {
         sink.model(model);
     }
-    let items: Vec<Item> = r.output.0.into_iter().filter_map(|Obj(item)| item).collect();
+    let items = || r.output.0.iter().filter_map(|item| item.0.as_ref());
     if let Some(mut u) = r.usage.and_then(|raw| usage::responses(Some(raw))) {
         // Each `web_search_call` output item is one billed search.
-        let searches = items.iter().filter(|i| i.kind.0.as_deref() == Some("web_search_call")).count();
+        let searches = items().filter(|i| i.kind.0.as_deref() == Some("web_search_call")).count();
         if searches > 0 {
             u.web_search_requests = Some(searches as u64);
         }
@@ -78,7 +78,7 @@ fn read_response(r: Response, with_text: bool, sink: &mut Sink) {
     if !with_text {
         return;
     }
-    for item in items {
+    for item in items() {
         match item.kind.0.as_deref() {
             Some("message") => {}
             Some(_) => {
@@ -87,13 +87,10 @@ fn read_response(r: Response, with_text: bool, sink: &mut Sink) {
             }
             None => continue,
         }
-        for Obj(part) in item.content.0 {
-            let Some(part) = part else {
-                continue;
-            };
+        for part in item.content.0.iter().filter_map(|part| part.0.as_ref()) {
             if part.kind.0.as_deref() == Some("output_text") {
-                if let Some(text) = part.text.0 {
-                    sink.text(&text);
+                if let Some(text) = &part.text.0 {
+                    sink.text(text);
                 }
             } else {
                 sink.token();
@@ -104,7 +101,7 @@ fn read_response(r: Response, with_text: bool, sink: &mut Sink) {
 
 pub(super) fn body(body: &[u8], sink: &mut Sink) -> Result<(), serde_json::Error> {
     let response: Response = serde_json::from_slice(body)?;
-    read_response(response, true, sink);
+    read_response(&response, true, sink);
     Ok(())
 }
 
@@ -123,10 +120,9 @@ pub(super) fn event(event: &SseEvent, sink: &mut Sink) {
         let message = error_message(e.message).or_else(|| error_message(e.error));
         sink.error(message.as_deref().unwrap_or("error event"));
     }
-    if let Some(response) = e.response.0 {
-        let failed_without_error = kind == "response.failed" && response.error.is_none();
+    if let Some(response) = &e.response.0 {
         read_response(response, false, sink);
-        if failed_without_error {
+        if kind == "response.failed" && response.error.is_none() {
             sink.error("response.failed");
         }
     }
