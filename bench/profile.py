@@ -14,10 +14,13 @@ code shows as `[JIT]`.
 `bench/profile.py --timing filter` instead loads the `callback-timing` build
 of the filter (`make build-timing`), which adds each callback's wall time to a
 counter, and prints the time per request inside each callback: the filter's
-own code and the hostcalls it makes, without the runtime's entry and exit.
+own code and the hostcalls it makes, without the runtime's entry and exit,
+with the hostcalls and heap allocations each callback makes per request.
 With `--stream` its calls are streamed (the mock's 8 content events, 1 ms apart).
 `--wasm PATH` loads another callback-timing build instead (another commit's,
-to compare before and after in one run).
+to compare before and after in one run). A floor system (`wasm-hostcalls`)
+times its own callbacks the same way (wall time only), for a comparison
+callback by callback.
 """
 import argparse
 import json
@@ -107,7 +110,12 @@ def timing(args):
     try:
         ports = b.start_shared()
         for name in args.systems:
-            s = b.start_envoy({**b.SYSTEM_BY_NAME[name], "wasm": args.wasm}, ports)
+            system = b.SYSTEM_BY_NAME[name]
+            # A floor times its own callbacks; every other system loads the callback-timing build.
+            system = ({**system, "plugin": {**system["plugin"], "timed": True}} if system.get("floor")
+                      else {**system, "wasm": args.wasm})
+            wasm = system["wasm"]
+            s = b.start_envoy(system, ports)
             b.probe(s)
             load = subprocess.run(b.pinned(b.CLIENT_CORE, [
                 b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration",
@@ -118,18 +126,19 @@ def timing(args):
             rps = json.loads(load.stdout)["throughput_rps"]
             stats = b.admin_stats(s["admin"], "wasmcustom")
             requests = stats.get("wasmcustom.llm_gateway.requests_total", 0)
-            print(f"\n{name} ({os.path.relpath(args.wasm, b.ROOT)}): {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
+            print(f"\n{name} ({os.path.relpath(wasm, b.ROOT)}): {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
                   "wall time inside each callback per request (µs):\n")
-            print("| callback | µs / request | hostcalls / request |\n|---|---|---|")
+            print("| callback | µs / request | hostcalls / request | allocations / request |\n|---|---|---|---|")
             rows = {}
             for key, value in stats.items():
                 if key.startswith("wasmcustom.llm_gateway.timing.") and requests:
                     callback, _, unit = key.rsplit(".", 1)[-1].rpartition("_")
                     rows.setdefault(callback, {})[unit] = value / requests
             for callback, per in sorted(rows.items()):
-                print(f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} |")
+                print(f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} | {per.get('allocs', 0):.1f} |")
             print(f"| all | {sum(p.get('ns', 0) for p in rows.values()) / 1000:.1f} | "
-                  f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} |")
+                  f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} | "
+                  f"{sum(p.get('allocs', 0) for p in rows.values()):.1f} |")
             s["proc"].terminate()
             s["proc"].wait()
     finally:

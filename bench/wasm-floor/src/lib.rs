@@ -13,6 +13,15 @@
 //!   capture off (the header map read once, the credential removed, six
 //!   upstream headers set, two response headers read, the clock and metrics),
 //!   with none of its logic, so the gap to the gateway is its own computation.
+//!
+//! With `"timed": true` as well (`bench/profile.py --timing wasm-hostcalls`),
+//! each callback adds its wall time to the counters the gateway's
+//! callback-timing build keeps (`llm_gateway.timing.<callback>_ns`), so the
+//! two are compared callback by callback.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -22,13 +31,17 @@ const ROUTE_HEADER: &str = "x-llm-gateway-cluster";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { body: false, calls: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { body: false, calls: None, requests: None })
+    });
 }}
 
 struct Root {
     body: bool,
     /// The metric the `hostcalls` floor increments, when that floor is chosen.
     calls: Option<u32>,
+    /// With `"timed": true`: the request counter `bench/profile.py --timing` divides by.
+    requests: Option<u32>,
 }
 
 impl Context for Root {}
@@ -44,11 +57,17 @@ impl RootContext for Root {
             self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
         }
         self.body = floor("body") || self.calls.is_some();
+        if text.contains("\"timed\":true") || text.contains("\"timed\": true") {
+            self.requests = hostcalls::define_metric(MetricType::Counter, "llm_gateway.requests_total").ok();
+        }
         true
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Floor { body: self.body, calls: self.calls, seen: 0 }))
+        if let Some(id) = self.requests {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        Some(Box::new(Floor { body: self.body, calls: self.calls, timed: self.requests.is_some(), seen: 0 }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -59,11 +78,42 @@ impl RootContext for Root {
 struct Floor {
     body: bool,
     calls: Option<u32>,
+    timed: bool,
     /// Bytes copied in, so the copies cannot be optimised away.
     seen: usize,
 }
 
 impl Context for Floor {}
+
+fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+thread_local! {
+    static TIMING_IDS: RefCell<HashMap<&'static str, Option<u32>>> = RefCell::new(HashMap::new());
+}
+
+/// Runs one callback, adding its wall time to `llm_gateway.timing.<name>_ns` when timed.
+fn timed<T>(on: bool, name: &'static str, f: impl FnOnce() -> T) -> T {
+    if !on {
+        return f();
+    }
+    let started = now_ns();
+    let out = f();
+    let took = now_ns().saturating_sub(started);
+    let id = TIMING_IDS.with(|ids| {
+        *ids.borrow_mut().entry(name).or_insert_with(|| {
+            hostcalls::define_metric(MetricType::Counter, &format!("llm_gateway.timing.{name}_ns")).ok()
+        })
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, took as i64);
+    }
+    out
+}
 
 impl Floor {
     fn count(&self, n: u32) {
@@ -77,6 +127,29 @@ impl Floor {
 
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        timed(self.timed, "request_headers", || self.request_headers(end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        timed(self.timed, "request_body", || self.request_body(size, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        timed(self.timed, "response_headers", || self.response_headers())
+    }
+
+    fn on_http_response_body(&mut self, size: usize, _end_of_stream: bool) -> Action {
+        timed(self.timed, "response_body", || self.response_body(size))
+    }
+
+    fn on_log(&mut self) {
+        timed(self.timed, "log", || self.log())
+    }
+}
+
+/// The callbacks, each doing what its floor does.
+impl Floor {
+    fn request_headers(&mut self, end_of_stream: bool) -> Action {
         if self.calls.is_some() {
             self.count(1);
             let _ = self.get_current_time();
@@ -91,7 +164,7 @@ impl HttpContext for Floor {
         Action::Continue
     }
 
-    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         if !self.body {
             return Action::Continue;
         }
@@ -114,7 +187,7 @@ impl HttpContext for Floor {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn response_headers(&mut self) -> Action {
         if self.calls.is_some() {
             for name in [":status", "content-type"] {
                 self.seen += self.get_http_response_header(name).map_or(0, |v| v.len());
@@ -124,14 +197,14 @@ impl HttpContext for Floor {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, size: usize, _end_of_stream: bool) -> Action {
+    fn response_body(&mut self, size: usize) -> Action {
         if self.body {
             self.seen += self.get_http_response_body(0, size).map_or(0, |b| b.len());
         }
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    fn log(&mut self) {
         if self.calls.is_some() {
             let _ = self.get_current_time();
             self.count(4);
