@@ -1384,8 +1384,8 @@ def overspend_report(ports, counters, windows, rate):
 
 
 def callback_budget(end):
-    """The per-callback budget from the timing build's counters: wall time and
-    hostcalls inside each filter callback, per request."""
+    """The per-callback budget from the timing build's counters: wall time,
+    hostcalls and heap allocations inside each filter callback, per request."""
     for name, r in end.items():
         timing, requests = r.get("timing"), (r.get("counters") or {}).get("requests_total")
         if not timing or not requests:
@@ -1396,12 +1396,14 @@ def callback_budget(end):
             rows.setdefault(callback, {})[unit] = value / requests
         yield f"#### Per-callback budget ({name}: the callback-timing build, limits off, every scenario it ran)"
         yield ""
-        yield "| callback | µs / request | hostcalls / request |"
-        yield "|---|---|---|"
+        yield "| callback | µs / request | hostcalls / request | allocations / request |"
+        yield "|---|---|---|---|"
         for callback, per in sorted(rows.items()):
-            yield f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} |"
+            yield (f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} | "
+                   f"{per.get('allocs', 0):.1f} |")
         yield (f"| all | {sum(p.get('ns', 0) for p in rows.values()) / 1000:.1f} | "
-               f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} |")
+               f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} | "
+               f"{sum(p.get('allocs', 0) for p in rows.values()):.1f} |")
         yield ""
 
 

@@ -134,11 +134,13 @@ def timing(args):
                 if key.startswith("wasmcustom.llm_gateway.timing.") and requests:
                     callback, _, unit = key.rsplit(".", 1)[-1].rpartition("_")
                     rows.setdefault(callback, {})[unit] = value / requests
+            # A floor counts its wall time only: its other columns are "–".
+            counted = lambda unit, per: f"{per[unit]:.1f}" if unit in per else "–"  # noqa: E731
             for callback, per in sorted(rows.items()):
-                print(f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {per.get('hostcalls', 0):.1f} | {per.get('allocs', 0):.1f} |")
-            print(f"| all | {sum(p.get('ns', 0) for p in rows.values()) / 1000:.1f} | "
-                  f"{sum(p.get('hostcalls', 0) for p in rows.values()):.1f} | "
-                  f"{sum(p.get('allocs', 0) for p in rows.values()):.1f} |")
+                print(f"| {callback} | {per.get('ns', 0) / 1000:.1f} | {counted('hostcalls', per)} | {counted('allocs', per)} |")
+            total = {unit: sum(p[unit] for p in rows.values()) for unit in ("ns", "hostcalls", "allocs")
+                     if all(unit in p for p in rows.values())}
+            print(f"| all | {total.get('ns', 0) / 1000:.1f} | {counted('hostcalls', total)} | {counted('allocs', total)} |")
             s["proc"].terminate()
             s["proc"].wait()
     finally:
