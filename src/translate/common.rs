@@ -83,6 +83,28 @@ pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// Serialises `value` straight onto `buf`, not into a string copied in after;
+/// `null` if it fails, which [`to_json`]'s types cannot.
+pub(super) fn write_json<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    let start = buf.len();
+    if serde_json::to_writer(&mut *buf, value).is_err() {
+        buf.truncate(start);
+        buf.extend_from_slice(b"null");
+    }
+}
+
+/// Appends a named SSE event whose data is `value` as JSON.
+pub(super) fn push_json_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, event: &str, value: &T) {
+    crate::wire::stream::push_named_with(out, event, |out| write_json(out, value));
+}
+
+/// Appends an unnamed SSE event (OpenAI's format) whose data is `value` as JSON.
+pub(super) fn push_json_data<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    out.extend_from_slice(b"data: ");
+    write_json(out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// Writes a JSON object member by member.
 pub(super) struct ObjectWriter {
     buf: Vec<u8>,
@@ -104,8 +126,12 @@ impl ObjectWriter {
 
     fn key(&mut self, key: &str) {
         self.comma();
-        self.buf.extend_from_slice(to_json(key).as_bytes());
+        self.write(key);
         self.buf.push(b':');
+    }
+
+    fn write<T: Serialize + ?Sized>(&mut self, value: &T) {
+        write_json(&mut self.buf, value);
     }
 
     fn comma(&mut self) {
@@ -143,7 +169,8 @@ impl ObjectWriter {
     }
 
     pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
-        self.raw(key, &to_json(value));
+        self.key(key);
+        self.write(value);
     }
 
     pub(super) fn finish(mut self) -> Vec<u8> {

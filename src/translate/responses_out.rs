@@ -27,10 +27,10 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::common::{to_json, ObjectWriter};
+use super::common::{push_json_event, to_json, ObjectWriter};
 use super::responses_request::ToolShapes;
 use crate::request::Fields;
-use crate::wire::stream::{push_named, push_named_with};
+use crate::wire::stream::push_named_with;
 use crate::wire::usage::{ResponsesUsageOut, Usage};
 
 /// `encrypted_content` of a reasoning item made from an Anthropic `thinking`
@@ -363,9 +363,8 @@ impl ResponsesStream {
 
     /// Appends one event: its `type`, its `sequence_number`, then `body`'s members.
     fn emit<T: Serialize>(&mut self, out: &mut Vec<u8>, kind: &str, body: T) {
-        let json = to_json(&Event { kind, sequence_number: self.seq, body });
+        push_json_event(out, kind, &Event { kind, sequence_number: self.seq, body });
         self.seq += 1;
-        push_named(out, kind, &json);
     }
 
     /// An event whose body is the `response` object, written straight into

@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use super::common::{finish_reason_for, to_json};
+use super::common::{finish_reason_for, push_json_data};
 use super::errors::{openai_error_json, openai_type_for_anthropic};
 use crate::wire::anthropic::Event;
 use crate::wire::stream::{push_data, EventHandler, Next};
@@ -214,7 +214,7 @@ impl MessagesToChat {
                         choices: Vec::new(),
                         usage: Some(Some(ChatUsageOut::from(&self.usage))),
                     };
-                    push_data(out, &to_json(&chunk));
+                    push_json_data(out, &chunk);
                 }
                 push_data(out, "[DONE]");
                 return Next::Done;
@@ -250,6 +250,6 @@ impl MessagesToChat {
             choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason }],
             usage: self.include_usage.then_some(None),
         };
-        push_data(out, &to_json(&chunk));
+        push_json_data(out, &chunk);
     }
 }

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::common::{stop_reason_for, to_json};
+use super::common::{push_json_event, stop_reason_for};
 use super::errors::{anthropic_error_json, anthropic_type_for_detail};
 use crate::wire::openai_chat::{Chunk, ToolCallDelta};
 use crate::wire::stream::{push_named, EventHandler, Next};
@@ -236,7 +236,7 @@ impl ChatToMessages {
                 usage: ZeroUsage { input_tokens: 0, output_tokens: 0 },
             },
         };
-        push_named(out, "message_start", &to_json(&start));
+        push_json_event(out, "message_start", &start);
     }
 
     fn text(&mut self, out: &mut Vec<u8>, text: &str) {
@@ -252,12 +252,12 @@ impl ChatToMessages {
                     index: block,
                     content_block: StartBlock::Text { text: "" },
                 };
-                push_named(out, "content_block_start", &to_json(&start));
+                push_json_event(out, "content_block_start", &start);
                 block
             }
         };
         let delta = BlockDelta { kind: "content_block_delta", index: block, delta: DeltaBody::TextDelta { text } };
-        push_named(out, "content_block_delta", &to_json(&delta));
+        push_json_event(out, "content_block_delta", &delta);
     }
 
     fn tool_call(&mut self, out: &mut Vec<u8>, call: ToolCallDelta) {
@@ -286,7 +286,7 @@ impl ChatToMessages {
                         input: Empty {},
                     },
                 };
-                push_named(out, "content_block_start", &to_json(&start));
+                push_json_event(out, "content_block_start", &start);
                 block
             }
         };
@@ -296,7 +296,7 @@ impl ChatToMessages {
                 index: block,
                 delta: DeltaBody::InputJsonDelta { partial_json },
             };
-            push_named(out, "content_block_delta", &to_json(&delta));
+            push_json_event(out, "content_block_delta", &delta);
         }
     }
 
@@ -306,7 +306,7 @@ impl ChatToMessages {
             Open::Text { block } | Open::Tool { block, .. } => block,
         };
         self.open = Open::None;
-        push_named(out, "content_block_stop", &to_json(&Indexed { kind: "content_block_stop", index: block }));
+        push_json_event(out, "content_block_stop", &Indexed { kind: "content_block_stop", index: block });
     }
 
     /// Closes the message: last block, `message_delta`, `message_stop`.
@@ -339,7 +339,7 @@ impl ChatToMessages {
             },
             usage,
         };
-        push_named(out, "message_delta", &to_json(&delta));
+        push_json_event(out, "message_delta", &delta);
         push_named(out, "message_stop", r#"{"type":"message_stop"}"#);
     }
 }
