@@ -17,6 +17,8 @@ counter, and prints the time per request inside each callback: the filter's
 own code and the hostcalls it makes, without the runtime's entry and exit,
 with the hostcalls and heap allocations each callback makes per request.
 With `--stream` its calls are streamed (the mock's 8 content events, 1 ms apart).
+`--scenario NAME` sends a bench scenario's own requests instead (`agent-codex`:
+Codex's recorded request, translated for Claude; closed loop all the same).
 `--wasm PATH` loads another callback-timing build instead (another commit's,
 to compare before and after in one run). A floor system (`wasm-hostcalls`)
 times its own callbacks the same way (wall time only), for a comparison
@@ -58,6 +60,7 @@ def main():
     ap.add_argument("--timing", action="store_true", help="per-callback time from the callback-timing build")
     ap.add_argument("--stream", action="store_true", help="--timing: streamed calls (8 content events 1 ms apart)")
     ap.add_argument("--wasm", default=TIMING_WASM, help="--timing: the callback-timing build to load")
+    ap.add_argument("--scenario", help="--timing: a bench scenario's requests instead (agent-codex, agent-claude-code)")
     args = ap.parse_args()
     if args.timing:
         return timing(args)
@@ -103,6 +106,24 @@ def main():
 TIMING_WASM = os.path.join(b.ROOT, "target/wasm32-wasip1/timing/llm_gateway.wasm")
 
 
+def request_args(args, port):
+    """The load generator's request: a 1 KB-style chat body, or a bench scenario's
+    own path, body (written to a file), streaming and expected end."""
+    if not args.scenario:
+        return ["--body-bytes", str(args.body_bytes)] + (["--stream"] if args.stream else [])
+    scenario = next((sc for sc in b.SCENARIOS if sc["name"] == args.scenario), None)
+    if scenario is None or "body_fn" not in scenario:
+        sys.exit(f"profile: --scenario {args.scenario}: no bench scenario of that name with its own body")
+    path = os.path.join(b.RUN, f"timing-body-{args.scenario}-{port}.json")
+    with open(path, "wb") as f:
+        f.write(scenario["body_fn"]())
+    expect = scenario.get("expect")
+    if isinstance(expect, dict):
+        expect = expect.get("*")
+    return (["--path", scenario.get("path", "/v1/chat/completions"), "--body-file", path]
+            + (["--stream"] if scenario.get("stream") else []) + (["--expect-body", expect] if expect else []))
+
+
 def timing(args):
     if not os.path.exists(args.wasm):
         sys.exit(f"profile: {args.wasm} missing (make build-timing)")
@@ -119,14 +140,14 @@ def timing(args):
             b.probe(s)
             load = subprocess.run(b.pinned(b.CLIENT_CORE, [
                 b.TOOL, "load", "--port", str(s["port"]), "--closed", "--conns", "8", "--duration",
-                str(args.seconds), "--warmup", "1", "--body-bytes", str(args.body_bytes), "--watch-pid",
-                str(s["pid"])] + (["--stream"] if args.stream else [])
+                str(args.seconds), "--warmup", "1", "--watch-pid", str(s["pid"])] + request_args(args, s["port"])
                 + sum([["--header", h] for h in s["headers"]], [])),
                 capture_output=True, text=True, check=True)
             rps = json.loads(load.stdout)["throughput_rps"]
             stats = b.admin_stats(s["admin"], "wasmcustom")
             requests = stats.get("wasmcustom.llm_gateway.requests_total", 0)
-            print(f"\n{name} ({os.path.relpath(wasm, b.ROOT)}): {requests} requests, closed loop at {rps:.0f} req/s, {args.body_bytes}-byte bodies; "
+            what = f"the {args.scenario} scenario's requests" if args.scenario else f"{args.body_bytes}-byte bodies"
+            print(f"\n{name} ({os.path.relpath(wasm, b.ROOT)}): {requests} requests, closed loop at {rps:.0f} req/s, {what}; "
                   "wall time inside each callback per request (µs):\n")
             print("| callback | µs / request | hostcalls / request | allocations / request |\n|---|---|---|---|")
             rows = {}
