@@ -100,9 +100,7 @@ pub(super) fn push_json_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, event: &
 
 /// Appends an unnamed SSE event (OpenAI's format) whose data is `value` as JSON.
 pub(super) fn push_json_data<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    out.extend_from_slice(b"data: ");
-    write_json(out, value);
-    out.extend_from_slice(b"\n\n");
+    crate::wire::stream::push_data_with(out, |out| write_json(out, value));
 }
 
 /// Writes a JSON object member by member.
@@ -126,12 +124,8 @@ impl ObjectWriter {
 
     fn key(&mut self, key: &str) {
         self.comma();
-        self.write(key);
+        write_json(&mut self.buf, key);
         self.buf.push(b':');
-    }
-
-    fn write<T: Serialize + ?Sized>(&mut self, value: &T) {
-        write_json(&mut self.buf, value);
     }
 
     fn comma(&mut self) {
@@ -170,7 +164,7 @@ impl ObjectWriter {
 
     pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
         self.key(key);
-        self.write(value);
+        write_json(&mut self.buf, value);
     }
 
     pub(super) fn finish(mut self) -> Vec<u8> {

@@ -24,10 +24,12 @@
 //! reported. The completed event repeats the whole output, so a stream's
 //! state grows with the answer (its text and tool arguments).
 
+use std::io::Write;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::common::{push_json_event, to_json, ObjectWriter};
+use super::common::{push_json_event, to_json, write_json, ObjectWriter};
 use super::responses_request::ToolShapes;
 use crate::request::Fields;
 use crate::wire::stream::push_named_with;
@@ -372,9 +374,12 @@ impl ResponsesStream {
     /// KB), three times per stream.
     fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, phase: Phase) {
         out.reserve(640 + self.ctx.echo.len());
-        let head = format!(r#"{{"type":{},"sequence_number":{},"response":"#, to_json(kind), self.seq);
+        let seq = self.seq;
         push_named_with(out, kind, |out| {
-            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(b"{\"type\":");
+            write_json(out, kind);
+            // Writing into a `Vec` cannot fail.
+            let _ = write!(out, ",\"sequence_number\":{seq},\"response\":");
             *out = write_response(std::mem::take(out), &self.head(), &self.items, phase);
             out.push(b'}');
         });

@@ -89,8 +89,13 @@ impl<H: EventHandler> Transform for Sse<H> {
 
 /// Appends an unnamed SSE event (OpenAI's format).
 pub fn push_data(out: &mut Vec<u8>, json: &str) {
+    push_data_with(out, |out| out.extend_from_slice(json.as_bytes()));
+}
+
+/// The same, with its data written by `write` straight into `out`.
+pub fn push_data_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(json.as_bytes());
+    write(out);
     out.extend_from_slice(b"\n\n");
 }
 
