@@ -92,7 +92,7 @@ TEAMS = {"key": 1, "window": 2, "budget": 3}
 # here) in place of the gateway, in the scenarios they name, to split the
 # gateway's added latency into wasm plumbing, body copy, the gateway's hostcalls
 # and its own computation.
-FLOOR_SCENARIOS = ["chat-1k", "chat-256k", "stream-1k", "ceiling-1k"]
+FLOOR_SCENARIOS = ["chat-1k", "chat-16k", "chat-256k", "stream-1k", "ceiling-1k"]
 AGENT_SYSTEMS = ["no-filter", "filter", "filter-before"]
 SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
@@ -133,6 +133,9 @@ SYSTEMS = [
      "optional": True, "scenarios": FLOOR_SCENARIOS},
     {"name": "wasm-hostcalls", "kind": "envoy", "plugin": {"floor": "hostcalls"}, "wasm": FLOOR_WASM, "floor": True,
      "optional": True, "scenarios": FLOOR_SCENARIOS},
+    # The fewest hostcalls (the header map replaced whole): does the hostcalls floor depend on their number?
+    {"name": "wasm-min", "kind": "envoy", "plugin": {"floor": "min"}, "wasm": FLOOR_WASM, "floor": True,
+     "optional": True, "scenarios": ["ceiling-1k"]},
 ]
 PEERS = [
     # The load generator straight to the mock: the floor the Rust peers' table is measured over.
@@ -1059,6 +1062,7 @@ def floor_breakdown(table):
     floors = ("wasm-noop", "wasm-body", "wasm-hostcalls", "filter")
     cols = []
     for scen, metric, label in (("chat-1k", "d_p50", "Δ p50 µs, chat 1 KB"),
+                                ("chat-16k", "d_p50", "Δ p50 µs, chat 16 KB"),
                                 ("chat-256k", "d_p50", "Δ p50 µs, chat 256 KB"),
                                 ("ceiling-1k", "cpu", "CPU µs / request over no-filter, ceiling 1 KB")):
         rows = table.get(scen, {})

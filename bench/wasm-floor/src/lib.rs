@@ -13,6 +13,11 @@
 //!   capture off (the header map read once, the credential removed, six
 //!   upstream headers set, two response headers read, the clock and metrics),
 //!   with none of its logic, so the gap to the gateway is its own computation.
+//! - `"floor": "min"` (`wasm-min`): `body`, plus the fewest hostcalls any
+//!   gateway that rewrites the upstream request needs (7): the header map read,
+//!   then replaced whole in one call, the response header map read, and two
+//!   clock reads. It answers whether fewer, larger hostcalls would lift the
+//!   `hostcalls` floor.
 //!
 //! With `"timed": true` as well (`bench/profile.py --timing wasm-hostcalls`),
 //! each callback adds its wall time to the counters the gateway's
@@ -32,12 +37,14 @@ const ROUTE_HEADER: &str = "x-llm-gateway-cluster";
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { body: false, calls: None, requests: None })
+        Box::new(Root { body: false, min: false, calls: None, requests: None })
     });
 }}
 
 struct Root {
     body: bool,
+    /// The `min` floor.
+    min: bool,
     /// The metric the `hostcalls` floor increments, when that floor is chosen.
     calls: Option<u32>,
     /// With `"timed": true`: the request counter `bench/profile.py --timing` divides by.
@@ -56,7 +63,8 @@ impl RootContext for Root {
         if floor("hostcalls") {
             self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
         }
-        self.body = floor("body") || self.calls.is_some();
+        self.min = floor("min");
+        self.body = floor("body") || self.calls.is_some() || self.min;
         if text.contains("\"timed\":true") || text.contains("\"timed\": true") {
             self.requests = hostcalls::define_metric(MetricType::Counter, "llm_gateway.requests_total").ok();
         }
@@ -67,7 +75,14 @@ impl RootContext for Root {
         if let Some(id) = self.requests {
             let _ = hostcalls::increment_metric(id, 1);
         }
-        Some(Box::new(Floor { body: self.body, calls: self.calls, timed: self.requests.is_some(), seen: 0 }))
+        Some(Box::new(Floor {
+            body: self.body,
+            min: self.min,
+            calls: self.calls,
+            timed: self.requests.is_some(),
+            seen: 0,
+            headers: Vec::new(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -77,6 +92,9 @@ impl RootContext for Root {
 
 struct Floor {
     body: bool,
+    min: bool,
+    /// The `min` floor: the request's headers, read once, written back whole.
+    headers: Vec<(String, String)>,
     calls: Option<u32>,
     timed: bool,
     /// Bytes copied in, so the copies cannot be optimised away.
@@ -150,6 +168,11 @@ impl HttpContext for Floor {
 /// The callbacks, each doing what its floor does.
 impl Floor {
     fn request_headers(&mut self, end_of_stream: bool) -> Action {
+        if self.min {
+            let _ = self.get_current_time();
+            self.headers = self.get_http_request_headers();
+            return Action::Pause;
+        }
         if self.calls.is_some() {
             self.count(1);
             let _ = self.get_current_time();
@@ -172,6 +195,23 @@ impl Floor {
             return Action::Pause;
         }
         self.seen += self.get_http_request_body(0, size).map_or(0, |b| b.len());
+        if self.min {
+            let mut h = std::mem::take(&mut self.headers);
+            h.retain(|(k, _)| k != "authorization" && k != ":authority" && k != ":path");
+            for (name, value) in [
+                (ROUTE_HEADER, "mock"),
+                ("accept-encoding", "identity"),
+                (":authority", "mock.local"),
+                (":path", "/v1/chat/completions"),
+                ("x-envoy-upstream-rq-timeout-ms", "600000"),
+                ("authorization", "Bearer sk-upstream-fake"),
+            ] {
+                h.push((name.to_string(), value.to_string()));
+            }
+            let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.set_http_request_headers(refs);
+            return Action::Continue;
+        }
         self.set_http_request_header(ROUTE_HEADER, Some("mock"));
         if self.calls.is_some() {
             for (name, value) in [
@@ -188,6 +228,10 @@ impl Floor {
     }
 
     fn response_headers(&mut self) -> Action {
+        if self.min {
+            self.seen += self.get_http_response_headers().len();
+            return Action::Continue;
+        }
         if self.calls.is_some() {
             for name in [":status", "content-type"] {
                 self.seen += self.get_http_response_header(name).map_or(0, |v| v.len());
@@ -205,6 +249,9 @@ impl Floor {
     }
 
     fn log(&mut self) {
+        if self.min {
+            let _ = self.get_current_time();
+        }
         if self.calls.is_some() {
             let _ = self.get_current_time();
             self.count(4);
