@@ -1511,7 +1511,7 @@ def run(args, meta, started):
         "",
         f"- Machine: {meta['machine']['nproc']} cores, {meta['machine']['cpu']}, {meta['machine']['memory']}, "
         f"Linux {meta['machine']['kernel']} (a VM). Load average at start {meta['load_start']}, at end "
-        f"{meta['load_end']} (other sessions' compilers compete for both cores); hypervisor steal "
+        f"{meta['load_end']} (the bench's own processes count in the end figure); hypervisor steal "
         f"{meta['steal']} of CPU time during the run.",
         "- Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         f"- Pinning: Envoy (and peers) `taskset -c {ENVOY_CORE}`, `--concurrency 1` (peers: one worker); load "
