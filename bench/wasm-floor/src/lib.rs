@@ -14,10 +14,10 @@
 //!   upstream headers set, two response headers read, the clock and metrics),
 //!   with none of its logic, so the gap to the gateway is its own computation.
 //! - `"floor": "min"` (`wasm-min`): `body`, plus the fewest hostcalls any
-//!   gateway that rewrites the upstream request needs (7): the header map read,
-//!   then replaced whole in one call, the response header map read, and two
-//!   clock reads. It answers whether fewer, larger hostcalls would lift the
-//!   `hostcalls` floor.
+//!   gateway that rewrites the upstream request needs (7 in all, against the
+//!   `hostcalls` floor's 21): the header map read, then replaced whole in one
+//!   call, the response header map read, and two clock reads. It answers
+//!   whether fewer, larger hostcalls would lift the `hostcalls` floor.
 //!
 //! With `"timed": true` as well (`bench/profile.py --timing wasm-hostcalls`),
 //! each callback adds its wall time to the counters the gateway's
