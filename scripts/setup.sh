@@ -25,7 +25,7 @@ fi
 
 # The official SDKs, to run the README's examples against the gateway in tests; botocore,
 # AWS's own SigV4 signer, to check the signatures Envoy's aws_request_signing makes.
-SDKS="openai==3.54.0 anthropic==2.12.0 botocore==1.43.11"
+SDKS="openai==3.63.0 anthropic==2.17.0 botocore==1.44.18"
 if [ ! -f "$VENV/sdks-installed" ] || [ "$(cat "$VENV/sdks-installed")" != "$SDKS" ]; then
   say "installing $SDKS into $VENV"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
