@@ -33,8 +33,8 @@ from pinned_wheel import pinned_wheel  # noqa: E402
 
 # The catalog release in the build. To update: bump both, run `make prices`, review the diff
 # of src/pricing/catalog.json, and update the pinned prices in src/pricing/tests.rs.
-PINNED_VERSION = "0.2.3"
-PINNED_SHA256 = "56976ce2b04ec206117f7d0e53f4849211a6724ab3a12119afec304eba63ee25"
+PINNED_VERSION = "0.2.5"
+PINNED_SHA256 = "864883e3b52031840b8240283c0a3b4ba22315b588e7fe2876025e38194179fc"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "src/pricing/catalog.json")
