@@ -369,6 +369,7 @@ mod tests {
                     namespaced: Vec::new(),
                 }
             }),
+            keep_output_text: true,
         };
         let ct = if c.provider == ProviderWire::Bedrock {
             "application/vnd.amazon.eventstream"

@@ -201,6 +201,7 @@ pub fn plan_target(
             client_wants_usage: req.include_usage == Some(true),
             strip_usage_chunk,
             responses,
+            keep_output_text: config.capture.as_ref().is_some_and(|c| c.content),
         },
     })
 }
@@ -635,6 +636,23 @@ mod tests {
         let body = br#"{"model":"gpt-4o","messages":[]}"#;
         let req = parse(body, Api::Chat).unwrap();
         assert_eq!(plan(&c, &ProviderKeys::default(), 0, Api::Chat, &req, body, None).unwrap_err().status(), 500);
+    }
+
+    #[test]
+    fn the_answer_text_is_kept_only_when_the_event_carries_content() {
+        let capture = r#""capture": {"region_url": "https://us.posthog.com", "primary": {"api_key": "phc_x"}"#;
+        let body = br#"{"model":"gpt-4o","messages":[]}"#;
+        let req = parse(body, Api::Chat).unwrap();
+        for (config, keep) in [
+            ("{}".to_string(), false),
+            (format!("{{{capture}}}}}"), true),
+            (format!(r#"{{{capture}, "content": false}}}}"#), false),
+        ] {
+            let c = Config::parse(config.as_bytes()).unwrap();
+            let keys = ProviderKeys::from_env(|_| Some("k".into()));
+            let u = plan(&c, &keys, 0, Api::Chat, &req, body, None).unwrap();
+            assert_eq!(u.response.keep_output_text, keep, "{config}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::translate::{
     messages_response_to_responses, openai_error_normalised, openai_error_to_anthropic, ChatToMessages,
     ChatToResponses, GeminiChatFix, MessagesToChat, MessagesToResponses, ResponsesContext,
 };
-use crate::usage::{Extracted, UsageChunkStripper, UsageTracker};
+use crate::usage::{Extracted, Limits, UsageChunkStripper, UsageTracker};
 use crate::wire::stream::{Sse, Transform};
 use crate::wire::{Api, ProviderWire};
 
@@ -28,6 +28,9 @@ pub struct ResponsePlan {
     pub strip_usage_chunk: bool,
     /// A Responses client on a translated route: what its `response` objects echo.
     pub responses: Option<ResponsesContext>,
+    /// The event will carry the assistant's text (`capture.content`); otherwise
+    /// none of it is kept, however long the answer.
+    pub keep_output_text: bool,
 }
 
 impl ResponsePlan {
@@ -77,7 +80,11 @@ impl ResponsePipeline {
     ) -> Self {
         let ct = content_type.unwrap_or("");
         let streaming = ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream");
-        let tracker = UsageTracker::new(plan.provider.api(), streaming && status < 400);
+        let limits = Limits {
+            max_output_text_bytes: if plan.keep_output_text { Limits::default().max_output_text_bytes } else { 0 },
+            ..Limits::default()
+        };
+        let tracker = UsageTracker::with_limits(plan.provider.api(), streaming && status < 400, limits);
         let mode = if status >= 400 || !streaming {
             if plan.translated() || (plan.provider == ProviderWire::Bedrock && status >= 400) {
                 Mode::Whole { status, amzn_error_type }
@@ -268,6 +275,7 @@ mod tests {
             client_wants_usage: false,
             strip_usage_chunk: false,
             responses: None,
+            keep_output_text: true,
         }
     }
 
@@ -286,6 +294,27 @@ mod tests {
             let extracted = p.finish();
             assert_eq!(extracted.error.is_some(), !whole, "{client:?} whole={whole}: {out}");
             assert_eq!(extracted.usage.map(|u| u.input_tokens), Some(3));
+        }
+    }
+
+    #[test]
+    fn the_assistant_text_is_kept_only_for_an_event_that_carries_it() {
+        let json = br#"{"model":"gpt-5","choices":[{"index":0,"message":{"content":"Hello"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let sse = "data: {\"model\":\"gpt-5\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+                   data: {\"model\":\"gpt-5\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for keep in [true, false] {
+            let text = if keep { "Hello" } else { "" };
+            let plan = || ResponsePlan { keep_output_text: keep, ..plan(Api::Chat, ProviderWire::OpenAiChat) };
+            let mut p = ResponsePipeline::start(plan(), 200, Some("application/json"), None, 0);
+            p.feed(json, true);
+            let out = p.finish();
+            assert_eq!((out.output_text.as_str(), out.usage.map(|u| u.output_tokens)), (text, Some(1)), "keep={keep}");
+
+            let mut p = ResponsePipeline::start(plan(), 200, Some("text/event-stream"), None, 0);
+            let fed = p.feed(sse.as_bytes(), true);
+            assert!(fed.first_token, "keep={keep}: the first token is seen either way");
+            let out = p.finish();
+            assert_eq!((out.output_text.as_str(), out.usage.map(|u| u.output_tokens)), (text, Some(1)), "keep={keep}");
         }
     }
 }
