@@ -80,10 +80,10 @@ impl ResponsePipeline {
     ) -> Self {
         let ct = content_type.unwrap_or("");
         let streaming = ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream");
-        let limits = Limits {
-            max_output_text_bytes: if plan.keep_output_text { Limits::default().max_output_text_bytes } else { 0 },
-            ..Limits::default()
-        };
+        let mut limits = Limits::default();
+        if !plan.keep_output_text {
+            limits.max_output_text_bytes = 0;
+        }
         let tracker = UsageTracker::with_limits(plan.provider.api(), streaming && status < 400, limits);
         let mode = if status >= 400 || !streaming {
             if plan.translated() || (plan.provider == ProviderWire::Bedrock && status >= 400) {
