@@ -83,22 +83,25 @@ clean:
 
 # Benchmarks (BENCHMARKS.md): Envoy without the filter vs with it, same machine and mock,
 # pinned cores, interleaved rounds; results printed and written to BENCHMARKS.md.
-# bench-peers installs (once) LiteLLM, Portkey and TensorZero, takes AISIX and agentgateway from
-# BENCH_AISIX_BIN / BENCH_AGENTGATEWAY_BIN (skipped when unset), and measures them against Envoy
+# bench-peers installs (once) LiteLLM, Portkey and TensorZero, builds AISIX (once) from its source
+# (AISIX_GIT, default its GitHub repository), takes agentgateway from BENCH_AGENTGATEWAY_BIN (skipped
+# when unset; BENCH_AISIX_BIN overrides the built AISIX), and measures them against Envoy
 # with and without the filter in the same run (its own BENCHMARKS.md section), 8 rounds: at
 # 10 req/s the gateway's small delta needs them. BENCH_ARGS passes options
 # to bench/bench.py (e.g. BENCH_ARGS="--rounds 3 --scenarios chat-1k").
-.PHONY: bench bench-peers bench-fleet
-bench: build
+.PHONY: bench bench-peers bench-fleet bench-builds
+# What both bench targets load: the load generator and mock, the floor filters, the callback-timing build.
+bench-builds: build
 	@$(CARGO) build --release -p llm-gateway-bench
 	@$(CARGO) build --release --target wasm32-wasip1 --manifest-path bench/wasm-floor/Cargo.toml \
 		|| echo "bench: floor filters (bench/wasm-floor) did not build; their systems are skipped"
 	@$(CARGO) build --profile timing --target wasm32-wasip1 -p llm-gateway --features callback-timing \
 		|| echo "bench: the callback-timing build did not build; filter-timing is skipped"
+
+bench: bench-builds
 	@BENCH_COMMAND="make bench $(BENCH_ARGS)" python3 bench/bench.py $(BENCH_ARGS)
 
-bench-peers: build
-	@$(CARGO) build --release -p llm-gateway-bench
+bench-peers: bench-builds
 	@BENCH_COMMAND="make bench-peers $(BENCH_ARGS)" python3 bench/bench.py --peers-only --rounds 8 $(BENCH_ARGS)
 
 # Redis commands per request on a Redis Cluster (BENCHMARKS.md, "Fleet"): the fleet of

@@ -60,6 +60,9 @@ NICE = int(os.environ.get("BENCH_NICE", "-20"))
 LITELLM_VERSION = "1.106.2"
 PORTKEY_VERSION = "1.15.2"
 TENSORZERO_VERSION = "2026.6.0"
+# AISIX 0.3.0 (api7/aisix, 2026-08-22), built from source by the bench (install_aisix).
+AISIX_COMMIT = "100fef65054baa7857310940bcd786174a2fda26"
+AISIX_GIT = os.environ.get("AISIX_GIT", "https://github.com/api7/aisix")
 MODEL = "gpt-4o-mini"
 BODY_LIMIT = 32 * 1024 * 1024 + 65536  # as scripts/run.sh: above max_request_body_bytes (32 MiB)
 
@@ -92,7 +95,7 @@ TEAMS = {"key": 1, "window": 2, "budget": 3}
 # here) in place of the gateway, in the scenarios they name, to split the
 # gateway's added latency into wasm plumbing, body copy, the gateway's hostcalls
 # and its own computation.
-FLOOR_SCENARIOS = ["chat-1k", "chat-16k", "chat-256k", "stream-1k", "ceiling-1k"]
+FLOOR_SCENARIOS = ["chat-1k", "chat-16k", "chat-256k", "stream-1k", "ceiling-1k", "peers-chat-1k"]
 AGENT_SYSTEMS = ["no-filter", "filter", "filter-before"]
 SYSTEMS = [
     # name, how it is built, and whether a failure to start is fatal
@@ -126,7 +129,7 @@ SYSTEMS = [
     # The same in its callback-timing build, for the per-callback budget only (its clock reads and
     # counters cost time of their own, so it is held to no target).
     {"name": "filter-timing", "kind": "envoy", "plugin": LIMITS_OFF, "wasm": TIMING_WASM, "optional": True,
-     "measure_only": True, "scenarios": ["ceiling-1k"]},
+     "measure_only": True, "scenarios": ["ceiling-1k", "peers-chat-1k"]},
     {"name": "wasm-noop", "kind": "envoy", "plugin": {}, "wasm": FLOOR_WASM, "floor": True, "optional": True,
      "scenarios": FLOOR_SCENARIOS},
     {"name": "wasm-body", "kind": "envoy", "plugin": {"floor": "body"}, "wasm": FLOOR_WASM, "floor": True,
@@ -188,6 +191,10 @@ SCENARIOS = [
 # LiteLLM on one core saturates near 50 req/s here (closed loop), so peers run
 # at 10 req/s, with a longer warm-up (LiteLLM's first requests are slow).
 PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
+# At 10 req/s every request finds the caches cold: the hostcalls floor and the callback-timing
+# build run beside them at 1 KB, to split what the gateway adds there (BENCHMARKS.md, Peers),
+# and another build when BENCH_BEFORE_WASM names one.
+COLD_SYSTEMS = ["wasm-hostcalls", "filter-timing", "filter-before"]
 # The Rust gateways take the core suite's load: 500 req/s open loop and a closed-loop
 # ceiling, each figure over the mock reached directly in the same round ("baseline"),
 # beside Envoy without the filter and with it (auth cached, capture on to the local
@@ -195,7 +202,7 @@ PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
 RUST_PEER_SYSTEMS = ["mock", "no-filter", "capture", "agentgateway", "aisix", "tensorzero"]
 PEER_SCENARIOS = [
     {"name": "peers-chat-1k", "body": 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
-     "systems": PEER_SYSTEMS},
+     "systems": PEER_SYSTEMS + COLD_SYSTEMS},
     {"name": "peers-chat-16k", "body": 16 * 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
      "systems": PEER_SYSTEMS},
     {"name": "peers-rust-chat-1k", "body": 1024, "rate": 500, "conns": 4, "baseline": "mock",
@@ -541,10 +548,47 @@ signal.pause()
 """
 
 
+def install_aisix():
+    """AISIX is on no package registry: built once from its source at AISIX_COMMIT, cloned from
+    AISIX_GIT (its GitHub repository, or a local copy of it), without default features (the one
+    default feature downloads ONNX Runtime at build time) and without PGO (its release images use
+    PGO). Needs rustup, and protoc and cmake (installed with apt when missing and run as root)."""
+    home = os.path.join(BENCH, ".aisix")
+    exe = os.path.join(home, "aisix")
+    stamp = os.path.join(home, f"built-{AISIX_COMMIT}")
+    if os.path.exists(stamp) and os.access(exe, os.X_OK):
+        return exe
+    missing = [pkg for tool, pkg in (("protoc", "protobuf-compiler"), ("cmake", "cmake")) if not shutil.which(tool)]
+    if missing and os.geteuid() == 0:
+        log(f"installing {' and '.join(missing)} (apt), to build AISIX")
+        apt = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True, env=apt)
+    elif missing:
+        raise RuntimeError(f"building AISIX needs: apt-get install {' '.join(missing)}")
+    src = os.path.join(home, "src")
+    log(f"building AISIX {AISIX_COMMIT[:12]} from {AISIX_GIT} into {home} (once; 8-25 minutes)")
+    shutil.rmtree(src, ignore_errors=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", AISIX_GIT, src], check=True)
+    subprocess.run(["git", "-C", src, "checkout", "--quiet", AISIX_COMMIT], check=True)
+    # Its rust-toolchain.toml pins a Rust release: rustup installs it (no-op when present).
+    subprocess.run(["rustup", "toolchain", "install"], cwd=src, check=True)
+    with open(os.path.join(home, "build.log"), "w") as out:
+        built = subprocess.run(["cargo", "build", "--locked", "--release", "--no-default-features", "--bin", "aisix",
+                                "--target-dir", os.path.join(home, "target")], cwd=src, stdout=out, stderr=out)
+    if built.returncode != 0:
+        raise RuntimeError(f"AISIX did not build (exit {built.returncode}): see {home}/build.log")
+    shutil.copy(os.path.join(home, "target/release/aisix"), exe)
+    open(stamp, "w").close()
+    return exe
+
+
 def supplied_bin(system):
-    """The operator's binary for a peer that no registry here installs (BENCHMARKS.md, Peers)."""
+    """The operator's binary for a peer, or the one the bench builds (AISIX); BENCHMARKS.md, Peers."""
     var = system["bin_env"]
     path = os.environ.get(var, "")
+    if not path and system["kind"] == "aisix":
+        return install_aisix()
     if not path:
         raise RuntimeError(f"{var} is not set: {system['name']} installs from no package registry here, "
                            f"so it is measured only from a binary you supply (BENCHMARKS.md, Peers)")
@@ -992,7 +1036,8 @@ def markdown(table, scenarios, meta, res, targets):
     if floor:
         L += floor
     if targets:
-        L.append("#### Targets (issue 18; memory from issue 8)")
+        peers_only = all(s["name"].startswith("peers-") for s in scenarios)
+        L.append("#### Targets (issue 8)" if peers_only else "#### Targets (issue 18; memory from issue 8)")
         L.append("")
         L.append("| target | system | measured | verdict |")
         L.append("|---|---|---|---|")
@@ -1225,13 +1270,16 @@ def versions(peers):
         v["portkey"] = f"@portkey-ai/gateway {PORTKEY_VERSION}, node {run(['node', '--version'])}"
         v["tensorzero"] = f"{TENSORZERO_VERSION} (PyPI wheel)"
         for s in PEERS:
-            path = os.environ.get(s.get("bin_env", ""), "")
+            path, how = os.environ.get(s.get("bin_env", ""), ""), "binary"
+            if not path and s["kind"] == "aisix":
+                path = os.path.join(BENCH, ".aisix/aisix")
+                how = f"built here from {AISIX_COMMIT[:7]} without default features or PGO, binary"
             if path and os.access(path, os.X_OK):
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()[:16]
                 said = ((run([path, "--version"]) or "?").splitlines() or ["?"])[0]
                 said = said[len(s["name"]):].strip() if said.lower().startswith(s["name"]) else said
-                v[s["name"]] = f"{said} (binary sha256 {digest})"
+                v[s["name"]] = f"{said} ({how} sha256 {digest})"
     return v
 
 
