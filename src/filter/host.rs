@@ -116,6 +116,28 @@ pub fn increment(id: Option<u32>, by: i64) {
     }
 }
 
+/// A header map with its values read as bytes. HTTP lets a value carry bytes
+/// that are not UTF-8 (obs-text, e.g. Latin-1), and Envoy passes them on; the
+/// SDK's string reads unwrap them as UTF-8, so one such header from a client
+/// or a provider would trap the VM. Such a value is read with U+FFFD in place
+/// of its invalid bytes. Names are tokens, which Envoy's codecs check.
+fn header_map(map: MapType, what: &str) -> Vec<(String, String)> {
+    logged(what, hostcalls::get_map_bytes(map))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name, lossy(value)))
+        .collect()
+}
+
+/// One header's value, read as [`header_map`] reads them.
+fn header_value(map: MapType, name: &str, what: &str) -> Option<String> {
+    logged(what, hostcalls::get_map_value_bytes(map, name)).flatten().map(lossy)
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Envoy, through hostcalls. Made anew for each callback: it keeps the
 /// clock read in that callback, which cannot move meaningfully before it returns.
 #[derive(Default)]
@@ -125,11 +147,11 @@ pub struct WasmHost {
 
 impl Host for WasmHost {
     fn request_headers(&self) -> Vec<(String, String)> {
-        logged("get_map(request)", hostcalls::get_map(MapType::HttpRequestHeaders)).unwrap_or_default()
+        header_map(MapType::HttpRequestHeaders, "get_map(request)")
     }
 
     fn request_header(&self, name: &str) -> Option<String> {
-        logged("get_map_value(request)", hostcalls::get_map_value(MapType::HttpRequestHeaders, name)).flatten()
+        header_value(MapType::HttpRequestHeaders, name, "get_map_value(request)")
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -159,7 +181,7 @@ impl Host for WasmHost {
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
-        logged("get_map_value(response)", hostcalls::get_map_value(MapType::HttpResponseHeaders, name)).flatten()
+        header_value(MapType::HttpResponseHeaders, name, "get_map_value(response)")
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) {
@@ -212,8 +234,7 @@ impl Host for WasmHost {
     }
 
     fn call_response_header(&self, name: &str) -> Option<String> {
-        logged("get_map_value(call_response)", hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name))
-            .flatten()
+        header_value(MapType::HttpCallResponseHeaders, name, "get_map_value(call_response)")
     }
 
     fn now_ms(&self) -> u64 {

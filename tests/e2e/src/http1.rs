@@ -343,12 +343,14 @@ fn read_exactly(reader: &mut impl BufRead, len: usize, into: &mut Vec<u8>) -> io
 }
 
 /// One line without its line ending; EOF is an error here because it would
-/// cut a request short.
+/// cut a request short. A header value may carry bytes that are not UTF-8
+/// (obs-text), which HTTP servers accept: they are read as U+FFFD.
 fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    let mut bytes = Vec::new();
+    if reader.read_until(b'\n', &mut bytes)? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
+    let mut line = String::from_utf8_lossy(&bytes).into_owned();
     line.truncate(line.trim_end_matches(['\r', '\n']).len());
     Ok(line)
 }
