@@ -50,9 +50,6 @@ pub fn request_until(
     stop: impl Fn(&[u8]) -> bool,
 ) -> RawResponse {
     let body = body.as_ref();
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
-    let _ = conn.set_nodelay(true);
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_default();
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: gateway\r\ncontent-length: {}\r\n", body.len());
     let has_credential =
         headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-api-key"));
@@ -68,7 +65,17 @@ pub fn request_until(
     head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    conn.write_all(&request).unwrap_or_else(|e| panic!("write: {e}"));
+    send_until(port, &request, stop)
+}
+
+/// Sends `request` (the whole message, as bytes: a test can send a header
+/// value that is not UTF-8) on a new connection and reads the response as
+/// [`request_until`] does.
+pub fn send_until(port: u16, request: &[u8], stop: impl Fn(&[u8]) -> bool) -> RawResponse {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    let _ = conn.set_nodelay(true);
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_default();
+    conn.write_all(request).unwrap_or_else(|e| panic!("write: {e}"));
 
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];

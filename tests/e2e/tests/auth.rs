@@ -1,10 +1,10 @@
 //! Issue 3: credentials, the auth-service contract (webdis in front of Redis),
 //! scopes and products, fail-closed behaviour, caching and revocation.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::Duration;
 
+use llm_gateway_e2e::client::{send_until, RawResponse};
 use llm_gateway_e2e::stack::*;
 use serde_json::{json, Value};
 
@@ -70,26 +70,18 @@ fn bad_or_unknown_credentials_are_401_in_the_api_format() {
     }
 }
 
-/// A chat call on its own connection, with `extra` header lines as raw bytes:
-/// the status and the body.
-fn raw_chat(port: u16, extra: &[u8]) -> (u16, String) {
+/// A chat call whose `extra` header lines are raw bytes.
+fn raw_chat(port: u16, extra: &[u8]) -> RawResponse {
     let body = chat();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         body.len()
     )
     .into_bytes();
     req.extend_from_slice(extra);
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body.as_bytes());
-    s.write_all(&req).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    send_until(port, &req, |_| false)
 }
 
 /// HTTP lets a header value carry bytes that are not UTF-8 (obs-text, here
@@ -101,15 +93,16 @@ fn header_values_that_are_not_utf8_neither_trap_nor_authenticate() {
     let stack = Stack::shared();
     let _g = stack.guard();
     stack.store.put_key("phx_auth_latin1", &principal(&["llm_gateway:read"], None));
-    let (status, body) = raw_chat(stack.envoy.port, b"authorization: Bearer phx_auth_latin1\r\nx-note: caf\xe9\r\n");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("Hello from mock"), "{body}");
+    let r = raw_chat(stack.envoy.port, b"authorization: Bearer phx_auth_latin1\r\nx-note: caf\xe9\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from mock-openai.", "{v}");
 
-    let (status, body) = raw_chat(stack.envoy.port, b"authorization: Bearer phx_auth_latin\xe9\r\n");
-    assert_eq!(status, 401, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["error"]["type"], "authentication_error", "{body}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("Malformed API key"), "{body}");
+    let r = raw_chat(stack.envoy.port, b"authorization: Bearer phx_auth_latin\xe9\r\n");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Malformed API key"), "{v}");
 }
 
 #[test]
