@@ -63,6 +63,7 @@ TENSORZERO_VERSION = "2026.6.0"
 # AISIX 0.3.0 (api7/aisix, 2026-08-22), built from source by the bench (install_aisix).
 AISIX_COMMIT = "100fef65054baa7857310940bcd786174a2fda26"
 AISIX_GIT = os.environ.get("AISIX_GIT", "https://github.com/api7/aisix")
+AISIX_HOME = os.path.join(BENCH, ".aisix")  # its clone, build and binary
 MODEL = "gpt-4o-mini"
 BODY_LIMIT = 32 * 1024 * 1024 + 65536  # as scripts/run.sh: above max_request_body_bytes (32 MiB)
 
@@ -192,9 +193,11 @@ SCENARIOS = [
 # at 10 req/s, with a longer warm-up (LiteLLM's first requests are slow).
 PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
 # At 10 req/s every request finds the caches cold: the hostcalls floor and the callback-timing
-# build run beside them at 1 KB, to split what the gateway adds there (BENCHMARKS.md, Peers),
-# and another build when BENCH_BEFORE_WASM names one.
-COLD_SYSTEMS = ["wasm-hostcalls", "filter-timing", "filter-before"]
+# build run beside them at 1 KB, to split what the gateway adds there (BENCHMARKS.md, Peers).
+# The filter without the failover relay, and another build (BENCH_BEFORE_WASM), run there only
+# when --systems names them.
+COLD_SYSTEMS = ["wasm-hostcalls", "filter-timing"]
+COLD_OPTIONAL = ["filter-before", "filter-no-failover"]
 # The Rust gateways take the core suite's load: 500 req/s open loop and a closed-loop
 # ceiling, each figure over the mock reached directly in the same round ("baseline"),
 # beside Envoy without the filter and with it (auth cached, capture on to the local
@@ -202,7 +205,7 @@ COLD_SYSTEMS = ["wasm-hostcalls", "filter-timing", "filter-before"]
 RUST_PEER_SYSTEMS = ["mock", "no-filter", "capture", "agentgateway", "aisix", "tensorzero"]
 PEER_SCENARIOS = [
     {"name": "peers-chat-1k", "body": 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
-     "systems": PEER_SYSTEMS + COLD_SYSTEMS},
+     "systems": PEER_SYSTEMS + COLD_SYSTEMS + COLD_OPTIONAL},
     {"name": "peers-chat-16k", "body": 16 * 1024, "rate": 10, "conns": 4, "duration": 5, "warmup": 2,
      "systems": PEER_SYSTEMS},
     {"name": "peers-rust-chat-1k", "body": 1024, "rate": 500, "conns": 4, "baseline": "mock",
@@ -553,7 +556,7 @@ def install_aisix():
     AISIX_GIT (its GitHub repository, or a local copy of it), without default features (the one
     default feature downloads ONNX Runtime at build time) and without PGO (its release images use
     PGO). Needs rustup, and protoc and cmake (installed with apt when missing and run as root)."""
-    home = os.path.join(BENCH, ".aisix")
+    home = AISIX_HOME
     exe = os.path.join(home, "aisix")
     stamp = os.path.join(home, f"built-{AISIX_COMMIT}")
     if os.path.exists(stamp) and os.access(exe, os.X_OK):
@@ -1272,7 +1275,7 @@ def versions(peers):
         for s in PEERS:
             path, how = os.environ.get(s.get("bin_env", ""), ""), "binary"
             if not path and s["kind"] == "aisix":
-                path = os.path.join(BENCH, ".aisix/aisix")
+                path = os.path.join(AISIX_HOME, "aisix")
                 how = f"built here from {AISIX_COMMIT[:7]} without default features or PGO, binary"
             if path and os.access(path, os.X_OK):
                 with open(path, "rb") as f:
@@ -1491,7 +1494,8 @@ def run(args, meta, started):
     scenarios = [sc for sc in SCENARIOS + (PEER_SCENARIOS if args.peers else [])
                  if sc["name"] in only_scen or (not only_scen and not sc.get("optional"))]
     if args.peers_only:
-        args.systems = args.systems or ",".join(sorted({n for s in scenarios for n in s.get("systems", [])}))
+        args.systems = args.systems or ",".join(sorted({n for s in scenarios for n in s.get("systems", [])
+                                                        if n not in COLD_OPTIONAL}))
     only_sys = set(filter(None, args.systems.split(",")))
     baselines = {SCENARIO_BASELINE[sc["name"]] for sc in scenarios}
     wanted = [s for s in SYSTEMS + (PEERS if args.peers else []) if not only_sys or s["name"] in only_sys
