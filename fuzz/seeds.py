@@ -557,6 +557,25 @@ BEDROCK_EXCEPTION = frame([(":exception-type", "throttlingException"), (":conten
 BEDROCK_ERROR = frame([(":error-code", "InternalFailure"), (":error-message", "boom"), (":message-type", "error")], b"")
 
 
+def header_map(pairs):
+    """The proxy-wasm ABI's header map (src/wire/header_pairs.rs)."""
+    out = struct.pack("<I", len(pairs))
+    for name, value in pairs:
+        out += struct.pack("<II", len(name), len(value))
+    for name, value in pairs:
+        out += name + b"\0" + value + b"\0"
+    return out
+
+
+HEADER_MAPS = {
+    "request": [(b":method", b"POST"), (b":path", b"/v1/chat/completions"), (b":authority", b"gateway"),
+                (b"authorization", b"Bearer phx_example"), (b"content-type", b"application/json"),
+                (b"x-posthog-property-feature", b"chat")],
+    "latin1_value": [(b"x-note", b"caf\xe9"), (b"x-empty", b"")],
+    "empty": [],
+}
+
+
 def main():
     for name, stream in STREAMS.items():
         write("sse_parser", name, stream)
@@ -614,6 +633,9 @@ def main():
         write("translate_body", f"request_{name}", dumps(REQUESTS[name]))
     write("translate_body", "bedrock_error", '{"message":"The security token included in the request is invalid."}')
     write("translate_body", "html_error", "<html><body>502 Bad Gateway</body></html>")
+    for name, pairs in HEADER_MAPS.items():
+        write("header_pairs", name, header_map(pairs))
+    write("header_pairs", "count_past_end", struct.pack("<III", 9, 1, 1) + b"a\0b\0")
     # Structured targets: varied bytes for `arbitrary` to decode.
     for target in ["header_properties", "capture_event"]:
         write(target, "ascii", b"x-posthog-property-feature\x00chat\x01run_id\x00r1\x02$ai_model\x00evil\r\n" * 3)

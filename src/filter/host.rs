@@ -1,6 +1,7 @@
 //! The only place that calls proxy-wasm hostcalls: [`WasmHost`] implements
-//! the flow's [`Host`]. Failures are logged and mapped to `None`/no-ops: a
-//! failed hostcall must never trap the VM.
+//! the flow's [`Host`]. Failures are logged, counted and mapped to
+//! `None`/no-ops: a failed hostcall must never trap the VM, which is why the
+//! calls go through [`abi`] and not the SDK's wrappers.
 //!
 //! Each hostcall is a crossing from V8 into Envoy, so the request path makes
 //! few (BENCHMARKS.md, per-callback budget): the clock is read once per
@@ -10,18 +11,25 @@
 use std::cell::{Cell, RefCell};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
+use super::abi::{self, Refused};
 use crate::errors::LocalReply;
 use crate::flow::{Host, Metric};
+use crate::wire::header_pairs::lossy;
 
-fn logged<T>(what: &str, r: Result<T, Status>) -> Option<T> {
+fn logged<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Option<T> {
     #[cfg(feature = "callback-timing")]
     HOSTCALLS.with(|n| n.set(n.get() + 1));
     match r {
         Ok(v) => Some(v),
-        Err(status) => {
-            log::warn!("hostcall {what} failed: {status:?}");
+        Err(refused) => {
+            log::warn!("hostcall {what} failed: {refused}");
+            PENDING.with(|p| {
+                if let Some(sum) = p.borrow_mut().get_mut(Metric::HostcallsFailed.index()) {
+                    *sum += 1;
+                }
+            });
             None
         }
     }
@@ -51,7 +59,7 @@ pub fn define_metrics() {
         .into_iter()
         .map(|(m, name)| {
             let kind = if m.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
-            logged("define_metric", hostcalls::define_metric(kind, &name))
+            logged("define_metric", abi::define_metric(kind, &name))
         })
         .collect::<Vec<_>>();
     PENDING.with(|p| *p.borrow_mut() = vec![0; ids.len()]);
@@ -70,7 +78,7 @@ pub fn flush_metrics() {
                     continue;
                 }
                 if let Some(id) = ids.get(i).copied().flatten() {
-                    logged("increment_metric", hostcalls::increment_metric(id, *by));
+                    logged("increment_metric", abi::increment_metric(id, *by));
                 }
                 *by = 0;
             }
@@ -83,59 +91,45 @@ fn metric_id(metric: Metric) -> Option<u32> {
 }
 
 pub fn plugin_configuration() -> Vec<u8> {
-    logged("get_buffer(plugin_configuration)", hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX))
+    logged("get_buffer(plugin_configuration)", abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX))
         .flatten()
         .unwrap_or_default()
 }
 
 pub fn set_tick_period_ms(ms: u64) {
-    logged("set_tick_period", hostcalls::set_tick_period(std::time::Duration::from_millis(ms)));
+    logged("set_tick_period", abi::set_tick_period_ms(u32::try_from(ms).unwrap_or(u32::MAX)));
 }
 
 /// Tells the host a root context that returned false from `on_done` has finished.
 pub fn done() {
-    logged("done", hostcalls::done());
+    logged("done", abi::done());
 }
 
 #[cfg(feature = "callback-timing")]
 pub fn now_ns() -> u64 {
-    logged("get_current_time", hostcalls::get_current_time())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as u64)
+    logged("get_current_time", abi::now_ns()).unwrap_or(0)
 }
 
 #[cfg(feature = "callback-timing")]
 pub fn define_counter(name: &str) -> Option<u32> {
-    logged("define_metric", hostcalls::define_metric(MetricType::Counter, name))
+    logged("define_metric", abi::define_metric(MetricType::Counter, name))
 }
 
 #[cfg(feature = "callback-timing")]
 pub fn increment(id: Option<u32>, by: i64) {
     if let Some(id) = id {
-        logged("increment_metric", hostcalls::increment_metric(id, by));
+        logged("increment_metric", abi::increment_metric(id, by));
     }
 }
 
-/// A header map with its values read as bytes. HTTP lets a value carry bytes
-/// that are not UTF-8 (obs-text, e.g. Latin-1), and Envoy passes them on; the
-/// SDK's string reads unwrap them as UTF-8, so one such header from a client
-/// or a provider would trap the VM. Such a value is read with U+FFFD in place
-/// of its invalid bytes. Names are tokens, which Envoy's codecs check.
+/// A header map, read as `abi::get_map` reads it (invalid UTF-8 as U+FFFD).
 fn header_map(map: MapType, what: &str) -> Vec<(String, String)> {
-    logged(what, hostcalls::get_map_bytes(map))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| (name, lossy(value)))
-        .collect()
+    logged(what, abi::get_map(map)).unwrap_or_default()
 }
 
 /// One header's value, read as [`header_map`] reads them.
 fn header_value(map: MapType, name: &str, what: &str) -> Option<String> {
-    logged(what, hostcalls::get_map_value_bytes(map, name)).flatten().map(lossy)
-}
-
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    logged(what, abi::get_map_value(map, name)).flatten().map(|v| lossy(&v))
 }
 
 /// Envoy, through hostcalls. Made anew for each callback: it keeps the
@@ -155,29 +149,26 @@ impl Host for WasmHost {
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        logged("set_map_value(request)", hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value));
+        logged("set_map_value(request)", abi::set_map_value(MapType::HttpRequestHeaders, name, value));
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {
-        logged("get_buffer(request_body)", hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size))
+        logged("get_buffer(request_body)", abi::get_buffer(BufferType::HttpRequestBody, 0, size))
             .flatten()
             .unwrap_or_default()
     }
 
     fn set_request_body(&self, replace_len: usize, body: &[u8]) {
-        logged("set_buffer(request_body)", hostcalls::set_buffer(BufferType::HttpRequestBody, 0, replace_len, body));
+        logged("set_buffer(request_body)", abi::set_buffer(BufferType::HttpRequestBody, 0, replace_len, body));
     }
 
     fn resume_request(&self) {
-        logged("resume_http_request", hostcalls::resume_http_request());
+        logged("resume_http_request", abi::resume_request());
     }
 
     fn send_reply(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        logged(
-            "send_http_response",
-            hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes())),
-        );
+        logged("send_http_response", abi::send_response(u32::from(reply.status), &headers, reply.body.as_bytes()));
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
@@ -185,51 +176,41 @@ impl Host for WasmHost {
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) {
-        logged("set_map_value(response)", hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value));
+        logged("set_map_value(response)", abi::set_map_value(MapType::HttpResponseHeaders, name, value));
     }
 
     fn response_body(&self, size: usize) -> Vec<u8> {
-        logged("get_buffer(response_body)", hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size))
+        logged("get_buffer(response_body)", abi::get_buffer(BufferType::HttpResponseBody, 0, size))
             .flatten()
             .unwrap_or_default()
     }
 
     fn set_response_body(&self, replace_len: usize, body: &[u8]) {
-        logged("set_buffer(response_body)", hostcalls::set_buffer(BufferType::HttpResponseBody, 0, replace_len, body));
+        logged("set_buffer(response_body)", abi::set_buffer(BufferType::HttpResponseBody, 0, replace_len, body));
     }
 
     fn code_details(&self) -> String {
-        let details = logged("get_property", hostcalls::get_property(vec!["response", "code_details"]))
+        logged("get_property", abi::get_property(&["response", "code_details"]))
             .flatten()
-            .unwrap_or_default();
-        String::from_utf8_lossy(&details).into_owned()
+            .map_or_else(String::new, |d| lossy(&d))
     }
 
     fn cluster_name(&self) -> Option<String> {
-        logged("get_property", hostcalls::get_property(vec!["xds", "cluster_name"]))
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        logged("get_property", abi::get_property(&["xds", "cluster_name"])).flatten().map(|b| lossy(&b))
     }
 
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32> {
-        logged(
-            "dispatch_http_call",
-            hostcalls::dispatch_http_call(
-                cluster,
-                headers.to_vec(),
-                body,
-                vec![],
-                std::time::Duration::from_millis(timeout_ms),
-            ),
-        )
+        // The SDK's, unlike the others: its dispatcher must register the token (see `abi`).
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let sent = hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout);
+        logged("dispatch_http_call", sent.map_err(|s| Refused::Status(s as u32)))
     }
 
     fn call_response(&self, body_size: usize) -> (u32, Vec<u8>) {
         let status = self.call_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body =
-            logged("get_buffer(call_response)", hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size))
-                .flatten()
-                .unwrap_or_default();
+        let body = logged("get_buffer(call_response)", abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size))
+            .flatten()
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -241,23 +222,21 @@ impl Host for WasmHost {
         if let Some(now) = self.now_ms.get() {
             return now;
         }
-        let now = logged("get_current_time", hostcalls::get_current_time())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = logged("get_current_time", abi::now_ns()).map_or(0, |ns| ns / 1_000_000);
         self.now_ms.set(Some(now));
         now
     }
 
     fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
-        logged("get_shared_data", hostcalls::get_shared_data(key)).and_then(|(v, _)| v)
+        logged("get_shared_data", abi::get_shared_data(key)).flatten()
     }
 
     fn set_shared_data(&self, key: &str, value: &[u8]) {
-        logged("set_shared_data", hostcalls::set_shared_data(key, Some(value), None));
+        logged("set_shared_data", abi::set_shared_data(key, value));
     }
 
     fn set_effective_context(&self, context_id: u32) -> bool {
-        logged("set_effective_context", hostcalls::set_effective_context(context_id)).is_some()
+        logged("set_effective_context", abi::set_effective_context(context_id)).is_some()
     }
 
     fn count(&self, metric: Metric, by: i64) {
@@ -270,7 +249,7 @@ impl Host for WasmHost {
 
     fn gauge(&self, metric: Metric, value: u64) {
         if let Some(id) = metric_id(metric) {
-            logged("record_metric", hostcalls::record_metric(id, value));
+            logged("record_metric", abi::record_metric(id, value));
         }
     }
 }

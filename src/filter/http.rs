@@ -16,11 +16,19 @@ use crate::flow::{self, Request, Worker};
 pub struct HttpFilter {
     req: Rc<RefCell<Request>>,
     registry: Rc<RefCell<Requests>>,
+    /// Test-only: make hostcalls in phases where Envoy refuses them.
+    #[cfg(feature = "fault-injection")]
+    wrong_phase: bool,
 }
 
 impl HttpFilter {
     pub fn new(id: u32, worker: Rc<Worker>, registry: Rc<RefCell<Requests>>) -> Self {
-        HttpFilter { req: Request::new(id, worker, Rc::clone(&registry)), registry }
+        HttpFilter {
+            req: Request::new(id, worker, Rc::clone(&registry)),
+            registry,
+            #[cfg(feature = "fault-injection")]
+            wrong_phase: false,
+        }
     }
 }
 
@@ -41,12 +49,7 @@ impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "fault-injection")]
         {
-            use crate::flow::Host;
-            if WasmHost::default().request_headers().iter().any(|(k, v)| k == "x-llm-gateway-test-fault" && v == "trap")
-            {
-                // A trap, as a bug would cause one (panic = "abort" makes panics traps too).
-                std::process::abort();
-            }
+            self.wrong_phase = super::fault::on_request_headers();
         }
         timed("request_headers", || {
             action(self.req.borrow_mut().on_request_headers(&WasmHost::default(), end_of_stream))
@@ -60,6 +63,10 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "fault-injection")]
+        if self.wrong_phase {
+            super::fault::after_request_phase();
+        }
         timed("response_headers", || {
             action(self.req.borrow_mut().on_response_headers(&WasmHost::default(), end_of_stream))
         })
@@ -72,6 +79,10 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
+        #[cfg(feature = "fault-injection")]
+        if self.wrong_phase {
+            super::fault::after_response_phase();
+        }
         timed("log", || self.req.borrow_mut().on_log(&WasmHost::default()))
     }
 }

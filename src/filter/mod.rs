@@ -1,6 +1,9 @@
 //! The host adapter: proxy-wasm contexts that hand Envoy's callbacks to the
 //! request flow (`crate::flow`) and the one implementation of its `Host`.
 
+mod abi;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod host;
 mod http;
 mod root;

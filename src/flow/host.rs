@@ -152,9 +152,11 @@ pub enum Metric {
     FailoverBodyTooLarge,
     /// Moves to the next target, by provider pair (`failover::pair_index`).
     Failover(u8),
+    /// Hostcalls Envoy refused (logged with their status); the filter went on without their result.
+    HostcallsFailed,
 }
 
-const SIMPLE: [(Metric, &str); 44] = [
+const SIMPLE: [(Metric, &str); 45] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -199,6 +201,7 @@ const SIMPLE: [(Metric, &str); 44] = [
     (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
     (Metric::FailoverRelayFull, "failover_relay_full_total"),
     (Metric::FailoverBodyTooLarge, "failover_body_too_large_total"),
+    (Metric::HostcallsFailed, "hostcalls_failed_total"),
 ];
 
 const LANE_METRICS: [(LaneMetric, &str); 5] = [

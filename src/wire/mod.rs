@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub mod anthropic;
+pub mod header_pairs;
 pub mod json;
 pub mod lenient;
 pub mod openai_chat;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bedrock_stream;
 pub mod capture_event;
 pub mod config;
+pub mod header_pairs;
 pub mod header_properties;
 pub mod include_usage;
 pub mod include_usage_roundtrip;

@@ -1,6 +1,7 @@
 //! Issue 9: a trap in the filter (forced with the test-only fault-injection
 //! build) under the documented `failure_policy: FAIL_RELOAD`: what clients see,
-//! and that the VM recovers without restarting Envoy.
+//! and that the VM recovers without restarting Envoy; and hostcalls Envoy
+//! refuses, which must not trap it at all.
 
 use std::time::{Duration, Instant};
 
@@ -36,4 +37,42 @@ fn a_trapped_vm_is_reloaded_and_serves_again() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(envoy.stat("wasm.llm_gateway.vm_reload_success") >= 1, "{}", envoy.log_text());
+}
+
+/// The SDK's hostcall wrappers panic on statuses they do not expect, and Envoy
+/// answers `BadArgument` when a header map or body is used after its phase has
+/// continued. The fault build's `wrong-phase` makes such calls: request headers
+/// and body read and written in the response phase, the response's in the log
+/// phase. Each is refused, logged and counted; the call and its event go on,
+/// and the VM keeps serving.
+#[test]
+fn hostcalls_envoy_refuses_neither_trap_the_vm_nor_lose_the_call() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let wasm = repo_root().join("target/wasm32-wasip1/fault/llm_gateway.wasm");
+    assert!(wasm.exists(), "build it first: make test builds {}", wasm.display());
+    let dir = stack.dir.join("vm-wrong-phase");
+    std::fs::create_dir_all(&dir).unwrap();
+    let envoy = Envoy::try_start_with_wasm(&dir, &test_plugin_config(), stack.ports(), 1, &wasm).unwrap();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    for i in 0..3 {
+        let trace = format!("wrong-phase-{i}");
+        let headers = [("x-llm-gateway-test-fault", "wrong-phase"), ("x-posthog-trace-id", trace.as_str())];
+        let r = send(envoy.port, "POST", "/v1/chat/completions", &headers, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from mock-openai.");
+        assert!(r.header("x-late").is_none(), "the refused header write did not happen");
+        let event = stack.sink.event(&trace);
+        assert_eq!(event["event"], "$ai_generation", "{event}");
+        assert_eq!(event["properties"]["$ai_output_tokens"], 10, "{event}");
+    }
+    let r = send(envoy.port, "POST", "/v1/chat/completions", &[], &body);
+    assert_eq!(r.status, 200, "the VM still serves: {}", r.body);
+
+    // Two refusals at least per call (the response header and body written in the log phase).
+    assert!(envoy.metric("llm_gateway.hostcalls_failed_total") >= 6, "{}", envoy.log_text());
+    let log = envoy.log_text();
+    assert!(log.contains("hostcall set_map_value(response) failed: BadArgument"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(envoy.stat("wasm.llm_gateway.vm_reload_success"), 0, "{log}");
 }
