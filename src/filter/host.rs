@@ -16,7 +16,7 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 use super::abi::{self, Refused};
 use crate::errors::LocalReply;
 use crate::flow::{Host, Metric};
-use crate::wire::header_pairs::lossy;
+use crate::wire::header_pairs::lossy_owned;
 
 fn logged<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Option<T> {
     #[cfg(feature = "callback-timing")]
@@ -129,7 +129,7 @@ fn header_map(map: MapType, what: &str) -> Vec<(String, String)> {
 
 /// One header's value, read as [`header_map`] reads them.
 fn header_value(map: MapType, name: &str, what: &str) -> Option<String> {
-    logged(what, abi::get_map_value(map, name)).flatten().map(|v| lossy(&v))
+    logged(what, abi::get_map_value(map, name)).flatten().map(lossy_owned)
 }
 
 /// Envoy, through hostcalls. Made anew for each callback: it keeps the
@@ -192,11 +192,11 @@ impl Host for WasmHost {
     fn code_details(&self) -> String {
         logged("get_property", abi::get_property(&["response", "code_details"]))
             .flatten()
-            .map_or_else(String::new, |d| lossy(&d))
+            .map_or_else(String::new, lossy_owned)
     }
 
     fn cluster_name(&self) -> Option<String> {
-        logged("get_property", abi::get_property(&["xds", "cluster_name"])).flatten().map(|b| lossy(&b))
+        logged("get_property", abi::get_property(&["xds", "cluster_name"])).flatten().map(lossy_owned)
     }
 
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Option<u32> {

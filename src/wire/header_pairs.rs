@@ -52,8 +52,13 @@ pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Text from bytes, with U+FFFD in place of bytes that are not UTF-8.
-pub fn lossy(bytes: &[u8]) -> String {
+fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// As [`lossy`], keeping the bytes' allocation when they are valid UTF-8.
+pub fn lossy_owned(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes()))
 }
 
 #[cfg(test)]
@@ -76,6 +81,12 @@ mod tests {
         let at = bytes.iter().rposition(|b| *b == b'?').unwrap();
         bytes[at] = 0xe9;
         assert_eq!(decode_pairs(&bytes).unwrap(), vec![("x-note".to_string(), "caf\u{fffd}".to_string())]);
+    }
+
+    #[test]
+    fn owned_bytes_become_text_with_replacement_characters() {
+        assert_eq!(lossy_owned(b"gpt-4o".to_vec()), "gpt-4o");
+        assert_eq!(lossy_owned(b"caf\xe9".to_vec()), "caf\u{fffd}");
     }
 
     #[test]
