@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use llm_gateway::config::Config;
+use llm_gateway::failover::FAILOVER_HEADER;
 use llm_gateway::providers::Provider;
 use llm_gateway_e2e::stack::*;
 use serde::Deserialize;
@@ -36,6 +37,7 @@ const KEY_VARS: [&str; 5] = [
     "LLM_GATEWAY_AZURE_API_KEY",
 ];
 const SIGNER: &str = "envoy.filters.http.aws_request_signing";
+const SKIP_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
 
 fn read(rel: &str) -> String {
     let path = repo_root().join(rel);
@@ -273,9 +275,17 @@ fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
             options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
         let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
         // The failover rewrite first, the codec last (Bedrock's SigV4 signer, if any, between them).
-        assert_eq!(names.first(), Some(&"envoy.filters.http.wasm"), "{path}: {name}");
+        assert_eq!(names.first(), Some(&"envoy.filters.http.match_delegate"), "{path}: {name}");
         assert_eq!(names.last(), Some(&"envoy.filters.http.upstream_codec"), "{path}: {name}");
-        let up = &filters[0]["typed_config"]["config"];
+        // Envoy skips the rewrite for requests without a chain (no failover header).
+        let delegate = &filters[0]["typed_config"];
+        let skip = &delegate["xds_matcher"]["matcher_list"]["matchers"][0];
+        let absent = &skip["predicate"]["not_matcher"]["single_predicate"];
+        assert_eq!(absent["input"]["typed_config"]["header_name"], FAILOVER_HEADER, "{path}: {name}");
+        assert_eq!(absent["value_match"]["safe_regex"]["regex"], ".*", "{path}: {name}: any value is a chain");
+        assert_eq!(skip["on_match"]["action"]["typed_config"]["@type"], SKIP_FILTER, "{path}: {name}");
+        assert_eq!(delegate["extension_config"]["name"], "envoy.filters.http.wasm", "{path}: {name}");
+        let up = &delegate["extension_config"]["typed_config"]["config"];
         assert_eq!(up["vm_config"], downstream["vm_config"], "{path}: {name}: another VM would not share the chain");
         assert_eq!(up["root_id"], downstream["root_id"]);
         assert_eq!(up["allow_on_headers_stop_iteration"], true, "{path}: {name}: the body swap pauses the headers");
@@ -369,7 +379,7 @@ fn the_sigv4_example_signs_bedrock_and_nothing_else() {
     assert_eq!(signers, [bedrock.cluster.as_str()]);
     let on_bedrock: Vec<&str> =
         filters.iter().filter(|(c, _)| *c == bedrock.cluster).map(|(_, f)| f["name"].as_str().unwrap()).collect();
-    assert_eq!(on_bedrock, ["envoy.filters.http.wasm", SIGNER, "envoy.filters.http.upstream_codec"]);
+    assert_eq!(on_bedrock, ["envoy.filters.http.match_delegate", SIGNER, "envoy.filters.http.upstream_codec"]);
     let signer = &filters.iter().find(|(_, f)| f["name"] == SIGNER).unwrap().1["typed_config"];
     let region = bedrock.authority.split('.').nth(1).unwrap();
     assert_eq!((signer["service_name"].as_str(), signer["region"].as_str()), (Some("bedrock"), Some(region)));
