@@ -970,6 +970,13 @@ fn run(s: &Settings, dir: &Path) -> (Vec<Check>, String) {
         name: "Envoy alive",
         detail: format!("pid {pid:?}, admin {}", if envoy_alive { "answering" } else { "NOT answering" }),
     });
+    // Every fault of the soak is a neighbour's; none may make Envoy refuse a hostcall.
+    let refused = metric(&m, "hostcalls_failed_total");
+    checks.push(Check {
+        ok: envoy_alive && refused == 0,
+        name: "no hostcall refused",
+        detail: format!("hostcalls_failed_total {refused}"),
+    });
     // 3. Memory flat after the warm-up.
     let traffic: Vec<&Sample> = samples.iter().filter(|x| !x.drained).collect();
     let quarter = traffic.iter().rev().find(|x| x.t <= total / 4).copied();
