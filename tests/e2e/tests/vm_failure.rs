@@ -8,16 +8,25 @@ use std::time::{Duration, Instant};
 use llm_gateway_e2e::stack::*;
 use serde_json::json;
 
+/// An Envoy of its own (one worker) loading the fault-injection build.
+fn fault_envoy(stack: &Stack, name: &str) -> Envoy {
+    let wasm = repo_root().join("target/wasm32-wasip1/fault/llm_gateway.wasm");
+    assert!(wasm.exists(), "build it first: make test builds {}", wasm.display());
+    let dir = stack.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    Envoy::try_start_with_wasm(&dir, &test_plugin_config(), stack.ports(), 1, &wasm).unwrap()
+}
+
+fn chat() -> String {
+    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
 #[test]
 fn a_trapped_vm_is_reloaded_and_serves_again() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let wasm = repo_root().join("target/wasm32-wasip1/fault/llm_gateway.wasm");
-    assert!(wasm.exists(), "build it first: make test builds {}", wasm.display());
-    let dir = stack.dir.join("vm-failure");
-    std::fs::create_dir_all(&dir).unwrap();
-    let envoy = Envoy::try_start_with_wasm(&dir, &test_plugin_config(), stack.ports(), 1, &wasm).unwrap();
-    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let envoy = fault_envoy(stack, "vm-failure");
+    let body = chat();
     let call = |headers: &[(&str, &str)]| send(envoy.port, "POST", "/v1/chat/completions", headers, &body);
     assert_eq!(call(&[]).status, 200);
 
@@ -49,12 +58,8 @@ fn a_trapped_vm_is_reloaded_and_serves_again() {
 fn hostcalls_envoy_refuses_neither_trap_the_vm_nor_lose_the_call() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let wasm = repo_root().join("target/wasm32-wasip1/fault/llm_gateway.wasm");
-    assert!(wasm.exists(), "build it first: make test builds {}", wasm.display());
-    let dir = stack.dir.join("vm-wrong-phase");
-    std::fs::create_dir_all(&dir).unwrap();
-    let envoy = Envoy::try_start_with_wasm(&dir, &test_plugin_config(), stack.ports(), 1, &wasm).unwrap();
-    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let envoy = fault_envoy(stack, "vm-wrong-phase");
+    let body = chat();
     for i in 0..3 {
         let trace = format!("wrong-phase-{i}");
         let headers = [("x-llm-gateway-test-fault", "wrong-phase"), ("x-posthog-trace-id", trace.as_str())];
