@@ -74,6 +74,7 @@ pub fn flush_metrics() {
         let ids = ids.borrow();
         PENDING.with(|pending| {
             for (i, by) in pending.borrow_mut().iter_mut().enumerate() {
+                // Envoy refuses a counter increment of 0 (`BadArgument`).
                 if *by == 0 {
                     continue;
                 }
@@ -117,7 +118,8 @@ pub fn define_counter(name: &str) -> Option<u32> {
 
 #[cfg(feature = "callback-timing")]
 pub fn increment(id: Option<u32>, by: i64) {
-    if let Some(id) = id {
+    // Envoy refuses a counter increment of 0 (`BadArgument`), as `flush_metrics` knows.
+    if let Some(id) = id.filter(|_| by != 0) {
         logged("increment_metric", abi::increment_metric(id, by));
     }
 }
