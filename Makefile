@@ -39,11 +39,13 @@ build-timing: setup
 	@$(CARGO) build --profile timing --target wasm32-wasip1 -p llm-gateway --features callback-timing
 
 # The harness writes Envoy logs and every request it received (provider, capture,
-# callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys.
+# callouts) under target/e2e-artifacts; secret-scan.py then checks them for keys,
+# and refused-hostcalls.sh the logs for hostcalls Envoy refused.
 test-e2e: build build-fault
 	@rm -rf target/e2e-artifacts
 	@$(CARGO) test -p llm-gateway-e2e
 	@python3 scripts/secret-scan.py target/e2e-artifacts
+	@scripts/refused-hostcalls.sh target/e2e-artifacts
 
 test: lint test-unit test-wasm test-e2e fuzz-smoke
 

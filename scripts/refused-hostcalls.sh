@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# After the e2e suite: no Envoy log under DIR may show a hostcall Envoy refused
+# (README, failure modes: `hostcalls_failed_total`), except the one test that
+# forces such calls with the fault build (tests/e2e/tests/vm_failure.rs, in a
+# directory named vm-wrong-phase). A refusal anywhere else is a call made in the
+# wrong phase, or with a wrong argument, by the shipped flow.
+set -euo pipefail
+dir=${1:?usage: refused-hostcalls.sh DIR}
+found=$(grep -rl --include='*.log' 'hostcall .* failed' "$dir" | grep -v '/vm-wrong-phase/' || true)
+if [ -n "$found" ]; then
+  echo "refused hostcalls in the e2e run:" >&2
+  for f in $found; do grep -h 'hostcall .* failed' "$f" | sed 's/.*wasm log[^:]*: /  /' | sort | uniq -c >&2; echo "  in $f" >&2; done
+  exit 1
+fi
+forced=$(grep -rh --include='*.log' 'hostcall .* failed' "$dir" | wc -l)
+echo "refused-hostcalls: none outside the wrong-phase test ($forced forced there)"
