@@ -13,8 +13,8 @@
 # fuzz/target/logs/<target>.log, and makes the script exit 1 once every
 # target has run. Installs cargo-fuzz when it is missing.
 #
-# Environment: FUZZ_SANITIZER (none|address, default none: the crate has no
-# `unsafe`, and without ASan the build and the runs are several times
+# Environment: FUZZ_SANITIZER (none|address, default none: the fuzzed modules
+# have no `unsafe`, and without ASan the build and the runs are several times
 # faster), FUZZ_MAX_LEN (default 8192), FUZZ_TIMEOUT (seconds one input may
 # take before it counts as a hang, default 10), FUZZ_TOOLCHAIN (default nightly).
 set -euo pipefail
