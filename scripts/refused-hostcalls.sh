@@ -14,5 +14,5 @@ if [ -n "$found" ]; then
   for f in $found; do grep -hE "$line" "$f" | sed 's/.*wasm log[^:]*: /  /' | sort | uniq -c >&2; echo "  in $f" >&2; done
   exit 1
 fi
-forced=$(grep -rhE --include='envoy-*.log' "$line" "$dir" | wc -l)
+forced=$({ grep -rhE --include='envoy-*.log' "$line" "$dir" || true; } | wc -l)
 echo "refused-hostcalls: none outside the wrong-phase test ($forced forced there)"

@@ -27,7 +27,7 @@ fn logged<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Option<T> {
             log::warn!("hostcall {what} failed: {refused}");
             PENDING.with(|p| {
                 if let Some(sum) = p.borrow_mut().get_mut(Metric::HostcallsFailed.index()) {
-                    *sum += 1;
+                    *sum = sum.saturating_add(1);
                 }
             });
             None
@@ -70,20 +70,19 @@ pub fn define_metrics() {
 /// hostcall per counter that moved, on the root's tick (every `TICK_MS`) and
 /// when the VM stops, instead of one per increment on the request path.
 pub fn flush_metrics() {
+    // Taken out before the hostcalls: a refused one counts itself into PENDING.
+    let moved: Vec<(usize, i64)> = PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        // Envoy refuses a counter increment of 0 (`BadArgument`).
+        pending.iter_mut().enumerate().filter(|(_, by)| **by != 0).map(|(i, by)| (i, std::mem::take(by))).collect()
+    });
     METRIC_IDS.with(|ids| {
         let ids = ids.borrow();
-        PENDING.with(|pending| {
-            for (i, by) in pending.borrow_mut().iter_mut().enumerate() {
-                // Envoy refuses a counter increment of 0 (`BadArgument`).
-                if *by == 0 {
-                    continue;
-                }
-                if let Some(id) = ids.get(i).copied().flatten() {
-                    logged("increment_metric", abi::increment_metric(id, *by));
-                }
-                *by = 0;
+        for (i, by) in moved {
+            if let Some(id) = ids.get(i).copied().flatten() {
+                logged("increment_metric", abi::increment_metric(id, by));
             }
-        })
+        }
     })
 }
 
@@ -244,7 +243,8 @@ impl Host for WasmHost {
     fn count(&self, metric: Metric, by: i64) {
         PENDING.with(|p| {
             if let Some(sum) = p.borrow_mut().get_mut(metric.index()) {
-                *sum += by;
+                // Counters only go up; a count past i64 (absurd usage from a provider) saturates.
+                *sum = sum.saturating_add(by.max(0));
             }
         })
     }

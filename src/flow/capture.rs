@@ -65,11 +65,13 @@ fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
     }
     match &out.extracted.usage {
         Some(u) => {
-            host.count(Metric::TokensInput, u.input_tokens as i64);
-            host.count(Metric::TokensOutput, u.output_tokens as i64);
-            host.count(Metric::TokensCacheRead, u.cache_read_tokens.unwrap_or(0) as i64);
-            host.count(Metric::TokensCacheCreation, u.cache_creation_tokens.unwrap_or(0) as i64);
-            host.count(Metric::TokensReasoning, u.reasoning_tokens.unwrap_or(0) as i64);
+            // A provider's count past i64 saturates instead of wrapping negative.
+            let n = |tokens: u64| i64::try_from(tokens).unwrap_or(i64::MAX);
+            host.count(Metric::TokensInput, n(u.input_tokens));
+            host.count(Metric::TokensOutput, n(u.output_tokens));
+            host.count(Metric::TokensCacheRead, n(u.cache_read_tokens.unwrap_or(0)));
+            host.count(Metric::TokensCacheCreation, n(u.cache_creation_tokens.unwrap_or(0)));
+            host.count(Metric::TokensReasoning, n(u.reasoning_tokens.unwrap_or(0)));
         }
         None if (200..300).contains(&out.status) => host.count(Metric::UsageMissing, 1),
         None => {}

@@ -81,3 +81,25 @@ fn hostcalls_envoy_refuses_neither_trap_the_vm_nor_lose_the_call() {
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(envoy.stat("wasm.llm_gateway.vm_reload_success"), 0, "{log}");
 }
+
+/// A provider's usage past i64 (here 1.5e19 prompt tokens) once wrapped
+/// negative in the metric sums; Envoy refuses a counter increment that is not
+/// positive, and counting that refusal while the sums were borrowed trapped the
+/// VM on the next tick. Counts now saturate, and a refusal during the flush is
+/// counted after it.
+#[test]
+fn absurd_usage_from_a_provider_neither_traps_nor_wraps_the_counters() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let envoy = stack.extra_envoy("absurd-usage", json!({}), 1);
+    let usage = json!({"prompt_tokens": 1.5e19, "completion_tokens": 10, "total_tokens": 1.5e19}).to_string();
+    let r = send(envoy.port, "POST", "/v1/chat/completions", &[("x-mock-usage", usage.as_str())], &chat());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from mock-openai.");
+    // metric() waits past the tick that flushes the sums.
+    assert_eq!(envoy.metric("llm_gateway.tokens_input_total"), i64::MAX as u64, "{}", envoy.log_text());
+    assert_eq!(envoy.metric("llm_gateway.hostcalls_failed_total"), 0, "{}", envoy.log_text());
+    let r = send(envoy.port, "POST", "/v1/chat/completions", &[], &chat());
+    assert_eq!(r.status, 200, "the VM still serves: {}", r.body);
+    assert_eq!(envoy.metric("llm_gateway.tokens_output_total"), 20);
+}
