@@ -70,6 +70,11 @@ fn found(status: u32, data: *mut u8, size: usize) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// As [`found`], with an empty value as none (buffers, properties, shared data).
+fn found_nonempty(status: u32, data: *mut u8, size: usize) -> Result<Option<Vec<u8>>> {
+    Ok(found(status, data, size)?.filter(|b| !b.is_empty()))
+}
+
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_buffer_bytes(kind: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
@@ -124,7 +129,7 @@ pub fn get_buffer(kind: BufferType, start: usize, max: usize) -> Result<Option<V
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: the out-pointers are live locals; the host writes them before returning.
     let status = unsafe { proxy_get_buffer_bytes(kind as u32, start, max, &mut data, &mut size) };
-    Ok(found(status, data, size)?.filter(|b| !b.is_empty()))
+    found_nonempty(status, data, size)
 }
 
 /// Replaces `len` bytes of a buffer from `start` with `bytes`.
@@ -183,7 +188,7 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>> {
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: as in `get_map_value`.
     let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
-    Ok(found(status, data, size)?.filter(|b| !b.is_empty()))
+    found_nonempty(status, data, size)
 }
 
 /// A value of the process-wide store; `None` when the key is unset or empty.
@@ -191,7 +196,7 @@ pub fn get_shared_data(key: &str) -> Result<Option<Vec<u8>>> {
     let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
     // SAFETY: as in `get_map_value`.
     let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
-    Ok(found(status, data, size)?.filter(|b| !b.is_empty()))
+    found_nonempty(status, data, size)
 }
 
 /// Sets a value of the process-wide store, whatever its version.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use llm_gateway_e2e::calls;
 use llm_gateway_e2e::stack::*;
 use serde_json::json;
 
@@ -17,16 +18,12 @@ fn fault_envoy(stack: &Stack, name: &str) -> Envoy {
     Envoy::try_start_with_wasm(&dir, &test_plugin_config(), stack.ports(), 1, &wasm).unwrap()
 }
 
-fn chat() -> String {
-    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string()
-}
-
 #[test]
 fn a_trapped_vm_is_reloaded_and_serves_again() {
     let stack = Stack::shared();
     let _g = stack.guard();
     let envoy = fault_envoy(stack, "vm-failure");
-    let body = chat();
+    let body = calls::chat("gpt-4o", false);
     let call = |headers: &[(&str, &str)]| send(envoy.port, "POST", "/v1/chat/completions", headers, &body);
     assert_eq!(call(&[]).status, 200);
 
@@ -59,7 +56,7 @@ fn hostcalls_envoy_refuses_neither_trap_the_vm_nor_lose_the_call() {
     let stack = Stack::shared();
     let _g = stack.guard();
     let envoy = fault_envoy(stack, "vm-wrong-phase");
-    let body = chat();
+    let body = calls::chat("gpt-4o", false);
     for i in 0..3 {
         let trace = format!("wrong-phase-{i}");
         let headers = [("x-llm-gateway-test-fault", "wrong-phase"), ("x-posthog-trace-id", trace.as_str())];
@@ -93,13 +90,19 @@ fn absurd_usage_from_a_provider_neither_traps_nor_wraps_the_counters() {
     let _g = stack.guard();
     let envoy = stack.extra_envoy("absurd-usage", json!({}), 1);
     let usage = json!({"prompt_tokens": 1.5e19, "completion_tokens": 10, "total_tokens": 1.5e19}).to_string();
-    let r = send(envoy.port, "POST", "/v1/chat/completions", &[("x-mock-usage", usage.as_str())], &chat());
+    let r = send(
+        envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-usage", usage.as_str())],
+        &calls::chat("gpt-4o", false),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from mock-openai.");
     // metric() waits past the tick that flushes the sums.
     assert_eq!(envoy.metric("llm_gateway.tokens_input_total"), i64::MAX as u64, "{}", envoy.log_text());
     assert_eq!(envoy.metric("llm_gateway.hostcalls_failed_total"), 0, "{}", envoy.log_text());
-    let r = send(envoy.port, "POST", "/v1/chat/completions", &[], &chat());
+    let r = send(envoy.port, "POST", "/v1/chat/completions", &[], &calls::chat("gpt-4o", false));
     assert_eq!(r.status, 200, "the VM still serves: {}", r.body);
     assert_eq!(envoy.metric("llm_gateway.tokens_output_total"), 20);
 }
