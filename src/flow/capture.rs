@@ -21,11 +21,44 @@ pub struct Call {
     pub chain: Option<Box<Chain>>,
 }
 
-/// The call is over: account for it and queue its event. `code_details` is
-/// read only if the response did not complete.
-pub fn finish(worker: &Worker, host: &dyn Host, call: Call) {
-    let Call { mut info, mut response, grant, chain } = call;
-    let (ended_ms, interrupted) = completion::ending(response.completed_ms, host.now_ms(), || host.code_details());
+/// A call whose stream is over, waiting for the root's tick to be accounted for.
+pub struct Ended {
+    call: Call,
+    ended_ms: u64,
+    /// Why it is incomplete, if it is.
+    interrupted: Option<String>,
+}
+
+/// Calls waiting past this many are accounted for at once, so the queue stays bounded.
+const MAX_WAITING: usize = 2048;
+
+/// The call's stream is over: note when and how it ended (only now can Envoy
+/// say why an incomplete one stopped; `code_details` is read only then) and
+/// queue it for the root's next tick. Envoy runs this callback before it writes
+/// the response's last bytes to the client, so accounting here would delay it.
+pub fn ended(worker: &Worker, host: &dyn Host, call: Call) {
+    let (ended_ms, interrupted) = completion::ending(call.response.completed_ms, host.now_ms(), || host.code_details());
+    let ended = Ended { call, ended_ms, interrupted };
+    let mut waiting = worker.ended.borrow_mut();
+    if waiting.len() < MAX_WAITING {
+        waiting.push(ended);
+        return;
+    }
+    drop(waiting);
+    finish(worker, host, ended);
+}
+
+/// The root's tick (or its drain): accounts for every call that ended since the last.
+pub fn account_ended(worker: &Worker, host: &dyn Host) {
+    let ended = std::mem::take(&mut *worker.ended.borrow_mut());
+    for e in ended {
+        finish(worker, host, e);
+    }
+}
+
+/// Accounts for an ended call and queues its event.
+fn finish(worker: &Worker, host: &dyn Host, ended: Ended) {
+    let Ended { call: Call { mut info, mut response, grant, chain }, ended_ms, interrupted } = ended;
     let mut out = Outcome {
         status: if response.status == 0 { 499 } else { response.status },
         ended_ms,

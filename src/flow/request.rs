@@ -426,7 +426,7 @@ impl Request {
         }
         match std::mem::replace(&mut self.state, State::Start) {
             State::Forwarded { call, .. } | State::RewritingError { call: Some(call), .. } => {
-                capture::finish(&self.worker, host, *call)
+                capture::ended(&self.worker, host, *call)
             }
             State::Checking(checking) => limits::abandoned(&self.worker, host, *checking),
             _ => {}

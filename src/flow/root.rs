@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::capture;
 use super::host::{Host, Metric};
 use super::leases::Renewals;
 use super::request::{self, Requests};
@@ -20,8 +21,12 @@ pub struct Root {
     draining: bool,
 }
 
-/// How often the root flushes queues and checks for stalled bodies.
-pub const TICK_MS: u64 = 100;
+/// How often the root accounts for the calls that ended and lets deferred
+/// requests go on (`quick_tick`)...
+pub const TICK_MS: u64 = 10;
+/// ...and every how many ticks it also flushes queues and metrics, checks for
+/// stalled bodies, prices and leases (`tick`): every 100 ms.
+pub const FULL_TICK_EVERY: u64 = 10;
 
 impl Root {
     pub fn new(worker: Worker) -> Self {
@@ -33,10 +38,10 @@ impl Root {
         host.gauge(Metric::PricingCatalogModels, self.worker.pricing.table().models() as u64);
     }
 
-    pub fn tick(&mut self, host: &dyn Host) {
-        let now = host.now_ms();
-        self.worker.pricing.tick(host, now);
-        self.expire_bodies(host, now);
+    /// Every tick: the calls that ended since the last are accounted for, off
+    /// their clients' path, and requests deferred from another request's callback go on.
+    pub fn quick_tick(&mut self, host: &dyn Host) {
+        capture::account_ended(&self.worker, host);
         let deferred = self.registry.borrow_mut().take_deferred();
         for (id, req) in deferred {
             if let Some(req) = req.upgrade() {
@@ -45,6 +50,14 @@ impl Root {
                 }
             }
         }
+    }
+
+    /// Every `FULL_TICK_EVERY` ticks: the quick tick, then the timers and the queues.
+    pub fn tick(&mut self, host: &dyn Host) {
+        self.quick_tick(host);
+        let now = host.now_ms();
+        self.worker.pricing.tick(host, now);
+        self.expire_bodies(host, now);
         let w = &self.worker;
         if !self.draining {
             self.renewals.tick(w, host);
@@ -129,6 +142,7 @@ impl Root {
         self.draining = true;
         let now = host.now_ms();
         let w = &self.worker;
+        capture::account_ended(w, host);
         w.spend.borrow_mut().flush(host, &w.config, now, true);
         if let Some(capture) = &w.capture {
             capture.borrow_mut().flush(host, now, true);

@@ -248,7 +248,13 @@ impl Rig {
         assert!(handled, "callout {token} was no request's");
     }
 
+    /// The stream ends (Envoy's log callback), then the root's next tick accounts for the call.
     fn end(&mut self, id: u32) {
+        self.log(id);
+        self.root.quick_tick(&self.host);
+    }
+
+    fn log(&mut self, id: u32) {
         self.host.current.set(id);
         self.requests[&id].borrow_mut().on_log(&self.host);
         self.host.streams.borrow_mut().remove(&id);
@@ -1116,13 +1122,63 @@ fn a_body_over_the_failover_limit_makes_one_attempt() {
     assert!(rig.root.worker.relay.borrow().is_empty());
 }
 
+/// Envoy runs the log callback before it writes the response's last bytes, so
+/// a call is accounted for on the root's next tick, or in the drain at
+/// shutdown: its metrics and its event, with the end and the error the log callback saw.
+#[test]
+fn a_call_is_accounted_for_on_the_next_tick_or_in_the_drain() {
+    let config = r#"{"limits": {"enabled": false}, "capture": {"region_url": "https://us.posthog.com",
+        "primary": {"api_key": "phc_test"}}}"#;
+    let mut rig = Rig::new(config);
+    let answer = br#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
+    let call = |rig: &mut Rig, id: u32, details: &str| {
+        rig.headers(id, "phx_tick");
+        if id == 1 {
+            rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+        }
+        assert_eq!(rig.body(id), Action::Continue);
+        rig.host.stream(|s| {
+            s.response_headers =
+                vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+            s.response_body = answer[..answer.len() / 2].to_vec();
+            s.code_details = details.into();
+        });
+        let req = Rc::clone(&rig.requests[&id]);
+        req.borrow_mut().on_response_headers(&rig.host, false);
+        req.borrow_mut().on_response_body(&rig.host, answer.len() / 2, false);
+        rig.log(id);
+    };
+    call(&mut rig, 1, "downstream_remote_disconnect");
+    assert_eq!((rig.host.metric(Metric::EventsQueued), rig.host.metric(Metric::TokensInput)), (0, 0), "not yet");
+    rig.root.quick_tick(&rig.host);
+    assert_eq!((rig.host.metric(Metric::EventsQueued), rig.host.metric(Metric::TokensInput)), (1, 0));
+    // Envoy's reason, read in the log callback, is in the event sent after the tick.
+    call(&mut rig, 2, "upstream_reset_after_response_started{remote_reset}");
+    assert!(!rig.root.on_done(&rig.host), "the drain sends the queued events and waits for the answer");
+    assert_eq!(rig.host.metric(Metric::EventsQueued), 2);
+    let sent =
+        rig.host.callouts.borrow().iter().filter(|c| c.cluster == "posthog_primary").cloned().collect::<Vec<_>>();
+    let errors: Vec<Value> = sent
+        .iter()
+        .flat_map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["batch"].as_array().unwrap().clone())
+        .map(|e| e["properties"]["$ai_error"].clone())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            serde_json::json!("client disconnected before the response completed"),
+            serde_json::json!("response did not complete (upstream_reset_after_response_started{remote_reset})")
+        ]
+    );
+}
+
 /// Each hostcall is a crossing from V8 into Envoy, so the calls a warm request
 /// makes (auth cached, limits off) are budgeted per phase (BENCHMARKS.md,
 /// per-callback budget).
 #[test]
 fn a_warm_request_stays_within_its_hostcall_budget() {
-    const BUDGET: [(&str, usize); 5] =
-        [("headers", 6), ("body", 7), ("response_headers", 2), ("response_body", 2), ("log", 5)];
+    const BUDGET: [(&str, usize); 6] =
+        [("headers", 6), ("body", 7), ("response_headers", 2), ("response_body", 2), ("log", 1), ("tick", 5)];
     let mut rig = Rig::new(NO_LIMITS);
     rig.headers(1, "phx_budget");
     rig.body(1);
@@ -1155,6 +1211,7 @@ fn a_warm_request_stays_within_its_hostcall_budget() {
         let n = rig.host.of(2, |s| s.response_body.len());
         rig.requests[&2].borrow_mut().on_response_body(&rig.host, n, true);
     });
-    spend(&mut rig, 4, &|rig| rig.end(2));
+    spend(&mut rig, 4, &|rig| rig.log(2));
+    spend(&mut rig, 5, &|rig| rig.root.quick_tick(&rig.host));
     assert_eq!(rig.host.metric(Metric::TokensInput), 5, "the warm request was accounted");
 }

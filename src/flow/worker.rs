@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use super::capture::Ended;
 use super::delivery::Capture;
 use super::host::Host;
 use super::prices::Pricing;
@@ -23,6 +24,8 @@ pub struct Worker {
     pub admissions: RefCell<Admissions>,
     pub spend: RefCell<Spend>,
     pub capture: Option<RefCell<Capture>>,
+    /// Calls over and not yet accounted for (see `capture::ended`).
+    pub ended: RefCell<Vec<Ended>>,
     /// The price table in use, and its refresh.
     pub pricing: Pricing,
     /// When a store failure was last logged (one line per interval, not per request).
@@ -48,6 +51,7 @@ impl Worker {
             admissions: RefCell::default(),
             spend: RefCell::default(),
             capture,
+            ended: RefCell::default(),
             store_failure_logged_ms: Cell::new(0),
             redis_clock_offset_ms: Cell::new(0),
             relay: Rc::default(),

@@ -19,6 +19,9 @@
 //!   call, the response header map read, and two clock reads. It answers
 //!   whether fewer, larger hostcalls would lift the `hostcalls` floor.
 //!
+//! With `"log_spin_us": N` as well (`wasm-log-spin`), the log callback also
+//! spins for N µs: it shows whether work there delays the client's response.
+//!
 //! With `"timed": true` as well (`bench/profile.py --timing wasm-hostcalls`),
 //! each callback adds its wall time to the counters the gateway's
 //! callback-timing build keeps (`llm_gateway.timing.<callback>_ns`), so the
@@ -37,7 +40,7 @@ const ROUTE_HEADER: &str = "x-llm-gateway-cluster";
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { body: false, min: false, calls: None, requests: None })
+        Box::new(Root { body: false, min: false, log_spin_ns: 0, calls: None, requests: None })
     });
 }}
 
@@ -45,6 +48,8 @@ struct Root {
     body: bool,
     /// The `min` floor.
     min: bool,
+    /// How long the log callback spins (`"log_spin_us"`), in ns.
+    log_spin_ns: u64,
     /// The metric the `hostcalls` floor increments, when that floor is chosen.
     calls: Option<u32>,
     /// With `"timed": true`: the request counter `bench/profile.py --timing` divides by.
@@ -64,6 +69,11 @@ impl RootContext for Root {
             self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
         }
         self.min = floor("min");
+        self.log_spin_ns = text
+            .split("\"log_spin_us\":")
+            .nth(1)
+            .and_then(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+            .map_or(0, |us| us * 1000);
         self.body = floor("body") || self.calls.is_some() || self.min;
         if text.contains("\"timed\":true") || text.contains("\"timed\": true") {
             self.requests = hostcalls::define_metric(MetricType::Counter, "llm_gateway.requests_total").ok();
@@ -78,6 +88,7 @@ impl RootContext for Root {
         Some(Box::new(Floor {
             body: self.body,
             min: self.min,
+            log_spin_ns: self.log_spin_ns,
             calls: self.calls,
             timed: self.requests.is_some(),
             seen: 0,
@@ -93,6 +104,7 @@ impl RootContext for Root {
 struct Floor {
     body: bool,
     min: bool,
+    log_spin_ns: u64,
     /// The `min` floor: the request's headers, read once, written back whole.
     headers: Vec<(String, String)>,
     calls: Option<u32>,
@@ -249,6 +261,10 @@ impl Floor {
     }
 
     fn log(&mut self) {
+        if self.log_spin_ns > 0 {
+            let start = now_ns();
+            while now_ns().saturating_sub(start) < self.log_spin_ns {}
+        }
         if self.min {
             let _ = self.get_current_time();
         }
