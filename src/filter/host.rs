@@ -67,7 +67,7 @@ pub fn define_metrics() {
 }
 
 /// Hands the counter increments summed since the last flush to Envoy: one
-/// hostcall per counter that moved, on the root's tick (every `TICK_MS`) and
+/// hostcall per counter that moved, on the root's full tick (every `FULL_TICK_MS`) and
 /// when the VM stops, instead of one per increment on the request path.
 pub fn flush_metrics() {
     // Taken out before the hostcalls: a refused one counts itself into PENDING.

@@ -11,7 +11,7 @@ use super::host::{self, WasmHost};
 use super::http::{AttemptFilter, HttpFilter};
 use crate::config::Config;
 use crate::failover::relay::Relay;
-use crate::flow::root::{Root as FlowRoot, FULL_TICK_EVERY, TICK_MS};
+use crate::flow::root::{Root as FlowRoot, TICK_MS};
 use crate::flow::Worker;
 use crate::forward::ProviderKeys;
 
@@ -31,8 +31,6 @@ fn relay() -> Rc<RefCell<Relay>> {
 pub struct Root {
     flow: Option<FlowRoot>,
     upstream: bool,
-    /// Ticks so far: every `FULL_TICK_EVERY`th is a full one.
-    ticks: u64,
 }
 
 impl Context for Root {
@@ -92,20 +90,11 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.ticks = self.ticks.wrapping_add(1);
-        let full = self.ticks.is_multiple_of(FULL_TICK_EVERY);
         if let Some(flow) = self.flow.as_mut() {
             // Timed too: the calls' accounting runs here.
-            super::timing::timed("tick", || {
-                if full {
-                    flow.tick(&WasmHost::default());
-                } else {
-                    flow.quick_tick(&WasmHost::default());
-                }
-            });
-        }
-        if full {
-            host::flush_metrics();
+            if super::timing::timed("tick", || flow.on_tick(&WasmHost::default())) {
+                host::flush_metrics();
+            }
         }
     }
 

@@ -30,7 +30,7 @@ pub struct Ended {
 }
 
 /// Calls waiting past this many are accounted for at once, so the queue stays bounded.
-const MAX_WAITING: usize = 2048;
+pub const MAX_WAITING: usize = 2048;
 
 /// The call's stream is over: note when and how it ended (only now can Envoy
 /// say why an incomplete one stopped; `code_details` is read only then) and
@@ -81,7 +81,7 @@ fn finish(worker: &Worker, host: &dyn Host, ended: Ended) {
     let cost = accounting::call_cost(&worker.pricing.table(), &info, &out, worker.config.fallback_cost_usd);
     count(host, &info, &out, cost.as_ref());
     host.count(Metric::CostMicroUsd, crate::limits::usd_to_micro(attempts_usd));
-    grant.settle(worker, host, cost.as_ref().map_or(0.0, |c| c.total_usd) + attempts_usd, info.team_id);
+    grant.settle(worker, cost.as_ref().map_or(0.0, |c| c.total_usd) + attempts_usd, info.team_id, out.ended_ms);
     if let Some(capture) = &worker.capture {
         let mut capture = capture.borrow_mut();
         let settings = &capture.settings;

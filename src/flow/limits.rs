@@ -51,9 +51,9 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Settles the call's real cost against its reservations and its lease.
-    pub fn settle(self, worker: &Worker, host: &dyn Host, cost_usd: f64, team_id: i64) {
-        worker.record_spend(host, &self.reservations, cost_usd, team_id);
+    /// Settles the call's real cost, the call having ended at `ended_ms`, against its reservations and its lease.
+    pub fn settle(self, worker: &Worker, cost_usd: f64, team_id: i64, ended_ms: u64) {
+        worker.record_spend(&self.reservations, cost_usd, team_id, ended_ms);
         if let Some((signature, estimate)) = self.admission {
             worker.admissions.borrow_mut().settle(&signature, estimate, usd_to_micro(cost_usd));
         }

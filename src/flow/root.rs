@@ -19,23 +19,45 @@ pub struct Root {
     /// Lease renewals in flight: the root's own callouts.
     renewals: Renewals,
     draining: bool,
+    /// When the last full tick ran.
+    last_full_ms: u64,
 }
 
-/// How often the root accounts for the calls that ended and lets deferred
-/// requests go on (`quick_tick`)...
+/// How often Envoy ticks the root: it accounts for the calls that ended and
+/// lets deferred requests go on (`quick_tick`)...
 pub const TICK_MS: u64 = 10;
-/// ...and every how many ticks it also flushes queues and metrics, checks for
-/// stalled bodies, prices and leases (`tick`): every 100 ms.
-pub const FULL_TICK_EVERY: u64 = 10;
+/// ...and how often it also flushes queues and metrics and checks stalled
+/// bodies, prices and leases (`tick`).
+pub const FULL_TICK_MS: u64 = 100;
 
 impl Root {
     pub fn new(worker: Worker) -> Self {
-        Root { worker: Rc::new(worker), registry: Rc::default(), renewals: Renewals::default(), draining: false }
+        Root {
+            worker: Rc::new(worker),
+            registry: Rc::default(),
+            renewals: Renewals::default(),
+            draining: false,
+            last_full_ms: 0,
+        }
     }
 
     /// The worker is configured: reports what it starts with.
     pub fn started(&self, host: &dyn Host) {
         host.gauge(Metric::PricingCatalogModels, self.worker.pricing.table().models() as u64);
+    }
+
+    /// Envoy's tick: the quick one, or the full one once `FULL_TICK_MS` have
+    /// passed. By the clock, not by count: Envoy arms the next tick only after
+    /// this one returns, so under load ticks come late. True when it was full.
+    pub fn on_tick(&mut self, host: &dyn Host) -> bool {
+        let now = host.now_ms();
+        if now.saturating_sub(self.last_full_ms) < FULL_TICK_MS {
+            self.quick_tick(host);
+            return false;
+        }
+        self.last_full_ms = now;
+        self.tick(host);
+        true
     }
 
     /// Every tick: the calls that ended since the last are accounted for, off
@@ -52,7 +74,7 @@ impl Root {
         }
     }
 
-    /// Every `FULL_TICK_EVERY` ticks: the quick tick, then the timers and the queues.
+    /// Every `FULL_TICK_MS`: the quick tick, then the timers and the queues.
     pub fn tick(&mut self, host: &dyn Host) {
         self.quick_tick(host);
         let now = host.now_ms();
@@ -150,9 +172,11 @@ impl Root {
         self.idle()
     }
 
-    /// Nothing queued or in flight, for capture or spend.
+    /// Nothing queued or in flight: no call waiting to be accounted for, no spend, no event.
     fn idle(&self) -> bool {
         let w = &self.worker;
-        w.spend.borrow().is_idle() && w.capture.as_ref().is_none_or(|c| c.borrow().is_idle())
+        w.ended.borrow().is_empty()
+            && w.spend.borrow().is_idle()
+            && w.capture.as_ref().is_none_or(|c| c.borrow().is_idle())
     }
 }

@@ -93,10 +93,11 @@ impl Worker {
         self.cache.borrow_mut().insert(hash.to_string(), Cached::Unknown, expires, now);
     }
 
-    /// A call's real cost, settled against its reservations and added to its team's month.
-    pub fn record_spend(&self, host: &dyn Host, reservations: &[(String, i64)], cost_usd: f64, team_id: i64) {
+    /// A call's real cost, settled against its reservations and added to its
+    /// team's month: the month the call ended in, not the one it is accounted in.
+    pub fn record_spend(&self, reservations: &[(String, i64)], cost_usd: f64, team_id: i64, ended_ms: u64) {
         if self.config.limits.enabled {
-            self.spend.borrow_mut().pending.settle(reservations, cost_usd, Some(team_id), host.now_ms());
+            self.spend.borrow_mut().pending.settle(reservations, cost_usd, Some(team_id), ended_ms);
         }
     }
 
