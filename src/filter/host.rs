@@ -240,11 +240,11 @@ impl Host for WasmHost {
         logged("set_effective_context", abi::set_effective_context(context_id)).is_some()
     }
 
-    fn count(&self, metric: Metric, by: i64) {
+    fn count(&self, metric: Metric, by: u64) {
         PENDING.with(|p| {
             if let Some(sum) = p.borrow_mut().get_mut(metric.index()) {
-                // Counters only go up; a count past i64 (absurd usage from a provider) saturates.
-                *sum = sum.saturating_add(by.max(0));
+                // Envoy's increment is an i64: a count past it (absurd usage from a provider) saturates.
+                *sum = sum.saturating_add(i64::try_from(by).unwrap_or(i64::MAX));
             }
         })
     }

@@ -80,7 +80,7 @@ fn finish(worker: &Worker, host: &dyn Host, ended: Ended) {
     }
     let cost = accounting::call_cost(&worker.pricing.table(), &info, &out, worker.config.fallback_cost_usd);
     count(host, &info, &out, cost.as_ref());
-    host.count(Metric::CostMicroUsd, crate::limits::usd_to_micro(attempts_usd));
+    host.count(Metric::CostMicroUsd, micro_usd(attempts_usd));
     grant.settle(worker, cost.as_ref().map_or(0.0, |c| c.total_usd) + attempts_usd, info.team_id, out.ended_ms);
     if let Some(capture) = &worker.capture {
         let mut capture = capture.borrow_mut();
@@ -98,19 +98,17 @@ fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
     }
     match &out.extracted.usage {
         Some(u) => {
-            // A provider's count past i64 saturates instead of wrapping negative.
-            let n = |tokens: u64| i64::try_from(tokens).unwrap_or(i64::MAX);
-            host.count(Metric::TokensInput, n(u.input_tokens));
-            host.count(Metric::TokensOutput, n(u.output_tokens));
-            host.count(Metric::TokensCacheRead, n(u.cache_read_tokens.unwrap_or(0)));
-            host.count(Metric::TokensCacheCreation, n(u.cache_creation_tokens.unwrap_or(0)));
-            host.count(Metric::TokensReasoning, n(u.reasoning_tokens.unwrap_or(0)));
+            host.count(Metric::TokensInput, u.input_tokens);
+            host.count(Metric::TokensOutput, u.output_tokens);
+            host.count(Metric::TokensCacheRead, u.cache_read_tokens.unwrap_or(0));
+            host.count(Metric::TokensCacheCreation, u.cache_creation_tokens.unwrap_or(0));
+            host.count(Metric::TokensReasoning, u.reasoning_tokens.unwrap_or(0));
         }
         None if (200..300).contains(&out.status) => host.count(Metric::UsageMissing, 1),
         None => {}
     }
     if let Some(c) = cost {
-        host.count(Metric::CostMicroUsd, (c.total_usd * 1e6).round() as i64);
+        host.count(Metric::CostMicroUsd, micro_usd(c.total_usd));
         // A call not priced from its own row: in total, per family pricing, and
         // in its model's bucket (names are unbounded, buckets are not).
         if c.source != CostSource::Table {
@@ -121,5 +119,21 @@ fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
             let model = out.extracted.served_model.as_deref().unwrap_or(&call.upstream_model);
             host.count(Metric::cost_fallback_bucket(model), 1);
         }
+    }
+}
+
+/// A cost in micro-dollars for a counter: rounded, and 0 for a negative or NaN one (a float cast saturates).
+fn micro_usd(usd: f64) -> u64 {
+    (usd * 1e6).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cost_counts_in_whole_micro_dollars_and_never_below_zero() {
+        assert_eq!(super::micro_usd(0.0000345), 35);
+        assert_eq!(super::micro_usd(-0.5), 0);
+        assert_eq!(super::micro_usd(f64::NAN), 0);
+        assert_eq!(super::micro_usd(f64::INFINITY), u64::MAX);
     }
 }

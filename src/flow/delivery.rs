@@ -106,7 +106,7 @@ impl Lane {
         let metrics = [LaneMetric::Sent, LaneMetric::Retried, LaneMetric::Failed, LaneMetric::Dropped];
         for ((metric, new), old) in metrics.into_iter().zip(now).zip(self.reported.iter_mut()) {
             if new > *old {
-                host.count(Metric::Capture(self.name, metric), (new - *old) as i64);
+                host.count(Metric::Capture(self.name, metric), new - *old);
                 *old = new;
             }
         }

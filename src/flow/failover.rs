@@ -62,7 +62,7 @@ pub fn plan(
             _ => skipped += 1,
         }
     }
-    host.count(Metric::FailoverTargetsSkipped, skipped as i64);
+    host.count(Metric::FailoverTargetsSkipped, skipped as u64);
     let mut planned = planned.into_iter();
     let first = planned.next().ok_or_else(|| ApiError::new(ErrorKind::Internal, "The fallback chain is empty"))?;
     Ok((first, planned.collect()))

@@ -47,7 +47,8 @@ pub trait Host {
     /// Makes later calls act on another request's stream; false if it is gone.
     fn set_effective_context(&self, context_id: u32) -> bool;
 
-    fn count(&self, metric: Metric, by: i64);
+    /// Adds to a counter; counters only go up, so the amount cannot be negative.
+    fn count(&self, metric: Metric, by: u64);
     fn gauge(&self, metric: Metric, value: u64);
 }
 

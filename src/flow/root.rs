@@ -88,8 +88,8 @@ impl Root {
         w.give_back(host, &ended);
         w.spend.borrow_mut().flush(host, &w.config, now, self.draining);
         let (dropped, dropped_micro) = w.spend.borrow_mut().pending.take_dropped();
-        host.count(Metric::SpendDropped, dropped as i64);
-        host.count(Metric::SpendDroppedMicroUsd, dropped_micro);
+        host.count(Metric::SpendDropped, dropped);
+        host.count(Metric::SpendDroppedMicroUsd, u64::try_from(dropped_micro).unwrap_or(0));
         if let Some(capture) = &w.capture {
             capture.borrow_mut().flush(host, now, self.draining);
         }
@@ -132,8 +132,8 @@ impl Root {
             Some(Recorded::Done) => host.count(Metric::SpendRecords, 1),
             Some(Recorded::Retry) => {}
             Some(Recorded::Dropped { keys, budget_micro }) => {
-                host.count(Metric::SpendDropped, keys as i64);
-                host.count(Metric::SpendDroppedMicroUsd, budget_micro);
+                host.count(Metric::SpendDropped, keys);
+                host.count(Metric::SpendDroppedMicroUsd, u64::try_from(budget_micro).unwrap_or(0));
             }
             None => {}
         }

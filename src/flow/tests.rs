@@ -173,9 +173,11 @@ impl Host for Fake {
         }
         known
     }
-    fn count(&self, metric: Metric, by: i64) {
+    fn count(&self, metric: Metric, by: u64) {
         // Not a hostcall on the request path: the adapter sums increments and flushes them on the tick.
-        *self.metrics.borrow_mut().entry(metric).or_default() += by;
+        let sum =
+            self.metrics.borrow_mut().entry(metric).or_default().saturating_add(i64::try_from(by).unwrap_or(i64::MAX));
+        self.metrics.borrow_mut().insert(metric, sum);
     }
     fn gauge(&self, metric: Metric, value: u64) {
         self.calls.borrow_mut().push(format!("gauge {metric:?}"));

@@ -90,7 +90,7 @@ pub fn prepare(
         if let (Provider::Bedrock, Api::Messages, Some(flags)) = (target.provider, route.api, header("anthropic-beta"))
         {
             let (betas, dropped) = crate::bedrock::bedrock_betas(flags);
-            host.count(Metric::BedrockBetasDropped, dropped as i64);
+            host.count(Metric::BedrockBetasDropped, dropped as u64);
             if !betas.is_empty() {
                 let body_now = target.body.as_deref().unwrap_or(&body);
                 if let Some(with) = crate::bedrock::with_betas(body_now, &betas) {
@@ -133,7 +133,7 @@ fn call_info(
 ) -> CallInfo {
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let (client_properties, rejected) = properties::header_properties(headers);
-    host.count(Metric::PropertiesRejected, rejected as i64);
+    host.count(Metric::PropertiesRejected, rejected as u64);
     // Gateway directives stop here; the provider has no use for them.
     for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-posthog-")) {
         host.set_request_header(name, None);
