@@ -93,8 +93,7 @@ impl RootContext for Root {
         if let Some(flow) = self.flow.as_mut() {
             // The calls' accounting runs here, so a tick that has calls to account
             // for is timed into the per-request budget; an idle one is no request's cost.
-            let accounting = !flow.worker.ended.borrow().is_empty();
-            let full = if accounting {
+            let full = if flow.has_calls_to_account() {
                 super::timing::timed("tick", || flow.on_tick(&WasmHost::default()))
             } else {
                 flow.on_tick(&WasmHost::default())

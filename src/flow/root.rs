@@ -60,6 +60,11 @@ impl Root {
         true
     }
 
+    /// Calls have ended and wait for the tick to be accounted for.
+    pub fn has_calls_to_account(&self) -> bool {
+        !self.worker.ended.borrow().is_empty()
+    }
+
     /// Every tick: the calls that ended since the last are accounted for, off
     /// their clients' path, and requests deferred from another request's callback go on.
     pub fn quick_tick(&mut self, host: &dyn Host) {
