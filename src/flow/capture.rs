@@ -122,18 +122,8 @@ fn count(host: &dyn Host, call: &CallInfo, out: &Outcome, cost: Option<&Cost>) {
     }
 }
 
-/// A cost in micro-dollars for a counter: rounded, and 0 for a negative or NaN one (a float cast saturates).
+/// A cost in micro-dollars for a counter, rounded as spend is (`usd_to_micro`
+/// is never negative: negative and non-finite costs are 0).
 fn micro_usd(usd: f64) -> u64 {
-    (usd * 1e6).round() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_cost_counts_in_whole_micro_dollars_and_never_below_zero() {
-        assert_eq!(super::micro_usd(0.0000345), 35);
-        assert_eq!(super::micro_usd(-0.5), 0);
-        assert_eq!(super::micro_usd(f64::NAN), 0);
-        assert_eq!(super::micro_usd(f64::INFINITY), u64::MAX);
-    }
+    crate::limits::usd_to_micro(usd).unsigned_abs()
 }
