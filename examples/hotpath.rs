@@ -44,7 +44,8 @@ fn main() {
         forward::plan(&config, &keys, 0, route.api, &streamed_req, streamed_body.as_bytes(), None).expect("plan");
     assert!(streamed.response.strip_usage_chunk);
     let events = chat_stream();
-    let headers: Vec<(String, String)> = (0..15).map(|i| (format!("x-header-{i}"), "value".into())).collect();
+    let headers: llm_gateway::wire::header_pairs::Headers =
+        (0..15).map(|i| (format!("x-header-{i}"), "value")).collect();
     let n = 20_000;
     println!("1 KB chat request, JSON response, {n} iterations each:");
     let total = [

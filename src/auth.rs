@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::errors::{ApiError, ErrorKind};
+use crate::wire::header_pairs::Headers;
 
 /// Accepted token prefixes: personal API keys and OAuth access tokens.
 pub const TOKEN_PREFIXES: [&str; 2] = ["phx_", "pha_"];
@@ -82,8 +83,8 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// The credential of a request with these (lower-case) headers. A credential
 /// header sent twice is refused rather than one copy picked silently.
-pub fn request_credentials(headers: &[(String, String)]) -> Result<Token, ApiError> {
-    let values = |name: &'static str| headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn request_credentials(headers: &Headers) -> Result<Token, ApiError> {
+    let values = |name: &'static str| headers.iter().filter(move |(k, _)| *k == name).map(|(_, v)| v);
     if values("authorization").nth(1).is_some() || values("x-api-key").nth(1).is_some() {
         return Err(unauthorized("Send one credential: the request repeats a credential header"));
     }
@@ -274,9 +275,7 @@ mod tests {
 
     #[test]
     fn a_repeated_credential_header_is_401() {
-        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
+        let h = |pairs: &[(&str, &str)]| -> Headers { pairs.iter().copied().collect() };
         let one = h(&[(":path", "/"), ("authorization", "Bearer phx_abc123")]);
         assert_eq!(request_credentials(&one).unwrap(), credentials(Some("Bearer phx_abc123"), None).unwrap());
         assert!(request_credentials(&h(&[("x-api-key", "phx_abc123")])).is_ok());

@@ -7,6 +7,7 @@ use crate::pipeline::ResponsePlan;
 use crate::providers::{self, Provider};
 use crate::request::ParsedRequest;
 use crate::translate::{self, ResponsesContext, Target, TranslateError};
+use crate::wire::header_pairs::Headers;
 use crate::wire::Api;
 use crate::wire::ProviderWire;
 
@@ -180,8 +181,7 @@ pub fn plan_target(
     // OpenAI-format streams carry usage only when asked; ask, and hide the answer
     // from a client that did not (docs/protocols/openai-chat.md, `include_usage`).
     let strip_usage_chunk = is_native(api, wire) && api == Api::Chat && req.stream && req.include_usage != Some(true);
-    let target = Target::named(provider, wire_model, model);
-    let (new_body, responses) = upstream_body(api, wire, &target, req, body, strip_usage_chunk)?;
+    let (new_body, responses) = upstream_body(api, wire, (provider, wire_model, model), req, body, strip_usage_chunk)?;
     Ok(Upstream {
         provider,
         model: model.to_string(),
@@ -324,25 +324,28 @@ fn upstream_headers(config: &Config, provider: Provider, key: Option<&Secret>, p
 
 /// The body to send instead of the client's, if it must change: the model
 /// renamed and usage asked for on native routes, translated otherwise; and a
-/// translated Responses request's context, which its answer needs.
+/// translated Responses request's context, which its answer needs. `target` is
+/// the provider, the model's name on its wire, and the model.
 fn upstream_body(
     api: Api,
     wire: ProviderWire,
-    target: &Target,
+    (provider, wire_model, model): (Provider, &str, &str),
     req: &ParsedRequest,
     body: &[u8],
     strip_usage_chunk: bool,
 ) -> Result<(Option<Vec<u8>>, Option<ResponsesContext>), ApiError> {
     if is_native(api, wire) {
         let mut set = Vec::new();
-        if target.model != req.model.as_ref() {
-            set.push(("model", crate::wire::json::quoted(target.model)));
+        if wire_model != req.model.as_ref() {
+            set.push(("model", crate::wire::json::quoted(wire_model)));
         }
         if strip_usage_chunk {
             set.push(("stream_options", with_include_usage(req.fields.get("stream_options").map(|r| r.get()))));
         }
         return Ok(((!set.is_empty()).then(|| req.fields.rewrite(&set, &[])), None));
     }
+    // Only a translation reads the model's limits from the catalog.
+    let target = &Target::named(provider, wire_model, model);
     let to_bedrock = |messages: Vec<u8>| crate::bedrock::messages_to_bedrock_body(&messages);
     // Only a translated Responses request has a context for its answer.
     let none = |body| (body, None);
@@ -379,13 +382,13 @@ impl Upstream {
     /// go ([`forwards_client_header`]); the gateway's own are set (a `:path` or
     /// `:authority` the client already sent as it must go is left); a default
     /// (Anthropic's `anthropic-version`) only where the client's own is not forwarded.
-    pub fn header_edits<'a>(&'a self, client: &'a [(String, String)]) -> Vec<(&'a str, Option<&'a str>)> {
+    pub fn header_edits<'a>(&'a self, client: &'a Headers) -> Vec<(&'a str, Option<&'a str>)> {
         let translated = self.response.translated();
         let forwarded = |name: &str| !name.starts_with(':') && forwards_client_header(name, self.provider, translated);
         let mut edits: Vec<(&str, Option<&str>)> = Vec::new();
-        for (name, _) in client {
-            if !name.starts_with(':') && !forwarded(name) && !edits.iter().any(|(n, _)| n == name) {
-                edits.push((name.as_str(), None));
+        for (name, _) in client.iter() {
+            if !name.starts_with(':') && !forwarded(name) && !edits.iter().any(|(n, _)| *n == name) {
+                edits.push((name, None));
             }
         }
         for (name, value) in &self.headers {
@@ -396,7 +399,7 @@ impl Upstream {
             }
         }
         for (name, value) in &self.default_headers {
-            if !client.iter().any(|(k, _)| k == name && forwarded(k)) {
+            if !client.iter().any(|(k, _)| k == *name && forwarded(k)) {
                 edits.push((name, Some(value.as_str())));
             }
         }
@@ -406,9 +409,10 @@ impl Upstream {
 
 /// `stream_options` with `include_usage: true`, keeping the client's other options.
 fn with_include_usage(existing: Option<&str>) -> String {
-    let mut options = existing
-        .and_then(|raw| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).ok())
-        .unwrap_or_default();
+    let Some(existing) = existing else {
+        return r#"{"include_usage":true}"#.to_string();
+    };
+    let mut options = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(existing).unwrap_or_default();
     options.insert("include_usage".into(), true.into());
     serde_json::Value::Object(options).to_string()
 }
@@ -724,7 +728,7 @@ mod tests {
     #[test]
     fn header_edits_per_route() {
         let c = Config::parse(b"{}").unwrap();
-        let client: Vec<(String, String)> = [
+        let client: Headers = [
             (":path", "/v1/messages"),
             ("anthropic-version", "2023-01-01"),
             ("anthropic-beta", "prompt-caching-2024-07-31"),
@@ -732,8 +736,7 @@ mod tests {
             ("user-agent", "sdk"),
             ("x-posthog-trace-id", "t"),
         ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into_iter()
         .collect();
         let removed = |u: &Upstream| -> Vec<String> {
             u.header_edits(&client).iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_string()).collect()

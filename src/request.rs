@@ -53,8 +53,8 @@ impl<'a> Fields<'a> {
             if out.len() > 1 {
                 out.push(b',');
             }
-            // Serialising a &str cannot fail.
-            out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+            // Serialising a &str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
             out.push(b':');
             out.extend_from_slice(raw.as_bytes());
         };

@@ -53,9 +53,8 @@ pub fn resolve(
         Some((first, rest)) if first != "v1" => (Some(first), rest),
         _ => (None, path.trim_start_matches('/')),
     };
-    let rest = format!("/{rest}");
     // An unknown path gets an OpenAI-shaped 404.
-    let Some(&(_, allowed, api, op)) = ENDPOINTS.iter().find(|(p, ..)| *p == rest) else {
+    let Some(&(endpoint, allowed, api, op)) = ENDPOINTS.iter().find(|(p, ..)| p.strip_prefix('/') == Some(rest)) else {
         return Err((not_found(path), Api::Chat));
     };
     let api = if op == Op::Models && anthropic_client { Api::Messages } else { api };
@@ -70,7 +69,7 @@ pub fn resolve(
         },
     };
     if method != allowed {
-        let msg = format!("Method {} is not allowed on {rest}; use {allowed}", truncate(method, 16));
+        let msg = format!("Method {} is not allowed on {endpoint}; use {allowed}", truncate(method, 16));
         let err = ApiError::new(ErrorKind::MethodNotAllowed, msg).header("allow", allowed.to_string());
         return Err((err, api));
     }

@@ -7,6 +7,8 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::wire::header_pairs::Headers;
+
 /// Request headers `x-posthog-property-<name>: <value>` become event
 /// properties (matched in any case).
 pub const PROPERTY_HEADER_PREFIX: &str = "x-posthog-property-";
@@ -48,10 +50,10 @@ pub fn is_reserved(key: &str) -> bool {
 /// Names are lowercased, as Envoy and the Python gateway do. Values lose
 /// control characters (CR, LF, NUL, DEL, C1) and are cut to
 /// [`MAX_VALUE_CHARS`]. A repeated name keeps the last value.
-pub fn header_properties(headers: &[(String, String)]) -> (Map<String, Value>, usize) {
+pub fn header_properties(headers: &Headers) -> (Map<String, Value>, usize) {
     let mut properties = Map::new();
     let mut rejected = 0;
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         let Some(key) = strip_prefix_ignore_case(name, PROPERTY_HEADER_PREFIX) else {
             continue;
         };
@@ -156,8 +158,8 @@ pub fn new_uuid() -> String {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().copied().collect()
     }
 
     #[test]
@@ -199,8 +201,7 @@ mod tests {
             "event",
             "ai_product",
         ];
-        let list: Vec<(String, String)> =
-            reserved.iter().map(|k| (format!("x-posthog-property-{k}"), "evil".to_string())).collect();
+        let list: Headers = reserved.iter().map(|k| (format!("x-posthog-property-{k}"), "evil")).collect();
         let (props, rejected) = header_properties(&list);
         assert!(props.is_empty(), "{props:?}");
         assert_eq!(rejected, reserved.len());
@@ -239,7 +240,7 @@ mod tests {
         let mut list: Vec<(String, String)> =
             (0..MAX_PROPERTIES + 5).map(|i| (format!("x-posthog-property-p{i}"), i.to_string())).collect();
         list.push(("x-posthog-property-p0".to_string(), "last".to_string()));
-        let (props, rejected) = header_properties(&list);
+        let (props, rejected) = header_properties(&list.into_iter().collect());
         assert_eq!(props.len(), MAX_PROPERTIES);
         assert_eq!(rejected, 5);
         assert_eq!(props["p0"], "last");

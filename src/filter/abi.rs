@@ -13,7 +13,7 @@ use std::ptr::{null, null_mut};
 
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 
-use crate::wire::header_pairs::{decode_pairs, encode_pairs};
+use crate::wire::header_pairs::{decode_pairs, encode_pairs, Headers};
 
 /// Why a hostcall gave nothing: the status Envoy answered, or a reply that
 /// does not parse as the ABI says.
@@ -139,7 +139,7 @@ pub fn set_buffer(kind: BufferType, start: usize, len: usize, bytes: &[u8]) -> R
 }
 
 /// A header map, its names and values read as text (`decode_pairs`).
-pub fn get_map(map: MapType) -> Result<Vec<(String, String)>> {
+pub fn get_map(map: MapType) -> Result<Headers> {
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: as in `get_buffer`.
     let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };

@@ -16,7 +16,7 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 use super::abi::{self, Refused};
 use crate::errors::LocalReply;
 use crate::flow::{Host, Metric};
-use crate::wire::header_pairs::lossy_owned;
+use crate::wire::header_pairs::{lossy_owned, Headers};
 
 fn logged<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Option<T> {
     #[cfg(feature = "callback-timing")]
@@ -124,7 +124,7 @@ pub fn increment(id: Option<u32>, by: i64) {
 }
 
 /// A header map, read as `abi::get_map` reads it (invalid UTF-8 as U+FFFD).
-fn header_map(map: MapType, what: &str) -> Vec<(String, String)> {
+fn header_map(map: MapType, what: &str) -> Headers {
     logged(what, abi::get_map(map)).unwrap_or_default()
 }
 
@@ -141,7 +141,7 @@ pub struct WasmHost {
 }
 
 impl Host for WasmHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Headers {
         header_map(MapType::HttpRequestHeaders, "get_map(request)")
     }
 

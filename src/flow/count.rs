@@ -11,6 +11,7 @@ use crate::forward;
 use crate::keys::KeyUse;
 use crate::providers::Provider;
 use crate::request;
+use crate::wire::header_pairs::Headers;
 use crate::wire::Api;
 
 pub enum Counted {
@@ -28,13 +29,7 @@ pub struct Counting {
     amzn_error_type: Option<String>,
 }
 
-pub fn begin(
-    worker: &Worker,
-    host: &dyn Host,
-    headers: &[(String, String)],
-    body_size: usize,
-) -> Result<Counted, ApiError> {
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn begin(worker: &Worker, host: &dyn Host, headers: &Headers, body_size: usize) -> Result<Counted, ApiError> {
     let body = host.request_body(body_size);
     let parsed = request::parse(&body, Api::Messages).map_err(|e| {
         let mut err = ApiError::new(ErrorKind::InvalidRequest, e.message);
@@ -48,7 +43,7 @@ pub fn begin(
         Api::Messages,
         &parsed,
         &body,
-        header(forward::PROVIDER_HEADER),
+        headers.get(forward::PROVIDER_HEADER),
     )?;
     host.count(Metric::CountTokens, 1);
     // Gateway directives stop here, as on a call.

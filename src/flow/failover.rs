@@ -19,6 +19,7 @@ use crate::limits::{estimate_usd, micro_to_usd, usd_to_micro};
 use crate::pipeline::ResponsePlan;
 use crate::providers::Provider;
 use crate::request::ParsedRequest;
+use crate::wire::header_pairs::Headers;
 use crate::wire::Api;
 
 use super::response::Response;
@@ -103,11 +104,11 @@ pub struct Chain {
 /// The headers one target sets on its attempt: its plan's, less the route
 /// header (the next cluster goes there) and the timeout (read once, by the
 /// router, from the first attempt), plus defaults the client did not send.
-fn attempt_headers(route_header: &str, u: &Upstream, client: &[(String, String)]) -> Vec<(String, String)> {
+fn attempt_headers(route_header: &str, u: &Upstream, client: &Headers) -> Vec<(String, String)> {
     let mut set: Vec<(String, String)> =
         u.headers.iter().filter(|(k, _)| k != route_header && k != "x-envoy-upstream-rq-timeout-ms").cloned().collect();
     for (name, value) in &u.default_headers {
-        if !client.iter().any(|(k, _)| k == name) {
+        if client.get(name).is_none() {
             set.push((name.to_string(), value.clone()));
         }
     }
@@ -125,7 +126,7 @@ pub fn start(
     first: &Upstream,
     first_body_len: usize,
     fallbacks: Vec<Fallback>,
-    client: &[(String, String)],
+    client: &Headers,
     stream: bool,
     started_ms: u64,
 ) -> Option<Box<Chain>> {

@@ -16,7 +16,7 @@ pub enum Action {
 }
 
 pub trait Host {
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> crate::wire::header_pairs::Headers;
     fn request_header(&self, name: &str) -> Option<String>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Vec<u8>;

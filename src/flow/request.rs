@@ -33,6 +33,7 @@ use crate::auth::Principal;
 use crate::errors::LocalReply;
 use crate::errors::{self, ApiError, ErrorKind};
 use crate::routes::{self, Op, Route};
+use crate::wire::header_pairs::Headers;
 use crate::wire::Api;
 
 /// The requests of one worker, as its registry sees them.
@@ -64,7 +65,7 @@ pub struct Request {
     state: State,
     started_ms: u64,
     /// The client's request headers, as they arrived (names lowercase).
-    headers: Vec<(String, String)>,
+    headers: Headers,
 }
 
 /// Whose callback a lookup's outcome arrives in.
@@ -86,13 +87,13 @@ impl Request {
                 me: me.clone(),
                 state: State::Start,
                 started_ms: 0,
-                headers: Vec::new(),
+                headers: Headers::default(),
             })
         })
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// The client's API, for errors.

@@ -16,6 +16,7 @@ use super::worker::Worker;
 use crate::config::Config;
 use crate::errors::LocalReply;
 use crate::forward::ProviderKeys;
+use crate::wire::header_pairs::Headers;
 
 /// One request's stream as Envoy holds it.
 #[derive(Default)]
@@ -83,9 +84,9 @@ impl Fake {
 }
 
 impl Host for Fake {
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Headers {
         self.calls.borrow_mut().push("request_headers".to_string());
-        self.stream(|s| s.request_headers.clone())
+        self.stream(|s| s.request_headers.iter().map(|(k, v)| (k, v)).collect())
     }
     fn request_header(&self, name: &str) -> Option<String> {
         self.calls.borrow_mut().push(format!("request_header {name}"));

@@ -19,6 +19,7 @@ use crate::pipeline::ResponsePlan;
 use crate::providers::Provider;
 use crate::request;
 use crate::routes::Route;
+use crate::wire::header_pairs::Headers;
 use crate::wire::{Api, ProviderWire};
 
 /// Everything needed to send a request upstream once its limits allow it.
@@ -46,8 +47,8 @@ const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
 /// ([`forward::dropped_on_arrival`], and the failover relay's header): credentials
 /// stay here, only the filter chooses the upstream and steers Envoy's router (its
 /// timeout and its retries), and the body may change size.
-pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String, String)]) {
-    for (name, _) in headers {
+pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &Headers) {
+    for (name, _) in headers.iter() {
         // `dropped_on_arrival` covers every `x-envoy-*`, Envoy's retry controls among them.
         if forward::dropped_on_arrival(name, &worker.config.route_header) || name == FAILOVER_HEADER {
             host.set_request_header(name, None);
@@ -59,13 +60,13 @@ pub fn strip_client_headers(worker: &Worker, host: &dyn Host, headers: &[(String
 pub fn prepare(
     worker: &Worker,
     host: &dyn Host,
-    headers: &[(String, String)],
+    headers: &Headers,
     route: Route,
     principal: &Principal,
     body_size: usize,
     started_ms: u64,
 ) -> Result<Sending, ApiError> {
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| headers.get(name);
     let body = host.request_body(body_size);
     let parsed = request::parse(&body, route.api).map_err(|e| {
         let mut err = ApiError::new(ErrorKind::InvalidRequest, e.message);
@@ -124,14 +125,14 @@ pub fn prepare(
 fn call_info(
     worker: &Worker,
     host: &dyn Host,
-    headers: &[(String, String)],
+    headers: &Headers,
     route: &Route,
     principal: &Principal,
     parsed: &request::ParsedRequest,
     upstream: &forward::Upstream,
     started_ms: u64,
 ) -> CallInfo {
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| headers.get(name);
     let (client_properties, rejected) = properties::header_properties(headers);
     host.count(Metric::PropertiesRejected, rejected as u64);
     // Gateway directives stop here; the provider has no use for them.
@@ -175,7 +176,7 @@ pub fn send(
     worker: &Worker,
     host: &dyn Host,
     s: Sending,
-    headers: &[(String, String)],
+    headers: &Headers,
     key: u32,
 ) -> (CallInfo, ResponsePlan, Option<Box<Chain>>) {
     let Sending {

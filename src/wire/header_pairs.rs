@@ -1,36 +1,95 @@
 //! The proxy-wasm ABI's header map, as Envoy hands it to the filter and takes
 //! it back (`filter::abi`): kept apart so it is tested natively.
 
+/// A header map read once: its names and values in one text, with where
+/// each starts and ends (two allocations instead of two per header).
+#[derive(Debug, Default, Clone)]
+pub struct Headers {
+    text: String,
+    /// Each header's name and value as byte ranges of `text`.
+    spans: Vec<[u32; 4]>,
+}
+
+impl Headers {
+    /// Names and values in order (a name may repeat).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let at = |from: u32, to: u32| self.text.get(from as usize..to as usize).unwrap_or_default();
+        self.spans.iter().map(move |&[n0, n1, v0, v1]| (at(n0, n1), at(v0, v1)))
+    }
+
+    /// The first value of `name` (lowercase, as Envoy hands names over).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        let n0 = self.text.len() as u32;
+        self.text.push_str(name);
+        let n1 = self.text.len() as u32;
+        self.text.push_str(value);
+        self.spans.push([n0, n1, n1, self.text.len() as u32]);
+    }
+}
+
+/// The same headers in the same order, however the text is laid out.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
+        let mut headers = Headers::default();
+        for (name, value) in pairs {
+            headers.push(name.as_ref(), value.as_ref());
+        }
+        headers
+    }
+}
+
 /// The ABI's header map: a u32 count, then a u32 name size and a u32 value
 /// size per header, then each name and each value followed by a NUL; all
 /// little-endian. HTTP lets a value carry bytes that are not UTF-8 (obs-text,
 /// e.g. Latin-1), and Envoy passes them on, so both are read with U+FFFD in
 /// place of invalid bytes. `None` when the bytes do not hold what they say.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+pub fn decode_pairs(bytes: &[u8]) -> Option<Headers> {
     if bytes.is_empty() {
-        return Some(Vec::new());
+        return Some(Headers::default());
     }
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(u32::from_le_bytes(b) as usize)
     };
     let count = u32_at(0)?;
-    let mut text = count.checked_mul(8)?.checked_add(4)?;
+    let first = count.checked_mul(8)?.checked_add(4)?;
     // Each header takes at least its 8 size bytes and 2 NULs: a count the bytes cannot hold is malformed.
-    if count.checked_mul(10)? > bytes.len() {
+    if count.checked_mul(10)? > bytes.len() || u32::try_from(bytes.len()).is_err() {
         return None;
     }
-    let mut pairs = Vec::with_capacity(count);
-    let mut next = |size: usize| -> Option<String> {
-        let s = bytes.get(text..text.checked_add(size)?)?;
-        text += size + 1;
-        Some(lossy(s))
+    let mut spans = Vec::with_capacity(count);
+    let mut at = first;
+    let mut next = |size: usize| -> Option<[u32; 2]> {
+        let end = at.checked_add(size)?;
+        bytes.get(at..end)?;
+        let span = [(at - first) as u32, (end - first) as u32];
+        at = end + 1;
+        Some(span)
     };
     for i in 0..count {
         let (name_size, value_size) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
-        pairs.push((next(name_size)?, next(value_size)?));
+        let ([n0, n1], [v0, v1]) = (next(name_size)?, next(value_size)?);
+        spans.push([n0, n1, v0, v1]);
     }
-    Some(pairs)
+    let region = bytes.get(first..at.min(bytes.len()))?;
+    // Valid UTF-8 (the usual case) is one check and one copy; otherwise each part is decoded alone.
+    match std::str::from_utf8(region) {
+        Ok(text) => Some(Headers { text: text.to_owned(), spans }),
+        Err(_) => {
+            let part = |from: u32, to: u32| lossy(region.get(from as usize..to as usize).unwrap_or_default());
+            Some(spans.iter().map(|&[n0, n1, v0, v1]| (part(n0, n1), part(v0, v1))).collect())
+        }
+    }
 }
 
 /// The ABI's header map from pairs (see [`decode_pairs`]).
@@ -69,18 +128,22 @@ mod tests {
     fn header_pairs_round_trip() {
         let pairs = [(":method", "POST"), ("x-empty", ""), ("content-type", "application/json")];
         let decoded = decode_pairs(&encode_pairs(&pairs)).unwrap();
-        let expected: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        assert_eq!(decoded, expected);
-        assert_eq!(decode_pairs(&encode_pairs(&[])).unwrap(), vec![]);
-        assert_eq!(decode_pairs(&[]).unwrap(), vec![]);
+        assert_eq!(decoded.iter().collect::<Vec<_>>(), pairs);
+        assert_eq!(decoded, pairs.into_iter().collect());
+        assert_eq!(decoded.get("content-type"), Some("application/json"));
+        assert_eq!(decoded.get("x-empty"), Some(""));
+        assert_eq!(decoded.get("accept"), None);
+        assert_eq!(decode_pairs(&encode_pairs(&[])).unwrap(), Headers::default());
+        assert_eq!(decode_pairs(&[]).unwrap(), Headers::default());
     }
 
     #[test]
     fn header_values_that_are_not_utf8_read_with_replacement_characters() {
-        let mut bytes = encode_pairs(&[("x-note", "caf?")]);
+        let mut bytes = encode_pairs(&[("x-note", "caf?"), ("accept", "json")]);
         let at = bytes.iter().rposition(|b| *b == b'?').unwrap();
         bytes[at] = 0xe9;
-        assert_eq!(decode_pairs(&bytes).unwrap(), vec![("x-note".to_string(), "caf\u{fffd}".to_string())]);
+        let decoded = decode_pairs(&bytes).unwrap();
+        assert_eq!(decoded.iter().collect::<Vec<_>>(), [("x-note", "caf\u{fffd}"), ("accept", "json")]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use arbitrary::Arbitrary;
 use llm_gateway::capture::event::{Generation, TRUNCATION_MARKER};
 use llm_gateway::capture::properties::{header_properties, PROPERTY_HEADER_PREFIX};
+use llm_gateway::wire::header_pairs::Headers;
 use serde_json::{Map, Value};
 
 #[derive(Arbitrary, Debug)]
@@ -59,8 +60,7 @@ fn member_cost(key: &str, value_len: usize) -> usize {
 }
 
 pub fn run(i: Input) {
-    let headers: Vec<(String, String)> =
-        i.properties.iter().map(|(k, v)| (format!("{PROPERTY_HEADER_PREFIX}{k}"), v.clone())).collect();
+    let headers: Headers = i.properties.iter().map(|(k, v)| (format!("{PROPERTY_HEADER_PREFIX}{k}"), v)).collect();
     let (client_properties, _) = header_properties(&headers);
     let mut gateway_properties = Map::new();
     if let Some(on) = i.save_mode {

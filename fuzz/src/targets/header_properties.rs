@@ -67,7 +67,7 @@ pub fn run(input: Input) {
             headers.push((name, h.value.clone()));
         }
     }
-    let (props, rejected) = header_properties(&headers);
+    let (props, rejected) = header_properties(&headers.iter().map(|(n, v)| (n, v)).collect());
     let prefixed = headers
         .iter()
         .filter(|(n, _)| {
