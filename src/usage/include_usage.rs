@@ -16,6 +16,9 @@ use serde::de::IgnoredAny;
 use crate::wire::sse::DEFAULT_MAX_EVENT_BYTES;
 use crate::wire::stream::Transform;
 
+/// The event buffer's capacity kept from one event to the next.
+const KEPT_BUFFER_BYTES: usize = 16 * 1024;
+
 #[derive(Debug)]
 pub struct UsageChunkStripper {
     /// The current event's bytes, not yet forwarded.
@@ -135,19 +138,22 @@ impl UsageChunkStripper {
     }
 
     fn end_event(&mut self, out: &mut Vec<u8>) {
-        let event = std::mem::take(&mut self.buf);
-        if std::mem::take(&mut self.passthrough) {
-            out.extend_from_slice(&event);
-            return;
-        }
-        match rewrite(&event) {
-            Rewrite::Keep => out.extend_from_slice(&event),
+        let event = &self.buf;
+        let rewrite = if std::mem::take(&mut self.passthrough) { Rewrite::Keep } else { rewrite(event) };
+        match rewrite {
+            Rewrite::Keep => out.extend_from_slice(event),
             Rewrite::Drop => {}
             Rewrite::Cut(range) => {
                 let (head, tail) = event.split_at(range.start.min(event.len()));
                 out.extend_from_slice(head);
                 out.extend_from_slice(tail.get(range.len()..).unwrap_or_default());
             }
+        }
+        // The next event reuses the buffer, unless an outsized one grew it.
+        if self.buf.capacity() > KEPT_BUFFER_BYTES {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
         }
     }
 }
@@ -459,5 +465,25 @@ stray line without end";
         let mut expected = big.to_vec();
         expected.extend_from_slice(b"\n\ndata: {\"x\":1}\n\n");
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_buffer_is_reused_between_events_and_an_outsized_one_is_not_kept() {
+        let text = "x".repeat(KEPT_BUFFER_BYTES);
+        let big = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}}}}],\"usage\":null}}\n\n");
+        let small = "data: {\"choices\":[],\"usage\":null}\n\n";
+        let mut s = UsageChunkStripper::default();
+        let mut out = s.feed(small.as_bytes());
+        let kept = s.buf.capacity();
+        assert!(kept > 0, "a small event's buffer is kept for the next");
+        out.extend(s.feed(small.as_bytes()));
+        assert_eq!(s.buf.capacity(), kept);
+        out.extend(s.feed(big.as_bytes()));
+        assert_eq!(s.buf.capacity(), 0, "an outsized event's buffer is let go");
+        out.extend(s.feed(small.as_bytes()));
+        out.extend(s.finish());
+        let cut_small = "data: {\"choices\":[]}\n\n";
+        let cut_big = big.replace(",\"usage\":null", "");
+        assert_eq!(String::from_utf8(out).unwrap(), [cut_small, cut_small, &cut_big, cut_small].concat());
     }
 }
