@@ -324,8 +324,8 @@ fn upstream_headers(config: &Config, provider: Provider, key: Option<&Secret>, p
 
 /// The body to send instead of the client's, if it must change: the model
 /// renamed and usage asked for on native routes, translated otherwise; and a
-/// translated Responses request's context, which its answer needs. `target` is
-/// the provider, the model's name on its wire, and the model.
+/// translated Responses request's context, which its answer needs. The target
+/// comes as its provider, the model's name on its wire, and the model.
 fn upstream_body(
     api: Api,
     wire: ProviderWire,
