@@ -83,9 +83,12 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Headers> {
     }
     let region = bytes.get(first..at.min(bytes.len()))?;
     // Valid UTF-8 (the usual case) is one check and one copy; otherwise each part is decoded alone.
+    // A part must also start and end on a character: the byte after it should be a NUL, but is not checked.
     match std::str::from_utf8(region) {
-        Ok(text) => Some(Headers { text: text.to_owned(), spans }),
-        Err(_) => {
+        Ok(text) if spans.iter().flatten().all(|&at| text.is_char_boundary(at as usize)) => {
+            Some(Headers { text: text.to_owned(), spans })
+        }
+        _ => {
             let part = |from: u32, to: u32| lossy(region.get(from as usize..to as usize).unwrap_or_default());
             Some(spans.iter().map(|&[n0, n1, v0, v1]| (part(n0, n1), part(v0, v1))).collect())
         }
@@ -144,6 +147,17 @@ mod tests {
         bytes[at] = 0xe9;
         let decoded = decode_pairs(&bytes).unwrap();
         assert_eq!(decoded.iter().collect::<Vec<_>>(), [("x-note", "caf\u{fffd}"), ("accept", "json")]);
+    }
+
+    #[test]
+    fn a_part_that_ends_inside_a_character_reads_with_a_replacement_character() {
+        // A name of one byte, 0xC3, whose NUL is 0xA9: the text is valid UTF-8, the name's end is not a boundary.
+        let mut bytes = encode_pairs(&[("x", "v")]);
+        let at = bytes.iter().position(|b| *b == b'x').unwrap();
+        bytes[at] = 0xc3;
+        bytes[at + 1] = 0xa9;
+        let decoded = decode_pairs(&bytes).unwrap();
+        assert_eq!(decoded.iter().collect::<Vec<_>>(), [("\u{fffd}", "v")]);
     }
 
     #[test]
