@@ -6,6 +6,7 @@
 use crate::errors::LocalReply;
 use crate::pricing::names::{self, BUCKETS};
 use crate::providers::Provider;
+use crate::wire::header_pairs::Headers;
 
 /// What a callback tells Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum Action {
 }
 
 pub trait Host {
-    fn request_headers(&self) -> crate::wire::header_pairs::Headers;
+    fn request_headers(&self) -> Headers;
     fn request_header(&self, name: &str) -> Option<String>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Vec<u8>;

@@ -66,7 +66,6 @@ pub fn prepare(
     body_size: usize,
     started_ms: u64,
 ) -> Result<Sending, ApiError> {
-    let header = |name: &str| headers.get(name);
     let body = host.request_body(body_size);
     let parsed = request::parse(&body, route.api).map_err(|e| {
         let mut err = ApiError::new(ErrorKind::InvalidRequest, e.message);
@@ -80,7 +79,7 @@ pub fn prepare(
         route.api,
         &parsed,
         &body,
-        header(forward::PROVIDER_HEADER),
+        headers.get(forward::PROVIDER_HEADER),
     )?;
     let (mut upstream, mut fallbacks) = failover::plan(worker, host, route.api, &parsed, &body, routed)?;
     for target in std::iter::once(&mut upstream).chain(fallbacks.iter_mut()) {
@@ -88,7 +87,8 @@ pub fn prepare(
             host.count(Metric::KeysAllResting(target.provider), 1);
         }
         // Claude's beta flags go to Bedrock in the body, only those it takes, and only from a Messages client.
-        if let (Provider::Bedrock, Api::Messages, Some(flags)) = (target.provider, route.api, header("anthropic-beta"))
+        if let (Provider::Bedrock, Api::Messages, Some(flags)) =
+            (target.provider, route.api, headers.get("anthropic-beta"))
         {
             let (betas, dropped) = crate::bedrock::bedrock_betas(flags);
             host.count(Metric::BedrockBetasDropped, dropped as u64);
@@ -106,7 +106,7 @@ pub fn prepare(
     }
     let call = call_info(worker, host, headers, &route, principal, &parsed, &upstream, started_ms);
     Ok(Sending {
-        save_mode_header: header(&worker.config.cost_controls.header).map(str::to_string),
+        save_mode_header: headers.get(&worker.config.cost_controls.header).map(str::to_string),
         max_output_tokens: parsed.max_output_tokens,
         route,
         body_size,
@@ -132,7 +132,6 @@ fn call_info(
     upstream: &forward::Upstream,
     started_ms: u64,
 ) -> CallInfo {
-    let header = |name: &str| headers.get(name);
     let (client_properties, rejected) = properties::header_properties(headers);
     host.count(Metric::PropertiesRejected, rejected as u64);
     // Gateway directives stop here; the provider has no use for them.
@@ -144,7 +143,7 @@ fn call_info(
     // Coding agents name their session; PostHog groups an agent session's calls by it.
     let session = SESSION_HEADERS
         .iter()
-        .find_map(|h| header(h))
+        .find_map(|h| headers.get(h))
         .and_then(|v| properties::sanitize_id(v, properties::MAX_ID_CHARS));
     if let Some(session) = session {
         gateway_properties.insert("$ai_session_id".into(), session.into());
@@ -153,8 +152,8 @@ fn call_info(
     CallInfo {
         started_ms,
         uuid: properties::new_uuid(),
-        trace_id: properties::trace_id(header("x-posthog-trace-id"), parsed.metadata_user_id.as_deref()),
-        distinct_id: accounting::end_user(parsed, header("x-posthog-distinct-id"), principal),
+        trace_id: properties::trace_id(headers.get("x-posthog-trace-id"), parsed.metadata_user_id.as_deref()),
+        distinct_id: accounting::end_user(parsed, headers.get("x-posthog-distinct-id"), principal),
         team_id: principal.team_id,
         product: worker.config.products.get(route.product).cloned().unwrap_or_default(),
         api_format: route.api.event_name(),
