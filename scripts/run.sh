@@ -59,4 +59,12 @@ python3 scripts/render-envoy.py "$RUN/envoy.yaml"
 echo "demo API key (team 1, all products): $demo_key   (make key for more)"
 "$ENVOY" -c "$RUN/envoy.yaml" --disable-hot-restart --concurrency "${LLMGW_CONCURRENCY:-2}" -l warning &
 pids+=($!)
+# Say when the gateway takes requests: Envoy loads the filter for a second or so after the banner.
+for _ in $(seq 100); do
+  if curl -sf -o /dev/null "http://127.0.0.1:$LLMGW_ADMIN_PORT/ready"; then
+    echo "ready: send requests to http://127.0.0.1:$LLMGW_PORT"
+    break
+  fi
+  sleep 0.1
+done
 wait -n "${pids[@]}"
