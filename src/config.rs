@@ -384,6 +384,12 @@ fn compile_models(
     for (name, m) in raw {
         let provider = Provider::from_name(&m.provider)
             .ok_or_else(|| format!("models.{}.provider: unknown provider {:?}", key(&name), m.provider))?;
+        if m.model.as_deref() == Some("") {
+            return Err(format!(
+                "models.{}.model: must not be empty (leave it out to send the name as is)",
+                key(&name)
+            ));
+        }
         if let Some(d) = &m.deployment {
             if provider != Provider::Azure {
                 return Err(format!("models.{}.deployment: only Azure models have a deployment", key(&name)));
@@ -637,8 +643,9 @@ mod tests {
         assert_eq!(c.provider(Provider::Azure).base_path, "/openai");
         assert_eq!(c.provider(Provider::Azure).api_version.as_deref(), Some("2024-10-21"));
         assert_eq!(c.models["gpt-4o"].deployment.as_deref(), Some("prod-4o"));
-        let bad: [(&[u8], &str); 7] = [
+        let bad: [(&[u8], &str); 8] = [
             (br#"{"providers":{"bedrock":{"auth":"iam"}}}"#, "providers.bedrock.auth"),
+            (br#"{"models":{"m":{"provider":"openai","model":""}}}"#, "models.m.model: must not be empty"),
             (br#"{"providers":{"openai":{"auth":"sigv4"}}}"#, "providers.openai.auth"),
             (br#"{"providers":{"openai":{"api_version":"2024-10-21"}}}"#, "providers.openai.api_version"),
             (br#"{"providers":{"azure":{"authority":"a","api_version":"x&y=1"}}}"#, "providers.azure.api_version"),

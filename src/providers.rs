@@ -73,14 +73,13 @@ impl fmt::Display for Provider {
 /// Provider by model-name convention, and the model name the provider expects.
 /// Explicit model-table entries in config take precedence over this.
 pub fn infer(model: &str) -> Option<(Provider, &str)> {
-    if let Some(rest) = model.strip_prefix("gemini/") {
-        return Some((Provider::Gemini, rest));
-    }
-    if let Some(rest) = model.strip_prefix("bedrock/") {
-        return Some((Provider::Bedrock, rest));
-    }
-    if let Some(rest) = model.strip_prefix("azure/") {
-        return Some((Provider::Azure, rest));
+    // A prefix with no model after it names nothing a provider would serve.
+    for (prefix, provider) in
+        [("gemini/", Provider::Gemini), ("bedrock/", Provider::Bedrock), ("azure/", Provider::Azure)]
+    {
+        if let Some(rest) = model.strip_prefix(prefix) {
+            return (!rest.is_empty()).then_some((provider, rest));
+        }
     }
     if is_bedrock_id(model) {
         return Some((Provider::Bedrock, model));
@@ -174,7 +173,7 @@ mod tests {
 
     #[test]
     fn unknown_models() {
-        for m in ["llama-3", "", "mistral-large", "anthropic", "Claude-3"] {
+        for m in ["llama-3", "", "mistral-large", "anthropic", "Claude-3", "gemini/", "bedrock/", "azure/"] {
             assert_eq!(infer(m), None, "{m}");
         }
     }
