@@ -137,6 +137,10 @@ SYSTEMS = [
      "optional": True, "scenarios": FLOOR_SCENARIOS},
     {"name": "wasm-hostcalls", "kind": "envoy", "plugin": {"floor": "hostcalls"}, "wasm": FLOOR_WASM, "floor": True,
      "optional": True, "scenarios": FLOOR_SCENARIOS},
+    # The hostcalls floor plus the JSON any LLM-aware filter reads (the model, the usage): how far
+    # the gateway's own computation is above the least such a filter computes.
+    {"name": "wasm-json", "kind": "envoy", "plugin": {"floor": "json"}, "wasm": FLOOR_WASM, "floor": True,
+     "optional": True, "scenarios": FLOOR_SCENARIOS},
     # Only when named: the hostcalls floor spinning 50 µs in its log callback. Does work there delay the client?
     {"name": "wasm-log-spin", "kind": "envoy", "plugin": {"floor": "hostcalls", "log_spin_us": 50}, "wasm": FLOOR_WASM,
      "floor": True, "optional": True, "named": True, "scenarios": FLOOR_SCENARIOS},
@@ -1119,11 +1123,16 @@ def floor_breakdown(table):
         rows = table.get(scen, {})
         if not all(n in rows for n in (BASELINE,) + floors):
             continue
+        if "wasm-json" in rows:
+            floors_here = floors + ("wasm-json",)
+        else:
+            floors_here = floors
         if metric == "cpu":
             base = rows[BASELINE]["cpu_1k"]
-            val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None for n in floors}
+            val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None
+                   for n in floors_here}
         else:
-            val = {n: rows[n].get(metric) for n in floors}
+            val = {n: rows[n].get(metric) for n in floors_here}
         cols.append((label, val))
     if not cols:
         return []
@@ -1132,12 +1141,18 @@ def floor_breakdown(table):
         return None if a is None or b is None else a - b
     L = ["#### Where the filter's cost goes (floor filters, same run)", "",
          "| layer | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
-    for label, upper, lower in (
-            ("any wasm filter: V8 context + header callbacks (wasm-noop)", "wasm-noop", None),
-            ("+ pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop)",
-             "wasm-body", "wasm-noop"),
-            ("+ the gateway's hostcalls, without its logic (wasm-hostcalls − wasm-body)", "wasm-hostcalls", "wasm-body"),
-            ("+ the gateway's own computation (filter − wasm-hostcalls)", "filter", "wasm-hostcalls")):
+    layers = [
+        ("any wasm filter: V8 context + header callbacks (wasm-noop)", "wasm-noop", None),
+        ("+ pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop)",
+         "wasm-body", "wasm-noop"),
+        ("+ the gateway's hostcalls, without its logic (wasm-hostcalls − wasm-body)", "wasm-hostcalls", "wasm-body"),
+        ("+ the gateway's own computation (filter − wasm-hostcalls)", "filter", "wasm-hostcalls")]
+    if all("wasm-json" in v for _, v in cols):
+        layers[-1:] = [
+            ("+ the JSON any LLM-aware filter reads: the model, the usage (wasm-json − wasm-hostcalls)",
+             "wasm-json", "wasm-hostcalls"),
+            ("+ the rest of the gateway's own computation (filter − wasm-json)", "filter", "wasm-json")]
+    for label, upper, lower in layers:
         L.append(f"| {label} | " + " | ".join(
             signed(v[upper] if lower is None else diff(v[upper], v[lower])) for _, v in cols) + " |")
     L.append("| = filter | " + " | ".join(signed(v["filter"]) for _, v in cols) + " |")

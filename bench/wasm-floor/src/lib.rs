@@ -19,6 +19,15 @@
 //!   call, the response header map read, and two clock reads. It answers
 //!   whether fewer, larger hostcalls would lift the `hostcalls` floor.
 //!
+//! - `"floor": "json"` (`wasm-json`): `hostcalls`, plus the JSON any gateway
+//!   that routes by model and counts tokens must read: the request body parsed
+//!   for its `model` and `stream` (every other member skipped, as a typed
+//!   parse does; a stream that does not ask for usage is made to, by a splice),
+//!   and the response's `usage` (the JSON body at its end, or each SSE `data:`
+//!   line that carries one). It does not cut the usage chunk out for a client
+//!   that did not ask. It answers how far the gateway's own computation is
+//!   above the least an LLM-aware filter computes.
+//!
 //! With `"log_spin_us": N` as well (`wasm-log-spin`), the log callback also
 //! spins for N µs: it shows whether work there delays the client's response.
 //!
@@ -34,13 +43,22 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use serde::Deserialize;
 
 const ROUTE_HEADER: &str = "x-llm-gateway-cluster";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { body: false, min: false, log_spin_ns: 0, calls: None, requests: None })
+        Box::new(Root {
+            body: false,
+            min: false,
+            json: false,
+            log_spin_ns: 0,
+            calls: None,
+            usage_metric: None,
+            requests: None,
+        })
     });
 }}
 
@@ -48,10 +66,14 @@ struct Root {
     body: bool,
     /// The `min` floor.
     min: bool,
+    /// The `json` floor.
+    json: bool,
     /// How long the log callback spins (`"log_spin_us"`), in ns.
     log_spin_ns: u64,
     /// The metric the `hostcalls` floor increments, when that floor is chosen.
     calls: Option<u32>,
+    /// The `json` floor's count of the calls whose usage it read.
+    usage_metric: Option<u32>,
     /// With `"timed": true`: the request counter `bench/profile.py --timing` divides by.
     requests: Option<u32>,
 }
@@ -65,8 +87,12 @@ impl RootContext for Root {
         let floor = |name: &str| {
             text.contains(&format!("\"floor\":\"{name}\"")) || text.contains(&format!("\"floor\": \"{name}\""))
         };
-        if floor("hostcalls") {
+        self.json = floor("json");
+        if floor("hostcalls") || self.json {
             self.calls = hostcalls::define_metric(MetricType::Counter, "floor_calls_total").ok();
+        }
+        if self.json {
+            self.usage_metric = hostcalls::define_metric(MetricType::Counter, "floor_usage_read_total").ok();
         }
         self.min = floor("min");
         self.log_spin_ns = text
@@ -88,8 +114,14 @@ impl RootContext for Root {
         Some(Box::new(Floor {
             body: self.body,
             min: self.min,
+            json: self.json,
+            stream: false,
+            asked: false,
+            tokens: 0,
+            response: Vec::new(),
             log_spin_ns: self.log_spin_ns,
             calls: self.calls,
+            usage_metric: self.usage_metric,
             timed: self.requests.is_some(),
             seen: 0,
             headers: Vec::new(),
@@ -104,10 +136,19 @@ impl RootContext for Root {
 struct Floor {
     body: bool,
     min: bool,
+    json: bool,
+    /// The `json` floor: whether the client asked for a stream, tokens read
+    /// from the response, and a JSON response's bytes so far.
+    stream: bool,
+    /// It asked for the usage chunk, which the client then must not see.
+    asked: bool,
+    tokens: u64,
+    response: Vec<u8>,
     log_spin_ns: u64,
     /// The `min` floor: the request's headers, read once, written back whole.
     headers: Vec<(String, String)>,
     calls: Option<u32>,
+    usage_metric: Option<u32>,
     timed: bool,
     /// Bytes copied in, so the copies cannot be optimised away.
     seen: usize,
@@ -145,6 +186,40 @@ fn timed<T>(on: bool, name: &'static str, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The request members a router reads; serde skips every other one.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    model: &'a str,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<Usage>,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn usage_tokens(json: &[u8]) -> u64 {
+    serde_json::from_slice::<WithUsage>(json)
+        .ok()
+        .and_then(|r| r.usage)
+        .map_or(0, |u| u.prompt_tokens + u.completion_tokens)
+}
+
 impl Floor {
     fn count(&self, n: u32) {
         if let Some(id) = self.calls {
@@ -168,8 +243,8 @@ impl HttpContext for Floor {
         timed(self.timed, "response_headers", || self.response_headers())
     }
 
-    fn on_http_response_body(&mut self, size: usize, _end_of_stream: bool) -> Action {
-        timed(self.timed, "response_body", || self.response_body(size))
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        timed(self.timed, "response_body", || self.response_body(size, end_of_stream))
     }
 
     fn on_log(&mut self) {
@@ -206,7 +281,22 @@ impl Floor {
         if !end_of_stream {
             return Action::Pause;
         }
-        self.seen += self.get_http_request_body(0, size).map_or(0, |b| b.len());
+        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        self.seen += body.len();
+        if self.json {
+            if let Ok(r) = serde_json::from_slice::<Request>(&body) {
+                self.seen += r.model.len();
+                self.stream = r.stream;
+                // An OpenAI stream carries usage only when asked: ask, the least way (a splice).
+                if r.stream && r.stream_options.is_none() && body.first() == Some(&b'{') {
+                    let mut asked = br#"{"stream_options":{"include_usage":true},"#.to_vec();
+                    asked.extend_from_slice(&body[1..]);
+                    self.set_http_request_body(0, size, &asked);
+                    self.set_http_request_header("content-length", Some(&asked.len().to_string()));
+                    self.asked = true;
+                }
+            }
+        }
         if self.min {
             let mut h = std::mem::take(&mut self.headers);
             h.retain(|(k, _)| k != "authorization" && k != ":authority" && k != ":path");
@@ -253,9 +343,43 @@ impl Floor {
         Action::Continue
     }
 
-    fn response_body(&mut self, size: usize) -> Action {
-        if self.body {
-            self.seen += self.get_http_response_body(0, size).map_or(0, |b| b.len());
+    fn response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !self.body {
+            return Action::Continue;
+        }
+        let chunk = self.get_http_response_body(0, size).unwrap_or_default();
+        self.seen += chunk.len();
+        if !self.json {
+            return Action::Continue;
+        }
+        if self.stream {
+            // The mock's chunks end on event boundaries; usage rides on some `data:`
+            // lines, and the usage chunk the floor asked for is cut out again.
+            let mut kept = Vec::with_capacity(chunk.len());
+            let mut cut = false;
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                let end = rest.windows(2).position(|w| w == b"\n\n").map_or(rest.len(), |i| i + 2);
+                let (event, tail) = rest.split_at(end);
+                rest = tail;
+                let data = event.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"data: "));
+                if let Some(json) = data.filter(|d| contains(d, b"\"usage\":")) {
+                    self.tokens += usage_tokens(json);
+                    if self.asked && contains(json, b"\"choices\":[]") {
+                        cut = true;
+                        continue;
+                    }
+                }
+                kept.extend_from_slice(event);
+            }
+            if cut {
+                self.set_http_response_body(0, size, &kept);
+            }
+        } else {
+            self.response.extend_from_slice(&chunk);
+            if end_of_stream {
+                self.tokens += usage_tokens(&self.response);
+            }
         }
         Action::Continue
     }
@@ -270,7 +394,14 @@ impl Floor {
         }
         if self.calls.is_some() {
             let _ = self.get_current_time();
-            self.count(4);
+            match self.usage_metric {
+                // One of the four increments counts the calls whose usage it read, so a run shows it did.
+                Some(id) => {
+                    self.count(3);
+                    let _ = hostcalls::increment_metric(id, i64::from(self.tokens > 0));
+                }
+                None => self.count(4),
+            }
         }
     }
 }
