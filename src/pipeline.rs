@@ -134,19 +134,21 @@ impl ResponsePipeline {
             }
             Mode::Stream { decoder, stages } => {
                 // Usage is read on the provider's SSE: after the Bedrock decoder, before translation.
-                let mut sse = match decoder.as_mut() {
-                    Some(d) => d.feed(chunk),
-                    None => chunk.to_vec(),
-                };
-                if end {
-                    if let Some(d) = decoder.as_mut() {
+                let decoded = decoder.as_mut().map(|d| {
+                    let mut sse = d.feed(chunk);
+                    if end {
                         sse.extend(d.finish());
                     }
-                }
-                let first_token = tracker.feed(&sse).first_token;
+                    sse
+                });
+                let sse = decoded.as_deref().unwrap_or(chunk);
+                let first_token = tracker.feed(sse).first_token;
                 let out = run(stages, sse, end);
                 let terminal = scan(&out);
-                Fed { replace: Some(out), first_token, terminal }
+                // Most chunks of a stream whose usage is cut come out as they went in:
+                // those stay in Envoy's buffer, neither copied back nor replaced.
+                let replace = (decoded.is_some() || out != chunk).then_some(out);
+                Fed { replace, first_token, terminal }
             }
         }
     }
@@ -251,16 +253,16 @@ fn stages(plan: &mut ResponsePlan, status: u16, created: u64) -> Vec<Box<dyn Tra
 
 /// Passes `bytes` through every stage; at the end each stage's tail still
 /// passes through the stages after it.
-fn run(stages: &mut [Box<dyn Transform>], bytes: Vec<u8>, end: bool) -> Vec<u8> {
-    let mut out = bytes;
+fn run(stages: &mut [Box<dyn Transform>], input: &[u8], end: bool) -> Vec<u8> {
+    let mut out: Option<Vec<u8>> = None;
     for stage in stages.iter_mut() {
-        let mut next = stage.feed(&out);
+        let mut next = stage.feed(out.as_deref().unwrap_or(input));
         if end {
             next.extend(stage.finish());
         }
-        out = next;
+        out = Some(next);
     }
-    out
+    out.unwrap_or_else(|| input.to_vec())
 }
 
 #[cfg(test)]
@@ -295,6 +297,26 @@ mod tests {
             assert_eq!(extracted.error.is_some(), !whole, "{client:?} whole={whole}: {out}");
             assert_eq!(extracted.usage.map(|u| u.input_tokens), Some(3));
         }
+    }
+
+    #[test]
+    fn a_chunk_the_stages_leave_as_it_is_is_not_replaced() {
+        let plan = ResponsePlan { strip_usage_chunk: true, ..plan(Api::Chat, ProviderWire::OpenAiChat) };
+        let mut p = ResponsePipeline::start(plan, 200, Some("text/event-stream"), None, 0);
+        let plain = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+        let fed = p.feed(plain.as_bytes(), false);
+        assert!(fed.replace.is_none() && fed.first_token, "an unchanged chunk stays in Envoy's buffer");
+        // Half an event is held back, so that chunk changes; so does one that carries `"usage":null`.
+        let fed = p.feed(&plain.as_bytes()[..10], false);
+        assert_eq!(fed.replace.as_deref(), Some(&b""[..]));
+        let null = "oices\":[],\"usage\":null}\n\n";
+        let fed = p.feed(null.as_bytes(), false);
+        assert_eq!(fed.replace.as_deref(), Some(&b"data: {\"choices\":[]}\n\n"[..]));
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let fed = p.feed(usage.as_bytes(), true);
+        assert_eq!(fed.replace.as_deref(), Some(&b"data: [DONE]\n\n"[..]));
+        assert_eq!(p.finish().usage.map(|u| u.output_tokens), Some(1));
     }
 
     #[test]
