@@ -145,8 +145,8 @@ impl ResponsePipeline {
                 let first_token = tracker.feed(sse).first_token;
                 let out = run(stages, sse, end);
                 let terminal = scan(&out);
-                // Most chunks of a stream whose usage is cut come out as they went in:
-                // those stay in Envoy's buffer, neither copied back nor replaced.
+                // A chunk the stages leave as it is (no usage member to cut, nothing for
+                // Gemini's fix) stays in Envoy's buffer: neither copied back nor replaced.
                 let replace = (decoded.is_some() || out != chunk).then_some(out);
                 Fed { replace, first_token, terminal }
             }

@@ -24,9 +24,9 @@
 //!   for its `model` and `stream` (every other member skipped, as a typed
 //!   parse does; a stream that does not ask for usage is made to, by a splice),
 //!   and the response's `usage` (the JSON body at its end, or each SSE `data:`
-//!   line that carries one). It does not cut the usage chunk out for a client
-//!   that did not ask. It answers how far the gateway's own computation is
-//!   above the least an LLM-aware filter computes.
+//!   line that carries one), cutting out the usage chunk it asked for. It
+//!   answers how far the gateway's own computation is above the least an
+//!   LLM-aware filter computes.
 //!
 //! With `"log_spin_us": N` as well (`wasm-log-spin`), the log callback also
 //! spins for N µs: it shows whether work there delays the client's response.
