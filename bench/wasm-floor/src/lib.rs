@@ -24,7 +24,8 @@
 //!   for its `model` and `stream` (every other member skipped, as a typed
 //!   parse does; a stream that does not ask for usage is made to, by a splice),
 //!   and the response's `usage` (the JSON body at its end, or each SSE `data:`
-//!   line that carries one), cutting out the usage chunk it asked for. It
+//!   line that carries one), cutting out the usage chunk it asked for (not the
+//!   `"usage":null` member of the other chunks, which the gateway also cuts). It
 //!   answers how far the gateway's own computation is above the least an
 //!   LLM-aware filter computes.
 //!
