@@ -384,7 +384,7 @@ fn compile_models(
     for (name, m) in raw {
         let provider = Provider::from_name(&m.provider)
             .ok_or_else(|| format!("models.{}.provider: unknown provider {:?}", key(&name), m.provider))?;
-        if m.model.as_deref() == Some("") {
+        if m.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
             return Err(format!(
                 "models.{}.model: must not be empty (leave it out to send the name as is)",
                 key(&name)
@@ -643,9 +643,10 @@ mod tests {
         assert_eq!(c.provider(Provider::Azure).base_path, "/openai");
         assert_eq!(c.provider(Provider::Azure).api_version.as_deref(), Some("2024-10-21"));
         assert_eq!(c.models["gpt-4o"].deployment.as_deref(), Some("prod-4o"));
-        let bad: [(&[u8], &str); 8] = [
+        let bad: [(&[u8], &str); 9] = [
             (br#"{"providers":{"bedrock":{"auth":"iam"}}}"#, "providers.bedrock.auth"),
             (br#"{"models":{"m":{"provider":"openai","model":""}}}"#, "models.m.model: must not be empty"),
+            (br#"{"models":{"m":{"provider":"openai","model":" "}}}"#, "models.m.model: must not be empty"),
             (br#"{"providers":{"openai":{"auth":"sigv4"}}}"#, "providers.openai.auth"),
             (br#"{"providers":{"openai":{"api_version":"2024-10-21"}}}"#, "providers.openai.api_version"),
             (br#"{"providers":{"azure":{"authority":"a","api_version":"x&y=1"}}}"#, "providers.azure.api_version"),
