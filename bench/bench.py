@@ -1123,10 +1123,7 @@ def floor_breakdown(table):
         rows = table.get(scen, {})
         if not all(n in rows for n in (BASELINE,) + floors):
             continue
-        if "wasm-json" in rows:
-            floors_here = floors + ("wasm-json",)
-        else:
-            floors_here = floors
+        floors_here = floors + (("wasm-json",) if "wasm-json" in rows else ())
         if metric == "cpu":
             base = rows[BASELINE]["cpu_1k"]
             val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None

@@ -60,11 +60,14 @@ echo "demo API key (team 1, all products): $demo_key   (make key for more)"
 "$ENVOY" -c "$RUN/envoy.yaml" --disable-hot-restart --concurrency "${LLMGW_CONCURRENCY:-2}" -l warning &
 pids+=($!)
 # Say when the gateway takes requests: Envoy loads the filter for a second or so after the banner.
+ready=""
 for _ in $(seq 100); do
-  if curl -sf -o /dev/null "http://127.0.0.1:$LLMGW_ADMIN_PORT/ready"; then
-    echo "ready: send requests to http://127.0.0.1:$LLMGW_PORT"
-    break
-  fi
+  curl -sf -o /dev/null "http://127.0.0.1:$LLMGW_ADMIN_PORT/ready" && ready=1 && break
   sleep 0.1
 done
+if [ -n "$ready" ]; then
+  echo "ready: send requests to http://127.0.0.1:$LLMGW_PORT"
+else
+  echo "not ready after 10 s: Envoy's admin /ready did not answer (its log is above)" >&2
+fi
 wait -n "${pids[@]}"
