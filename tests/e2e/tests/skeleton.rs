@@ -155,6 +155,8 @@ fn gateway_errors_use_the_api_error_format() {
         ("POST", "/v1/chat/completions", r#"{"model":7,"messages":[]}"#.into(), 400, "'model'"),
         ("POST", "/v1/chat/completions", r#"{"model":"gpt-4o","messages":[],"stream":1}"#.into(), 400, "'stream'"),
         ("POST", "/v1/chat/completions", chat("llama-3-70b", false), 400, "Unknown model"),
+        // A provider prefix with no model after it names no model (never an empty one upstream).
+        ("POST", "/v1/chat/completions", chat("gemini/", false), 400, "Unknown model"),
         (
             "POST",
             "/v1/responses",
