@@ -5,6 +5,9 @@
 //! - natively: `cargo run --release --example hotpath`
 //! - in V8 (Node's), as wasm: `cargo run --release --target wasm32-wasip1 --example hotpath`
 //!
+//! Each step also prints its heap allocations per iteration (each `alloc` and
+//! `realloc`), which cost most when the caches are cold, as in Envoy between requests.
+//!
 //! An argument runs only the steps whose names contain it, 20 times as often:
 //! `node --cpu-prof scripts/wasi-run.mjs target/wasm32-wasip1/release/examples/hotpath.wasm "header map"`
 //! then shows which wasm functions that step spends its time in (V8's profiler
@@ -13,6 +16,8 @@
 // Benchmark tooling, not filter code: a failed setup may panic.
 #![allow(clippy::expect_used)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -23,6 +28,34 @@ use llm_gateway::{auth, capture, config, forward, pipeline, pricing, request, ro
 /// The steps to run, when an argument names some.
 static ONLY: OnceLock<Option<String>> = OnceLock::new();
 
+/// The system allocator, its allocations counted.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// SAFETY: every call is passed unchanged to `System`, which upholds the contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc`, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for `dealloc`, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc`, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
 fn time<T>(name: &str, mut n: u32, mut f: impl FnMut() -> T) -> f64 {
     if let Some(only) = ONLY.get_or_init(|| std::env::args().nth(1)) {
         if !name.contains(only.as_str()) {
@@ -30,12 +63,14 @@ fn time<T>(name: &str, mut n: u32, mut f: impl FnMut() -> T) -> f64 {
         }
         n *= 20;
     }
+    let allocs = ALLOCATIONS.load(Ordering::Relaxed);
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(f());
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    println!("{name:38} {us:9.2} µs");
+    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - allocs) as f64 / f64::from(n);
+    println!("{name:38} {us:9.2} µs {allocs:7.1} allocations");
     us
 }
 
@@ -99,6 +134,9 @@ fn main() {
     .iter()
     .sum::<f64>();
     println!("{:38} {total:9.2} µs", "sum");
+    time("upstream plan, streamed (usage asked)", n, || {
+        forward::plan(&config, &keys, 0, route.api, &streamed_req, streamed_body.as_bytes(), None).is_ok()
+    });
     println!("The same call streamed, the usage the gateway asked for cut out, {} iterations:", n / 10);
     time(&format!("response stream ({} chunks, usage cut)", events.len()), n / 10, || {
         let mut p =

@@ -4,6 +4,7 @@
 //! line naming the field instead of being silently ignored.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Deserialize;
 
@@ -161,7 +162,13 @@ pub struct ProviderSettings {
     /// Azure only: with an `api-version`, the deployment-based paths
     /// (`/openai/deployments/{deployment}/...?api-version=`); without, the v1 API.
     pub api_version: Option<String>,
+    /// The upstream headers every call to the provider sets, whatever its request:
+    /// built once here and shared by the calls' plans, which add `:path` and the key.
+    pub fixed_headers: Vec<(String, String)>,
 }
+
+/// The timeout header every upstream request carries (Envoy's router reads it).
+pub const TIMEOUT_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
 
 /// A model-table entry: an alias or a model pinned to a provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +183,7 @@ pub struct ModelRoute {
 pub struct Config {
     /// `products[0]` serves unprefixed paths.
     pub products: Vec<String>,
-    providers: (ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings),
+    providers: Providers,
     pub models: HashMap<String, ModelRoute>,
     /// Request header the Envoy route reads (`cluster_header`) to pick the upstream.
     pub route_header: String,
@@ -198,7 +205,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn provider(&self, p: Provider) -> &ProviderSettings {
+    pub fn provider(&self, p: Provider) -> &Rc<ProviderSettings> {
         match p {
             Provider::OpenAi => &self.providers.0,
             Provider::Anthropic => &self.providers.1,
@@ -258,7 +265,9 @@ fn one_line(message: String) -> String {
 
 fn compile(raw: RawConfig) -> Result<Config, String> {
     let products = compile_products(raw.products)?;
-    let providers = compile_providers(&raw.providers)?;
+    let route_header =
+        non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?.to_ascii_lowercase();
+    let providers = compile_providers(&raw.providers, &route_header)?;
     let models = compile_models(raw.models, &providers.4)?;
     let max_request_body_bytes = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_request_body_bytes == 0 {
@@ -289,8 +298,7 @@ fn compile(raw: RawConfig) -> Result<Config, String> {
         products,
         providers,
         models,
-        route_header: non_empty(raw.route_header, "x-llm-gateway-cluster", || "route_header".into())?
-            .to_ascii_lowercase(),
+        route_header,
         max_request_body_bytes,
         body_timeout_ms: positive(raw.body_timeout_ms.unwrap_or(10_000), "body_timeout_ms")?,
         anthropic_version: non_empty(raw.anthropic_version, "2023-06-01", || "anthropic_version".into())?,
@@ -313,11 +321,12 @@ fn compile_products(raw: Option<Vec<String>>) -> Result<Vec<String>, String> {
     Ok(products)
 }
 
+/// Each provider's settings, in `Provider::ALL` order.
+type Providers =
+    (Rc<ProviderSettings>, Rc<ProviderSettings>, Rc<ProviderSettings>, Rc<ProviderSettings>, Rc<ProviderSettings>);
+
 /// `providers.<name>`: cluster, host, path, timeout and auth of each provider.
-#[allow(clippy::type_complexity)]
-fn compile_providers(
-    raw: &HashMap<String, RawProvider>,
-) -> Result<(ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings, ProviderSettings), String> {
+fn compile_providers(raw: &HashMap<String, RawProvider>, route_header: &str) -> Result<Providers, String> {
     for name in raw.keys() {
         if Provider::from_name(name).is_none() {
             return Err(format!(
@@ -326,7 +335,7 @@ fn compile_providers(
             ));
         }
     }
-    let settings = |p: Provider| -> Result<ProviderSettings, String> {
+    let settings = |p: Provider| -> Result<Rc<ProviderSettings>, String> {
         let raw_p = raw.get(p.name());
         let timeout_ms = raw_p.and_then(|r| r.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
         if timeout_ms == 0 {
@@ -355,16 +364,18 @@ fn compile_providers(
         if !base_path.starts_with('/') || base_path.ends_with('/') {
             return Err(format!("providers.{p}.base_path: must start with '/' and not end with '/'"));
         }
-        Ok(ProviderSettings {
-            auth,
-            api_version,
-            cluster: non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || format!("providers.{p}.cluster"))?,
-            authority: non_empty(raw_p.and_then(|r| r.authority.clone()), p.default_authority(), || {
-                format!("providers.{p}.authority")
-            })?,
-            base_path,
-            timeout_ms,
-        })
+        let cluster = non_empty(raw_p.and_then(|r| r.cluster.clone()), p.name(), || format!("providers.{p}.cluster"))?;
+        let authority = non_empty(raw_p.and_then(|r| r.authority.clone()), p.default_authority(), || {
+            format!("providers.{p}.authority")
+        })?;
+        let fixed_headers = vec![
+            // Usage is read from the response as it passes: ask for it uncompressed.
+            ("accept-encoding".into(), "identity".into()),
+            (route_header.into(), cluster.clone()),
+            (":authority".into(), authority.clone()),
+            (TIMEOUT_HEADER.into(), timeout_ms.to_string()),
+        ];
+        Ok(Rc::new(ProviderSettings { auth, api_version, cluster, authority, base_path, timeout_ms, fixed_headers }))
     };
     Ok((
         settings(Provider::OpenAi)?,

@@ -1,6 +1,8 @@
 //! Where a parsed request goes: provider, cluster, path, credentials, body.
 
-use crate::config::Config;
+use std::rc::Rc;
+
+use crate::config::{Config, ProviderSettings};
 use crate::errors::{ApiError, ErrorKind};
 use crate::keys::{KeyPool, KeyUse, Picked, Secret};
 use crate::pipeline::ResponsePlan;
@@ -94,11 +96,11 @@ pub fn forwards_client_header(name: &str, provider: Provider, translated: bool) 
 pub struct Upstream {
     pub provider: Provider,
     pub model: String,
-    pub authority: String,
-    pub base_path: String,
+    /// The provider's settings: its authority, base path and the headers every call sets.
+    pub settings: Rc<ProviderSettings>,
     pub path: String,
-    /// Headers to set, replacing any the client sent.
-    pub headers: Vec<(String, String)>,
+    /// The gateway key's header, when the call carries one.
+    pub auth: Option<(&'static str, String)>,
     /// Headers to set only when the client did not.
     pub default_headers: Vec<(&'static str, String)>,
     /// A new body, when the request must change on the way.
@@ -173,7 +175,7 @@ pub fn plan_target(
     // Azure names the model by its deployment: in the path or the body's `model`.
     let wire_model = deployment(config, provider, requested, model);
     let path = provider_path(config, provider, wire, wire_model, req.stream);
-    let headers = upstream_headers(config, provider, picked.as_ref().map(|p| p.secret), &path);
+    let auth = picked.as_ref().map(|p| auth_header(provider, p.secret));
     let default_headers = match provider {
         Provider::Anthropic => vec![("anthropic-version", config.anthropic_version.clone())],
         _ => Vec::new(),
@@ -185,10 +187,9 @@ pub fn plan_target(
     Ok(Upstream {
         provider,
         model: model.to_string(),
-        authority: settings.authority.clone(),
-        base_path: settings.base_path.clone(),
+        settings: Rc::clone(settings),
         path,
-        headers,
+        auth,
         default_headers,
         body: new_body,
         key: picked.as_ref().map(|p| p.key),
@@ -305,23 +306,6 @@ pub fn auth_header(provider: Provider, key: &Secret) -> (&'static str, String) {
     }
 }
 
-/// Headers that replace the client's: route, authority, path, timeout, the
-/// gateway's key (none when Envoy signs the request).
-fn upstream_headers(config: &Config, provider: Provider, key: Option<&Secret>, path: &str) -> Vec<(String, String)> {
-    let settings = config.provider(provider);
-    let auth = key.map(|key| auth_header(provider, key));
-    let mut headers = vec![
-        // Usage is read from the response as it passes: ask for it uncompressed.
-        ("accept-encoding".into(), "identity".into()),
-        (config.route_header.clone(), settings.cluster.clone()),
-        (":authority".into(), settings.authority.clone()),
-        (":path".into(), path.to_owned()),
-        ("x-envoy-upstream-rq-timeout-ms".into(), settings.timeout_ms.to_string()),
-    ];
-    headers.extend(auth.map(|(name, value)| (name.to_string(), value)));
-    headers
-}
-
 /// The body to send instead of the client's, if it must change: the model
 /// renamed and usage asked for on native routes, translated otherwise; and a
 /// translated Responses request's context, which its answer needs. The target
@@ -376,6 +360,19 @@ fn upstream_body(
 }
 
 impl Upstream {
+    /// The headers that replace the client's: the provider's fixed ones (encoding,
+    /// route, authority, timeout), the path, and the gateway's key (none when Envoy signs).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let fixed = self.settings.fixed_headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let auth = self.auth.as_ref().map(|(k, v)| (*k, v.as_str()));
+        fixed.chain(std::iter::once((":path", self.path.as_str()))).chain(auth)
+    }
+
+    /// Where the call goes, as the event's `$ai_base_url` names it.
+    pub fn base_url(&self) -> String {
+        format!("https://{}{}", self.settings.authority, self.settings.base_path)
+    }
+
     /// The request header changes that turn the client's headers (lowercase names, as
     /// they arrived less [`dropped_on_arrival`]) into the provider's: `(name, None)`
     /// removes, `(name, Some(value))` sets. The client's headers of another API family
@@ -391,11 +388,11 @@ impl Upstream {
                 edits.push((name, None));
             }
         }
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers() {
             // A pseudo-header (never removed on arrival) that already says it costs no hostcall.
             let unchanged = name.starts_with(':') && client.iter().any(|(k, v)| k == name && v == value);
             if !unchanged {
-                edits.push((name.as_str(), Some(value.as_str())));
+                edits.push((name, Some(value)));
             }
         }
         for (name, value) in &self.default_headers {
@@ -431,7 +428,7 @@ mod tests {
     }
 
     fn header<'a>(u: &'a Upstream, name: &str) -> &'a str {
-        u.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap()
+        u.headers().find(|(k, _)| *k == name).map(|(_, v)| v).unwrap()
     }
 
     #[test]
@@ -587,7 +584,7 @@ mod tests {
         assert_eq!(header(&u, ":path"), "/openai/v1/chat/completions");
         assert_eq!(header(&u, ":authority"), "acme.openai.azure.com");
         assert_eq!(header(&u, "api-key"), "key-for-LLM_GATEWAY_AZURE_API_KEY");
-        assert!(u.headers.iter().all(|(k, _)| k != "authorization"));
+        assert!(u.headers().all(|(k, _)| k != "authorization"));
         assert_eq!(u.response.provider, ProviderWire::OpenAiChat);
         assert_eq!(u.body.as_deref(), Some(&br#"{"model":"prod-4o","messages":[]}"#[..]));
         let u = run(&c, Api::Responses, br#"{"model":"fast","input":"hi"}"#, None).unwrap();
@@ -612,7 +609,7 @@ mod tests {
         let c = Config::parse(config.to_string().as_bytes()).unwrap();
         let u = run(&c, Api::Chat, br#"{"model":"gpt-4o","messages":[],"stream":true}"#, None).unwrap();
         assert_eq!(header(&u, ":path"), "/openai/deployments/prod-4o/chat/completions?api-version=2025-04-01-preview");
-        assert_eq!(u.base_path, "/openai");
+        assert_eq!(u.settings.base_path, "/openai");
         // Azure's Responses API is not per deployment: the deployment is the body's model.
         let u = run(&c, Api::Responses, br#"{"model":"gpt-4o","input":"hi"}"#, None).unwrap();
         assert_eq!(header(&u, ":path"), "/openai/responses?api-version=2025-04-01-preview");
@@ -633,7 +630,7 @@ mod tests {
         let body = br#"{"model":"us.anthropic.claude-sonnet-4-5-20250929-v1:0","max_tokens":5,"messages":[]}"#;
         let req = parse(body, Api::Messages).unwrap();
         let u = plan(&c, &ProviderKeys::default(), 0, Api::Messages, &req, body, None).unwrap();
-        assert!(u.headers.iter().all(|(k, _)| k != "authorization"), "{:?}", u.headers);
+        assert!(u.headers().all(|(k, _)| k != "authorization"), "{:?}", u.headers().collect::<Vec<_>>());
         assert_eq!(header(&u, ":authority"), "bedrock-runtime.us-east-1.amazonaws.com");
         assert_eq!(u.key, None);
         // Other providers still need their keys.

@@ -17,6 +17,32 @@ use crate::wire::Api;
 /// Top-level members of a JSON object, in order, values unparsed.
 pub struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
+/// A JSON string borrowed from the body, or copied when it has escapes (serde's
+/// own `Cow<str>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -26,8 +52,9 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                // Room for the members SDKs and agents send, without regrowing.
+                let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(16);
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     if out.iter().any(|(k, _)| *k == key) {
                         return Err(de::Error::custom(format_args!("duplicate key `{}`", key.escape_debug())));
                     }
@@ -108,7 +135,7 @@ pub fn parse(body: &[u8], api: Api) -> Result<ParsedRequest<'_>, BodyError> {
         return Err(err("Request body is empty; expected a JSON object", None));
     }
     let fields: Fields = serde_json::from_slice(body).map_err(|e| err(format!("Invalid JSON body: {e}"), None))?;
-    let model: Cow<str> =
+    let Text(model) =
         field(&fields, "model")?.ok_or_else(|| err("Missing required parameter: 'model'", Some("model")))?;
     if model.is_empty() {
         return Err(err("'model' must not be empty", Some("model")));
@@ -131,18 +158,18 @@ pub fn parse(body: &[u8], api: Api) -> Result<ParsedRequest<'_>, BodyError> {
             Some(_) => {}
         }
     }
-    let user = match field::<Cow<str>>(&fields, "safety_identifier")? {
+    let user = match field::<Text>(&fields, "safety_identifier")? {
         Some(s) => Some(s),
         None => field(&fields, "user")?,
-    };
+    }
+    .map(|Text(s)| s);
     let metadata_user_id = field::<Metadata>(&fields, "metadata")?.and_then(|m| m.user_id);
-    let max_output_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .into_iter()
-        .map(|k| field::<u64>(&fields, k))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .next();
+    // Each is checked for its type; the first one set counts.
+    let mut max_output_tokens = None;
+    for key in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        let value = field::<u64>(&fields, key)?;
+        max_output_tokens = max_output_tokens.or(value);
+    }
     Ok(ParsedRequest { fields, model, stream, include_usage, user, metadata_user_id, max_output_tokens })
 }
 

@@ -51,7 +51,9 @@ pub fn begin(worker: &Worker, host: &dyn Host, headers: &Headers, body_size: usi
         host.set_request_header(name, None);
     }
     let (path, new_body, bedrock) = match upstream.provider {
-        Provider::Anthropic => (format!("{}/messages/count_tokens", upstream.base_path), upstream.body.clone(), false),
+        Provider::Anthropic => {
+            (format!("{}/messages/count_tokens", upstream.settings.base_path), upstream.body.clone(), false)
+        }
         Provider::Bedrock => {
             let invoke = upstream.body.as_deref().unwrap_or(&body);
             (crate::bedrock::count_tokens_path(&upstream.model), Some(count_tokens::bedrock_body(invoke)), true)

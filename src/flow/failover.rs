@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::host::{Host, Metric};
 use super::worker::Worker;
 use crate::accounting::CallInfo;
+use crate::config::TIMEOUT_HEADER;
 use crate::errors::{ApiError, ErrorKind};
 use crate::failover::relay::{Entry, Outcome, Refusal, RelayTarget};
 use crate::failover::{self, chain, FAILOVER_HEADER, PROVIDER_AUTH_HEADERS, REFUSAL_HEADER, TARGET_HEADER};
@@ -105,8 +106,11 @@ pub struct Chain {
 /// header (the next cluster goes there) and the timeout (read once, by the
 /// router, from the first attempt), plus defaults the client did not send.
 fn attempt_headers(route_header: &str, u: &Upstream, client: &Headers) -> Vec<(String, String)> {
-    let mut set: Vec<(String, String)> =
-        u.headers.iter().filter(|(k, _)| k != route_header && k != "x-envoy-upstream-rq-timeout-ms").cloned().collect();
+    let mut set: Vec<(String, String)> = u
+        .headers()
+        .filter(|(k, _)| *k != route_header && *k != TIMEOUT_HEADER)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for (name, value) in &u.default_headers {
         if client.get(name).is_none() {
             set.push((name.to_string(), value.clone()));
@@ -148,7 +152,7 @@ pub fn start(
     let target_of = |u: &Upstream, body_len: usize, response: Option<ResponsePlan>| Target {
         provider: u.provider,
         model: u.model.clone(),
-        base_url: format!("https://{}{}", u.authority, u.base_path),
+        base_url: u.base_url(),
         response,
         body_len,
         key: u.key,
@@ -192,7 +196,7 @@ pub fn start(
         host.set_request_header(name, Some(&value));
     }
     // The router's whole-request timeout covers every attempt: the longest of the chain's.
-    host.set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&timeout_ms.to_string()));
+    host.set_request_header(TIMEOUT_HEADER, Some(&timeout_ms.to_string()));
     Some(Box::new(Chain { key, targets, answered: 0, refusal: None, responded: false }))
 }
 

@@ -160,7 +160,7 @@ fn call_info(
         provider: upstream.provider.name(),
         model: parsed.model.to_string(),
         upstream_model: upstream.model.clone(),
-        base_url: format!("https://{}{}", upstream.authority, upstream.base_path),
+        base_url: upstream.base_url(),
         stream: parsed.stream,
         input: capture_content.then(|| parsed.fields.get(content_field).map(|r| r.get().to_string())).flatten(),
         client_properties,

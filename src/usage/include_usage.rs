@@ -43,7 +43,8 @@ impl Default for UsageChunkStripper {
 impl Transform for UsageChunkStripper {
     /// Returns the bytes to forward now: every event this chunk completed.
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        // At most what is held and what came, in one allocation.
+        let mut out = Vec::with_capacity(self.buf.len() + chunk.len());
         let mut pending = chunk;
         let mut i = 0;
         while let Some(&b) = pending.get(i) {

@@ -118,8 +118,8 @@ impl UsageTracker {
         if let Mode::Stream { parser, sniffing: sniffing @ true, skipped } = &mut self.mode {
             let ws = chunk.iter().position(|&b| !is_json_whitespace(b)).unwrap_or(chunk.len());
             let (lead, rest) = chunk.split_at(ws);
-            let completed = parser.feed(lead);
-            debug_assert!(completed.is_empty(), "whitespace alone completes no SSE event");
+            // Whitespace alone completes no SSE event.
+            parser.feed_each(lead, |_| {});
             *skipped = skipped.saturating_add(lead.len());
             chunk = rest;
             match rest.first() {
@@ -140,9 +140,8 @@ impl UsageTracker {
                 }
             }
             Mode::Stream { parser, .. } => {
-                for event in parser.feed(chunk) {
-                    handle_event(self.wire, &event, &mut self.sink);
-                }
+                let (wire, sink) = (self.wire, &mut self.sink);
+                parser.feed_each(chunk, |event| handle_event(wire, event, sink));
             }
         }
         Progress { first_token: !before && self.sink.first_token }
@@ -160,9 +159,8 @@ impl UsageTracker {
                 }
             }
             Mode::Stream { parser, .. } => {
-                if let Some(event) = parser.finish() {
-                    handle_event(self.wire, &event, &mut self.sink);
-                }
+                let (wire, sink) = (self.wire, &mut self.sink);
+                parser.finish_each(|event| handle_event(wire, event, sink));
                 if parser.dropped_events() > 0 {
                     problem = Some(Problem::EventOverCap);
                 }

@@ -30,12 +30,19 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// The data buffer's capacity kept from one event to the next.
+const KEPT_DATA_BYTES: usize = 16 * 1024;
+
 #[derive(Debug)]
 pub struct SseParser {
     max_event_bytes: usize,
     line: Vec<u8>,
-    event: Option<String>,
-    data: String,
+    /// The event in progress: its `event:` name and its `data` lines, each
+    /// ending in `\n`. Lent to the caller when it completes, then cleared, so a
+    /// steady stream reuses the same buffers.
+    pending: SseEvent,
+    /// An `event:` name's buffer, kept for the next one.
+    spare_name: Option<String>,
     has_data: bool,
     /// The last chunk ended in CR: an LF opening the next one belongs to it.
     skip_lf: bool,
@@ -59,8 +66,8 @@ impl SseParser {
         SseParser {
             max_event_bytes,
             line: Vec::new(),
-            event: None,
-            data: String::new(),
+            pending: SseEvent { event: None, data: String::new() },
+            spare_name: None,
             has_data: false,
             skip_lf: false,
             at_start: true,
@@ -78,12 +85,19 @@ impl SseParser {
     /// Bytes held for the current line and event (tests check bounds).
     #[cfg(test)]
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.line.capacity() + self.data.capacity()
+        self.line.capacity() + self.pending.data.capacity()
     }
 
-    /// Parses the next chunk and returns the events it completed.
+    /// Parses the next chunk and returns the events it completed (a copy of
+    /// each: [`SseParser::feed_each`] lends them instead).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
+        self.feed_each(chunk, |event| out.push(event.clone()));
+        out
+    }
+
+    /// Parses the next chunk, handing each event it completes to `on_event`.
+    pub fn feed_each(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent)) {
         let mut rest = chunk;
         if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
@@ -109,27 +123,27 @@ impl SseParser {
                     }
                 }
             }
-            if let Some(event) = self.end_line() {
-                out.push(event);
-            }
+            self.end_line(&mut on_event);
             rest = tail;
         }
-        out
     }
 
     /// Ends the stream: a pending line and event are completed as if a blank
     /// line followed.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        let mut out = None;
+        self.finish_each(|event| out = Some(event.clone()));
+        out
+    }
+
+    /// [`SseParser::finish`], lending the last event to `on_event`.
+    pub fn finish_each(&mut self, mut on_event: impl FnMut(&SseEvent)) {
         let pending_line = if self.overflow { self.overflow_line_nonempty } else { !self.line.is_empty() };
-        let mut event = None;
-        if pending_line {
-            event = self.end_line();
-        }
-        if event.is_none() {
-            event = self.end_line();
+        let dispatched = pending_line && self.end_line(&mut on_event);
+        if !dispatched {
+            self.end_line(&mut on_event);
         }
         self.skip_lf = false;
-        event
     }
 
     fn push_partial(&mut self, bytes: &[u8]) {
@@ -140,7 +154,7 @@ impl SseParser {
             self.overflow_line_nonempty = true;
             return;
         }
-        if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
+        if self.line.len() + self.pending.data.len() + bytes.len() > self.max_event_bytes {
             self.start_overflow();
             self.overflow_line_nonempty = true;
             return;
@@ -152,20 +166,20 @@ impl SseParser {
         self.dropped += 1;
         self.overflow = true;
         self.line = Vec::new();
-        self.data = String::new();
-        self.event = None;
+        self.pending = SseEvent { event: None, data: String::new() };
         self.has_data = false;
     }
 
-    /// Handles the line just terminated; returns an event if it was blank.
-    fn end_line(&mut self) -> Option<SseEvent> {
+    /// Handles the line just terminated; a blank one completes the event.
+    /// True when an event went to `on_event`.
+    fn end_line(&mut self, on_event: &mut impl FnMut(&SseEvent)) -> bool {
         if self.overflow {
             let blank = !self.overflow_line_nonempty;
             self.overflow_line_nonempty = false;
             if blank {
                 self.overflow = false;
             }
-            return None;
+            return false;
         }
         let raw = std::mem::take(&mut self.line);
         let mut line: &[u8] = &raw;
@@ -174,10 +188,13 @@ impl SseParser {
             line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         }
         if line.is_empty() {
-            return self.dispatch();
+            self.line = raw;
+            return self.dispatch(on_event);
         }
         if line.first() == Some(&b':') {
-            return None;
+            self.line = raw;
+            self.line.clear();
+            return false;
         }
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => {
@@ -188,16 +205,21 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match name {
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => {
+                let mut buf = self.pending.event.take().or_else(|| self.spare_name.take()).unwrap_or_default();
+                buf.clear();
+                buf.push_str(&String::from_utf8_lossy(value));
+                self.pending.event = Some(buf);
+            }
             b"data" => {
                 // Validating first takes the fast path for the usual valid UTF-8.
                 match std::str::from_utf8(value) {
-                    Ok(value) => self.data.push_str(value),
-                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
+                    Ok(value) => self.pending.data.push_str(value),
+                    Err(_) => self.pending.data.push_str(&String::from_utf8_lossy(value)),
                 }
-                self.data.push('\n');
+                self.pending.data.push('\n');
                 self.has_data = true;
-                if self.data.len() > self.max_event_bytes {
+                if self.pending.data.len() > self.max_event_bytes {
                     self.start_overflow();
                 }
             }
@@ -206,20 +228,31 @@ impl SseParser {
         // Reusing the allocation keeps steady-state streams allocation-light.
         self.line = raw;
         self.line.clear();
-        None
+        false
     }
 
-    fn dispatch(&mut self) -> Option<SseEvent> {
-        let event = self.event.take().filter(|e| !e.is_empty());
-        if !self.has_data {
-            return None;
+    /// A blank line: lends the event, if it has data, then clears it for the next.
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&SseEvent)) -> bool {
+        if self.pending.event.as_deref() == Some("") {
+            self.spare_name = self.pending.event.take();
         }
-        self.has_data = false;
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
+        let has_data = std::mem::take(&mut self.has_data);
+        if has_data {
+            if self.pending.data.ends_with('\n') {
+                self.pending.data.pop();
+            }
+            on_event(&self.pending);
         }
-        Some(SseEvent { event, data })
+        if let Some(name) = self.pending.event.take() {
+            self.spare_name = Some(name);
+        }
+        // The next event reuses the buffer, unless an outsized one grew it.
+        if self.pending.data.capacity() > KEPT_DATA_BYTES {
+            self.pending.data = String::new();
+        } else {
+            self.pending.data.clear();
+        }
+        has_data
     }
 }
 

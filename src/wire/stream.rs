@@ -47,23 +47,24 @@ impl<H: EventHandler> Sse<H> {
     pub fn new(handler: H) -> Self {
         Sse { parser: SseParser::default(), handler, done: false, incomplete: false }
     }
+}
 
-    fn handle(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
-        if !self.done && self.handler.event(event, out) == Next::Done {
-            self.done = true;
-        }
+/// One input event to the handler, unless the stream is already over for the client.
+fn handle<H: EventHandler>(handler: &mut H, done: &mut bool, event: &SseEvent, out: &mut Vec<u8>) {
+    if !*done && handler.event(event, out) == Next::Done {
+        *done = true;
     }
 }
 
 impl<H: EventHandler> Transform for Sse<H> {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
         if self.done {
-            return out;
+            return Vec::new();
         }
-        for event in self.parser.feed(chunk) {
-            self.handle(&event, &mut out);
-        }
+        // A converted event is about as long as the one it came from.
+        let mut out = Vec::with_capacity(chunk.len());
+        let Sse { parser, handler, done, .. } = self;
+        parser.feed_each(chunk, |event| handle(handler, done, event, &mut out));
         out
     }
 
@@ -72,9 +73,8 @@ impl<H: EventHandler> Transform for Sse<H> {
         if self.done {
             return out;
         }
-        if let Some(event) = self.parser.finish() {
-            self.handle(&event, &mut out);
-        }
+        let Sse { parser, handler, done, .. } = self;
+        parser.finish_each(|event| handle(handler, done, event, &mut out));
         if !self.done {
             self.done = true;
             self.incomplete = self.handler.cut(&mut out);
