@@ -28,8 +28,9 @@ pub fn end_user(req: &ParsedRequest, header: Option<&str>, principal: &Principal
 #[derive(Debug, Clone, Default)]
 pub struct CallInfo {
     pub started_ms: u64,
-    pub uuid: String,
-    pub trace_id: String,
+    /// The trace the call names (`x-posthog-trace-id`, Claude Code's session); else the
+    /// event gets a fresh one. The event's own uuid is drawn when it is built.
+    pub trace_id: Option<String>,
     pub distinct_id: String,
     pub team_id: i64,
     pub product: String,
@@ -120,8 +121,8 @@ pub fn generation(info: CallInfo, out: &Outcome, cost: Option<&Cost>, content: b
     pricing_properties(out, cost, &mut gateway_properties);
     Generation {
         distinct_id: info.distinct_id,
-        trace_id: info.trace_id,
-        uuid: info.uuid,
+        trace_id: info.trace_id.unwrap_or_else(crate::capture::properties::new_uuid),
+        uuid: crate::capture::properties::new_uuid(),
         timestamp_ms: info.started_ms,
         model: info.model,
         model_served: served,

@@ -114,17 +114,17 @@ pub fn sanitize_id(s: &str, max: usize) -> Option<String> {
 ///    `_normalize_trace_id` does: a value that parses as a UUID becomes its
 ///    canonical lowercase form, anything else becomes UUIDv5 of its UTF-8
 ///    bytes under [`TRACE_ID_NAMESPACE`].
-/// 3. Else a fresh UUIDv4.
-pub fn trace_id(header: Option<&str>, anthropic_user_id: Option<&str>) -> String {
+/// 3. Else `None`: the event gets a fresh UUIDv4 when it is built.
+pub fn trace_id(header: Option<&str>, anthropic_user_id: Option<&str>) -> Option<String> {
     if let Some(id) = header.and_then(|h| sanitize_id(h, MAX_ID_CHARS)) {
-        return id;
+        return Some(id);
     }
     match anthropic_user_id {
-        Some(raw) if !raw.is_empty() => match parse_uuid_like_python(raw) {
+        Some(raw) if !raw.is_empty() => Some(match parse_uuid_like_python(raw) {
             Some(uuid) => hyphenated(uuid),
             None => hyphenated(Uuid::new_v5(&TRACE_ID_NAMESPACE, raw.as_bytes())),
-        },
-        _ => new_uuid(),
+        }),
+        _ => None,
     }
 }
 
@@ -271,36 +271,31 @@ mod tests {
 
     #[test]
     fn trace_id_prefers_a_valid_header() {
-        assert_eq!(trace_id(Some("trace-1"), Some("user_abc")), "trace-1");
+        assert_eq!(trace_id(Some("trace-1"), Some("user_abc")).as_deref(), Some("trace-1"));
     }
 
     #[test]
     fn trace_id_hashes_the_anthropic_user_id_like_the_python_gateway() {
         // Expected values from Python: uuid5(UUID("8d4f6b7e-..."), s).
-        assert_eq!(trace_id(None, Some("user_abc")), "cb5c0786-681a-50bf-b34c-77da6fe23af9");
+        assert_eq!(trace_id(None, Some("user_abc")).as_deref(), Some("cb5c0786-681a-50bf-b34c-77da6fe23af9"));
         assert_eq!(
-            trace_id(Some("bad header"), Some(r#"{"session_id":"s1","device_id":"d"}"#)),
-            "7ab68061-a3b4-5ca9-8e1e-7aa91f021190"
+            trace_id(Some("bad header"), Some(r#"{"session_id":"s1","device_id":"d"}"#)).as_deref(),
+            Some("7ab68061-a3b4-5ca9-8e1e-7aa91f021190")
         );
-        assert_eq!(trace_id(None, Some("é")), "96ce2783-693e-5842-a4db-360342c0954e");
+        assert_eq!(trace_id(None, Some("é")).as_deref(), Some("96ce2783-693e-5842-a4db-360342c0954e"));
     }
 
     #[test]
     fn trace_id_keeps_a_uuid_user_id_in_canonical_form() {
         let want = "550e8400-e29b-41d4-a716-446655440000";
         for raw in ["{550E8400-E29B-41D4-A716-446655440000}", "urn:uuid:550e8400e29b41d4a716446655440000", want] {
-            assert_eq!(trace_id(None, Some(raw)), want, "{raw}");
+            assert_eq!(trace_id(None, Some(raw)).as_deref(), Some(want), "{raw}");
         }
     }
 
     #[test]
-    fn trace_id_falls_back_to_a_fresh_uuid() {
-        let a = trace_id(None, None);
-        let b = trace_id(Some(""), Some(""));
-        assert_ne!(a, b);
-        for id in [a, b] {
-            let parsed = Uuid::parse_str(&id).expect("uuid");
-            assert_eq!(parsed.get_version_num(), 4);
-        }
+    fn a_call_that_names_no_trace_leaves_it_to_the_event() {
+        assert_eq!(trace_id(None, None), None);
+        assert_eq!(trace_id(Some(""), Some("")), None);
     }
 }

@@ -151,7 +151,6 @@ fn call_info(
     let content_field = if route.api == Api::Responses { "input" } else { "messages" };
     CallInfo {
         started_ms,
-        uuid: properties::new_uuid(),
         trace_id: properties::trace_id(headers.get("x-posthog-trace-id"), parsed.metadata_user_id.as_deref()),
         distinct_id: accounting::end_user(parsed, headers.get("x-posthog-distinct-id"), principal),
         team_id: principal.team_id,

@@ -382,14 +382,21 @@ impl PriceTable {
         day: u32,
         fallback_usd: f64,
     ) -> Cost {
-        let found: Vec<Found> = models.iter().map(|m| self.find(provider, m)).collect();
-        let own = found.iter().find(|f| matches!(f, Found::Override(_) | Found::Model(..)));
-        let pick = own.or_else(|| found.iter().find(|f| matches!(f, Found::Family(..))));
-        let Some((name, row)) = pick.and_then(|f| self.row(*f, day)) else {
+        // A name's own row first, then its family's (lookups after the first are memo hits).
+        let found = |family: bool| {
+            models.iter().map(|m| self.find(provider, m)).find(|f| match f {
+                Found::Override(_) | Found::Model(..) => !family,
+                Found::Family(..) => family,
+                Found::Unknown => false,
+            })
+        };
+        let pick = found(false).or_else(|| found(true));
+        let Some((name, row)) = pick.and_then(|f| self.row(f, day)) else {
             return Cost::flat(fallback_usd);
         };
         let source = if matches!(pick, Some(Found::Family(..))) { CostSource::Family } else { CostSource::Table };
-        let mut c = price(row, name.to_ascii_lowercase().contains("claude"), usage);
+        let claude = name.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"claude"));
+        let mut c = price(row, claude, usage);
         c.source = source;
         c.priced_as = Some(name);
         c
