@@ -35,14 +35,27 @@ pub struct TerminalScanner {
     line: Vec<u8>,
     /// The last byte was a CR: an LF right after it ends the same line.
     after_cr: bool,
-    event: Option<Vec<u8>>,
-    data: Option<Vec<u8>>,
+    /// The current event has a name, and a data line; their heads are in the
+    /// buffers, which are reused from event to event.
+    has_event: bool,
+    has_data: bool,
+    event: Vec<u8>,
+    data: Vec<u8>,
     seen: bool,
 }
 
 impl TerminalScanner {
     pub fn new(client: Api) -> Self {
-        TerminalScanner { client, line: Vec::new(), after_cr: false, event: None, data: None, seen: false }
+        TerminalScanner {
+            client,
+            line: Vec::new(),
+            after_cr: false,
+            has_event: false,
+            has_data: false,
+            event: Vec::new(),
+            data: Vec::new(),
+            seen: false,
+        }
     }
 
     /// Whether the terminal event has passed.
@@ -93,9 +106,18 @@ impl TerminalScanner {
     /// A line ended; true when it dispatched the terminal event.
     fn end_line(&mut self) -> bool {
         let line = std::mem::take(&mut self.line);
+        let terminal = self.read_line(&line);
+        // The line's buffer serves the next line.
+        self.line = line;
+        self.line.clear();
+        terminal
+    }
+
+    fn read_line(&mut self, line: &[u8]) -> bool {
         if line.is_empty() {
-            let (event, data) = (self.event.take(), self.data.take());
-            return data.is_some_and(|d| self.is_terminal(event.as_deref(), &d));
+            let has_event = std::mem::take(&mut self.has_event);
+            return std::mem::take(&mut self.has_data)
+                && self.is_terminal(has_event.then_some(self.event.as_slice()), &self.data);
         }
         let (name, value) = match line.iter().position(|b| *b == b':') {
             Some(0) => return false, // a comment
@@ -103,14 +125,17 @@ impl TerminalScanner {
                 let (name, value) = line.split_at(i);
                 (name, value.get(1..).unwrap_or_default())
             }
-            None => (&line[..], &[][..]),
+            None => (line, &[][..]),
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        match name {
-            b"event" => self.event = Some(value.to_vec()),
-            b"data" if self.data.is_none() => self.data = Some(value.to_vec()),
-            _ => {}
-        }
+        let (has, buf) = match name {
+            b"event" => (&mut self.has_event, &mut self.event),
+            b"data" if !self.has_data => (&mut self.has_data, &mut self.data),
+            _ => return false,
+        };
+        buf.clear();
+        buf.extend_from_slice(value);
+        *has = true;
         false
     }
 
