@@ -1123,7 +1123,7 @@ def floor_breakdown(table):
         rows = table.get(scen, {})
         if not all(n in rows for n in (BASELINE,) + floors):
             continue
-        floors_here = floors + (("wasm-json",) if "wasm-json" in rows else ())
+        floors_here = floors + tuple(n for n in ("wasm-json", "filter-no-failover") if n in rows)
         if metric == "cpu":
             base = rows[BASELINE]["cpu_1k"]
             val = {n: (rows[n]["cpu_1k"] - base) * 1000 if rows[n]["cpu_1k"] and base else None
@@ -1149,6 +1149,14 @@ def floor_breakdown(table):
             ("+ the JSON any LLM-aware filter reads: the model, the usage (wasm-json − wasm-hostcalls)",
              "wasm-json", "wasm-hostcalls"),
             ("+ the rest of the gateway's own computation (filter − wasm-json)", "filter", "wasm-json")]
+    # The floors run without the failover route and its upstream filter, as filter-no-failover does:
+    # what Envoy's match_delegate costs every request of a config that has them is a layer of its own.
+    if all("filter-no-failover" in v for _, v in cols):
+        label, _, lower = layers[-1]
+        layers[-1:] = [
+            (label.replace("(filter −", "(filter-no-failover −"), "filter-no-failover", lower),
+            ("+ Envoy skipping the failover route's upstream filter (filter − filter-no-failover)",
+             "filter", "filter-no-failover")]
     for label, upper, lower in layers:
         L.append(f"| {label} | " + " | ".join(
             signed(v[upper] if lower is None else diff(v[upper], v[lower])) for _, v in cols) + " |")

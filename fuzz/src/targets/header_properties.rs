@@ -102,14 +102,15 @@ pub fn run(input: Input) {
     assert_eq!(sanitize_id(&input.id, max), valid.then(|| trimmed.to_string()), "sanitize_id({:?}, {max})", input.id);
 
     let id = trace_id(input.trace_header.as_deref(), input.user_id.as_deref());
-    assert!(!id.chars().any(char::is_control));
-    match input.trace_header.as_deref().and_then(|h| sanitize_id(h, 200)) {
-        Some(h) => assert_eq!(id, h),
-        None => {
+    let named = input.user_id.as_deref().is_some_and(|u| !u.is_empty());
+    match (input.trace_header.as_deref().and_then(|h| sanitize_id(h, 200)), id) {
+        (Some(h), id) => assert_eq!(id, Some(h)),
+        // A call that names no trace leaves it to the event (a fresh UUIDv4 then).
+        (None, None) => assert!(!named, "a user_id gave no trace id"),
+        (None, Some(id)) => {
+            assert!(named, "a trace id from nothing: {id:?}");
             assert!(is_uuid(&id), "trace id {id:?} is not a canonical UUID");
-            if input.user_id.as_deref().is_some_and(|u| !u.is_empty()) {
-                assert_eq!(trace_id(None, input.user_id.as_deref()), id, "trace id from user_id not stable");
-            }
+            assert_eq!(trace_id(None, input.user_id.as_deref()), Some(id), "trace id from user_id not stable");
         }
     }
 }
