@@ -16,8 +16,6 @@
 // Benchmark tooling, not filter code: a failed setup may panic.
 #![allow(clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -28,33 +26,8 @@ use llm_gateway::{auth, capture, config, forward, pipeline, pricing, request, ro
 /// The steps to run, when an argument names some.
 static ONLY: OnceLock<Option<String>> = OnceLock::new();
 
-/// The system allocator, its allocations counted.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-// SAFETY: every call is passed unchanged to `System`, which upholds the contract.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `alloc`, passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract for `dealloc`, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `realloc`, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+static GLOBAL: llm_gateway::alloc_count::Counting = llm_gateway::alloc_count::Counting;
 
 fn time<T>(name: &str, mut n: u32, mut f: impl FnMut() -> T) -> f64 {
     if let Some(only) = ONLY.get_or_init(|| std::env::args().nth(1)) {
@@ -63,13 +36,13 @@ fn time<T>(name: &str, mut n: u32, mut f: impl FnMut() -> T) -> f64 {
         }
         n *= 20;
     }
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocs = llm_gateway::alloc_count::allocations();
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(f());
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - allocs) as f64 / f64::from(n);
+    let allocs = (llm_gateway::alloc_count::allocations() - allocs) as f64 / f64::from(n);
     println!("{name:38} {us:9.2} µs {allocs:7.1} allocations");
     us
 }

@@ -4,6 +4,7 @@
 //! tested natively and on `wasm32-wasip1`; `filter` is the only host adapter.
 
 pub mod accounting;
+pub mod alloc_count;
 pub mod auth;
 pub mod bedrock;
 pub mod calendar;

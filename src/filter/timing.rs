@@ -23,9 +23,9 @@ pub fn timed<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
     }
     let started = host::now_ns();
     let calls = host::hostcalls_made();
-    let allocs = counting::allocations();
+    let allocs = crate::alloc_count::allocations();
     let out = f();
-    let allocs = counting::allocations() - allocs;
+    let allocs = crate::alloc_count::allocations() - allocs;
     let calls = host::hostcalls_made() - calls;
     let took = host::now_ns().saturating_sub(started);
     let (ns, count, allocated) = IDS.with(|ids| {
@@ -43,41 +43,7 @@ pub fn timed<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The global allocator of the callback-timing build: the system one, with
-/// its allocations counted (each `alloc` and `realloc`).
+/// The callback-timing build counts its heap allocations.
 #[cfg(feature = "callback-timing")]
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-    pub fn allocations() -> u64 {
-        ALLOCATIONS.load(Ordering::Relaxed)
-    }
-
-    struct Counting;
-
-    #[global_allocator]
-    static GLOBAL: Counting = Counting;
-
-    // SAFETY: every call is passed unchanged to `System`, which upholds the contract.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `alloc`, passed on.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract for `dealloc`, passed on.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `realloc`, passed on.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-}
+#[global_allocator]
+static GLOBAL: crate::alloc_count::Counting = crate::alloc_count::Counting;
