@@ -30,7 +30,7 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// The data buffer's capacity kept from one event to the next.
+/// The line and data buffers' capacity kept from one event to the next.
 const KEPT_DATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
@@ -188,7 +188,10 @@ impl SseParser {
             line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         }
         if line.is_empty() {
-            self.line = raw;
+            // The next event reuses the line's buffer, unless an outsized line grew it.
+            if raw.capacity() <= KEPT_DATA_BYTES {
+                self.line = raw;
+            }
             return self.dispatch(on_event);
         }
         if line.first() == Some(&b':') {
@@ -393,6 +396,15 @@ data: last without blank line";
         assert!(p.line.len() <= 64);
         assert_eq!(p.dropped_events(), 1);
         assert_eq!(p.feed(b"\n\ndata: ok\n\n"), vec![ev(None, "ok")]);
+    }
+
+    #[test]
+    fn an_outsized_event_does_not_keep_its_buffers() {
+        let mut p = SseParser::default();
+        let big = format!("data: {}\n\n", "x".repeat(100_000));
+        assert_eq!(p.feed(big.as_bytes()).len(), 1);
+        assert_eq!(p.feed(b"data: small\n\n"), vec![ev(None, "small")]);
+        assert!(p.buffered_bytes() <= 2 * KEPT_DATA_BYTES, "{} bytes kept", p.buffered_bytes());
     }
 
     #[test]
