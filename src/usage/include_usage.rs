@@ -13,11 +13,8 @@ use std::ops::Range;
 
 use serde::de::IgnoredAny;
 
-use crate::wire::sse::DEFAULT_MAX_EVENT_BYTES;
+use crate::wire::sse::{DEFAULT_MAX_EVENT_BYTES, KEPT_BUFFER_BYTES};
 use crate::wire::stream::Transform;
-
-/// The event buffer's capacity kept from one event to the next.
-const KEPT_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct UsageChunkStripper {

@@ -30,8 +30,9 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// The line and data buffers' capacity kept from one event to the next.
-const KEPT_DATA_BYTES: usize = 16 * 1024;
+/// A stream's buffers keep up to this much capacity from one event to the
+/// next; an outsized event's are freed when it ends.
+pub const KEPT_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct SseParser {
@@ -188,8 +189,8 @@ impl SseParser {
             line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         }
         if line.is_empty() {
-            // The next event reuses the line's buffer, unless an outsized line grew it.
-            if raw.capacity() <= KEPT_DATA_BYTES {
+            // The line's buffer serves the next event, unless an outsized line grew it.
+            if raw.capacity() <= KEPT_BUFFER_BYTES {
                 self.line = raw;
             }
             return self.dispatch(on_event);
@@ -236,8 +237,9 @@ impl SseParser {
 
     /// A blank line: lends the event, if it has data, then clears it for the next.
     fn dispatch(&mut self, on_event: &mut impl FnMut(&SseEvent)) -> bool {
+        // An empty `event:` names no event.
         if self.pending.event.as_deref() == Some("") {
-            self.spare_name = self.pending.event.take();
+            self.pending.event = None;
         }
         let has_data = std::mem::take(&mut self.has_data);
         if has_data {
@@ -246,15 +248,11 @@ impl SseParser {
             }
             on_event(&self.pending);
         }
-        if let Some(name) = self.pending.event.take() {
+        // The next event reuses the buffers, unless an outsized one grew them.
+        if let Some(name) = self.pending.event.take().filter(|n| n.capacity() <= KEPT_BUFFER_BYTES) {
             self.spare_name = Some(name);
         }
-        // An outsized name's buffer is not kept.
-        if self.spare_name.as_ref().is_some_and(|n| n.capacity() > KEPT_DATA_BYTES) {
-            self.spare_name = None;
-        }
-        // The next event reuses the buffer, unless an outsized one grew it.
-        if self.pending.data.capacity() > KEPT_DATA_BYTES {
+        if self.pending.data.capacity() > KEPT_BUFFER_BYTES {
             self.pending.data = String::new();
         } else {
             self.pending.data.clear();
@@ -409,7 +407,7 @@ data: last without blank line";
         assert_eq!(p.feed(big.as_bytes()).len(), 1);
         assert_eq!(p.feed(b"data: small\n\n"), vec![ev(None, "small")]);
         let kept = p.buffered_bytes() + p.spare_name.as_ref().map_or(0, String::capacity);
-        assert!(kept <= 2 * KEPT_DATA_BYTES, "{kept} bytes kept");
+        assert!(kept <= 2 * KEPT_BUFFER_BYTES, "{kept} bytes kept");
     }
 
     #[test]
