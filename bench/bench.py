@@ -1138,25 +1138,25 @@ def floor_breakdown(table):
         return None if a is None or b is None else a - b
     L = ["#### Where the filter's cost goes (floor filters, same run)", "",
          "| layer | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    # The floors run without the failover route and its upstream filter, as filter-no-failover
+    # does: when it ran, the gateway's computation ends there and Envoy's match_delegate, which
+    # every request of a config with that route pays, is a layer of its own.
+    failover = all("filter-no-failover" in v for _, v in cols)
+    gateway = "filter-no-failover" if failover else "filter"
+    below = "wasm-json" if all("wasm-json" in v for _, v in cols) else "wasm-hostcalls"
     layers = [
         ("any wasm filter: V8 context + header callbacks (wasm-noop)", "wasm-noop", None),
         ("+ pause on headers, copy the whole body into the VM, copy response chunks (wasm-body − wasm-noop)",
          "wasm-body", "wasm-noop"),
-        ("+ the gateway's hostcalls, without its logic (wasm-hostcalls − wasm-body)", "wasm-hostcalls", "wasm-body"),
-        ("+ the gateway's own computation (filter − wasm-hostcalls)", "filter", "wasm-hostcalls")]
-    if all("wasm-json" in v for _, v in cols):
-        layers[-1:] = [
-            ("+ the JSON any LLM-aware filter reads: the model, the usage (wasm-json − wasm-hostcalls)",
-             "wasm-json", "wasm-hostcalls"),
-            ("+ the rest of the gateway's own computation (filter − wasm-json)", "filter", "wasm-json")]
-    # The floors run without the failover route and its upstream filter, as filter-no-failover does:
-    # what Envoy's match_delegate costs every request of a config that has them is a layer of its own.
-    if all("filter-no-failover" in v for _, v in cols):
-        label, _, lower = layers[-1]
-        layers[-1:] = [
-            (label.replace("(filter −", "(filter-no-failover −"), "filter-no-failover", lower),
-            ("+ Envoy skipping the failover route's upstream filter (filter − filter-no-failover)",
-             "filter", "filter-no-failover")]
+        ("+ the gateway's hostcalls, without its logic (wasm-hostcalls − wasm-body)", "wasm-hostcalls", "wasm-body")]
+    if below == "wasm-json":
+        layers.append(("+ the JSON any LLM-aware filter reads: the model, the usage (wasm-json − wasm-hostcalls)",
+                       "wasm-json", "wasm-hostcalls"))
+    rest = "the rest of the gateway's own computation" if below == "wasm-json" else "the gateway's own computation"
+    layers.append((f"+ {rest} ({gateway} − {below})", gateway, below))
+    if failover:
+        layers.append(("+ Envoy skipping the failover route's upstream filter (filter − filter-no-failover)",
+                       "filter", "filter-no-failover"))
     for label, upper, lower in layers:
         L.append(f"| {label} | " + " | ".join(
             signed(v[upper] if lower is None else diff(v[upper], v[lower])) for _, v in cols) + " |")
