@@ -1139,8 +1139,9 @@ def floor_breakdown(table):
     L = ["#### Where the filter's cost goes (floor filters, same run)", "",
          "| layer | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
     # The floors run without the failover route and its upstream filter, as filter-no-failover
-    # does: when it ran, the gateway's computation ends there and Envoy's match_delegate, which
-    # every request of a config with that route pays, is a layer of its own.
+    # does: when it ran, the gateway's computation ends there, and what Envoy spends on that route
+    # and the clusters' disabled upstream filter, which every request of such a config pays, is a
+    # layer of its own.
     failover = all("filter-no-failover" in v for _, v in cols)
     gateway = "filter-no-failover" if failover else "filter"
     below = "wasm-json" if all("wasm-json" in v for _, v in cols) else "wasm-hostcalls"
@@ -1155,7 +1156,7 @@ def floor_breakdown(table):
     rest = "the rest of the gateway's own computation" if below == "wasm-json" else "the gateway's own computation"
     layers.append((f"+ {rest} ({gateway} − {below})", gateway, below))
     if failover:
-        layers.append(("+ Envoy skipping the failover route's upstream filter (filter − filter-no-failover)",
+        layers.append(("+ the failover route and its disabled upstream filter, in Envoy (filter − filter-no-failover)",
                        "filter", "filter-no-failover"))
     for label, upper, lower in layers:
         L.append(f"| {label} | " + " | ".join(

@@ -1,6 +1,7 @@
 //! The upstream side of failover: the same module as an upstream HTTP filter
-//! on the provider clusters, run once per attempt the router makes. A request
-//! without a chain passes untouched (one header read). For a chain, the attempt
+//! on the provider clusters, run once per attempt of a request with a chain
+//! (only the failover route enables the filter; one without a chain that gets
+//! here anyway is counted and passes untouched). For a chain, the attempt
 //! takes the next target from the relay, names the target after it in the
 //! route header (the router reads it again when it retries), and, past the
 //! first target, replaces every provider header an earlier target set, the
@@ -11,7 +12,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::host::{Action, Host};
+use super::host::{Action, Host, Metric};
 use crate::errors::LocalReply;
 use crate::failover::relay::{Refusal, Relay};
 use crate::failover::{FAILOVER_HEADER, REFUSAL_HEADER, TARGET_HEADER};
@@ -40,6 +41,8 @@ impl Attempt {
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         let Some(key) = host.request_header(FAILOVER_HEADER).and_then(|k| k.parse::<u32>().ok()) else {
+            // Only the failover route enables this filter, and only chained requests take it.
+            host.count(Metric::FailoverUnchained, 1);
             self.state = State::Passing;
             return Action::Continue;
         };

@@ -146,6 +146,8 @@ pub enum Metric {
     FailoverMisconfigured,
     /// Chained requests no upstream filter saw (one attempt, or retries to the same target).
     FailoverUnconfirmed,
+    /// Attempts without a chain that entered the upstream filter: it is not disabled by default.
+    FailoverUnchained,
     /// Chain targets left out: no key, a request their API cannot express, unpriced, past max_attempts.
     FailoverTargetsSkipped,
     /// Chained requests sent with one attempt because the relay was full.
@@ -158,7 +160,7 @@ pub enum Metric {
     HostcallsFailed,
 }
 
-const SIMPLE: [(Metric, &str); 45] = [
+const SIMPLE: [(Metric, &str); 46] = [
     (Metric::Requests, "requests_total"),
     (Metric::LocalReplies, "local_replies_total"),
     (Metric::UpstreamFailures, "upstream_failures_total"),
@@ -200,6 +202,7 @@ const SIMPLE: [(Metric, &str); 45] = [
     (Metric::FailoverDeadline, "failover_deadline_total"),
     (Metric::FailoverMisconfigured, "failover_misconfigured_total"),
     (Metric::FailoverUnconfirmed, "failover_unconfirmed_total"),
+    (Metric::FailoverUnchained, "failover_unchained_attempts_total"),
     (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
     (Metric::FailoverRelayFull, "failover_relay_full_total"),
     (Metric::FailoverBodyTooLarge, "failover_body_too_large_total"),

@@ -37,7 +37,14 @@ const KEY_VARS: [&str; 5] = [
     "LLM_GATEWAY_AZURE_API_KEY",
 ];
 const SIGNER: &str = "envoy.filters.http.aws_request_signing";
-const SKIP_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
+/// The clusters' upstream filter (the failover rewrite), by the name the failover route enables it by.
+const UPSTREAM_FILTER: &str = "llm_gateway_upstream";
+
+/// A route's `typed_per_filter_config` enabling one filter that is disabled by default:
+/// Envoy takes a `FilterConfig` with an empty `config` as "enabled" (and refuses one without).
+fn enables(filter: &str) -> Value {
+    json!({filter: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": {}}})
+}
 
 fn read(rel: &str) -> String {
     let path = repo_root().join(rel);
@@ -246,14 +253,16 @@ fn every_render_names_only_clusters_it_defines() {
 
 /// The failover route (README "Failover"): chosen by the filter's header, its cluster
 /// re-read from the route header on every retry, able to reach every provider
-/// cluster; each of those clusters runs the upstream filter in the downstream
-/// filter's VM and lets retries through its circuit breaker.
+/// cluster, and alone enabling the clusters' upstream filter; each of those clusters
+/// runs that filter in the downstream filter's VM and lets retries through its
+/// circuit breaker.
 fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
     let routes = hcm(envoy)["route_config"]["virtual_hosts"][0]["routes"].as_array().unwrap();
     let failover =
         routes.iter().find(|r| r["name"] == "failover").unwrap_or_else(|| panic!("{path}: no failover route"));
     assert_eq!(routes.last().unwrap()["match"], json!({"prefix": "/"}), "{path}: the plain route comes last");
-    assert_eq!(failover["match"]["headers"][0], json!({"name": "x-llm-gateway-failover", "present_match": true}));
+    assert_eq!(failover["match"]["headers"][0], json!({"name": FAILOVER_HEADER, "present_match": true}));
+    assert_eq!(failover["typed_per_filter_config"], enables(UPSTREAM_FILTER), "{path}: the upstream filter never runs");
     let route = &failover["route"];
     assert_eq!(route["timeout"], "0s", "{path}: streams must not be cut by a route timeout");
     assert_eq!(route["retry_policy"]["refresh_cluster_on_retry"], true, "{path}");
@@ -275,17 +284,11 @@ fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
             options["http_filters"].as_array().unwrap_or_else(|| panic!("{path}: {name} has no upstream filters"));
         let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
         // The failover rewrite first, the codec last (Bedrock's SigV4 signer, if any, between them).
-        assert_eq!(names.first(), Some(&"envoy.filters.http.match_delegate"), "{path}: {name}");
+        assert_eq!(names.first(), Some(&UPSTREAM_FILTER), "{path}: {name}");
         assert_eq!(names.last(), Some(&"envoy.filters.http.upstream_codec"), "{path}: {name}");
-        // Envoy skips the rewrite for requests without a chain (no failover header).
-        let delegate = &filters[0]["typed_config"];
-        let skip = &delegate["xds_matcher"]["matcher_list"]["matchers"][0];
-        let absent = &skip["predicate"]["not_matcher"]["single_predicate"];
-        assert_eq!(absent["input"]["typed_config"]["header_name"], FAILOVER_HEADER, "{path}: {name}");
-        assert_eq!(absent["value_match"]["safe_regex"]["regex"], ".*", "{path}: {name}: any value is a chain");
-        assert_eq!(skip["on_match"]["action"]["typed_config"]["@type"], SKIP_FILTER, "{path}: {name}");
-        assert_eq!(delegate["extension_config"]["name"], "envoy.filters.http.wasm", "{path}: {name}");
-        let up = &delegate["extension_config"]["typed_config"]["config"];
+        // Envoy leaves the rewrite out unless the route enables it: only the failover route does.
+        assert_eq!(filters[0]["disabled"], true, "{path}: {name}: every plain call would enter the VM");
+        let up = &filters[0]["typed_config"]["config"];
         assert_eq!(up["vm_config"], downstream["vm_config"], "{path}: {name}: another VM would not share the chain");
         assert_eq!(up["root_id"], downstream["root_id"]);
         assert_eq!(up["allow_on_headers_stop_iteration"], true, "{path}: {name}: the body swap pauses the headers");
@@ -379,7 +382,7 @@ fn the_sigv4_example_signs_bedrock_and_nothing_else() {
     assert_eq!(signers, [bedrock.cluster.as_str()]);
     let on_bedrock: Vec<&str> =
         filters.iter().filter(|(c, _)| *c == bedrock.cluster).map(|(_, f)| f["name"].as_str().unwrap()).collect();
-    assert_eq!(on_bedrock, ["envoy.filters.http.match_delegate", SIGNER, "envoy.filters.http.upstream_codec"]);
+    assert_eq!(on_bedrock, [UPSTREAM_FILTER, SIGNER, "envoy.filters.http.upstream_codec"]);
     let signer = &filters.iter().find(|(_, f)| f["name"] == SIGNER).unwrap().1["typed_config"];
     let region = bedrock.authority.split('.').nth(1).unwrap();
     assert_eq!((signer["service_name"].as_str(), signer["region"].as_str()), (Some("bedrock"), Some(region)));
@@ -511,6 +514,7 @@ fn istio_failover_is_the_tested_mechanism() {
             ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
         let filters = options["http_filters"].as_array().unwrap();
         assert_eq!(filters[0]["name"], up["name"]);
+        assert_eq!(filters[0]["disabled"], true, "{name}: every plain call would enter the VM");
         assert_eq!(filters[0]["config_discovery"]["type_urls"], json!([WASM_TYPE]));
         assert_eq!(filters[1]["name"], "envoy.filters.http.upstream_codec");
         // Retries get through the provider's circuit breaker.
@@ -526,6 +530,8 @@ fn istio_failover_is_the_tested_mechanism() {
     let tested = tested_routes.iter().find(|r| r["name"] == "failover").unwrap();
     let value = &failover["patch"]["value"];
     assert_eq!(value["match"], tested["match"]);
+    let up_name = str_of(&up["name"], "upstream filter name");
+    assert_eq!(value["typed_per_filter_config"], enables(up_name), "the upstream filter never runs");
     for field in ["timeout", "retry_policy"] {
         assert_eq!(value["route"][field], tested["route"][field], "{field} differs from envoy/envoy.yaml.tmpl");
     }
