@@ -41,8 +41,9 @@ impl Attempt {
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         let Some(key) = host.request_header(FAILOVER_HEADER).and_then(|k| k.parse::<u32>().ok()) else {
-            // Only the failover route enables this filter, and only chained requests take it.
-            host.count(Metric::FailoverUnchained, 1);
+            // Reached only when the cluster's filter is not disabled by default (or a route other
+            // than the failover route enables it): counted, so every plain call's pass shows.
+            host.count(Metric::FailoverUnchainedAttempts, 1);
             self.state = State::Passing;
             return Action::Continue;
         };

@@ -146,8 +146,9 @@ pub enum Metric {
     FailoverMisconfigured,
     /// Chained requests no upstream filter saw (one attempt, or retries to the same target).
     FailoverUnconfirmed,
-    /// Attempts without a chain that entered the upstream filter: it is not disabled by default.
-    FailoverUnchained,
+    /// Attempts without a chain that entered the upstream filter: the cluster's filter is not
+    /// disabled by default, or a route other than the failover route enables it.
+    FailoverUnchainedAttempts,
     /// Chain targets left out: no key, a request their API cannot express, unpriced, past max_attempts.
     FailoverTargetsSkipped,
     /// Chained requests sent with one attempt because the relay was full.
@@ -202,7 +203,7 @@ const SIMPLE: [(Metric, &str); 46] = [
     (Metric::FailoverDeadline, "failover_deadline_total"),
     (Metric::FailoverMisconfigured, "failover_misconfigured_total"),
     (Metric::FailoverUnconfirmed, "failover_unconfirmed_total"),
-    (Metric::FailoverUnchained, "failover_unchained_attempts_total"),
+    (Metric::FailoverUnchainedAttempts, "failover_unchained_attempts_total"),
     (Metric::FailoverTargetsSkipped, "failover_targets_skipped_total"),
     (Metric::FailoverRelayFull, "failover_relay_full_total"),
     (Metric::FailoverBodyTooLarge, "failover_body_too_large_total"),

@@ -982,6 +982,7 @@ mod failover {
         assert!(rig.host.of(1, |s| Fake::header(&s.response_headers, TARGET_HEADER)).is_none());
         rig.end(1);
         assert!(rig.root.worker.relay.borrow().is_empty(), "the chain leaves the relay with the request");
+        assert_eq!(rig.host.metric(Metric::FailoverUnchainedAttempts), 0, "chained attempts are not counted");
         let p = rig.events().pop().expect("an event");
         assert_eq!((p["$ai_provider"].clone(), p["$ai_model"].clone()), (json!("openai"), json!("gpt-4o-2024-08-06")));
         assert_eq!(p["$ai_model_requested"], "claude-sonnet-4-5");
@@ -1062,6 +1063,7 @@ mod failover {
         rig.end(1);
         let p = rig.events().pop().unwrap();
         assert!(p.get("$ai_attempts").is_none());
+        assert_eq!(rig.host.metric(Metric::FailoverUnchainedAttempts), 1, "a config that lets it get here shows");
     }
 
     #[test]

@@ -263,6 +263,11 @@ fn assert_failover_route(path: &str, envoy: &Value, config: &Config) {
     assert_eq!(routes.last().unwrap()["match"], json!({"prefix": "/"}), "{path}: the plain route comes last");
     assert_eq!(failover["match"]["headers"][0], json!({"name": FAILOVER_HEADER, "present_match": true}));
     assert_eq!(failover["typed_per_filter_config"], enables(UPSTREAM_FILTER), "{path}: the upstream filter never runs");
+    let mut others = routes.iter().filter(|r| r["name"] != "failover");
+    assert!(others.all(|r| r["typed_per_filter_config"].is_null()), "{path}: plain calls would enter the VM");
+    // The route enables it by name: a downstream filter of that name would be enabled too.
+    let downstream_filters = hcm(envoy)["http_filters"].as_array().unwrap();
+    assert!(downstream_filters.iter().all(|f| f["name"] != UPSTREAM_FILTER), "{path}");
     let route = &failover["route"];
     assert_eq!(route["timeout"], "0s", "{path}: streams must not be cut by a route timeout");
     assert_eq!(route["retry_policy"]["refresh_cluster_on_retry"], true, "{path}");
