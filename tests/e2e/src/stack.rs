@@ -177,6 +177,9 @@ pub fn failover_clusters(plugin_config: &Value, extra_clusters: &str) -> String 
     format!("{{{}}}", entries.join(", "))
 }
 
+/// A change to a rendered Envoy config, given the directory of the Envoy it is for.
+pub type Edit = dyn Fn(String, &Path) -> String;
+
 /// A provider cluster on a loopback port for `extra_clusters`, as the template's are:
 /// the upstream (failover) filter and raised circuit breakers.
 pub fn provider_cluster(name: &str, port: u16) -> String {
@@ -461,7 +464,7 @@ impl Envoy {
         wasm: &Path,
         omit: &[&str],
     ) -> Result<Envoy, String> {
-        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit, &[])
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, "", omit, &[], None)
     }
 
     /// As `try_start_with_wasm`, with more clusters (YAML list items, two-space indented)
@@ -474,7 +477,7 @@ impl Envoy {
         wasm: &Path,
         extra_clusters: &str,
     ) -> Result<Envoy, String> {
-        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], &[])
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], &[], None)
     }
 
     /// As `try_start_with_clusters`, with more variables in Envoy's environment (e.g.
@@ -488,7 +491,19 @@ impl Envoy {
         extra_clusters: &str,
         env: &[(&str, String)],
     ) -> Result<Envoy, String> {
-        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], env)
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, wasm, extra_clusters, &[], env, None)
+    }
+
+    /// As `try_start_with_wasm`, with the rendered config passed through `edit` (given
+    /// this Envoy's directory for any file the edit adds) before Envoy reads it.
+    pub fn try_start_edited(
+        dir: &Path,
+        plugin_config: &Value,
+        ports: Ports,
+        workers: u32,
+        edit: &Edit,
+    ) -> Result<Envoy, String> {
+        Envoy::try_start_configured(dir, plugin_config, ports, workers, &wasm_path(), "", &[], &[], Some(edit))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -501,6 +516,7 @@ impl Envoy {
         extra_clusters: &str,
         omit: &[&str],
         env: &[(&str, String)],
+        edit: Option<&Edit>,
     ) -> Result<Envoy, String> {
         // Port 0 everywhere: Envoy binds what the kernel gives it and reports it, so no
         // other process can take a port between our picking it and Envoy binding it.
@@ -545,7 +561,12 @@ impl Envoy {
         ]
         .into();
         let yaml = dir.join(format!("envoy-{n}.yaml"));
-        std::fs::write(&yaml, render(&template, &vars) + extra_clusters).unwrap();
+        let rendered = render(&template, &vars) + extra_clusters;
+        let rendered = match edit {
+            Some(edit) => edit(rendered, dir),
+            None => rendered,
+        };
+        std::fs::write(&yaml, rendered).unwrap();
         let log = dir.join(format!("envoy-{n}.log"));
         let admin_file = dir.join(format!("envoy-{n}.admin"));
         let mut cmd = Command::new(envoy_bin());
@@ -722,6 +743,16 @@ impl Stack {
         let mut config = test_plugin_config();
         merge(&mut config, overlay);
         Envoy::start_with(&dir, &config, self.ports(), workers)
+    }
+
+    /// `extra_envoy` with its rendered config edited first (see `Envoy::try_start_edited`).
+    pub fn extra_envoy_edited(&self, name: &str, overlay: Value, workers: u32, edit: &Edit) -> Envoy {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = test_plugin_config();
+        merge(&mut config, overlay);
+        Envoy::try_start_edited(&dir, &config, self.ports(), workers, edit)
+            .unwrap_or_else(|log| panic!("envoy did not start:\n{}", log_tail(&log)))
     }
 
     /// `extra_envoy` with more clusters (see `Envoy::try_start_with_clusters`).

@@ -317,3 +317,62 @@ fn concurrent_failovers_on_both_workers_each_keep_their_own_chain() {
     wait_metric("failover_anthropic_to_openai_total", before + 24);
     assert_eq!(rig().envoy.stat("cluster.mock.upstream_rq_retry_overflow"), 0);
 }
+
+/// The upstream filter's ECDS name in deploy/istio/envoyfilter.yaml.
+const ECDS_NAME: &str = "llm-gateway.llm_gateway_upstream";
+
+/// The rendered config in the Istio manifests' form: the upstream filter served by
+/// ECDS under its own name, disabled by default, enabled by the failover route under
+/// that name. ECDS reads a file here instead of istiod.
+fn ecds_form(rendered: String, dir: &std::path::Path) -> String {
+    let mut envoy: Value = serde_yaml::from_str(&rendered).unwrap();
+    let ecds_file = dir.join("ecds.yaml");
+    let mut served = None;
+    for cluster in envoy["static_resources"]["clusters"].as_array_mut().unwrap() {
+        // A pointer, not indexing: indexing a mutable Value adds what is missing.
+        let filters =
+            "/typed_extension_protocol_options/envoy.extensions.upstreams.http.v3.HttpProtocolOptions/http_filters";
+        let first = cluster.pointer_mut(&format!("{filters}/0"));
+        let Some(first) = first.filter(|f| f["name"] == "llm_gateway_upstream") else {
+            continue;
+        };
+        served = Some(first["typed_config"].take());
+        *first = json!({"name": ECDS_NAME, "disabled": true, "config_discovery": {
+            "config_source": {"path_config_source": {"path": ecds_file}, "resource_api_version": "V3"},
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}});
+    }
+    let resource = json!({"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": ECDS_NAME, "typed_config": served.expect("no cluster carries the upstream filter")});
+    std::fs::write(&ecds_file, json!({"version_info": "1", "resources": [resource]}).to_string()).unwrap();
+    let routes = &mut envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    let failover = routes.as_array_mut().unwrap().iter_mut().find(|r| r["name"] == "failover").unwrap();
+    let enabled = failover["typed_per_filter_config"]["llm_gateway_upstream"].take();
+    failover["typed_per_filter_config"] = json!({ECDS_NAME: enabled});
+    // A file-based ECDS subscription needs the node's identity.
+    envoy["node"] = json!({"id": "e2e", "cluster": "e2e"});
+    envoy.to_string()
+}
+
+#[test]
+fn the_istio_form_served_by_ecds_skips_plain_calls_and_fails_over() {
+    let overlay = json!({"failover": {"models": {
+        "claude-sonnet-4-5": [{"provider": "anthropic"}, {"provider": "openai", "model": "gpt-4o"}]}}});
+    let envoy = Stack::shared().extra_envoy_edited("failover-ecds", overlay, 1, &ecds_form);
+    let _g = envoy.guard();
+    let send = |marker: &str, extra: &[(&str, &str)], model: &str| {
+        let mut headers = vec![("x-test-marker", marker)];
+        headers.extend_from_slice(extra);
+        llm_gateway_e2e::stack::send(envoy.port, "POST", "/v1/messages", &headers, &messages(model, false).to_string())
+    };
+    let plain = send("ecds-plain", &[], "claude-3-5-haiku-20241022");
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let chained = send("ecds-529", &[("x-mock-anthropic-status", "529")], "claude-sonnet-4-5");
+    assert_eq!(chained.status, 200, "{}", chained.body);
+    assert_eq!(chained.json()["content"][0]["text"], "Hello from mock-openai.");
+    let routes: Vec<String> = upstream("ecds-529").iter().map(|r| r.route().to_string()).collect();
+    assert_eq!(routes, ["/v1/messages", "/v1/chat/completions"], "the ECDS-served filter rewrote the retry");
+    let metrics = envoy.metrics();
+    assert_eq!(metrics.get("llm_gateway.failover_unchained_attempts_total"), Some(&0), "a plain call entered it");
+    assert_eq!(metrics.get("llm_gateway.failover_anthropic_to_openai_total"), Some(&1));
+}
