@@ -372,7 +372,11 @@ fn the_istio_form_served_by_ecds_skips_plain_calls_and_fails_over() {
     assert_eq!(chained.json()["content"][0]["text"], "Hello from mock-openai.");
     let routes: Vec<String> = upstream("ecds-529").iter().map(|r| r.route().to_string()).collect();
     assert_eq!(routes, ["/v1/messages", "/v1/chat/completions"], "the ECDS-served filter rewrote the retry");
-    let metrics = envoy.metrics();
-    assert_eq!(metrics.get("llm_gateway.failover_unchained_attempts_total"), Some(&0), "a plain call entered it");
-    assert_eq!(metrics.get("llm_gateway.failover_anthropic_to_openai_total"), Some(&1));
+    // Counted when the call's event is queued: wait for the failover, then read both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while envoy.metric("llm_gateway.failover_anthropic_to_openai_total") < 1 {
+        assert!(Instant::now() < deadline, "the failover was never counted");
+    }
+    let unchained = envoy.metrics().get("llm_gateway.failover_unchained_attempts_total").copied();
+    assert_eq!(unchained, Some(0), "a plain call entered the upstream filter");
 }
