@@ -393,13 +393,13 @@ def render_script():
     return module
 
 
-def render(plugin, ports, wasm=WASM, failover=True):
+def render(plugin, ports, wasm=WASM, failover=True, template=TEMPLATE):
     """The template with its placeholders filled (every service on loopback,
     plaintext); with plugin None, the same configuration minus the wasm filter,
     its route pointed at the mock directly. failover False (and plugin None)
     leaves out the failover route and the clusters' upstream wasm filter."""
     script = render_script()
-    with open(TEMPLATE) as f:
+    with open(template) as f:
         tmpl = f.read()
     if plugin is None or not failover:
         tmpl = script.without_failover(tmpl)
@@ -472,7 +472,10 @@ def start_envoy_once(system, ports):
         wasm = system.get("wasm", WASM)
         if not os.path.exists(wasm):
             raise RuntimeError(f"{os.path.relpath(wasm, ROOT)} not built")
-        f.write(render(system["plugin"], p, wasm, failover=not system.get("floor") and system.get("failover", True)))
+        # The *-before systems may also run another version of the template (BENCH_BEFORE_TEMPLATE).
+        template = os.environ.get("BENCH_BEFORE_TEMPLATE") if system["name"].endswith("-before") else None
+        f.write(render(system["plugin"], p, wasm, failover=not system.get("floor") and system.get("failover", True),
+                       template=template or TEMPLATE))
     env = dict(os.environ)
     for v in ("OPENAI", "ANTHROPIC", "GEMINI", "BEDROCK"):
         env[f"LLM_GATEWAY_{v}_API_KEY"] = "mock-key"
