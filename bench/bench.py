@@ -107,6 +107,12 @@ SYSTEMS = [
     {"name": "filter-no-failover", "kind": "envoy", "plugin": LIMITS_OFF, "failover": False, "optional": True},
     {"name": "capture", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "up"},
     {"name": "capture-sink-down", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "down"},
+    # Capture to a sink that answers FAR_SINK_MS late, this build and BENCH_BEFORE_WASM's (delivery_report).
+    {"name": "capture-far", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "far",
+     "scenarios": ["delivery-far"]},
+    {"name": "capture-far-before", "kind": "envoy", "plugin": {**CAPTURE, **LIMITS_OFF}, "sink": "far",
+     "optional": True, "wasm": os.environ.get("BENCH_BEFORE_WASM", "BENCH_BEFORE_WASM unset"),
+     "scenarios": ["delivery-far"]},
     {"name": "limits", "kind": "envoy", "plugin": LIMITS, "optional": True},
     # The same with leases off: one check.lua round trip for every request.
     {"name": "limits-per-call", "kind": "envoy", "optional": True,
@@ -195,7 +201,12 @@ SCENARIOS = [
      "body_fn": lambda: agent_body("codex.exec_command.json", "claude-sonnet-4-6"),
      "expect": {"no-filter": "[DONE]", "*": "response.completed"}, "systems": AGENT_SYSTEMS},
     {"name": "ceiling-256k", "body": 256 * 1024, "closed": True, "conns": 4, "optional": True},
+    # Capture to a PostHog FAR_SINK_MS away, at a rate one batch per round trip cannot carry
+    # (100 events / 100 ms = 1,000 events a second): does the worker keep up, or drop? Run when named.
+    {"name": "delivery-far", "body": 1024, "rate": 3000, "conns": 8, "duration": 10, "optional": True,
+     "systems": ["no-filter", "capture-far", "capture-far-before"]},
 ]
+FAR_SINK_MS = 100
 # LiteLLM on one core saturates near 50 req/s here (closed loop), so peers run
 # at 10 req/s, with a longer warm-up (LiteLLM's first requests are slow).
 PEER_SYSTEMS = ["no-filter", "filter", "portkey", "litellm"]
@@ -219,10 +230,11 @@ PEER_SCENARIOS = [
      "systems": RUST_PEER_SYSTEMS},
     {"name": "peers-rust-chat-16k", "body": 16 * 1024, "rate": 500, "conns": 4, "baseline": "mock",
      "systems": RUST_PEER_SYSTEMS},
+    # At the ceilings capture's delivery can bind: with BENCH_BEFORE_WASM, the other build's capture too.
     {"name": "peers-rust-ceiling-1k", "body": 1024, "closed": True, "conns": 8, "baseline": "mock",
-     "systems": RUST_PEER_SYSTEMS},
+     "systems": RUST_PEER_SYSTEMS + ["capture-before"]},
     {"name": "peers-rust-ceiling-16k", "body": 16 * 1024, "closed": True, "conns": 8, "baseline": "mock",
-     "systems": RUST_PEER_SYSTEMS},
+     "systems": RUST_PEER_SYSTEMS + ["capture-before"]},
 ]
 SCENARIO_BASELINE = {sc["name"]: sc.get("baseline", BASELINE) for sc in SCENARIOS + PEER_SCENARIOS}
 
@@ -467,6 +479,8 @@ def start_envoy_once(system, ports):
     p = dict(ports, listen=listen, admin=admin)
     if system.get("sink") == "down":
         p["sink"] = ports["dead"]
+    elif system.get("sink") == "far":
+        p["sink"] = ports["sink_far"]
     path = os.path.join(RUN, f"envoy-{system['name']}.yaml")
     with open(path, "w") as f:
         wasm = system.get("wasm", WASM)
@@ -1074,7 +1088,7 @@ def markdown(table, scenarios, meta, res, targets):
             L.append("")
         for line in callback_budget(res["end"]):
             L.append(line)
-        for line in limits_report(counters) + res.get("overspend", []):
+        for line in limits_report(counters) + delivery_report(counters) + res.get("overspend", []):
             L.append(line)
             L.append("")
         growth = res.get("wasm_by_round")
@@ -1399,6 +1413,7 @@ def start_shared():
     mock, ports["mock"] = tool_listen("mock", ["mock"])
     ports["mock_pid"] = mock.pid
     _, ports["sink"] = tool_listen("sink", ["sink"])
+    _, ports["sink_far"] = tool_listen("sink-far", ["sink", "--delay-ms", str(FAR_SINK_MS)])
     # The auth lookup finds each key's principal; after the first request it is cached.
     ports["keys"] = {}
     for name, team in TEAMS.items():
@@ -1508,6 +1523,21 @@ def limits_report(counters):
                    f"{local:,} admitted on a lease; {c.get('limits_lease_renewals_total', 0):,} lease renewals and "
                    f"{c.get('spend_records_total', 0):,} spend records sent in the background; "
                    f"{limited:,} refused (429)" + ("" if limited else ", so no limit was reached and nothing could be overspent") + ".")
+    return out
+
+
+def delivery_report(counters):
+    """Per system whose sink answers FAR_SINK_MS late: the events it delivered, dropped (the
+    queue's bounds) and still held when the run ended, of those its calls queued."""
+    out = []
+    for name, c in counters.items():
+        if not name.startswith("capture-far"):
+            continue
+        queued, sent = c.get("events_queued_total", 0), c.get("capture_primary_sent_total", 0)
+        dropped, held = c.get("capture_primary_dropped_total", 0), c.get("capture_primary_queue_depth", 0)
+        share = 100.0 * dropped / queued if queued else 0.0
+        out.append(f"Capture {FAR_SINK_MS} ms from its sink ({name}): of {queued:,} events, {sent:,} delivered, "
+                   f"{dropped:,} dropped by the queue's bounds ({share:.1f}%), {held:,} still queued at the end.")
     return out
 
 

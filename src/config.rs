@@ -55,6 +55,7 @@ struct RawCapture {
     max_event_bytes: Option<usize>,
     flush_interval_ms: Option<u64>,
     batch_max_events: Option<usize>,
+    max_batches_in_flight: Option<usize>,
     queue_max_events: Option<usize>,
     queue_max_bytes: Option<usize>,
     max_attempts: Option<u32>,
@@ -528,6 +529,10 @@ fn compile_capture(raw: RawCapture) -> Result<CaptureSettings, String> {
             raw.flush_interval_ms.unwrap_or(defaults.flush_interval_ms),
             "capture.flush_interval_ms",
         )?,
+        max_in_flight: positive(
+            raw.max_batches_in_flight.unwrap_or(defaults.max_in_flight) as u64,
+            "capture.max_batches_in_flight",
+        )? as usize,
         // Absent: retried while the queue has room; set: the old cap on sends per batch.
         max_attempts: match raw.max_attempts {
             Some(n) => Some(positive(u64::from(n), "capture.max_attempts")? as u32),

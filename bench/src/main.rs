@@ -6,7 +6,7 @@
 //!                   [--rate R | --closed] [--conns N] [--duration S] [--warmup S]
 //!                   [--timeout-ms MS] [--spin-us 0] [--watch-pid PID]...
 //! llmgw-bench mock  [--port P] [--chunks N] [--chunk-gap-us U] [--service-us U]
-//! llmgw-bench sink  [--port P]
+//! llmgw-bench sink  [--port P] [--delay-ms MS]
 //! llmgw-bench body  --body-bytes N [--stream]
 //! ```
 //!

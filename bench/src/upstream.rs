@@ -1,5 +1,6 @@
 //! The benchmark's upstream: a mock provider with a fixed, known service time
-//! and a capture sink that accepts and discards batches.
+//! and a capture sink that accepts and discards batches, at once or after a
+//! set delay.
 //!
 //! Both reuse the e2e harness's HTTP/1.1 server (`llm_gateway_e2e::http1`:
 //! keep-alive, TCP_NODELAY, a whole response in one write). The e2e
@@ -175,10 +176,17 @@ pub fn mock_main(args: &[String]) -> Result<(), String> {
     serve(a.get("--port", 0)?, move |req, res| mock.handle(req, res))
 }
 
+/// `--delay-ms` holds each answer that long, like a PostHog one round trip
+/// away; each connection is served on its own thread, so batches sent at once
+/// are held at once.
 pub fn sink_main(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &[])?;
-    a.only(&["--port"])?;
-    serve(a.get("--port", 0)?, |_req, res| {
+    a.only(&["--port", "--delay-ms"])?;
+    let delay = Duration::from_millis(a.get("--delay-ms", 0)?);
+    serve(a.get("--port", 0)?, move |_req, res| {
+        if !delay.is_zero() {
+            thread::sleep(delay);
+        }
         let _ = res.send(200, &[("content-type", "application/json")], br#"{"status":"Ok"}"#);
     })
 }

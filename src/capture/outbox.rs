@@ -6,12 +6,14 @@
 //! shared between them, so one failing destination never delays, drops or
 //! duplicates the other's events.
 //!
-//! At most one batch is out at a time. Its events leave the queue only when
-//! it resolves, so events pushed meanwhile queue behind it and are neither
-//! lost nor sent twice. A batch that failed retryably stays at the head and
-//! is resent as is after its backoff, for as long as the queue has room: an
-//! outage costs events only when the bounded queue overflows, and then the
-//! oldest go first, counted (unless `max_attempts` caps the sends per batch).
+//! Up to `max_in_flight` batches are out at a time, so delivery is not held to
+//! one batch per round trip. A batch's events leave the outbox only when it
+//! resolves, so events pushed meanwhile queue behind it and are neither lost
+//! nor sent twice. A batch that failed retryably is kept and resent as is
+//! after its backoff, for as long as the queue has room; while one waits, no
+//! new batch starts, so a failing destination is not sent more. An outage
+//! costs events only when the bounded queue overflows, and then the oldest go
+//! first, counted (unless `max_attempts` caps the sends per batch).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -21,7 +23,7 @@ use super::event::batch_body;
 /// Limits and timings of one outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxConfig {
-    /// Events held at most (queued plus the batch out); overflow drops the oldest.
+    /// Events held at most (queued plus the batches out); overflow drops the oldest.
     pub max_events: usize,
     /// Event bytes held at most; overflow drops the oldest.
     pub max_bytes: usize,
@@ -33,6 +35,8 @@ pub struct OutboxConfig {
     pub max_batch_bytes: usize,
     /// A partial batch goes out once its oldest event waited this long.
     pub flush_interval_ms: u64,
+    /// Batches out (or waiting for a retry) at once at most.
+    pub max_in_flight: usize,
     /// Sends per batch, first one included, before its events are dropped;
     /// `None`: retried for as long as the queue has room (overflow drops the oldest).
     pub max_attempts: Option<u32>,
@@ -51,7 +55,9 @@ impl Default for OutboxConfig {
     /// events should show up promptly, an 8 MiB byte bound because wasm
     /// memory never shrinks: an outage must not leave a worker holding more
     /// (the two destinations share their events), and 1 MiB batches, because
-    /// each send builds its body as one more copy (BENCHMARKS.md). Unlike
+    /// each send builds its body as one more copy (BENCHMARKS.md). Four
+    /// batches out at once carry four batches per round trip to PostHog
+    /// (posthog-python's one consumer thread carries one). Unlike
     /// posthog-python (4 sends, then drop), a batch is retried while the
     /// queue has room, every 10 s at most once the backoff has grown, so a
     /// PostHog that comes back is written to within 10 s (or its `Retry-After`,
@@ -63,6 +69,7 @@ impl Default for OutboxConfig {
             max_batch_events: 100,
             max_batch_bytes: 1024 * 1024,
             flush_interval_ms: 1_000,
+            max_in_flight: 4,
             max_attempts: None,
             backoff_base_ms: 500,
             backoff_max_ms: 10_000,
@@ -139,7 +146,7 @@ pub struct Counters {
     pub dropped: u64,
 }
 
-/// The batch at the head of the queue: out, or waiting to be resent.
+/// A batch taken from the queue: out, or waiting to be resent.
 #[derive(Debug)]
 struct Head {
     events: Vec<Rc<str>>,
@@ -160,38 +167,46 @@ pub struct Outbox {
     /// Events not yet in a batch, with the time they were pushed.
     queue: VecDeque<(Rc<str>, u64)>,
     queue_bytes: usize,
-    head: Option<Head>,
+    /// Oldest first.
+    heads: Vec<Head>,
     next_id: u64,
     counters: Counters,
 }
 
 impl Outbox {
     pub fn new(config: OutboxConfig) -> Self {
-        Self { config, queue: VecDeque::new(), queue_bytes: 0, head: None, next_id: 1, counters: Counters::default() }
+        Self {
+            config,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            heads: Vec::new(),
+            next_id: 1,
+            counters: Counters::default(),
+        }
     }
 
     pub fn counters(&self) -> Counters {
         self.counters
     }
 
-    /// Events held, the batch out or waiting for a retry included.
+    /// Events held, the batches out or waiting for a retry included.
     pub fn depth(&self) -> usize {
-        self.queue.len() + self.head.as_ref().map_or(0, |h| h.events.len())
+        self.queue.len() + self.heads.iter().map(|h| h.events.len()).sum::<usize>()
     }
 
     /// Event bytes held, as [`Self::depth`].
     pub fn bytes(&self) -> usize {
-        self.queue_bytes + self.head.as_ref().map_or(0, |h| event_bytes(&h.events))
+        self.queue_bytes + self.heads.iter().map(|h| event_bytes(&h.events)).sum::<usize>()
     }
 
     /// Nothing held and nothing out: a drain is complete.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.head.is_none()
+        self.queue.is_empty() && self.heads.is_empty()
     }
 
     /// Queues one serialised event. When the bounds are exceeded the oldest
     /// events go first; a batch that is out cannot be recalled, so if only
-    /// it is older, the new event is the one dropped.
+    /// such batches are older, the new event is the one dropped.
     pub fn push(&mut self, event: impl Into<Rc<str>>, now_ms: u64) {
         let event = event.into();
         if event.len() > self.config.max_bytes {
@@ -209,15 +224,16 @@ impl Outbox {
 
     fn drop_oldest(&mut self) -> bool {
         // A batch waiting for a retry is older than anything queued.
-        if let Some(head) = &mut self.head {
-            if matches!(head.state, HeadState::Backoff { .. }) && !head.events.is_empty() {
+        let waiting = self.heads.iter_mut().enumerate().find(|(_, h)| matches!(h.state, HeadState::Backoff { .. }));
+        if let Some((i, head)) = waiting {
+            if !head.events.is_empty() {
                 head.events.remove(0);
-                if head.events.is_empty() {
-                    self.head = None;
-                }
                 self.counters.dropped += 1;
-                return true;
             }
+            if head.events.is_empty() {
+                self.heads.remove(i);
+            }
+            return true;
         }
         match self.queue.pop_front() {
             Some((event, _)) => {
@@ -229,28 +245,29 @@ impl Outbox {
         }
     }
 
-    /// The next batch to send, if one is due: nothing is out, no backoff is
-    /// running, and the queue holds a full batch or its oldest event waited
-    /// [`OutboxConfig::flush_interval_ms`]. `force` (drain on shutdown)
-    /// skips the waiting and the backoff: there may be no later.
+    /// The next batch to send, if one is due: a batch whose backoff ran out
+    /// first; else, when no batch is waiting for a retry and fewer than
+    /// [`OutboxConfig::max_in_flight`] are out, a new one once the queue holds
+    /// a full batch or its oldest event waited [`OutboxConfig::flush_interval_ms`].
+    /// `force` (drain on shutdown) skips the waiting and the backoff: there
+    /// may be no later. Call it until it returns `None` to fill every slot.
     ///
-    /// The caller must report the send's outcome with [`Self::on_result`].
+    /// The caller must report each send's outcome with [`Self::on_result`].
     pub fn next_batch(&mut self, now_ms: u64, force: bool) -> Option<Batch> {
         let id = self.next_id;
-        if let Some(head) = &mut self.head {
-            let HeadState::Backoff { until_ms } = head.state else {
-                return None;
-            };
-            if now_ms < until_ms && !force {
-                return None;
-            }
+        let backoff = |h: &Head| match h.state {
+            HeadState::Backoff { until_ms } => Some(until_ms),
+            HeadState::InFlight { .. } => None,
+        };
+        if let Some(head) = self.heads.iter_mut().find(|h| backoff(h).is_some_and(|until| force || now_ms >= until)) {
             head.attempts += 1;
             head.state = HeadState::InFlight { id };
             self.next_id += 1;
             self.counters.retried += 1;
             return Some(Batch { id, attempt: head.attempts, events: head.events.clone() });
         }
-        if !force && !self.batch_due(now_ms) {
+        let waiting = self.heads.iter().any(|h| backoff(h).is_some());
+        if waiting || self.heads.len() >= self.config.max_in_flight || (!force && !self.batch_due(now_ms)) {
             return None;
         }
         let mut events = Vec::new();
@@ -272,7 +289,7 @@ impl Outbox {
         if events.is_empty() {
             return None;
         }
-        self.head = Some(Head { events: events.clone(), attempts: 1, state: HeadState::InFlight { id } });
+        self.heads.push(Head { events: events.clone(), attempts: 1, state: HeadState::InFlight { id } });
         self.next_id += 1;
         Some(Batch { id, attempt: 1, events })
     }
@@ -287,47 +304,50 @@ impl Outbox {
     }
 
     /// When [`Self::next_batch`] may next return a batch without `force`
-    /// (for scheduling ticks); `None` while a batch is out or nothing is held.
+    /// (for scheduling ticks); `None` while every slot is out or nothing is held.
     pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
-        match &self.head {
-            Some(Head { state: HeadState::Backoff { until_ms }, .. }) => Some(*until_ms),
-            Some(_) => None,
-            None if self.batch_due(now_ms) => Some(now_ms),
-            None => self.queue.front().map(|(_, oldest_ms)| oldest_ms.saturating_add(self.config.flush_interval_ms)),
+        let retry = self
+            .heads
+            .iter()
+            .filter_map(|h| match h.state {
+                HeadState::Backoff { until_ms } => Some(until_ms),
+                HeadState::InFlight { .. } => None,
+            })
+            .min();
+        if retry.is_some() || self.heads.len() >= self.config.max_in_flight {
+            return retry;
         }
+        if self.batch_due(now_ms) {
+            return Some(now_ms);
+        }
+        self.queue.front().map(|(_, oldest_ms)| oldest_ms.saturating_add(self.config.flush_interval_ms))
     }
 
     /// Records how batch `batch_id` ended. Returns false (and changes
-    /// nothing) for an id that is not the batch out, e.g. a stale attempt.
+    /// nothing) for an id that is not a batch out, e.g. a stale attempt.
     pub fn on_result(&mut self, batch_id: u64, result: Delivery, now_ms: u64) -> bool {
-        let Some(head) = &mut self.head else {
+        let Some(at) = self.heads.iter().position(|h| matches!(h.state, HeadState::InFlight { id } if id == batch_id))
+        else {
             return false;
         };
-        if !matches!(head.state, HeadState::InFlight { id } if id == batch_id) {
-            return false;
-        }
-        let count = head.events.len() as u64;
+        let (count, attempts) = self.heads.get(at).map_or((0, 0), |h| (h.events.len() as u64, h.attempts));
         match result {
-            Delivery::Ok => {
-                self.counters.sent += count;
-                self.head = None;
+            Delivery::Ok => self.counters.sent += count,
+            Delivery::Retryable { retry_after_ms } if self.config.max_attempts.is_none_or(|max| attempts < max) => {
+                self.counters.failed += 1;
+                let until_ms = now_ms.saturating_add(backoff_ms(&self.config, attempts, retry_after_ms));
+                if let Some(head) = self.heads.get_mut(at) {
+                    head.state = HeadState::Backoff { until_ms };
+                }
+                return true;
             }
-            Delivery::Fatal => {
+            // Fatal, or the last attempt failed.
+            Delivery::Fatal | Delivery::Retryable { .. } => {
                 self.counters.failed += 1;
                 self.counters.dropped += count;
-                self.head = None;
-            }
-            Delivery::Retryable { .. } if self.config.max_attempts.is_some_and(|max| head.attempts >= max) => {
-                self.counters.failed += 1;
-                self.counters.dropped += count;
-                self.head = None;
-            }
-            Delivery::Retryable { retry_after_ms } => {
-                self.counters.failed += 1;
-                let delay = backoff_ms(&self.config, head.attempts, retry_after_ms);
-                head.state = HeadState::Backoff { until_ms: now_ms.saturating_add(delay) };
             }
         }
+        self.heads.remove(at);
         true
     }
 }
@@ -355,6 +375,7 @@ mod tests {
             max_batch_events: 3,
             max_batch_bytes: 100,
             flush_interval_ms: 1_000,
+            max_in_flight: 1,
             max_attempts: Some(3),
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
@@ -578,6 +599,117 @@ mod tests {
     }
 
     #[test]
+    fn several_batches_go_out_at_once_up_to_the_cap() {
+        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 2, ..config() });
+        for e in ["a", "b", "c", "d", "e", "f", "g"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        let second = outbox.next_batch(0, false).expect("a second slot");
+        assert_eq!((texts(&first), texts(&second)), (vec!["a", "b", "c"], vec!["d", "e", "f"]));
+        assert_eq!(outbox.next_batch(0, true), None, "both slots out");
+        assert_eq!(outbox.next_due_ms(0), None);
+        assert_eq!(outbox.depth(), 7);
+        // Answers come back in any order; each frees its own slot.
+        assert!(outbox.on_result(second.id, Delivery::Ok, 10));
+        assert_eq!(outbox.next_batch(10, false), None, "one event waits for its interval");
+        assert_eq!(outbox.next_due_ms(10), Some(1_000));
+        let third = outbox.next_batch(1_000, false).expect("due by the interval");
+        assert_eq!(texts(&third), ["g"]);
+        assert!(outbox.on_result(first.id, Delivery::Ok, 1_001));
+        assert!(outbox.on_result(third.id, Delivery::Ok, 1_002));
+        assert_eq!(outbox.counters().sent, 7);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_batch_waiting_for_a_retry_holds_back_new_ones() {
+        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 3, ..config() });
+        for e in ["a", "b", "c", "d", "e", "f"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        let second = outbox.next_batch(0, false).expect("a second slot");
+        outbox.on_result(first.id, classify(503, None), 10);
+        for e in ["g", "h", "i"] {
+            outbox.push(e, 20);
+        }
+        assert_eq!(outbox.next_batch(20, false), None, "a full batch and a free slot, but the destination failed");
+        assert_eq!(outbox.next_due_ms(20), Some(510));
+        outbox.on_result(second.id, Delivery::Ok, 30);
+        assert_eq!(outbox.next_batch(509, false), None);
+        let retry = outbox.next_batch(510, false).expect("the backoff ran out");
+        assert_eq!((texts(&retry), retry.attempt), (vec!["a", "b", "c"], 2));
+        let next = outbox.next_batch(510, false).expect("nothing waits now");
+        assert_eq!(texts(&next), ["g", "h", "i"]);
+        // Overflow takes a waiting batch's events, never those out.
+        let mut small = Outbox::new(OutboxConfig { max_events: 6, max_in_flight: 3, ..config() });
+        for e in ["a", "b", "c", "d", "e", "f"] {
+            small.push(e, 0);
+        }
+        let out = small.next_batch(0, false).expect("due");
+        let failed = small.next_batch(0, false).expect("a second slot");
+        small.on_result(failed.id, classify(503, None), 0);
+        small.push("g", 1);
+        assert_eq!(small.counters().dropped, 1);
+        let retry = small.next_batch(500, false).expect("retry");
+        assert_eq!(texts(&retry), ["e", "f"], "the waiting batch's oldest went");
+        small.on_result(out.id, Delivery::Ok, 501);
+        small.on_result(retry.id, Delivery::Ok, 501);
+        let last = small.next_batch(501, true).expect("forced");
+        assert_eq!(texts(&last), ["g"]);
+        small.on_result(last.id, Delivery::Ok, 502);
+        let c = small.counters();
+        assert_eq!((c.sent, c.dropped), (6, 1));
+    }
+
+    /// With several batches out and answers arriving out of order, through an
+    /// outage, every event is delivered exactly once and the books balance.
+    #[test]
+    fn batches_out_of_order_through_an_outage_lose_nothing() {
+        let mut outbox = Outbox::new(OutboxConfig::default());
+        let (mut now, mut pushed, mut seen) = (0u64, 0u64, Vec::new());
+        let mut out: Vec<Batch> = Vec::new();
+        let mut most_out = 0;
+        // 30 s at 500 events/s (one every 2 ms); PostHog answers 503 from 10 s to 15 s.
+        while now < 30_000 {
+            outbox.push(format!("{pushed}"), now);
+            pushed += 1;
+            // Answer every other step, newest first.
+            if now % 4 == 0 {
+                while let Some(batch) = out.pop() {
+                    let down = (10_000..15_000).contains(&now);
+                    if !down {
+                        seen.extend(batch.events.iter().map(|e| e.to_string()));
+                    }
+                    let result = if down { classify(503, None) } else { Delivery::Ok };
+                    assert!(outbox.on_result(batch.id, result, now));
+                }
+            }
+            while let Some(batch) = outbox.next_batch(now, false) {
+                out.push(batch);
+            }
+            most_out = most_out.max(out.len());
+            now += 2;
+        }
+        for batch in out.drain(..) {
+            seen.extend(batch.events.iter().map(|e| e.to_string()));
+            outbox.on_result(batch.id, Delivery::Ok, now);
+        }
+        while let Some(batch) = outbox.next_batch(now, true) {
+            seen.extend(batch.events.iter().map(|e| e.to_string()));
+            outbox.on_result(batch.id, Delivery::Ok, now);
+        }
+        assert!(most_out > 1 && most_out <= 4, "{most_out} batches out at most");
+        let c = outbox.counters();
+        assert_eq!((c.dropped, c.sent), (0, pushed), "{c:?}");
+        assert!(c.failed > 0);
+        let mut seen: Vec<u64> = seen.iter().map(|e| e.parse().expect("a number")).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..pushed).collect::<Vec<_>>(), "each event once");
+    }
+
+    #[test]
     fn classify_follows_posthog_python() {
         assert_eq!(classify(200, None), Delivery::Ok);
         assert_eq!(classify(204, None), Delivery::Ok);
@@ -623,7 +755,7 @@ mod tests {
         for e in ["d", "e", "f", "g"] {
             outbox.push(e, 1);
         }
-        assert_eq!(outbox.next_batch(5_000, true), None, "one batch at a time");
+        assert_eq!(outbox.next_batch(5_000, true), None, "one slot, taken");
         outbox.on_result(first.id, classify(503, None), 10);
         outbox.push("h", 20);
         let retry = outbox.next_batch(510, false).expect("retry");

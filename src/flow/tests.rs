@@ -56,6 +56,8 @@ struct Fake {
     metrics: RefCell<HashMap<Metric, i64>>,
     /// Every hostcall made, by name, for the hostcall budget.
     calls: RefCell<Vec<String>>,
+    /// Envoy refuses to dispatch callouts (e.g. an unknown cluster).
+    refuse_calls: Cell<bool>,
 }
 
 impl Fake {
@@ -138,6 +140,9 @@ impl Host for Fake {
     }
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, _timeout: u64) -> Option<u32> {
         self.calls.borrow_mut().push("http_call".to_string());
+        if self.refuse_calls.get() {
+            return None;
+        }
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         let path = headers.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.to_string()).unwrap_or_default();
@@ -551,6 +556,52 @@ fn completion_is_decided_by_the_terminal_event_in_every_order() {
         let latency = if error.is_none() { 0.4 } else { 20.0 };
         assert_eq!(p["$ai_latency"].as_f64(), Some(latency), "{what}");
     }
+}
+
+/// Capture keeps several batches out to a slow PostHog, one more per tick,
+/// each answered on its own; a callout Envoy refuses backs its batch off
+/// instead of being resent in a loop, even while draining.
+#[test]
+fn capture_keeps_several_batches_out_and_backs_off_a_refused_one() {
+    use super::host::{Lane, LaneMetric};
+    let config = r#"{"limits": {"enabled": false}, "capture": {"region_url": "https://us.posthog.com",
+        "batch_max_events": 1, "max_batches_in_flight": 3, "primary": {"api_key": "phc_test"}}}"#;
+    let rig = Rig::new(config);
+    let worker = Rc::clone(&rig.root.worker);
+    let capture = worker.capture.as_ref().expect("capture");
+    let sent = |rig: &Rig| -> Vec<u32> {
+        rig.host.callouts.borrow().iter().filter(|c| c.cluster == "posthog_primary").map(|c| c.token).collect()
+    };
+    for n in 0..5 {
+        capture.borrow_mut().push(Rc::from(format!("{{\"n\":{n}}}")), 1_000_000);
+    }
+    for tick in 0..4 {
+        capture.borrow_mut().flush(&rig.host, 1_000_000 + tick * 100, false);
+        assert_eq!(sent(&rig).len() as u64, (tick + 1).min(3), "one more out per tick, up to three");
+    }
+    let out = sent(&rig);
+    assert!(capture.borrow_mut().on_response(&rig.host, out[1], 200, None, 1_000_310));
+    capture.borrow_mut().flush(&rig.host, 1_000_310, false);
+    assert_eq!(sent(&rig).len(), 4, "the freed slot is refilled");
+
+    rig.host.refuse_calls.set(true);
+    assert!(capture.borrow_mut().on_response(&rig.host, out[0], 200, None, 1_000_320));
+    let tried = rig.host.calls.borrow().iter().filter(|c| *c == "http_call").count();
+    capture.borrow_mut().flush(&rig.host, 1_000_320, true);
+    let tried_now = rig.host.calls.borrow().iter().filter(|c| *c == "http_call").count();
+    assert_eq!(tried_now, tried + 1, "one refused send, then the batch waits");
+    assert!(!capture.borrow().is_idle());
+
+    rig.host.refuse_calls.set(false);
+    for token in sent(&rig).into_iter().skip(2) {
+        assert!(capture.borrow_mut().on_response(&rig.host, token, 200, None, 1_000_330));
+    }
+    capture.borrow_mut().flush(&rig.host, 1_000_330, true);
+    let last = *sent(&rig).last().expect("the retry");
+    assert!(capture.borrow_mut().on_response(&rig.host, last, 200, None, 1_000_340));
+    assert!(capture.borrow().is_idle());
+    let metric = |m| rig.host.metric(Metric::Capture(Lane::Primary, m));
+    assert_eq!((metric(LaneMetric::Sent), metric(LaneMetric::Failed), metric(LaneMetric::Dropped)), (5, 1, 0));
 }
 
 /// The segments of a webdis command body (`EVAL/<script>/<numkeys>/<keys>…/<args>…`), decoded.

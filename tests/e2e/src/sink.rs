@@ -34,6 +34,10 @@ struct State {
     attempts: usize,
     failure: Option<Failure>,
     down: bool,
+    /// How long each request is held before its answer, like a slow PostHog.
+    hold: Option<Duration>,
+    open: usize,
+    most_open: usize,
 }
 
 struct Failure {
@@ -69,12 +73,22 @@ impl CaptureSink {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         let server = Server::start_on(port, move |req, res| {
+            let hold = {
+                let mut state = lock(&shared);
+                state.open += 1;
+                state.most_open = state.most_open.max(state.open);
+                state.hold
+            };
+            if let Some(hold) = hold {
+                thread::sleep(hold);
+            }
             let outcome = receive(&shared, req);
             if let Outcome::Delivered(batch) = &outcome {
                 on_batch(batch);
             }
             // A write error means the peer left; there is no one to tell.
             let _ = answer(&shared, outcome, res);
+            lock(&shared).open -= 1;
         })?;
         Ok(CaptureSink { server, state })
     }
@@ -109,6 +123,16 @@ impl CaptureSink {
     /// `retry-after` header if given) instead of accepting them.
     pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<u32>) {
         lock(&self.state).failure = Some(Failure { remaining: n, status, retry_after });
+    }
+
+    /// Holds every request this long before answering it.
+    pub fn set_hold(&self, hold: Duration) {
+        lock(&self.state).hold = Some(hold);
+    }
+
+    /// The most requests the sink held open at once.
+    pub fn most_open(&self) -> usize {
+        lock(&self.state).most_open
     }
 
     /// While down, every request has its connection reset, like an

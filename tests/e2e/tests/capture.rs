@@ -458,3 +458,28 @@ fn a_short_outage_loses_no_event() {
     assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 3);
     assert_eq!(mirror.events().len(), 3);
 }
+
+/// A slow PostHog gets several batches at once, never more than
+/// `max_batches_in_flight`, and every event exactly once: delivery is not
+/// held to one batch per round trip.
+#[test]
+fn a_slow_posthog_gets_several_batches_at_once() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let overlay = json!({"capture": {"batch_max_events": 1, "max_batches_in_flight": 3}});
+    let (envoy, primary, mirror) = isolated(stack, "slow-posthog", overlay);
+    primary.set_hold(Duration::from_millis(700));
+    for i in 0..7 {
+        call(&envoy, &format!("slow-{i}"));
+    }
+    let delivered = primary.wait_for_events(7, Duration::from_secs(20));
+    assert_eq!(delivered.len(), 7, "{} of 7 events delivered", delivered.len());
+    for i in 0..7 {
+        primary.event(&format!("slow-{i}"));
+    }
+    assert_eq!(primary.most_open(), 3, "batches held open at once by the slow sink");
+    assert_eq!(primary.batches().len(), 7);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 7);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_failed_total"), 0);
+    assert_eq!(mirror.wait_for_events(7, Duration::from_secs(10)).len(), 7);
+}
