@@ -10,8 +10,9 @@
 //! one batch per round trip. A batch's events leave the outbox only when it
 //! resolves, so events pushed meanwhile queue behind it and are neither lost
 //! nor sent twice. A batch that failed retryably is kept and resent as is
-//! after its backoff, for as long as the queue has room; while one waits, no
-//! new batch starts, so a failing destination is not sent more. An outage
+//! after its backoff, for as long as the queue has room. While one waits, no
+//! new batch starts, and it is resent only once no batch is out, so a failing
+//! destination is sent one batch at a time, as before concurrency. An outage
 //! costs events only when the bounded queue overflows, and then the oldest go
 //! first, counted (unless `max_attempts` caps the sends per batch).
 
@@ -245,8 +246,8 @@ impl Outbox {
         }
     }
 
-    /// The next batch to send, if one is due: a batch whose backoff ran out
-    /// first; else, when no batch is waiting for a retry and fewer than
+    /// The next batch to send, if one is due: a batch whose backoff ran out,
+    /// once no batch is out; else, when no batch is waiting for a retry and fewer than
     /// [`OutboxConfig::max_in_flight`] are out, a new one once the queue holds
     /// a full batch or its oldest event waited [`OutboxConfig::flush_interval_ms`].
     /// `force` (drain on shutdown) skips the waiting and the backoff: there
@@ -259,7 +260,9 @@ impl Outbox {
             HeadState::Backoff { until_ms } => Some(until_ms),
             HeadState::InFlight { .. } => None,
         };
-        if let Some(head) = self.heads.iter_mut().find(|h| backoff(h).is_some_and(|until| force || now_ms >= until)) {
+        let out = self.heads.iter().any(|h| backoff(h).is_none());
+        let due = |h: &&mut Head| backoff(h).is_some_and(|until| force || (!out && now_ms >= until));
+        if let Some(head) = self.heads.iter_mut().find(due) {
             head.attempts += 1;
             head.state = HeadState::InFlight { id };
             self.next_id += 1;
@@ -304,8 +307,10 @@ impl Outbox {
     }
 
     /// When [`Self::next_batch`] may next return a batch without `force`
-    /// (for scheduling ticks); `None` while every slot is out or nothing is held.
+    /// (for scheduling ticks); `None` while it waits for answers (every slot
+    /// out, or a retry behind a batch out) or nothing is held.
     pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
+        let out = self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }));
         let retry = self
             .heads
             .iter()
@@ -315,7 +320,7 @@ impl Outbox {
             })
             .min();
         if retry.is_some() || self.heads.len() >= self.config.max_in_flight {
-            return retry;
+            return retry.filter(|_| !out);
         }
         if self.batch_due(now_ms) {
             return Some(now_ms);
@@ -635,8 +640,10 @@ mod tests {
             outbox.push(e, 20);
         }
         assert_eq!(outbox.next_batch(20, false), None, "a full batch and a free slot, but the destination failed");
-        assert_eq!(outbox.next_due_ms(20), Some(510));
+        assert_eq!(outbox.next_batch(600, false), None, "the retry waits for the batch out");
+        assert_eq!(outbox.next_due_ms(20), None);
         outbox.on_result(second.id, Delivery::Ok, 30);
+        assert_eq!(outbox.next_due_ms(30), Some(510));
         assert_eq!(outbox.next_batch(509, false), None);
         let retry = outbox.next_batch(510, false).expect("the backoff ran out");
         assert_eq!((texts(&retry), retry.attempt), (vec!["a", "b", "c"], 2));
@@ -652,15 +659,48 @@ mod tests {
         small.on_result(failed.id, classify(503, None), 0);
         small.push("g", 1);
         assert_eq!(small.counters().dropped, 1);
+        small.on_result(out.id, Delivery::Ok, 499);
         let retry = small.next_batch(500, false).expect("retry");
         assert_eq!(texts(&retry), ["e", "f"], "the waiting batch's oldest went");
-        small.on_result(out.id, Delivery::Ok, 501);
         small.on_result(retry.id, Delivery::Ok, 501);
         let last = small.next_batch(501, true).expect("forced");
         assert_eq!(texts(&last), ["g"]);
         small.on_result(last.id, Delivery::Ok, 502);
         let c = small.counters();
         assert_eq!((c.sent, c.dropped), (6, 1));
+    }
+
+    /// Batches out when the destination fails are resent one at a time, each
+    /// after its backoff and only once no batch is out, until it answers.
+    #[test]
+    fn a_failing_destination_is_sent_one_batch_at_a_time() {
+        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 3, max_attempts: None, ..config() });
+        for n in 0..9 {
+            outbox.push(format!("{n}"), 0);
+        }
+        let out: Vec<Batch> = std::iter::from_fn(|| outbox.next_batch(0, false)).collect();
+        assert_eq!(out.len(), 3);
+        for batch in &out {
+            outbox.on_result(batch.id, classify(503, None), 10);
+        }
+        let first = outbox.next_batch(510, false).expect("the oldest, its backoff over");
+        assert_eq!((texts(&first), first.attempt), (vec!["0", "1", "2"], 2));
+        assert_eq!(outbox.next_batch(510, false), None, "one at a time while failing");
+        outbox.on_result(first.id, classify(0, None), 520);
+        let second = outbox.next_batch(520, false).expect("the next waiting one");
+        assert_eq!(texts(&second), ["3", "4", "5"]);
+        outbox.on_result(second.id, Delivery::Ok, 530);
+        let third = outbox.next_batch(530, false).expect("the last waiting one");
+        assert_eq!(texts(&third), ["6", "7", "8"]);
+        assert_eq!(outbox.next_batch(530, false), None);
+        outbox.on_result(third.id, Delivery::Ok, 540);
+        assert_eq!(outbox.next_batch(1_519, false), None, "the first waits out its second backoff");
+        let last = outbox.next_batch(1_520, false).expect("the first again");
+        assert_eq!(texts(&last), ["0", "1", "2"]);
+        outbox.on_result(last.id, Delivery::Ok, 1_530);
+        let c = outbox.counters();
+        assert_eq!((c.sent, c.failed, c.retried, c.dropped), (9, 4, 4, 0));
+        assert!(outbox.is_empty());
     }
 
     /// With several batches out and answers arriving out of order, through an
