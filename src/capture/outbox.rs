@@ -10,9 +10,12 @@
 //! one batch per round trip. A batch's events leave the outbox only when it
 //! resolves, so events pushed meanwhile queue behind it and are neither lost
 //! nor sent twice. A batch that failed retryably is kept and resent as is
-//! after its backoff, for as long as the queue has room. While one waits, no
-//! new batch starts, and it is resent only once no batch is out, so a failing
-//! destination is sent one batch at a time, as before concurrency. An outage
+//! after the destination's backoff, for as long as the queue has room. While
+//! one waits, no new batch starts, and it is resent only once no batch is
+//! out, so a failing destination is probed one batch at a time. The backoff
+//! is the destination's, not each batch's: it doubles with each failed probe
+//! (the batches already out when it started failing count once), so the
+//! probes come as often as with one batch out, and an answer clears it. An outage
 //! costs events only when the bounded queue overflows, and then the oldest go
 //! first, counted (unless `max_attempts` caps the sends per batch).
 
@@ -157,8 +160,19 @@ struct Head {
 
 #[derive(Debug, Clone, Copy)]
 enum HeadState {
-    InFlight { id: u64 },
-    Backoff { until_ms: u64 },
+    InFlight { id: u64, sent_ms: u64 },
+    Waiting,
+}
+
+/// The destination's retry schedule, shared by its waiting batches.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Failed sends in a row, a wave of batches out at once counting as one.
+    failures: u32,
+    /// When the last failure was recorded: a batch sent before it is of the same wave.
+    failed_ms: u64,
+    /// No waiting batch is resent before this.
+    until_ms: u64,
 }
 
 /// The queue of one destination.
@@ -170,6 +184,7 @@ pub struct Outbox {
     queue_bytes: usize,
     /// Oldest first.
     heads: Vec<Head>,
+    backoff: Backoff,
     next_id: u64,
     counters: Counters,
 }
@@ -181,6 +196,7 @@ impl Outbox {
             queue: VecDeque::new(),
             queue_bytes: 0,
             heads: Vec::new(),
+            backoff: Backoff::default(),
             next_id: 1,
             counters: Counters::default(),
         }
@@ -225,7 +241,7 @@ impl Outbox {
 
     fn drop_oldest(&mut self) -> bool {
         // A batch waiting for a retry is older than anything queued.
-        let waiting = self.heads.iter_mut().enumerate().find(|(_, h)| matches!(h.state, HeadState::Backoff { .. }));
+        let waiting = self.heads.iter_mut().enumerate().find(|(_, h)| matches!(h.state, HeadState::Waiting));
         if let Some((i, head)) = waiting {
             if !head.events.is_empty() {
                 head.events.remove(0);
@@ -246,31 +262,30 @@ impl Outbox {
         }
     }
 
-    /// The next batch to send, if one is due: a batch whose backoff ran out,
-    /// once no batch is out; else, when no batch is waiting for a retry and fewer than
-    /// [`OutboxConfig::max_in_flight`] are out, a new one once the queue holds
-    /// a full batch or its oldest event waited [`OutboxConfig::flush_interval_ms`].
-    /// `force` (drain on shutdown) skips the waiting and the backoff: there
-    /// may be no later. Call it until it returns `None` to fill every slot.
+    /// The next batch to send, if one is due: a batch waiting for a retry,
+    /// once the backoff ran out and no batch is out; else, when none waits
+    /// and fewer than [`OutboxConfig::max_in_flight`] are out, a new one once
+    /// the queue holds a full batch or its oldest event waited
+    /// [`OutboxConfig::flush_interval_ms`]. `force` (drain on shutdown) skips
+    /// the waiting and the backoff: there may be no later. Each call returns
+    /// at most one batch; call it again for the next.
     ///
     /// The caller must report each send's outcome with [`Self::on_result`].
     pub fn next_batch(&mut self, now_ms: u64, force: bool) -> Option<Batch> {
         let id = self.next_id;
-        let backoff = |h: &Head| match h.state {
-            HeadState::Backoff { until_ms } => Some(until_ms),
-            HeadState::InFlight { .. } => None,
-        };
-        let out = self.heads.iter().any(|h| backoff(h).is_none());
-        let due = |h: &&mut Head| backoff(h).is_some_and(|until| force || (!out && now_ms >= until));
-        if let Some(head) = self.heads.iter_mut().find(due) {
+        let out = self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }));
+        let may_retry = force || (!out && now_ms >= self.backoff.until_ms);
+        if let Some(head) = self.heads.iter_mut().find(|h| matches!(h.state, HeadState::Waiting)) {
+            if !may_retry {
+                return None;
+            }
             head.attempts += 1;
-            head.state = HeadState::InFlight { id };
+            head.state = HeadState::InFlight { id, sent_ms: now_ms };
             self.next_id += 1;
             self.counters.retried += 1;
             return Some(Batch { id, attempt: head.attempts, events: head.events.clone() });
         }
-        let waiting = self.heads.iter().any(|h| backoff(h).is_some());
-        if waiting || self.heads.len() >= self.config.max_in_flight || (!force && !self.batch_due(now_ms)) {
+        if self.heads.len() >= self.config.max_in_flight || (!force && !self.batch_due(now_ms)) {
             return None;
         }
         let mut events = Vec::new();
@@ -292,7 +307,11 @@ impl Outbox {
         if events.is_empty() {
             return None;
         }
-        self.heads.push(Head { events: events.clone(), attempts: 1, state: HeadState::InFlight { id } });
+        self.heads.push(Head {
+            events: events.clone(),
+            attempts: 1,
+            state: HeadState::InFlight { id, sent_ms: now_ms },
+        });
         self.next_id += 1;
         Some(Batch { id, attempt: 1, events })
     }
@@ -311,16 +330,11 @@ impl Outbox {
     /// out, or a retry behind a batch out) or nothing is held.
     pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
         let out = self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }));
-        let retry = self
-            .heads
-            .iter()
-            .filter_map(|h| match h.state {
-                HeadState::Backoff { until_ms } => Some(until_ms),
-                HeadState::InFlight { .. } => None,
-            })
-            .min();
-        if retry.is_some() || self.heads.len() >= self.config.max_in_flight {
-            return retry.filter(|_| !out);
+        if self.heads.iter().any(|h| matches!(h.state, HeadState::Waiting)) {
+            return (!out).then_some(self.backoff.until_ms.max(now_ms));
+        }
+        if self.heads.len() >= self.config.max_in_flight {
+            return None;
         }
         if self.batch_due(now_ms) {
             return Some(now_ms);
@@ -331,36 +345,51 @@ impl Outbox {
     /// Records how batch `batch_id` ended. Returns false (and changes
     /// nothing) for an id that is not a batch out, e.g. a stale attempt.
     pub fn on_result(&mut self, batch_id: u64, result: Delivery, now_ms: u64) -> bool {
-        let Some(at) = self.heads.iter().position(|h| matches!(h.state, HeadState::InFlight { id } if id == batch_id))
-        else {
+        let found = self.heads.iter().enumerate().find_map(|(at, h)| match h.state {
+            HeadState::InFlight { id, sent_ms } if id == batch_id => Some((at, sent_ms, h.attempts, h.events.len())),
+            _ => None,
+        });
+        let Some((at, sent_ms, attempts, count)) = found else {
             return false;
         };
-        let (count, attempts) = self.heads.get(at).map_or((0, 0), |h| (h.events.len() as u64, h.attempts));
-        match result {
-            Delivery::Ok => self.counters.sent += count,
-            Delivery::Retryable { retry_after_ms } if self.config.max_attempts.is_none_or(|max| attempts < max) => {
-                self.counters.failed += 1;
-                let until_ms = now_ms.saturating_add(backoff_ms(&self.config, attempts, retry_after_ms));
-                if let Some(head) = self.heads.get_mut(at) {
-                    head.state = HeadState::Backoff { until_ms };
-                }
+        let count = count as u64;
+        let retry_after_ms = match result {
+            Delivery::Ok => {
+                self.counters.sent += count;
+                // It answers: the batches waiting go now, one at a time.
+                self.backoff = Backoff::default();
+                self.heads.remove(at);
                 return true;
             }
-            // Fatal, or the last attempt failed.
-            Delivery::Fatal | Delivery::Retryable { .. } => {
+            Delivery::Fatal => {
                 self.counters.failed += 1;
                 self.counters.dropped += count;
+                self.heads.remove(at);
+                return true;
             }
+            Delivery::Retryable { retry_after_ms } => retry_after_ms,
+        };
+        self.counters.failed += 1;
+        let b = &mut self.backoff;
+        if b.failures == 0 || sent_ms >= b.failed_ms {
+            b.failures = b.failures.saturating_add(1);
         }
-        self.heads.remove(at);
+        b.failed_ms = now_ms;
+        b.until_ms = b.until_ms.max(now_ms.saturating_add(backoff_ms(&self.config, b.failures, retry_after_ms)));
+        if self.config.max_attempts.is_some_and(|max| attempts >= max) {
+            self.counters.dropped += count;
+            self.heads.remove(at);
+        } else if let Some(head) = self.heads.get_mut(at) {
+            head.state = HeadState::Waiting;
+        }
         true
     }
 }
 
-/// Wait after the `attempts`-th failed send: base × 2^(attempts−1) up to the
+/// Wait after the `failures`-th failed send in a row: base × 2^(failures−1) up to the
 /// ceiling, and at least the server's `Retry-After` (up to `retry_after_max_ms`).
-fn backoff_ms(config: &OutboxConfig, attempts: u32, retry_after_ms: Option<u64>) -> u64 {
-    let doublings = attempts.saturating_sub(1).min(63);
+fn backoff_ms(config: &OutboxConfig, failures: u32, retry_after_ms: Option<u64>) -> u64 {
+    let doublings = failures.saturating_sub(1).min(63);
     let exponential = config.backoff_base_ms.saturating_mul(1u64 << doublings).min(config.backoff_max_ms);
     exponential.max(retry_after_ms.unwrap_or(0).min(config.retry_after_max_ms))
 }
@@ -642,12 +671,17 @@ mod tests {
         assert_eq!(outbox.next_batch(20, false), None, "a full batch and a free slot, but the destination failed");
         assert_eq!(outbox.next_batch(600, false), None, "the retry waits for the batch out");
         assert_eq!(outbox.next_due_ms(20), None);
-        outbox.on_result(second.id, Delivery::Ok, 30);
-        assert_eq!(outbox.next_due_ms(30), Some(510));
-        assert_eq!(outbox.next_batch(509, false), None);
-        let retry = outbox.next_batch(510, false).expect("the backoff ran out");
+        outbox.on_result(second.id, classify(503, None), 30);
+        assert_eq!(outbox.next_due_ms(30), Some(530), "the second failed in the same wave: still the first backoff");
+        assert_eq!(outbox.next_batch(529, false), None);
+        let retry = outbox.next_batch(530, false).expect("the backoff ran out");
         assert_eq!((texts(&retry), retry.attempt), (vec!["a", "b", "c"], 2));
-        let next = outbox.next_batch(510, false).expect("nothing waits now");
+        assert_eq!(outbox.next_batch(530, false), None, "one probe at a time");
+        outbox.on_result(retry.id, Delivery::Ok, 540);
+        let retry = outbox.next_batch(540, false).expect("an answer clears the backoff");
+        assert_eq!(texts(&retry), ["d", "e", "f"]);
+        outbox.on_result(retry.id, Delivery::Ok, 550);
+        let next = outbox.next_batch(550, false).expect("nothing waits now");
         assert_eq!(texts(&next), ["g", "h", "i"]);
         // Overflow takes a waiting batch's events, never those out.
         let mut small = Outbox::new(OutboxConfig { max_events: 6, max_in_flight: 3, ..config() });
@@ -670,8 +704,9 @@ mod tests {
         assert_eq!((c.sent, c.dropped), (6, 1));
     }
 
-    /// Batches out when the destination fails are resent one at a time, each
-    /// after its backoff and only once no batch is out, until it answers.
+    /// Batches out when the destination fails are resent one at a time, once
+    /// no batch is out, after the destination's backoff: the wave out when it
+    /// failed counts as one failure, and each failed probe doubles the wait.
     #[test]
     fn a_failing_destination_is_sent_one_batch_at_a_time() {
         let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 3, max_attempts: None, ..config() });
@@ -683,23 +718,26 @@ mod tests {
         for batch in &out {
             outbox.on_result(batch.id, classify(503, None), 10);
         }
-        let first = outbox.next_batch(510, false).expect("the oldest, its backoff over");
+        let first = outbox.next_batch(510, false).expect("the oldest, the wave's one backoff over");
         assert_eq!((texts(&first), first.attempt), (vec!["0", "1", "2"], 2));
         assert_eq!(outbox.next_batch(510, false), None, "one at a time while failing");
         outbox.on_result(first.id, classify(0, None), 520);
-        let second = outbox.next_batch(520, false).expect("the next waiting one");
-        assert_eq!(texts(&second), ["3", "4", "5"]);
-        outbox.on_result(second.id, Delivery::Ok, 530);
-        let third = outbox.next_batch(530, false).expect("the last waiting one");
-        assert_eq!(texts(&third), ["6", "7", "8"]);
-        assert_eq!(outbox.next_batch(530, false), None);
-        outbox.on_result(third.id, Delivery::Ok, 540);
-        assert_eq!(outbox.next_batch(1_519, false), None, "the first waits out its second backoff");
-        let last = outbox.next_batch(1_520, false).expect("the first again");
-        assert_eq!(texts(&last), ["0", "1", "2"]);
-        outbox.on_result(last.id, Delivery::Ok, 1_530);
+        assert_eq!(outbox.next_batch(1_519, false), None, "a failed probe doubles the backoff");
+        let second = outbox.next_batch(1_520, false).expect("the oldest again");
+        assert_eq!((texts(&second), second.attempt), (vec!["0", "1", "2"], 3));
+        outbox.on_result(second.id, classify(503, None), 1_530);
+        assert_eq!(outbox.next_due_ms(1_530), Some(3_530));
+        let third = outbox.next_batch(3_530, false).expect("the oldest again");
+        outbox.on_result(third.id, Delivery::Ok, 3_540);
+        let mut rest = Vec::new();
+        while let Some(batch) = outbox.next_batch(3_540, false) {
+            assert_eq!(outbox.next_batch(3_540, false), None, "one at a time");
+            rest.extend(texts(&batch).iter().map(|t| t.to_string()));
+            assert!(outbox.on_result(batch.id, Delivery::Ok, 3_540));
+        }
+        assert_eq!(rest, ["3", "4", "5", "6", "7", "8"], "an answer clears the backoff: the rest follow");
         let c = outbox.counters();
-        assert_eq!((c.sent, c.failed, c.retried, c.dropped), (9, 4, 4, 0));
+        assert_eq!((c.sent, c.failed, c.retried, c.dropped), (9, 5, 5, 0));
         assert!(outbox.is_empty());
     }
 

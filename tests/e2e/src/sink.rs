@@ -130,9 +130,15 @@ impl CaptureSink {
         lock(&self.state).hold = Some(hold);
     }
 
-    /// The most requests the sink held open at once.
+    /// The most requests the sink held open at once (since the last reset).
     pub fn most_open(&self) -> usize {
         lock(&self.state).most_open
+    }
+
+    /// Starts [`Self::most_open`] again from the requests open now.
+    pub fn reset_most_open(&self) {
+        let mut state = lock(&self.state);
+        state.most_open = state.open;
     }
 
     /// While down, every request has its connection reset, like an

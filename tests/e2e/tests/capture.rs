@@ -483,3 +483,37 @@ fn a_slow_posthog_gets_several_batches_at_once() {
     assert_eq!(envoy.metric("llm_gateway.capture_primary_failed_total"), 0);
     assert_eq!(mirror.wait_for_events(7, Duration::from_secs(10)).len(), 7);
 }
+
+/// Batches out when PostHog starts failing are retried one at a time, never
+/// all at once, and once it recovers every event arrives exactly once.
+#[test]
+fn a_failing_posthog_is_retried_one_batch_at_a_time() {
+    let stack = Stack::shared();
+    let _g = stack.guard();
+    let overlay = json!({"capture": {"batch_max_events": 1, "max_batches_in_flight": 3}});
+    let (envoy, primary, _mirror) = isolated(stack, "failing-posthog", overlay);
+    primary.set_hold(Duration::from_millis(200));
+    primary.fail_next(1_000, 503, None);
+    for i in 0..6 {
+        call(&envoy, &format!("failing-{i}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while primary.attempts() < 3 {
+        assert!(Instant::now() < deadline, "no first wave of batches");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first wave's answers are being written; the retries wait at least 500 ms.
+    std::thread::sleep(Duration::from_millis(250));
+    primary.reset_most_open();
+    let first_wave = primary.attempts();
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert!(primary.attempts() >= first_wave + 2, "retried: {} sends after {first_wave}", primary.attempts());
+    assert_eq!(primary.most_open(), 1, "retries to a failing PostHog, one at a time");
+    primary.fail_next(0, 503, None);
+    assert_eq!(primary.wait_for_events(6, Duration::from_secs(30)).len(), 6);
+    for i in 0..6 {
+        primary.event(&format!("failing-{i}"));
+    }
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 6);
+    assert_eq!(envoy.metric("llm_gateway.capture_primary_dropped_total"), 0);
+}
