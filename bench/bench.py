@@ -1552,7 +1552,7 @@ def run(args, meta, started):
                  if sc["name"] in only_scen or (not only_scen and not sc.get("optional"))]
     if args.peers_only:
         args.systems = args.systems or ",".join(sorted({n for s in scenarios for n in s.get("systems", [])
-                                                        if n not in COLD_OPTIONAL}))
+                                                        if n not in COLD_OPTIONAL and not n.endswith("-before")}))
     only_sys = set(filter(None, args.systems.split(",")))
     baselines = {SCENARIO_BASELINE[sc["name"]] for sc in scenarios}
     wanted = [s for s in SYSTEMS + (PEERS if args.peers else []) if (not only_sys and not s.get("named"))
