@@ -15,9 +15,11 @@
 //! out, so a failing destination is probed one batch at a time. The backoff
 //! is the destination's, not each batch's: it doubles with each failed probe
 //! (the batches already out when it started failing count once), so the
-//! probes come as often as with one batch out, and an answer clears it. An outage
-//! costs events only when the bounded queue overflows, and then the oldest go
-//! first, counted (unless `max_attempts` caps the sends per batch).
+//! probes come as often as with one batch out, and a batch sent since the
+//! last failure and delivered clears it. An outage costs events only when
+//! the bounded queue overflows, and then the oldest go first, counted (unless
+//! `max_attempts` caps the sends per batch: then the next batch starts a
+//! backoff of its own).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -356,8 +358,12 @@ impl Outbox {
         let retry_after_ms = match result {
             Delivery::Ok => {
                 self.counters.sent += count;
-                // It answers: the batches waiting go now, one at a time.
-                self.backoff = Backoff::default();
+                // Sent since the last failure and delivered: the destination is back, and
+                // the batches waiting go now, one at a time. One sent before (in the same
+                // wave as the failure) says nothing of its `Retry-After`.
+                if sent_ms >= self.backoff.failed_ms {
+                    self.backoff = Backoff::default();
+                }
                 self.heads.remove(at);
                 return true;
             }
@@ -370,16 +376,20 @@ impl Outbox {
             Delivery::Retryable { retry_after_ms } => retry_after_ms,
         };
         self.counters.failed += 1;
+        if self.config.max_attempts.is_some_and(|max| attempts >= max) {
+            self.counters.dropped += count;
+            self.heads.remove(at);
+            // As posthog-python's consumer: the next batch starts a schedule of its own.
+            self.backoff = Backoff { failed_ms: now_ms, ..Backoff::default() };
+            return true;
+        }
         let b = &mut self.backoff;
         if b.failures == 0 || sent_ms >= b.failed_ms {
             b.failures = b.failures.saturating_add(1);
         }
         b.failed_ms = now_ms;
         b.until_ms = b.until_ms.max(now_ms.saturating_add(backoff_ms(&self.config, b.failures, retry_after_ms)));
-        if self.config.max_attempts.is_some_and(|max| attempts >= max) {
-            self.counters.dropped += count;
-            self.heads.remove(at);
-        } else if let Some(head) = self.heads.get_mut(at) {
+        if let Some(head) = self.heads.get_mut(at) {
             head.state = HeadState::Waiting;
         }
         true
@@ -547,6 +557,11 @@ mod tests {
         assert!(outbox.is_empty(), "max attempts reached");
         let counters = outbox.counters();
         assert_eq!((counters.sent, counters.retried, counters.failed, counters.dropped), (0, 2, 3, 3));
+        // The next batch starts its own schedule, as posthog-python's does.
+        outbox.push("d", 3_000);
+        let next = outbox.next_batch(3_000, true).expect("forced");
+        assert!(outbox.on_result(next.id, classify(503, None), 3_010));
+        assert_eq!(outbox.next_due_ms(3_010), Some(3_510));
     }
 
     #[test]
@@ -738,6 +753,23 @@ mod tests {
         assert_eq!(rest, ["3", "4", "5", "6", "7", "8"], "an answer clears the backoff: the rest follow");
         let c = outbox.counters();
         assert_eq!((c.sent, c.failed, c.retried, c.dropped), (9, 5, 5, 0));
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn only_a_batch_sent_after_the_failure_clears_the_backoff() {
+        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 2, ..config() });
+        for e in ["a", "b", "c", "d", "e", "f"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        let second = outbox.next_batch(0, false).expect("a second slot");
+        outbox.on_result(first.id, classify(429, Some("7")), 10);
+        outbox.on_result(second.id, Delivery::Ok, 20);
+        assert_eq!(outbox.next_due_ms(20), Some(7_010), "sent before the 429: its Retry-After stands");
+        let retry = outbox.next_batch(7_010, false).expect("after Retry-After");
+        outbox.on_result(retry.id, Delivery::Ok, 7_020);
+        assert_eq!(outbox.counters().sent, 6);
         assert!(outbox.is_empty());
     }
 
