@@ -275,8 +275,7 @@ impl Outbox {
     /// The caller must report each send's outcome with [`Self::on_result`].
     pub fn next_batch(&mut self, now_ms: u64, force: bool) -> Option<Batch> {
         let id = self.next_id;
-        let out = self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }));
-        let may_retry = force || (!out && now_ms >= self.backoff.until_ms);
+        let may_retry = force || (!self.any_out() && now_ms >= self.backoff.until_ms);
         if let Some(head) = self.heads.iter_mut().find(|h| matches!(h.state, HeadState::Waiting)) {
             if !may_retry {
                 return None;
@@ -327,13 +326,18 @@ impl Outbox {
             || now_ms.saturating_sub(*oldest_ms) >= self.config.flush_interval_ms
     }
 
-    /// When [`Self::next_batch`] may next return a batch without `force`
-    /// (for scheduling ticks); `None` while it waits for answers (every slot
-    /// out, or a retry behind a batch out) or nothing is held.
-    pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
-        let out = self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }));
+    fn any_out(&self) -> bool {
+        self.heads.iter().any(|h| matches!(h.state, HeadState::InFlight { .. }))
+    }
+
+    /// When [`Self::next_batch`] may next return a batch without `force`;
+    /// `None` while it waits for answers (every slot out, or a retry behind a
+    /// batch out) or nothing is held. The filter flushes on every tick and
+    /// answer instead; the tests read the schedule here.
+    #[cfg(test)]
+    fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
         if self.heads.iter().any(|h| matches!(h.state, HeadState::Waiting)) {
-            return (!out).then_some(self.backoff.until_ms.max(now_ms));
+            return (!self.any_out()).then_some(self.backoff.until_ms.max(now_ms));
         }
         if self.heads.len() >= self.config.max_in_flight {
             return None;
@@ -425,6 +429,17 @@ mod tests {
             backoff_max_ms: 30_000,
             retry_after_max_ms: 300_000,
         }
+    }
+
+    /// Events a..f queued, then two batches of three out.
+    fn two_batches_out(max_in_flight: usize) -> (Outbox, Batch, Batch) {
+        let mut outbox = Outbox::new(OutboxConfig { max_in_flight, ..config() });
+        for e in ["a", "b", "c", "d", "e", "f"] {
+            outbox.push(e, 0);
+        }
+        let first = outbox.next_batch(0, false).expect("due");
+        let second = outbox.next_batch(0, false).expect("a second slot");
+        (outbox, first, second)
     }
 
     fn texts(batch: &Batch) -> Vec<&str> {
@@ -649,12 +664,8 @@ mod tests {
 
     #[test]
     fn several_batches_go_out_at_once_up_to_the_cap() {
-        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 2, ..config() });
-        for e in ["a", "b", "c", "d", "e", "f", "g"] {
-            outbox.push(e, 0);
-        }
-        let first = outbox.next_batch(0, false).expect("due");
-        let second = outbox.next_batch(0, false).expect("a second slot");
+        let (mut outbox, first, second) = two_batches_out(2);
+        outbox.push("g", 0);
         assert_eq!((texts(&first), texts(&second)), (vec!["a", "b", "c"], vec!["d", "e", "f"]));
         assert_eq!(outbox.next_batch(0, true), None, "both slots out");
         assert_eq!(outbox.next_due_ms(0), None);
@@ -673,12 +684,7 @@ mod tests {
 
     #[test]
     fn a_batch_waiting_for_a_retry_holds_back_new_ones() {
-        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 3, ..config() });
-        for e in ["a", "b", "c", "d", "e", "f"] {
-            outbox.push(e, 0);
-        }
-        let first = outbox.next_batch(0, false).expect("due");
-        let second = outbox.next_batch(0, false).expect("a second slot");
+        let (mut outbox, first, second) = two_batches_out(3);
         outbox.on_result(first.id, classify(503, None), 10);
         for e in ["g", "h", "i"] {
             outbox.push(e, 20);
@@ -758,12 +764,7 @@ mod tests {
 
     #[test]
     fn only_a_batch_sent_after_the_failure_clears_the_backoff() {
-        let mut outbox = Outbox::new(OutboxConfig { max_in_flight: 2, ..config() });
-        for e in ["a", "b", "c", "d", "e", "f"] {
-            outbox.push(e, 0);
-        }
-        let first = outbox.next_batch(0, false).expect("due");
-        let second = outbox.next_batch(0, false).expect("a second slot");
+        let (mut outbox, first, second) = two_batches_out(2);
         outbox.on_result(first.id, classify(429, Some("7")), 10);
         outbox.on_result(second.id, Delivery::Ok, 20);
         assert_eq!(outbox.next_due_ms(20), Some(7_010), "sent before the 429: its Retry-After stands");
