@@ -364,6 +364,20 @@ fn isolated(stack: &Stack, name: &str, overlay: Value) -> (Envoy, CaptureSink, C
     (Envoy::start_with(&dir, &config, ports, 1), primary, mirror)
 }
 
+/// [`isolated`] with one event per batch and up to three batches out.
+fn one_event_batches(stack: &Stack, name: &str) -> (Envoy, CaptureSink, CaptureSink) {
+    isolated(stack, name, json!({"capture": {"batch_max_events": 1, "max_batches_in_flight": 3}}))
+}
+
+/// The `n` events of traces `{prefix}-0`.., each exactly once.
+fn each_once(sink: &CaptureSink, prefix: &str, n: usize) {
+    let delivered = sink.wait_for_events(n, Duration::from_secs(30));
+    assert_eq!(delivered.len(), n, "{} of {n} events delivered", delivered.len());
+    for i in 0..n {
+        sink.event(&format!("{prefix}-{i}"));
+    }
+}
+
 fn call(envoy: &Envoy, trace: &str) {
     let body = body_for("/v1/chat/completions", "gpt-4o", false);
     assert_eq!(send(envoy.port, "POST", "/v1/chat/completions", &[("x-posthog-trace-id", trace)], &body).status, 200);
@@ -466,17 +480,12 @@ fn a_short_outage_loses_no_event() {
 fn a_slow_posthog_gets_several_batches_at_once() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let overlay = json!({"capture": {"batch_max_events": 1, "max_batches_in_flight": 3}});
-    let (envoy, primary, mirror) = isolated(stack, "slow-posthog", overlay);
+    let (envoy, primary, mirror) = one_event_batches(stack, "slow-posthog");
     primary.set_hold(Duration::from_millis(700));
     for i in 0..7 {
         call(&envoy, &format!("slow-{i}"));
     }
-    let delivered = primary.wait_for_events(7, Duration::from_secs(20));
-    assert_eq!(delivered.len(), 7, "{} of 7 events delivered", delivered.len());
-    for i in 0..7 {
-        primary.event(&format!("slow-{i}"));
-    }
+    each_once(&primary, "slow", 7);
     assert_eq!(primary.most_open(), 3, "batches held open at once by the slow sink");
     assert_eq!(primary.batches().len(), 7);
     assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 7);
@@ -490,8 +499,7 @@ fn a_slow_posthog_gets_several_batches_at_once() {
 fn a_failing_posthog_is_retried_one_batch_at_a_time() {
     let stack = Stack::shared();
     let _g = stack.guard();
-    let overlay = json!({"capture": {"batch_max_events": 1, "max_batches_in_flight": 3}});
-    let (envoy, primary, _mirror) = isolated(stack, "failing-posthog", overlay);
+    let (envoy, primary, _mirror) = one_event_batches(stack, "failing-posthog");
     primary.set_hold(Duration::from_millis(200));
     primary.fail_next(1_000, 503, None);
     for i in 0..6 {
@@ -510,10 +518,7 @@ fn a_failing_posthog_is_retried_one_batch_at_a_time() {
     assert!(primary.attempts() >= first_wave + 2, "retried: {} sends after {first_wave}", primary.attempts());
     assert_eq!(primary.most_open(), 1, "retries to a failing PostHog, one at a time");
     primary.fail_next(0, 503, None);
-    assert_eq!(primary.wait_for_events(6, Duration::from_secs(30)).len(), 6);
-    for i in 0..6 {
-        primary.event(&format!("failing-{i}"));
-    }
+    each_once(&primary, "failing", 6);
     assert_eq!(envoy.metric("llm_gateway.capture_primary_sent_total"), 6);
     assert_eq!(envoy.metric("llm_gateway.capture_primary_dropped_total"), 0);
 }
