@@ -16,6 +16,7 @@ system is one entry in SYSTEMS (an overlay of the plugin configuration).
   bench/bench.py [--peers] [--rounds N] [--duration S] [--scenarios a,b] [--systems a,b] [--no-write]
 """
 import argparse
+import bisect
 import datetime
 import hashlib
 import http.client
@@ -397,6 +398,16 @@ PLAINTEXT = ("\n      name: envoy.transport_sockets.raw_buffer"
              '\n      typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}')
 
 
+# Envoy's own timings of each request, appended to the template's access log
+# line (bench runs only): when it started, then, in µs, from its first byte
+# in to the first byte sent upstream, from the upstream's first response byte
+# to the first byte sent to the client, and from the upstream's last byte to
+# the client's last. `envoy_times` reads them back per run.
+ENVOY_TIMES = ("bench-times %START_TIME(%s.%6f)% %COMMON_DURATION(DS_RX_BEG:US_TX_BEG:us)% "
+               "%COMMON_DURATION(US_RX_BEG:DS_TX_BEG:us)% %COMMON_DURATION(US_RX_END:DS_TX_END:us)%")
+ACCESS_LOG_END = '%UPSTREAM_CLUSTER%\\n"'
+
+
 def render_script():
     """scripts/render-envoy.py, the one place that knows the template's placeholders."""
     spec = importlib.util.spec_from_file_location("render_envoy", os.path.join(ROOT, "scripts/render-envoy.py"))
@@ -433,6 +444,9 @@ def render(plugin, ports, wasm=WASM, failover=True, template=TEMPLATE):
     if missing:
         raise RuntimeError(f"envoy.yaml.tmpl has placeholders bench/bench.py does not fill: {missing}")
     yaml = string.Template(tmpl).substitute({k: str(v) for k, v in values.items()})
+    # A template whose access log line ends otherwise (BENCH_BEFORE_TEMPLATE) goes untimed.
+    if yaml.count(ACCESS_LOG_END) == 1:
+        yaml = yaml.replace(ACCESS_LOG_END, f'%UPSTREAM_CLUSTER% {ENVOY_TIMES}\\n"')
     if plugin is not None:
         return yaml
     lines = yaml.split("\n")
@@ -952,6 +966,57 @@ def cpu_per_1k(res):
     return p[0]["cpu_s_per_1k"] if p else None
 
 
+# The intervals `envoy_times` reports, in the order the report shows them.
+ENVOY_PARTS = ("pre", "first", "post", "own")
+
+
+def envoy_times(running, results):
+    """Adds to each run of an Envoy system its requests as Envoy timed them
+    (ENVOY_TIMES): the p50 of each interval over the requests that started in
+    the run's measured window, and of each request's own time in Envoy (before
+    the upstream plus after its last byte). Envoy buffers its access log:
+    /reopen_logs flushes it first."""
+    for name, sysinfo in running.items():
+        if SYSTEM_BY_NAME[name]["kind"] != "envoy" or not sysinfo.get("admin"):
+            continue
+        runs = sorted((tuple(r["window_unix_us"]), r) for by_sys in results.values()
+                      for r in by_sys.get(name, {}).values() if r.get("window_unix_us"))
+        if not runs:
+            continue
+        path = os.path.join(RUN, f"{name}.log")
+        request(sysinfo["admin"], "POST", "/reopen_logs", timeout=5)
+        size = -1
+        for _ in range(20):  # until the log stops growing
+            time.sleep(0.2)
+            if os.path.getsize(path) == size:
+                break
+            size = os.path.getsize(path)
+        starts = [w[0] for w, _ in runs]
+        samples = [[] for _ in runs]
+        with open(path, errors="replace") as f:
+            for line in f:
+                _, sep, rest = line.partition("bench-times ")
+                fields = rest.split()
+                if not sep or len(fields) != 4:
+                    continue
+                try:
+                    t = float(fields[0]) * 1e6
+                except ValueError:
+                    continue
+                i = bisect.bisect_right(starts, t) - 1
+                if i >= 0 and t < runs[i][0][1]:
+                    samples[i].append([int(v) if v.isdigit() else None for v in fields[1:]])
+        def p50(vals):
+            vals = sorted(v for v in vals if v is not None)
+            return vals[len(vals) // 2] if vals else None
+        for (_, r), rows in zip(runs, samples):
+            r["envoy_us"] = {
+                "n": len(rows), "pre": p50(x[0] for x in rows), "first": p50(x[1] for x in rows),
+                "post": p50(x[2] for x in rows),
+                "own": p50(x[0] + x[2] for x in rows if x[0] is not None and x[2] is not None),
+            }
+
+
 def summarize(results):
     """Per scenario and system: medians over rounds of absolute figures, and of
     the per-round deltas/ratios against the baseline."""
@@ -990,6 +1055,13 @@ def summarize(results):
                                         for k, r in per_round.items() if k in base and base[k]["throughput_rps"]])
                 row["cpu_ratio"] = med([cpu_per_1k(r) / cpu_per_1k(base[k]) for k, r in per_round.items()
                                         if k in base and cpu_per_1k(r) and cpu_per_1k(base[k])])
+            for part in ENVOY_PARTS:
+                row["env_" + part] = med([(r.get("envoy_us") or {}).get(part) for r in rs])
+                if name != baseline and base:
+                    row["d_env_" + part] = med([r["envoy_us"][part] - base[k]["envoy_us"][part]
+                                                for k, r in per_round.items()
+                                                if k in base and (r.get("envoy_us") or {}).get(part) is not None
+                                                and (base[k].get("envoy_us") or {}).get(part) is not None])
             rows[name] = row
         table[scen] = rows
     return table
@@ -1005,6 +1077,31 @@ def fmt(x, digits=0, unit=""):
 
 def signed(x):
     return "–" if x is None else f"{x:+.0f}"
+
+
+def envoy_breakdown(table, scenarios):
+    """Envoy's own timings (ENVOY_TIMES) in the open-loop scenarios: where in
+    a request the added latency sits, without the load generator's noise."""
+    L = []
+    for scen in scenarios:
+        rows = table.get(scen["name"]) or {}
+        timed = {n: r for n, r in rows.items() if r.get("env_own") is not None}
+        if scen.get("closed") or len(timed) < 2:
+            continue
+        if not L:
+            L += ["#### Inside Envoy (its access log's timings: p50 µs over each run's requests, then the median "
+                  "over rounds; Δ against the baseline in the same round)", "",
+                  "To upstream: the request's first byte in to its first byte sent upstream (a filter that waits "
+                  "for the body includes the body's arrival). First byte out: the upstream's first response byte "
+                  "to the client's. After upstream: the upstream's last byte to the client's last. Own time: to "
+                  "upstream plus after upstream, per request: what Envoy held the request besides the upstream's "
+                  "round trip. Without a filter, Envoy sends the request on before its body has arrived.", "",
+                  "| scenario | system | to upstream | Δ | first byte out | Δ | after upstream | Δ | own time | Δ |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in timed.items():
+            L.append(f"| {scen['name']} | {name} | " + " | ".join(
+                f"{fmt(r.get('env_' + p))} | {signed(r.get('d_env_' + p))}" for p in ENVOY_PARTS) + " |")
+    return L + [""] if L else []
 
 
 def markdown(table, scenarios, meta, res, targets):
@@ -1059,6 +1156,7 @@ def markdown(table, scenarios, meta, res, targets):
                      f"{max(lags):.0f} µs.")
         L.append("")
     L += rust_peer_summary(table)
+    L += envoy_breakdown(table, scenarios)
     floor = floor_breakdown(table)
     if floor:
         L += floor
@@ -1601,6 +1699,7 @@ def run(args, meta, started):
                 wasm_by_round.setdefault(name, []).append(max(a for a, _ in mem) / 1024)
     time.sleep(1.5)  # the last leases end and give back their unused room
     res["end"] = resources(running)
+    envoy_times(running, results)
     res["wasm_by_round"] = wasm_by_round
     res["overspend"] = overspend_report(ports, {k: v.get("counters") or {} for k, v in res["end"].items()},
                                         windows_seen, med(r["throughput_rps"] for r in

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Config {
     addr: String,
@@ -149,6 +149,9 @@ fn run(c: &Config, watch: &[u32]) -> Value {
         (all, cpu.collect())
     });
     let window = |t: Instant| t >= start && t < end;
+    // The same window on the wall clock, to pick this run's lines out of Envoy's access log.
+    let (now, wall) = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+    let unix_us = |t: Instant| (wall.as_secs_f64() - now.saturating_duration_since(t).as_secs_f64()) * 1e6;
     // Latency: everything due in the window. Throughput: successes completed in it.
     let measured: Vec<&Sample> = samples.iter().filter(|s| window(s.due)).collect();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -178,6 +181,7 @@ fn run(c: &Config, watch: &[u32]) -> Value {
     out.insert("errors".into(), json!(errors.values().sum::<u64>()));
     out.insert("error_kinds".into(), json!(errors));
     out.insert("throughput_rps".into(), json!(round1(completed as f64 / secs)));
+    out.insert("window_unix_us".into(), json!([unix_us(start).round(), unix_us(end).round()]));
     out.insert("latency_us".into(), summary(&mut latency));
     if c.stream {
         out.insert("ttfb_us".into(), summary(&mut ttfb));
@@ -480,10 +484,15 @@ mod tests {
                 res.send(200, &[], br#"{"choices":[]}"#).unwrap();
             }
         });
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e6;
         let out = run(&config(server.port(), false, Some(200.0)), &[]);
         assert_eq!(out["errors"], 0, "{out}");
         let ok = out["ok"].as_u64().unwrap();
         assert!((70..=90).contains(&ok), "{out}");
+        // The measured window on the wall clock: after the warm-up, as long as the run.
+        let (from, to) = (out["window_unix_us"][0].as_f64().unwrap(), out["window_unix_us"][1].as_f64().unwrap());
+        assert!(from > before + 150_000.0 && from < before + 1_000_000.0, "{out}");
+        assert!((to - from - 400_000.0).abs() < 1_000.0, "{out}");
         let out = run(&config(server.port(), true, Some(100.0)), &[]);
         assert_eq!(out["errors"], 0, "{out}");
         assert!(out["ttfb_us"]["p50"].as_f64().unwrap() > 0.0, "{out}");
