@@ -254,4 +254,8 @@ impl Host for WasmHost {
             logged("record_metric", abi::record_metric(id, value));
         }
     }
+
+    fn set_tick_period_ms(&self, ms: u64) {
+        set_tick_period_ms(ms);
+    }
 }

@@ -11,7 +11,8 @@ use super::host::{self, WasmHost};
 use super::http::{AttemptFilter, HttpFilter};
 use crate::config::Config;
 use crate::failover::relay::Relay;
-use crate::flow::root::{Root as FlowRoot, TICK_MS};
+use crate::flow::pace::FULL_TICK_MS;
+use crate::flow::root::Root as FlowRoot;
 use crate::flow::Worker;
 use crate::forward::ProviderKeys;
 
@@ -65,7 +66,8 @@ impl RootContext for Root {
                     log::warn!("{warning}");
                 }
                 host::define_metrics();
-                host::set_tick_period_ms(TICK_MS);
+                // Slow until work is queued for the tick (`flow::pace`).
+                host::set_tick_period_ms(FULL_TICK_MS);
                 let flow = FlowRoot::new(Worker::new(config, keys).with_relay(relay()));
                 flow.started(&WasmHost::default());
                 self.flow = Some(flow);

@@ -42,6 +42,8 @@ pub fn ended(worker: &Worker, host: &dyn Host, call: Call) {
     let mut waiting = worker.ended.borrow_mut();
     if waiting.len() < MAX_WAITING {
         waiting.push(ended);
+        drop(waiting);
+        worker.pace.hurry(host);
         return;
     }
     drop(waiting);

@@ -51,6 +51,8 @@ pub trait Host {
     /// Adds to a counter; counters only go up, so the amount cannot be negative.
     fn count(&self, metric: Metric, by: u64);
     fn gauge(&self, metric: Metric, value: u64);
+    /// How often Envoy ticks this context's root (see `pace`).
+    fn set_tick_period_ms(&self, ms: u64);
 }
 
 /// A PostHog destination's lane of the capture queue.

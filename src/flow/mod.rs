@@ -18,6 +18,7 @@ pub mod failover;
 pub mod host;
 pub mod leases;
 pub mod limits;
+pub mod pace;
 pub mod prices;
 pub mod registry;
 pub mod request;

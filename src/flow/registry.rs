@@ -106,6 +106,10 @@ impl<R> Registry<R> {
         self.deferred.push(request);
     }
 
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     pub fn take_deferred(&mut self) -> Vec<Entry<R>> {
         std::mem::take(&mut self.deferred)
     }

@@ -199,6 +199,7 @@ impl Request {
             // A callout made here would be answered to the other request (the SDK
             // routes answers by the context running at dispatch): go on from the root's tick.
             self.registry.borrow_mut().defer((self.id, self.me.clone()));
+            self.worker.pace.hurry(host);
             return Action::Pause;
         }
         let route = route.clone();
@@ -422,6 +423,7 @@ impl Request {
             for hash in registry.forget(self.id) {
                 for waiter in registry.end_lookup(&hash) {
                     registry.defer(waiter);
+                    self.worker.pace.hurry(host);
                 }
             }
         }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::capture;
 use super::host::{Host, Metric};
 use super::leases::Renewals;
+use super::pace::FULL_TICK_MS;
 use super::request::{self, Requests};
 use super::spend::Recorded;
 use super::worker::Worker;
@@ -22,13 +23,6 @@ pub struct Root {
     /// When the last full tick ran.
     last_full_ms: u64,
 }
-
-/// How often Envoy ticks the root: it accounts for the calls that ended and
-/// lets deferred requests go on (`quick_tick`)...
-pub const TICK_MS: u64 = 10;
-/// ...and how often it also flushes queues and metrics and checks stalled
-/// bodies, prices and leases (`tick`).
-pub const FULL_TICK_MS: u64 = 100;
 
 impl Root {
     pub fn new(worker: Worker) -> Self {
@@ -50,8 +44,11 @@ impl Root {
     /// passed. By the clock, not by count: Envoy arms the next tick only after
     /// this one returns, so under load ticks come late. True when it was full.
     pub fn on_tick(&mut self, host: &dyn Host) -> bool {
+        let busy = self.has_calls_to_account() || self.registry.borrow().has_deferred();
+        self.worker.pace.ticked(host, busy);
         let now = host.now_ms();
-        if now.saturating_sub(self.last_full_ms) < FULL_TICK_MS {
+        // A slow tick comes every `FULL_TICK_MS`: each is full, whatever the clock's rounding.
+        if self.worker.pace.is_fast() && now.saturating_sub(self.last_full_ms) < FULL_TICK_MS {
             self.quick_tick(host);
             return false;
         }

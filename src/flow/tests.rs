@@ -58,6 +58,8 @@ struct Fake {
     calls: RefCell<Vec<String>>,
     /// Envoy refuses to dispatch callouts (e.g. an unknown cluster).
     refuse_calls: Cell<bool>,
+    /// The root's tick period last set (0: never).
+    tick_period_ms: Cell<u64>,
 }
 
 impl Fake {
@@ -189,6 +191,10 @@ impl Host for Fake {
         self.calls.borrow_mut().push(format!("gauge {metric:?}"));
         self.metrics.borrow_mut().insert(metric, value as i64);
     }
+    fn set_tick_period_ms(&self, ms: u64) {
+        self.calls.borrow_mut().push(format!("set_tick_period {ms}"));
+        self.tick_period_ms.set(ms);
+    }
 }
 
 const PRINCIPAL: &[u8] = br#"{"team_id": 7, "scopes": ["llm_gateway:read"]}"#;
@@ -314,6 +320,7 @@ fn requests_with_one_key_share_one_lookup_and_the_waiters_go_on_from_the_tick() 
     assert_eq!(rig.host.of(1, |s| s.resumed), 1);
     assert_eq!(rig.upstream_authority(1).as_deref(), Some("api.openai.com"));
     assert_eq!(rig.host.of(2, |s| s.resumed), 0);
+    assert_eq!(rig.host.tick_period_ms.get(), 10, "the deferred request hurries the tick");
     rig.root.tick(&rig.host);
     assert_eq!(rig.host.of(2, |s| s.resumed), 1);
     assert_eq!(rig.upstream_authority(2).as_deref(), Some("api.openai.com"));
@@ -337,6 +344,7 @@ fn a_request_leaving_mid_lookup_hands_the_lookup_to_its_waiters() {
     rig.body(2);
     let first = rig.auth_callouts()[0].clone();
     rig.end(1);
+    assert_eq!(rig.host.tick_period_ms.get(), 10, "the waiter, deferred, hurries the tick");
     rig.root.tick(&rig.host);
     let lookups = rig.auth_callouts();
     assert_eq!(lookups.len(), 2, "the waiter looks the key up again");
@@ -1258,23 +1266,65 @@ fn the_queue_of_ended_calls_is_bounded() {
     assert_eq!(rig.host.metric(answered), capture::MAX_WAITING as i64 + 1);
 }
 
-/// Ticks come every 10 ms, late under load; the full one runs once 100 ms have passed by the clock.
+/// Under traffic ticks come every 10 ms, late under load; the full one runs
+/// once 100 ms have passed by the clock.
 #[test]
 fn the_full_tick_runs_by_the_clock_not_by_the_count() {
     let mut rig = Rig::new(NO_LIMITS);
     let t0 = rig.host.now.get();
-    assert!(rig.root.on_tick(&rig.host), "the first tick is full");
+    // A call ends before every tick: the root stays fast.
+    let tick = |rig: &mut Rig, at: u64| {
+        rig.host.now.set(t0 + at);
+        rig.root.worker.pace.hurry(&rig.host);
+        rig.root.on_tick(&rig.host)
+    };
+    assert!(tick(&mut rig, 0), "the first tick is full");
     for step in 1..10 {
-        rig.host.now.set(t0 + 10 * step);
-        assert!(!rig.root.on_tick(&rig.host), "{} ms in", 10 * step);
+        assert!(!tick(&mut rig, 10 * step), "{} ms in", 10 * step);
     }
-    rig.host.now.set(t0 + 100);
-    assert!(rig.root.on_tick(&rig.host));
+    assert!(tick(&mut rig, 100));
     // Late ticks: each past 100 ms is full.
-    rig.host.now.set(t0 + 230);
+    assert!(tick(&mut rig, 230));
+    assert!(!tick(&mut rig, 240));
+}
+
+/// Each tick enters the VM: an idle worker ticks every 100 ms (set when the
+/// filter is configured), a call that ended makes the root tick every 10 ms
+/// until 10 ticks in a row find nothing to do, and every slow tick is full.
+/// (Deferred requests hurry it too: the two deferral tests above.)
+#[test]
+fn the_root_ticks_fast_only_while_work_waits_for_the_tick() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let period = |rig: &Rig| rig.host.tick_period_ms.get();
+    let sets = |rig: &Rig| rig.host.calls.borrow().iter().filter(|c| c.starts_with("set_tick_period")).count();
+    assert!(rig.root.on_tick(&rig.host), "idle: every tick is full");
+    rig.host.now.set(rig.host.now.get() + 1);
     assert!(rig.root.on_tick(&rig.host));
-    rig.host.now.set(t0 + 240);
-    assert!(!rig.root.on_tick(&rig.host));
+    assert_eq!(sets(&rig), 0, "an idle root keeps its period");
+    rig.headers(1, "phx_pace");
+    rig.answer(rig.auth_callouts()[0].token, 200, PRINCIPAL);
+    for id in 1..=2 {
+        if id > 1 {
+            rig.headers(id, "phx_pace");
+        }
+        rig.body(id);
+        rig.host.stream(|s| s.response_headers = vec![(":status".into(), "200".into())]);
+        rig.requests[&id].borrow_mut().on_response_headers(&rig.host, true);
+        rig.log(id);
+    }
+    assert_eq!((period(&rig), sets(&rig)), (10, 1), "the first call that ended hurries the root, once");
+    let answered = Metric::Responses(crate::providers::Provider::OpenAi, 0);
+    rig.host.now.set(rig.host.now.get() + 10);
+    rig.root.on_tick(&rig.host);
+    assert_eq!(rig.host.metric(answered), 2, "accounted on the next tick");
+    for n in 1..10 {
+        rig.host.now.set(rig.host.now.get() + 10);
+        rig.root.on_tick(&rig.host);
+        assert_eq!(period(&rig), 10, "{n} idle ticks");
+    }
+    rig.host.now.set(rig.host.now.get() + 10);
+    rig.root.on_tick(&rig.host);
+    assert_eq!((period(&rig), sets(&rig)), (100, 2), "the tenth idle tick slows the root down");
 }
 
 /// Each hostcall is a crossing from V8 into Envoy, so the calls a warm request

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::capture::Ended;
 use super::delivery::Capture;
 use super::host::Host;
+use super::pace::Pace;
 use super::prices::Pricing;
 use super::spend::Spend;
 use crate::auth::{self, Cached, Principal, PrincipalCache};
@@ -26,6 +27,8 @@ pub struct Worker {
     pub capture: Option<RefCell<Capture>>,
     /// Calls over and not yet accounted for (see `capture::ended`).
     pub ended: RefCell<Vec<Ended>>,
+    /// How often the root ticks: fast while `ended` or deferred requests wait.
+    pub pace: Pace,
     /// The price table in use, and its refresh.
     pub pricing: Pricing,
     /// When a store failure was last logged (one line per interval, not per request).
@@ -52,6 +55,7 @@ impl Worker {
             spend: RefCell::default(),
             capture,
             ended: RefCell::default(),
+            pace: Pace::default(),
             store_failure_logged_ms: Cell::new(0),
             redis_clock_offset_ms: Cell::new(0),
             relay: Rc::default(),
