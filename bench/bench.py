@@ -931,6 +931,36 @@ def admin_stats(admin, prefix):
     return out
 
 
+# How long each Envoy's CPU is read while nothing is sent, after the rounds.
+IDLE_SECONDS = 10.0
+
+
+def cpu_ticks(pid):
+    """User and system CPU of a process and its descendants, in clock ticks."""
+    total = 0
+    for p in [pid] + descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def idle_cpu(running):
+    """Each Envoy's CPU while nothing is sent, in ms per second: its timers
+    and a filter's ticks alone, the cost of a worker with no traffic (as most
+    sidecars are most of the time). All are read at once: idle, they do not
+    compete for the core."""
+    envoys = {n: s["pid"] for n, s in running.items() if SYSTEM_BY_NAME[n]["kind"] == "envoy"}
+    time.sleep(1)  # a filter's root slows its tick 100 ms after its last call
+    before = {n: cpu_ticks(p) for n, p in envoys.items()}
+    time.sleep(IDLE_SECONDS)
+    hz = os.sysconf("SC_CLK_TCK")
+    return {n: (cpu_ticks(p) - before[n]) * 1000 / hz / IDLE_SECONDS for n, p in envoys.items()}
+
+
 def resources(running):
     out = {}
     for name, s in running.items():
@@ -1177,12 +1207,14 @@ def markdown(table, scenarios, meta, res, targets):
     if res:
         L.append("#### Resources (after the run)")
         L.append("")
-        L.append("| system | RSS MiB at start | RSS MiB at end | wasm linear memory per VM (size / resident MiB) |")
-        L.append("|---|---|---|---|")
+        L.append("| system | RSS MiB at start | RSS MiB at end | wasm linear memory per VM (size / resident MiB) "
+                 f"| idle CPU, ms per s ({IDLE_SECONDS:g} s after the run, nothing sent) |")
+        L.append("|---|---|---|---|---|")
         for name, r in res["end"].items():
             start_rss = res["start"].get(name, {}).get("rss_mib")
             vms = ", ".join(f"{v['size_mib']:.2f} / {v['rss_mib']:.2f}" for v in r.get("wasm_vms", [])) or "–"
-            L.append(f"| {name} | {fmt(start_rss, 1)} | {fmt(r['rss_mib'], 1)} | {vms} |")
+            idle = res.get("idle_cpu", {}).get(name)
+            L.append(f"| {name} | {fmt(start_rss, 1)} | {fmt(r['rss_mib'], 1)} | {vms} | {fmt(idle, 1)} |")
         L.append("")
         counters = {k: v["counters"] for k, v in res["end"].items() if v.get("counters")}
         if counters:
@@ -1705,6 +1737,7 @@ def run(args, meta, started):
     time.sleep(1.5)  # the last leases end and give back their unused room
     res["end"] = resources(running)
     envoy_times(running, results)
+    res["idle_cpu"] = idle_cpu(running)
     res["wasm_by_round"] = wasm_by_round
     res["overspend"] = overspend_report(ports, {k: v.get("counters") or {} for k, v in res["end"].items()},
                                         windows_seen, med(r["throughput_rps"] for r in
