@@ -184,8 +184,8 @@ SYSTEM_BY_NAME = {s["name"]: s for s in SYSTEMS + PEERS}
 # 1,200 req/s at 256 KB. `optional` scenarios run only when named (--scenarios).
 SCENARIOS = [
     {"name": "chat-1k", "body": 1024, "rate": 500, "conns": 4},
-    # The same at a fifth of the rate (10 s runs, for as many requests) and at three times it, run only when named: how the
-    # cost per request depends on how warm the caches are between requests ("Inside Envoy").
+    # The same at a fifth of the rate (10 s runs, for as many requests) and at three times it, run
+    # only when named: how a request's cost depends on how warm the caches stay ("Inside Envoy").
     {"name": "chat-1k-100", "body": 1024, "rate": 100, "conns": 4, "duration": 10, "optional": True},
     {"name": "chat-1k-1500", "body": 1024, "rate": 1500, "conns": 4, "optional": True},
     {"name": "chat-16k", "body": 16 * 1024, "rate": 500, "conns": 4},
@@ -906,16 +906,23 @@ def smaps_wasm(pid):
     return out
 
 
-def rss_kib(pid):
+def tree_sum(pid, read):
+    """`read(p)` summed over a process and its descendants; one that ended meanwhile counts 0."""
     total = 0
     for p in [pid] + descendants(pid):
         try:
-            with open(f"/proc/{p}/status") as f:
-                m = re.search(r"VmRSS:\s+(\d+)", f.read())
-                total += int(m.group(1)) if m else 0
-        except OSError:
+            total += read(p)
+        except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def rss_kib(pid):
+    def rss(p):
+        with open(f"/proc/{p}/status") as f:
+            m = re.search(r"VmRSS:\s+(\d+)", f.read())
+        return int(m.group(1)) if m else 0
+    return tree_sum(pid, rss)
 
 
 def admin_stats(admin, prefix):
@@ -937,15 +944,11 @@ IDLE_SECONDS = 10.0
 
 def cpu_ticks(pid):
     """User and system CPU of a process and its descendants, in clock ticks."""
-    total = 0
-    for p in [pid] + descendants(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    def ticks(p):
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    return tree_sum(pid, ticks)
 
 
 def idle_cpu(running):
@@ -1014,8 +1017,8 @@ def envoy_times(running, results):
     for name, sysinfo in running.items():
         if SYSTEM_BY_NAME[name]["kind"] != "envoy" or not sysinfo.get("admin"):
             continue
-        runs = sorted((tuple(r["window_unix_us"]), r) for by_sys in results.values()
-                      for r in by_sys.get(name, {}).values() if r.get("window_unix_us"))
+        runs = sorted(((tuple(r["window_unix_us"]), r) for by_sys in results.values()
+                       for r in by_sys.get(name, {}).values() if r.get("window_unix_us")), key=lambda w: w[0])
         if not runs:
             continue
         path = os.path.join(RUN, f"{name}.log")
