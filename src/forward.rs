@@ -62,13 +62,12 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
 /// A client request header the filter removes as soon as it arrives, whatever
 /// the provider: credentials (the gateway authenticates upstream with its own
 /// key), the routing header (only the filter picks the cluster), `x-envoy-*`
-/// (they steer Envoy's router: timeouts, retries that would bill a call twice),
-/// and `content-length` (the body may change size). Names are lowercase.
+/// (they steer Envoy's router: timeouts, retries that would bill a call twice).
+/// `content-length` stays: a body the gateway rewrites gets its new length
+/// when it is replaced, and any other goes with the length the client gave it.
+/// Names are lowercase.
 pub fn dropped_on_arrival(name: &str, route_header: &str) -> bool {
-    CREDENTIAL_HEADERS.contains(&name)
-        || name == route_header
-        || name.starts_with("x-envoy-")
-        || name == "content-length"
+    CREDENTIAL_HEADERS.contains(&name) || name == route_header || name.starts_with("x-envoy-")
 }
 
 /// Whether a client header goes on to `provider`. Each API family's headers go
@@ -714,11 +713,12 @@ mod tests {
             "x-llm-gateway-cluster",
             "x-envoy-retry-on",
             "x-envoy-upstream-rq-timeout-ms",
-            "content-length",
         ] {
             assert!(dropped_on_arrival(name, "x-llm-gateway-cluster"), "{name}");
         }
-        assert!(!dropped_on_arrival("user-agent", "x-llm-gateway-cluster"));
+        for name in ["user-agent", "content-length"] {
+            assert!(!dropped_on_arrival(name, "x-llm-gateway-cluster"), "{name}");
+        }
         assert!(dropped_on_arrival("x-my-route", "x-my-route"));
     }
 

@@ -1327,6 +1327,34 @@ fn the_root_ticks_fast_only_while_work_waits_for_the_tick() {
     assert_eq!((period(&rig), sets(&rig)), (100, 2), "the tenth idle tick slows the root down");
 }
 
+/// A body goes upstream with its length: the client's when it passes as sent,
+/// its own when the gateway rewrites it (without one, Envoy sends it chunked).
+#[test]
+fn the_upstream_body_goes_with_its_own_length() {
+    let mut rig = Rig::new(NO_LIMITS);
+    let stream = r#"{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    for (id, body, rewritten) in [(1, CHAT, false), (2, stream, true)] {
+        let length = body.len().to_string();
+        let headers = [
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            ("authorization", "Bearer phx_length"),
+            ("content-length", length.as_str()),
+        ];
+        let lookups = rig.auth_callouts().len();
+        rig.open(id, &headers, body, false);
+        if rig.auth_callouts().len() > lookups {
+            let token = rig.auth_callouts()[lookups].token;
+            rig.answer(token, 200, PRINCIPAL);
+        }
+        assert_eq!(rig.body(id), Action::Continue);
+        let (sent_length, sent) =
+            rig.host.of(id, |s| (Fake::header(&s.request_headers, "content-length"), s.request_body.clone()));
+        assert_eq!(sent != body.as_bytes(), rewritten, "the stream asks for usage: {}", String::from_utf8_lossy(&sent));
+        assert_eq!(sent_length, Some(sent.len().to_string()));
+    }
+}
+
 /// Each hostcall is a crossing from V8 into Envoy, so the calls a warm request
 /// makes (auth cached, limits off) are budgeted per phase (BENCHMARKS.md,
 /// per-callback budget).

@@ -225,6 +225,7 @@ pub fn send(
     let new_body = upgraded.or(planned);
     if let Some(new_body) = &new_body {
         host.set_request_body(body_size, new_body);
+        host.set_request_header("content-length", Some(&new_body.len().to_string()));
     }
     let chain = if fallbacks.is_empty() {
         None

@@ -46,6 +46,10 @@ fn every_route_reaches_its_native_provider_json_and_streaming() {
                 assert_eq!(resp.status, 200, "{marker}: {}", resp.body);
                 let seen = upstream_request(stack, &marker);
                 assert_eq!(seen.route(), *upstream_path, "{marker}");
+                // As sent or rewritten (a stream asks for usage), the body goes with its length, not chunked.
+                let length = seen.body.len().to_string();
+                assert_eq!(seen.header("content-length"), Some(length.as_str()), "{marker}");
+                assert_eq!(seen.header("transfer-encoding"), None, "{marker}");
                 let sent: Value = serde_json::from_slice(&seen.body).unwrap();
                 let model = sent["model"].as_str().unwrap();
                 assert!(!model.starts_with("gemini/"), "provider prefix must be stripped: {model}");
