@@ -242,6 +242,18 @@ impl Rig {
         action
     }
 
+    /// A request with these headers and body, authenticated (its key looked up
+    /// unless cached), then its whole body read.
+    fn authenticated(&mut self, id: u32, headers: &[(&str, &str)], body: &str) -> Action {
+        let lookups = self.auth_callouts().len();
+        self.open(id, headers, body, false);
+        if self.auth_callouts().len() > lookups {
+            let token = self.auth_callouts()[lookups].token;
+            self.answer(token, 200, PRINCIPAL);
+        }
+        self.body(id)
+    }
+
     fn body(&mut self, id: u32) -> Action {
         self.host.current.set(id);
         let size = self.host.of(id, |s| s.request_body.len());
@@ -917,13 +929,7 @@ mod failover {
         /// A Messages request, authenticated and sent (its first target set downstream).
         fn sent(&mut self, id: u32, body: &str) {
             let headers = [(":method", "POST"), (":path", "/v1/messages"), ("x-api-key", "phx_chain")];
-            let lookups = self.auth_callouts().len();
-            self.open(id, &headers, body, false);
-            if self.auth_callouts().len() > lookups {
-                let token = self.auth_callouts()[lookups].token;
-                self.answer(token, 200, PRINCIPAL);
-            }
-            assert_eq!(self.body(id), Action::Continue);
+            assert_eq!(self.authenticated(id, &headers, body), Action::Continue);
         }
 
         /// One attempt the router makes on `cluster`: the request as the
@@ -1341,13 +1347,7 @@ fn the_upstream_body_goes_with_its_own_length() {
             ("authorization", "Bearer phx_length"),
             ("content-length", length.as_str()),
         ];
-        let lookups = rig.auth_callouts().len();
-        rig.open(id, &headers, body, false);
-        if rig.auth_callouts().len() > lookups {
-            let token = rig.auth_callouts()[lookups].token;
-            rig.answer(token, 200, PRINCIPAL);
-        }
-        assert_eq!(rig.body(id), Action::Continue);
+        assert_eq!(rig.authenticated(id, &headers, body), Action::Continue);
         let (sent_length, sent) =
             rig.host.of(id, |s| (Fake::header(&s.request_headers, "content-length"), s.request_body.clone()));
         assert_eq!(sent != body.as_bytes(), rewritten, "the stream asks for usage: {}", String::from_utf8_lossy(&sent));
