@@ -1044,14 +1044,11 @@ def envoy_times(running, results):
                 i = bisect.bisect_right(starts, t) - 1
                 if i >= 0 and t < runs[i][0][1]:
                     samples[i].append([int(v) if v.isdigit() else None for v in fields[1:]])
-        def p50(vals):
-            vals = sorted(v for v in vals if v is not None)
-            return vals[len(vals) // 2] if vals else None
         for (_, r), rows in zip(runs, samples):
             r["envoy_us"] = {
-                "n": len(rows), "pre": p50(x[0] for x in rows), "first": p50(x[1] for x in rows),
-                "post": p50(x[2] for x in rows),
-                "own": p50(x[0] + x[2] for x in rows if x[0] is not None and x[2] is not None),
+                "n": len(rows), "pre": med(x[0] for x in rows), "first": med(x[1] for x in rows),
+                "post": med(x[2] for x in rows),
+                "own": med(x[0] + x[2] for x in rows if x[0] is not None and x[2] is not None),
             }
 
 

@@ -87,8 +87,7 @@ impl Attempt {
         if !end_of_stream {
             return Action::Pause;
         }
-        host.set_request_body(body_size, body);
-        host.set_request_header("content-length", Some(&body.len().to_string()));
+        host.replace_request_body(body_size, body);
         self.state = State::Sent { key: *key, index: *index };
         Action::Continue
     }

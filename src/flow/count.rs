@@ -67,8 +67,7 @@ pub fn begin(worker: &Worker, host: &dyn Host, headers: &Headers, body_size: usi
         host.set_request_header(name, value);
     }
     if let Some(b) = &new_body {
-        host.set_request_body(body_size, b);
-        host.set_request_header("content-length", Some(&b.len().to_string()));
+        host.replace_request_body(body_size, b);
     }
     Ok(Counted::Upstream(Counting { key: upstream.key, bedrock, status: 0, amzn_error_type: None }))
 }

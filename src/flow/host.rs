@@ -22,6 +22,12 @@ pub trait Host {
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Vec<u8>;
     fn set_request_body(&self, replace_len: usize, body: &[u8]);
+    /// Replaces the whole request body and its `content-length` (the headers
+    /// must still be held): every rewrite of a body goes through here.
+    fn replace_request_body(&self, replace_len: usize, body: &[u8]) {
+        self.set_request_body(replace_len, body);
+        self.set_request_header("content-length", Some(&body.len().to_string()));
+    }
     /// Lets a paused request go on, from outside its own callbacks.
     fn resume_request(&self);
     fn send_reply(&self, reply: &LocalReply);

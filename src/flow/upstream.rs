@@ -224,8 +224,7 @@ pub fn send(
     call.gateway_properties.extend(telemetry.unwrap_or_default());
     let new_body = upgraded.or(planned);
     if let Some(new_body) = &new_body {
-        host.set_request_body(body_size, new_body);
-        host.set_request_header("content-length", Some(&new_body.len().to_string()));
+        host.replace_request_body(body_size, new_body);
     }
     let chain = if fallbacks.is_empty() {
         None
